@@ -1,0 +1,567 @@
+"""Read and validate Perturb-seq ``.h5ad`` files; pseudo-bulk and DE genes.
+
+The "setup" step of the project (as ``setup_anndata`` is in scvi-tools): whatever the
+source layout (GEARS, PerturBench / scPerturb), :func:`read_perturbseq` returns an AnnData
+in one standard form, or raises a :class:`~grape_core.errors.DataFormatError` that names the
+file, the column or the value and says what to do. No torch and no network here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from . import keys
+from .conditions import canonical_map, genes_of
+from .config import DataConfig
+from .errors import ConditionError, DataFormatError
+
+log = logging.getLogger(__name__)
+
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+# ----------------------------------------------------------------------------------------
+# reading
+# ----------------------------------------------------------------------------------------
+def sha256_file(path: str | Path, *, chunk: int = 1 << 20) -> str:
+    """SHA-256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _check_hdf5(path: Path) -> None:
+    with open(path, "rb") as fh:
+        head = fh.read(512)
+    if head[:8] == HDF5_SIGNATURE:
+        return
+    hint = ""
+    if head[:2] == b"PK":
+        hint = " (it looks like a zip archive; unpack it first)"
+    elif head[:2] == b"\x1f\x8b":
+        hint = " (it is gzip-compressed; decompress it first)"
+    elif head and all(32 <= b < 127 or b in (9, 10, 13) for b in head[:200]):
+        hint = " (it looks like a text/CSV file)"
+    raise DataFormatError(
+        f"{path} is not an AnnData .h5ad file{hint}; give a .h5ad written by anndata "
+        "(e.g. GEARS' perturb_processed.h5ad)"
+    )
+
+
+def _read_anndata(path: Path):
+    import anndata
+
+    _check_hdf5(path)
+    try:
+        return anndata.read_h5ad(path)
+    except Exception as exc:  # h5py/anndata raise many types for damaged files
+        reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise DataFormatError(
+            f"could not read {path} as AnnData ({reason}); the file may be truncated or "
+            "corrupted: download or export it again"
+        ) from exc
+
+
+def _apply_subset(adata, subset: tuple[str, ...], path: Path):
+    mask = np.ones(adata.n_obs, dtype=bool)
+    for item in subset:
+        if "=" not in item:
+            raise DataFormatError(f"subset {item!r} must be written column=value, e.g. dataset=norman19")
+        column, value = (s.strip() for s in item.split("=", 1))
+        if column not in adata.obs:
+            raise DataFormatError(
+                f"subset column {column!r} is not in obs of {path}; columns: "
+                f"{', '.join(map(str, adata.obs.columns))}"
+            )
+        values = adata.obs[column].astype(str)
+        if not (values == value).any():
+            choices = ", ".join(sorted(values.unique())[:20])
+            raise DataFormatError(
+                f"no cell has {column}={value!r} in {path}; values of {column!r}: {choices}"
+            )
+        mask &= (values == value).to_numpy()
+    return adata[mask].copy() if not mask.all() else adata
+
+
+def _detect_condition_key(adata, requested: str | None, path: Path) -> str:
+    if requested:
+        if requested not in adata.obs:
+            raise DataFormatError(
+                f"condition column {requested!r} is not in obs of {path}; columns: "
+                f"{', '.join(map(str, adata.obs.columns))}"
+            )
+        return requested
+    for key in keys.CONDITION_CANDIDATES:
+        if key in adata.obs:
+            return key
+    raise DataFormatError(
+        f"no condition column in {path}: expected obs['condition'] (GEARS) or one of "
+        f"{', '.join(keys.CONDITION_CANDIDATES)}; found {', '.join(map(str, adata.obs.columns)) or 'none'}. "
+        "Name the column with --condition-key"
+    )
+
+
+def _detect_control(labels: pd.Series, requested: str | None, path: Path, key: str) -> str:
+    present = set(labels.unique())
+    if requested:
+        if requested not in present:
+            raise DataFormatError(
+                f"no control cells labelled {requested!r} in obs[{key!r}] of {path}; most "
+                f"frequent labels: {_frequent(labels)}"
+            )
+        return requested
+    lower = {str(v).lower(): v for v in present}
+    for cand in keys.CONTROL_CANDIDATES:
+        if cand.lower() in lower:
+            return lower[cand.lower()]
+    raise DataFormatError(
+        f"no control cells in {path}: obs[{key!r}] has none of "
+        f"{', '.join(keys.CONTROL_CANDIDATES)}; most frequent labels: {_frequent(labels)}. "
+        "Name the control label with --control-label"
+    )
+
+
+def _frequent(labels: pd.Series, n: int = 5) -> str:
+    counts = labels.value_counts().head(n)
+    return ", ".join(f"{k!r} ({v} cells)" for k, v in counts.items())
+
+
+def _detect_gene_names(adata, requested: str | None, path: Path) -> tuple[np.ndarray, str]:
+    if requested:
+        if requested == "index":
+            return adata.var_names.to_numpy(dtype=str), "index"
+        if requested not in adata.var:
+            raise DataFormatError(
+                f"gene name column {requested!r} is not in var of {path}; columns: "
+                f"{', '.join(map(str, adata.var.columns)) or 'none'} (or 'index')"
+            )
+        return adata.var[requested].astype(str).to_numpy(), requested
+    for key in keys.GENE_NAME_CANDIDATES:
+        if key in adata.var:
+            return adata.var[key].astype(str).to_numpy(), key
+    return adata.var_names.to_numpy(dtype=str), "index"
+
+
+def _check_values(X, path: Path) -> None:
+    values = X.data if sp.issparse(X) else np.asarray(X).ravel()
+    if values.size == 0:
+        raise DataFormatError(f"expression matrix X of {path} is empty")
+    finite = np.isfinite(values)
+    if not finite.all():
+        n_bad = int((~finite).sum())
+        raise DataFormatError(
+            f"X of {path} holds {n_bad} non-finite value(s) (NaN or infinite); remove or "
+            "impute them before use"
+        )
+    vmin, vmax = float(values.min()), float(values.max())
+    if vmin < 0:
+        raise DataFormatError(
+            f"X of {path} has negative values (min {vmin:.3g}): it looks scaled or centred; "
+            "give log-normalised expression (sc.pp.normalize_total then sc.pp.log1p)"
+        )
+    sample = values[: min(values.size, 200_000)]
+    integral = np.mean(np.equal(np.mod(sample, 1), 0))
+    if vmax > 50 or (integral > 0.999 and vmax > 1):
+        raise DataFormatError(
+            f"X of {path} looks like raw counts (max {vmax:.4g}, "
+            f"{100 * integral:.0f}% whole numbers), not log-normalised expression; run "
+            "sc.pp.normalize_total(adata) and sc.pp.log1p(adata) first"
+        )
+
+
+def read_perturbseq(
+    path: str | Path,
+    *,
+    config: DataConfig | None = None,
+    condition_key: str | None = None,
+    control_label: str | None = None,
+    gene_name_key: str | None = None,
+    subset: tuple[str, ...] | list[str] | None = None,
+    checksum: bool = True,
+):
+    """Read a Perturb-seq ``.h5ad`` into the project's standard form.
+
+    Parameters
+    ----------
+    path
+        A local ``.h5ad`` file, or a registry name (``adamson``, ``norman``) that is then
+        downloaded into the data cache (see :mod:`grape_core.datasets`).
+    config
+        Reading settings; the keyword arguments override its fields.
+    condition_key, control_label, gene_name_key
+        Column of ``obs`` holding the perturbation, the control label, column of ``var``
+        holding gene symbols (or ``"index"``). ``None``: auto-detect.
+    subset
+        ``("column=value", ...)``: keep only these cells (e.g. ``("dataset=norman19",)``).
+    checksum
+        Record the file's SHA-256 in ``uns`` (a bundle stores it).
+
+    Returns
+    -------
+    AnnData ``n_cells × n_genes`` with
+        ``X``: log-normalised expression, float32 (sparse stays sparse);
+        ``obs['condition']``: canonical labels (``ctrl``, ``A+ctrl``, ``A+B``), categorical;
+        ``obs['condition_raw']``: the label as in the file; ``obs['cell_type']``;
+        ``var_names`` and ``var['gene_name']``: unique gene symbols; ``var['gene_id']``:
+        the source index; ``uns['grape_source']``: path, sha256, detected keys, warnings.
+
+    Raises
+    ------
+    DataFormatError
+        Missing or unreadable file, no condition column, no control cells, only control
+        cells, bad condition labels, duplicated genes, non-finite values, raw counts.
+    """
+    from .datasets import resolve_dataset
+
+    config = config or DataConfig()
+    condition_key = condition_key or config.condition_key
+    control_label = control_label or config.control_label
+    gene_name_key = gene_name_key or config.gene_name_key
+    subset = tuple(subset) if subset else tuple(config.subset)
+
+    path = resolve_dataset(path)
+    adata = _read_anndata(path)
+    warnings: list[str] = []
+
+    if subset:
+        adata = _apply_subset(adata, subset, path)
+    else:
+        for column in keys.STUDY_COLUMNS:
+            if column in adata.obs and adata.obs[column].nunique() > 1:
+                studies = ", ".join(map(str, sorted(adata.obs[column].astype(str).unique())))
+                raise DataFormatError(
+                    f"{path} mixes several studies in obs[{column!r}] ({studies}); pick one "
+                    f"with --subset {column}=<name>"
+                )
+    if adata.n_obs == 0:
+        raise DataFormatError(f"no cells left in {path} after subsetting with {', '.join(subset)}")
+
+    key = _detect_condition_key(adata, condition_key, path)
+    raw = adata.obs[key].astype(str).str.strip()
+    control = _detect_control(raw, control_label, path, key)
+    try:
+        mapping = canonical_map(raw.unique(), control_label=control)
+    except ConditionError as exc:
+        raise DataFormatError(f"{path}, obs[{key!r}]: {exc}") from exc
+    condition = raw.map(mapping)
+    n_ctrl = int((condition == keys.CTRL).sum())
+    if n_ctrl == len(condition):
+        raise DataFormatError(
+            f"{path} holds only control cells ({n_ctrl}); a perturbation screen needs perturbed cells"
+        )
+    merged = sorted({c for r, c in mapping.items() if c != keys.CTRL and r != c and r.strip() != c})
+    if len(set(mapping.values())) < len(mapping):
+        warnings.append("some conditions are written in two orders (e.g. ctrl+A and A+ctrl); merged")
+
+    symbols, gene_key = _detect_gene_names(adata, gene_name_key, path)
+    dup = pd.Series(symbols)[pd.Series(symbols).duplicated()].unique()
+    if len(dup):
+        raise DataFormatError(
+            f"{path}: {len(dup)} duplicated gene name(s) in var[{gene_key!r}] (e.g. "
+            f"{', '.join(map(str, dup[:5]))}); make them unique (adata.var_names_make_unique()) "
+            "or choose another column with --gene-name-key"
+        )
+
+    X = adata.X
+    if X is None:
+        raise DataFormatError(f"{path} has no expression matrix X")
+    if sp.issparse(X):
+        X = sp.csr_matrix(X, dtype=np.float32)
+    else:
+        X = np.asarray(X, dtype=np.float32)
+    _check_values(X, path)
+
+    import anndata
+
+    obs = adata.obs.copy()
+    obs[keys.CONDITION_RAW] = raw.to_numpy()
+    obs[keys.CONDITION] = pd.Categorical(condition.to_numpy())
+    if keys.CELL_TYPE not in obs:
+        obs[keys.CELL_TYPE] = "unknown"
+    if obs[keys.CELL_TYPE].nunique() > 1:
+        warnings.append(
+            f"{obs[keys.CELL_TYPE].nunique()} cell types mixed; control means pool them "
+            "(select one with --subset cell_type=<name>)"
+        )
+    var = pd.DataFrame(
+        {keys.GENE_NAME: symbols, "gene_id": adata.var_names.to_numpy(dtype=str)},
+        index=pd.Index(symbols, name=None),
+    )
+    uns: dict[str, Any] = {}
+    if keys.DE_KEY in adata.uns:
+        uns[keys.DE_KEY] = adata.uns[keys.DE_KEY]
+    out = anndata.AnnData(X=X, obs=obs, var=var, uns=uns)
+
+    measured = set(symbols)
+    perturbed = sorted({g for c in out.obs[keys.CONDITION].cat.categories for g in genes_of(c)})
+    missing = [g for g in perturbed if g not in measured]
+    if missing:
+        warnings.append(
+            f"{len(missing)} of {len(perturbed)} perturbed genes are not measured "
+            f"(e.g. {', '.join(missing[:5])}); they still get graph nodes"
+        )
+    counts = out.obs[keys.CONDITION].value_counts()
+    few = counts[(counts < 10) & (counts.index != keys.CTRL)]
+    if len(few):
+        warnings.append(f"{len(few)} condition(s) have fewer than 10 cells; their means are noisy")
+    out.uns[keys.UNS_SOURCE] = {
+        "path": str(path),
+        "name": Path(path).stem,
+        "sha256": sha256_file(path) if checksum else "",
+        "condition_key": key,
+        "control_label": str(control),
+        "gene_name_key": gene_key,
+        "subset": list(subset),
+        "warnings": warnings,
+        "reordered_labels": len(merged),
+    }
+    for w in warnings:
+        log.warning("%s: %s", path, w)
+    return out
+
+
+# ----------------------------------------------------------------------------------------
+# pseudo-bulk and DE genes
+# ----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PseudoBulk:
+    """Per-condition mean expression of a screen.
+
+    Attributes
+    ----------
+    genes
+        Measured gene symbols, ``(n_genes,)``; column order of every array.
+    conditions
+        Canonical perturbation labels (control excluded), sorted, ``(n_conds,)``.
+    means
+        Mean log-expression per condition, ``(n_conds, n_genes)``.
+    control_mean
+        Mean log-expression of control cells, ``(n_genes,)``.
+    n_cells
+        Cells per condition, ``(n_conds,)``; ``n_control`` control cells.
+    de_idx
+        Indices of the top ``n_de`` DE genes per condition, ``(n_conds, n_de)``.
+    """
+
+    genes: tuple[str, ...]
+    conditions: tuple[str, ...]
+    means: np.ndarray
+    control_mean: np.ndarray
+    n_cells: np.ndarray
+    n_control: int
+    de_idx: np.ndarray
+    dataset: str = ""
+    sha256: str = ""
+    de_source: str = "computed"
+    _index: dict[str, int] = field(default_factory=dict, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_index", {c: i for i, c in enumerate(self.conditions)})
+
+    @property
+    def shifts(self) -> np.ndarray:
+        """``means - control_mean``, ``(n_conds, n_genes)``."""
+        return self.means - self.control_mean[None, :]
+
+    def index(self, condition: str) -> int:
+        return self._index[condition]
+
+    def rows(self, conditions) -> np.ndarray:
+        return np.array([self._index[c] for c in conditions], dtype=int)
+
+    def __contains__(self, condition: str) -> bool:
+        return condition in self._index
+
+    @property
+    def perturbed_genes(self) -> tuple[str, ...]:
+        return tuple(sorted({g for c in self.conditions for g in genes_of(c)}))
+
+    def to_arrays(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """Arrays and JSON-able metadata, for safetensors + manifest storage."""
+        arrays = {
+            "means": self.means.astype(np.float32),
+            "control_mean": self.control_mean.astype(np.float32),
+            "n_cells": self.n_cells.astype(np.int64),
+            "de_idx": self.de_idx.astype(np.int64),
+        }
+        meta = {
+            "genes": list(self.genes),
+            "conditions": list(self.conditions),
+            "n_control": int(self.n_control),
+            "dataset": self.dataset,
+            "sha256": self.sha256,
+            "de_source": self.de_source,
+        }
+        return arrays, meta
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> "PseudoBulk":
+        return cls(
+            genes=tuple(meta["genes"]),
+            conditions=tuple(meta["conditions"]),
+            means=np.asarray(arrays["means"], dtype=np.float32),
+            control_mean=np.asarray(arrays["control_mean"], dtype=np.float32),
+            n_cells=np.asarray(arrays["n_cells"], dtype=np.int64),
+            n_control=int(meta["n_control"]),
+            de_idx=np.asarray(arrays["de_idx"], dtype=np.int64),
+            dataset=meta.get("dataset", ""),
+            sha256=meta.get("sha256", ""),
+            de_source=meta.get("de_source", "computed"),
+        )
+
+
+def _group_moments(adata, groups: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-group count, mean and unbiased variance, each ``(n_groups, n_genes)``."""
+    codes = pd.Categorical(adata.obs[keys.CONDITION].astype(str), categories=groups).codes
+    keep = codes >= 0
+    rows = codes[keep]
+    cols = np.flatnonzero(keep)
+    indicator = sp.csr_matrix(
+        (np.ones(len(rows)), (rows, cols)), shape=(len(groups), adata.n_obs)
+    )
+    X = adata.X
+    if sp.issparse(X):
+        X64 = X.astype(np.float64)
+        s1 = np.asarray((indicator @ X64).todense())
+        s2 = np.asarray((indicator @ X64.multiply(X64)).todense())
+    else:
+        X64 = np.asarray(X, dtype=np.float64)
+        s1 = indicator @ X64
+        s2 = indicator @ (X64 * X64)
+    n = np.asarray(indicator.sum(axis=1)).ravel()
+    mean = s1 / n[:, None]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        var = (s2 - n[:, None] * mean**2) / (n[:, None] - 1)
+    var = np.where(np.isfinite(var), np.maximum(var, 0.0), 0.0)
+    return n, mean, var
+
+
+def rank_de_genes(
+    mean: np.ndarray, var: np.ndarray, n: np.ndarray, ctrl_mean: np.ndarray,
+    ctrl_var: np.ndarray, n_ctrl: int, *, n_de: int = 20,
+) -> np.ndarray:
+    """Top DE genes per group by |Welch t| against control (scanpy ``t-test``, ``rankby_abs``).
+
+    Parameters are per-group moments ``(n_groups, n_genes)`` and control moments
+    ``(n_genes,)``. Returns indices ``(n_groups, min(n_de, n_genes))``, strongest first.
+    """
+    with np.errstate(invalid="ignore", divide="ignore"):
+        denom = np.sqrt(var / n[:, None] + ctrl_var[None, :] / n_ctrl)
+        t = (mean - ctrl_mean[None, :]) / denom
+    t[~np.isfinite(t)] = 0.0
+    k = min(n_de, mean.shape[1])
+    order = np.argsort(-np.abs(t), axis=1, kind="stable")
+    return order[:, :k]
+
+
+def _de_from_uns(adata, conditions: list[str], n_de: int) -> dict[str, np.ndarray]:
+    """DE indices stored by GEARS in ``uns['rank_genes_groups_cov_all']``, keyed by condition."""
+    stored = adata.uns.get(keys.DE_KEY)
+    if not isinstance(stored, dict) or not stored:
+        return {}
+    lookup: dict[str, int] = {}
+    for i, (gid, sym) in enumerate(zip(adata.var["gene_id"], adata.var[keys.GENE_NAME])):
+        lookup.setdefault(str(gid), i)
+        lookup.setdefault(str(sym), i)
+    name_to_condition: dict[str, str] = {}
+    if keys.CONDITION_NAME in adata.obs:
+        pairs = adata.obs[[keys.CONDITION_NAME, keys.CONDITION]].astype(str).drop_duplicates()
+        name_to_condition = dict(zip(pairs[keys.CONDITION_NAME], pairs[keys.CONDITION]))
+    raw_to_condition = dict(
+        adata.obs[[keys.CONDITION_RAW, keys.CONDITION]].astype(str).drop_duplicates().to_numpy()
+    )
+    out: dict[str, np.ndarray] = {}
+    for name, genes in stored.items():
+        cond = name_to_condition.get(name)
+        if cond is None:  # GEARS form: f"{cell_type}_{condition}_{dose}"
+            parts = str(name).split("_")
+            cond = raw_to_condition.get(parts[1]) if len(parts) >= 3 else None
+        if cond is None or cond not in conditions:
+            continue
+        idx = [lookup[str(g)] for g in list(genes) if str(g) in lookup][:n_de]
+        if len(idx) == min(n_de, adata.n_vars):
+            out[cond] = np.asarray(idx, dtype=np.int64)
+    return out
+
+
+def pseudobulk(adata, *, n_de: int = 20) -> PseudoBulk:
+    """Per-condition mean expression, control mean, cell counts and DE genes.
+
+    Parameters
+    ----------
+    adata
+        Output of :func:`read_perturbseq` (``n_cells × n_genes``).
+    n_de
+        DE genes per condition (GEARS: 20). Taken from ``uns['rank_genes_groups_cov_all']``
+        when present, otherwise ranked by |Welch t| against control as scanpy's default.
+
+    Returns
+    -------
+    :class:`PseudoBulk` with ``means`` ``(n_conds, n_genes)`` and ``de_idx`` ``(n_conds, n_de)``.
+    """
+    labels = adata.obs[keys.CONDITION].astype(str)
+    conditions = sorted(set(labels.unique()) - {keys.CTRL})
+    groups = [keys.CTRL, *conditions]
+    n, mean, var = _group_moments(adata, groups)
+    de_idx = rank_de_genes(mean[1:], var[1:], n[1:], mean[0], var[0], int(n[0]), n_de=n_de)
+    stored = _de_from_uns(adata, conditions, n_de)
+    for i, cond in enumerate(conditions):
+        if cond in stored:
+            de_idx[i] = stored[cond]
+    source = adata.uns.get(keys.UNS_SOURCE, {})
+    return PseudoBulk(
+        genes=tuple(adata.var_names.astype(str)),
+        conditions=tuple(conditions),
+        means=mean[1:].astype(np.float32),
+        control_mean=mean[0].astype(np.float32),
+        n_cells=n[1:].astype(np.int64),
+        n_control=int(n[0]),
+        de_idx=de_idx.astype(np.int64),
+        dataset=str(source.get("name", "")),
+        sha256=str(source.get("sha256", "")),
+        de_source="stored" if len(stored) == len(conditions) else ("mixed" if stored else "computed"),
+    )
+
+
+def describe(adata) -> dict[str, Any]:
+    """Summary of a screen read by :func:`read_perturbseq` (what ``describe`` prints)."""
+    labels = adata.obs[keys.CONDITION].astype(str)
+    counts = labels.value_counts()
+    perts = counts.drop(keys.CTRL, errors="ignore")
+    n_genes_in = Counter(len(genes_of(c)) for c in perts.index)
+    measured = set(adata.var_names)
+    perturbed = sorted({g for c in perts.index for g in genes_of(c)})
+    source = adata.uns.get(keys.UNS_SOURCE, {})
+    return {
+        "path": source.get("path", ""),
+        "sha256": source.get("sha256", ""),
+        "cells": int(adata.n_obs),
+        "genes": int(adata.n_vars),
+        "control_cells": int(counts.get(keys.CTRL, 0)),
+        "conditions": int(len(perts)),
+        "singles": int(n_genes_in.get(1, 0)),
+        "pairs": int(n_genes_in.get(2, 0)),
+        "perturbed_genes": len(perturbed),
+        "perturbed_genes_not_measured": [g for g in perturbed if g not in measured],
+        "cells_per_condition": {
+            "min": int(perts.min()), "median": float(perts.median()), "max": int(perts.max()),
+        },
+        "cell_types": sorted(map(str, adata.obs[keys.CELL_TYPE].astype(str).unique())),
+        "condition_key": source.get("condition_key", ""),
+        "control_label": source.get("control_label", ""),
+        "gene_name_key": source.get("gene_name_key", ""),
+        "de_genes": "stored (GEARS)" if keys.DE_KEY in adata.uns else "computed (t-test)",
+        "warnings": list(source.get("warnings", [])),
+        "cells_by_condition": {str(k): int(v) for k, v in counts.items()},
+    }

@@ -1,0 +1,231 @@
+"""Known public datasets and their download. The only module that touches the network.
+
+A download goes to ``<data_dir>/<name>/`` (``GRAPE_DATA_DIR``), resumes an interrupted
+transfer from its ``.part`` file, unpacks the GEARS zip, checks the SHA-256 and only then
+renames the result into place: the final file is either complete and verified, or absent.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import urllib.error
+import urllib.request
+import zipfile
+from dataclasses import dataclass
+from http.client import IncompleteRead
+from pathlib import Path
+
+from .config import Paths
+from .errors import DataFormatError, DownloadError
+
+log = logging.getLogger(__name__)
+
+H5AD_NAME = "perturb_processed.h5ad"
+
+
+@dataclass(frozen=True)
+class RegistryEntry:
+    """A public GEARS-processed dataset."""
+
+    name: str
+    url: str
+    description: str
+    sha256: str | None = None
+    """SHA-256 of the ``.h5ad`` itself (not of the zip that carries it); ``None``: unknown."""
+    size: int | None = None
+    citation: str = ""
+
+
+REGISTRY: dict[str, RegistryEntry] = {
+    "adamson": RegistryEntry(
+        name="adamson",
+        url="https://dataverse.harvard.edu/api/access/datafile/6154417",
+        description="Adamson et al. 2016, CRISPRi Perturb-seq in K562 (GEARS processed): "
+        "68,603 cells x 5,060 genes, 86 single perturbations",
+        sha256="a737244a4e4c7cc20c0265185417523af8295769b23af274ac23be61fed25f91",
+        size=606_502_516,
+        citation="Adamson et al., Cell 167:1867 (2016); Roohani et al., Nat. Biotechnol. (2023)",
+    ),
+    "norman": RegistryEntry(
+        name="norman",
+        url="https://dataverse.harvard.edu/api/access/datafile/6154020",
+        description="Norman et al. 2019, CRISPRa singles and pairs in K562 (GEARS processed): "
+        "91,205 cells x 5,045 genes, 105 singles + 131 pairs",
+        citation="Norman et al., Science 365:786 (2019); Roohani et al., Nat. Biotechnol. (2023)",
+    ),
+}
+
+
+def resolve_dataset(source: str | Path, *, data_dir: str | Path | None = None) -> Path:
+    """A local ``.h5ad`` path as given, or a registry name downloaded into the cache.
+
+    Raises
+    ------
+    DataFormatError
+        The path does not exist and is not a registry name.
+    """
+    path = Path(source).expanduser()
+    if path.exists():
+        if path.is_dir():
+            candidate = path / H5AD_NAME
+            if candidate.exists():
+                return candidate
+            raise DataFormatError(f"{path} is a folder; give the .h5ad file inside it")
+        return path
+    if str(source).lower() in REGISTRY:
+        return fetch(str(source).lower(), data_dir=data_dir)
+    raise DataFormatError(
+        f"file not found: {source}; give a path to a .h5ad file or a known dataset name "
+        f"({', '.join(REGISTRY)})"
+    )
+
+
+def cached_path(name: str, *, data_dir: str | Path | None = None) -> Path:
+    root = Path(data_dir) if data_dir else Path(Paths.from_env().data_dir)
+    return root / name / H5AD_NAME
+
+
+def fetch(
+    name: str,
+    *,
+    data_dir: str | Path | None = None,
+    entry: RegistryEntry | None = None,
+    progress: bool = True,
+    timeout: float = 60.0,
+) -> Path:
+    """Download a registry dataset once and return the path of its verified ``.h5ad``.
+
+    Parameters
+    ----------
+    name
+        Registry name (``adamson``, ``norman``).
+    data_dir
+        Cache root; default ``GRAPE_DATA_DIR`` or the user cache folder.
+    entry
+        Use this entry instead of the registry's (other mirrors, tests).
+
+    Raises
+    ------
+    DownloadError
+        Network failure, interrupted transfer (run again: it resumes), wrong checksum,
+        an archive without an ``.h5ad``.
+    """
+    entry = entry or REGISTRY.get(name)
+    if entry is None:
+        raise DownloadError(f"unknown dataset {name!r}; known: {', '.join(REGISTRY)}")
+    target = cached_path(entry.name, data_dir=data_dir)
+    if target.exists():  # verified when it was written; a size check catches truncation
+        _verify(target, entry, delete=False, hash_check=False)
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    part = target.parent / "download.part"
+    _download(entry.url, part, progress=progress, timeout=timeout)
+
+    tmp = Path(tempfile.mkstemp(dir=target.parent, suffix=".h5ad.tmp")[1])
+    try:
+        with open(part, "rb") as fh:
+            magic = fh.read(4)
+        if magic[:2] == b"PK":
+            _extract_h5ad(part, tmp)
+        else:
+            shutil.copyfile(part, tmp)
+        _verify(tmp, entry, delete=True)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        part.unlink(missing_ok=True)  # a payload that fails its checks must not be resumed
+        raise
+    os.replace(tmp, target)
+    part.unlink(missing_ok=True)
+    log.info("downloaded %s to %s", entry.name, target)
+    return target
+
+
+def _download(url: str, part: Path, *, progress: bool, timeout: float) -> None:
+    from tqdm.auto import tqdm
+
+    done = part.stat().st_size if part.exists() else 0
+    request = urllib.request.Request(url, headers={"User-Agent": "grape-explorer"})
+    if done:
+        request.add_header("Range", f"bytes={done}-")
+    try:
+        response = urllib.request.urlopen(request, timeout=timeout)  # noqa: S310 (https URL from the registry)
+    except urllib.error.HTTPError as exc:
+        if exc.code == 416 and done:  # the part is already complete
+            return
+        raise DownloadError(f"download of {url} failed: HTTP {exc.code} {exc.reason}") from exc
+    except (urllib.error.URLError, OSError) as exc:
+        raise DownloadError(
+            f"download of {url} failed ({exc}); check the network, or download the file "
+            "yourself and pass its path"
+        ) from exc
+    with response:
+        mode = "ab" if done and response.status == 206 else "wb"
+        if mode == "wb":
+            done = 0
+        length = response.headers.get("Content-Length")
+        total = done + int(length) if length is not None else None
+        received = done
+        bar = tqdm(total=total, initial=done, unit="B", unit_scale=True, desc=part.parent.name,
+                   disable=not progress, file=sys.stderr)
+        try:
+            with open(part, mode) as fh:
+                while True:
+                    try:
+                        block = response.read(1 << 20)
+                    except (IncompleteRead, OSError) as exc:
+                        raise DownloadError(
+                            f"download of {url} was interrupted after {received} bytes; run "
+                            "the same command again to resume"
+                        ) from exc
+                    if not block:
+                        break
+                    fh.write(block)
+                    received += len(block)
+                    bar.update(len(block))
+        finally:
+            bar.close()
+    if total is not None and received < total:
+        raise DownloadError(
+            f"download of {url} was interrupted after {received} of {total} bytes; run the "
+            "same command again to resume"
+        )
+
+
+def _extract_h5ad(archive: Path, dest: Path) -> None:
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            members = [m for m in zf.namelist() if m.endswith(".h5ad")]
+            preferred = [m for m in members if m.endswith(H5AD_NAME)]
+            if not members:
+                raise DownloadError(f"the downloaded archive holds no .h5ad file ({archive})")
+            with zf.open((preferred or members)[0]) as src, open(dest, "wb") as out:
+                shutil.copyfileobj(src, out, 1 << 20)
+    except zipfile.BadZipFile as exc:
+        raise DownloadError(f"the downloaded archive is damaged ({exc}); run again") from exc
+
+
+def _verify(path: Path, entry: RegistryEntry, *, delete: bool, hash_check: bool = True) -> None:
+    from .data import sha256_file
+
+    if entry.size is not None and path.stat().st_size != entry.size:
+        got = path.stat().st_size
+        if delete:
+            path.unlink(missing_ok=True)
+        raise DownloadError(
+            f"{entry.name}: file has {got} bytes, expected {entry.size}; "
+            + ("the download was discarded, run again" if delete else f"delete {path} and run again")
+        )
+    if entry.sha256 is None or not hash_check:
+        return
+    digest = sha256_file(path)
+    if digest != entry.sha256:
+        if delete:
+            path.unlink(missing_ok=True)
+        raise DownloadError(
+            f"{entry.name}: checksum mismatch (sha256 {digest}, expected {entry.sha256}); "
+            + ("the download was discarded, run again" if delete else f"delete {path} and run again")
+        )

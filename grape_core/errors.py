@@ -1,0 +1,39 @@
+"""Errors the user can act on. Each message says what is wrong, where, and what to do."""
+
+from __future__ import annotations
+
+
+class GrapeError(Exception):
+    """Base class: a problem the user can fix. The CLI and the app show only the message."""
+
+
+class DataFormatError(GrapeError):
+    """The input file or its content does not match what the data layer expects."""
+
+
+class UnknownGeneError(GrapeError, KeyError):
+    """A gene symbol is not known (to the data, the annotation or the model)."""
+
+    def __init__(self, message: str, *, gene: str = "", suggestions: tuple[str, ...] = ()):
+        super().__init__(message)
+        self.gene = gene
+        self.suggestions = tuple(suggestions)
+
+    def __str__(self) -> str:  # KeyError would otherwise quote the message
+        return str(self.args[0])
+
+
+class ConditionError(GrapeError, ValueError):
+    """A perturbation string cannot be parsed (separator, triple, empty...)."""
+
+
+class BundleError(GrapeError):
+    """A saved model folder is missing, incomplete, corrupted or for other genes."""
+
+
+class DownloadError(GrapeError):
+    """A dataset could not be downloaded or failed its checksum."""
+
+
+class SplitError(GrapeError, ValueError):
+    """A split cannot be built or does not match the data."""
