@@ -174,7 +174,7 @@ def _check_values(X, path: Path) -> None:
     integral = np.mean(np.equal(np.mod(sample, 1), 0))
     if vmax > 50 or (integral > 0.999 and vmax > 1):
         raise DataFormatError(
-            f"X of {path} looks like raw counts (max {vmax:.4g}, "
+            f"X of {path} looks like raw counts or unlogged values (max {vmax:.4g}, "
             f"{100 * integral:.0f}% whole numbers), not log-normalised expression; run "
             "sc.pp.normalize_total(adata) and sc.pp.log1p(adata) first"
         )
@@ -222,7 +222,7 @@ def read_perturbseq(
         Missing or unreadable file, no condition column, no control cells, only control
         cells, bad condition labels, duplicated genes, non-finite values, raw counts.
     """
-    from .datasets import resolve_dataset
+    from .datasets import H5AD_NAME, resolve_dataset
 
     config = config or DataConfig()
     condition_key = condition_key or config.condition_key
@@ -236,18 +236,24 @@ def read_perturbseq(
 
     if subset:
         adata = _apply_subset(adata, subset, path)
-    else:
-        for column in keys.STUDY_COLUMNS:
-            if column in adata.obs and adata.obs[column].nunique() > 1:
-                studies = ", ".join(map(str, sorted(adata.obs[column].astype(str).unique())))
-                raise DataFormatError(
-                    f"{path} mixes several studies in obs[{column!r}] ({studies}); pick one "
-                    f"with --subset {column}=<name>"
-                )
+    # checked after subsetting: a subset on another column (e.g. cell_type) may keep both
+    for column in keys.STUDY_COLUMNS:
+        if column in adata.obs and adata.obs[column].nunique() > 1:
+            studies = ", ".join(map(str, sorted(adata.obs[column].astype(str).unique())))
+            raise DataFormatError(
+                f"{path} mixes several studies in obs[{column!r}] ({studies}); pick one "
+                f"with --subset {column}=<name>"
+            )
     if adata.n_obs == 0:
         raise DataFormatError(f"no cells left in {path} after subsetting with {', '.join(subset)}")
 
     key = _detect_condition_key(adata, condition_key, path)
+    unlabelled = adata.obs[key].isna().to_numpy()
+    if unlabelled.all():
+        raise DataFormatError(f"obs[{key!r}] of {path} is empty (no cell has a label)")
+    if unlabelled.any():  # astype(str) would turn them into a perturbation of gene 'nan'
+        adata = adata[~unlabelled].copy()
+        warnings.append(f"{int(unlabelled.sum())} cell(s) without a label in obs[{key!r}] left out")
     raw = adata.obs[key].astype(str).str.strip()
     control = _detect_control(raw, control_label, path, key)
     try:
@@ -317,7 +323,8 @@ def read_perturbseq(
         warnings.append(f"{len(few)} condition(s) have fewer than 10 cells; their means are noisy")
     out.uns[keys.UNS_SOURCE] = {
         "path": str(path),
-        "name": Path(path).stem,
+        # GEARS layout (and the download cache): <name>/perturb_processed.h5ad
+        "name": Path(path).parent.name if Path(path).name == H5AD_NAME else Path(path).stem,
         "sha256": sha256_file(path) if checksum else "",
         "condition_key": key,
         "control_label": str(control),
@@ -465,6 +472,26 @@ def rank_de_genes(
     return order[:, :k]
 
 
+def _condition_from_de_key(name: str, cell_types: list[str], raw_to_condition: dict[str, str]) -> str | None:
+    """``K562(?)_HSPA5+ctrl_1+1`` -> ``HSPA5+ctrl``; cell types may contain ``_``; a pair
+    stored in the other order than in ``obs`` is still found."""
+    from .conditions import find_condition
+
+    for ct in cell_types:
+        if name.startswith(ct + "_"):
+            name = name[len(ct) + 1:]
+            break
+    else:
+        name = name.split("_", 1)[-1]
+    raw = name.rsplit("_", 1)[0] if "_" in name else name
+    if raw in raw_to_condition:
+        return raw_to_condition[raw]
+    try:
+        return find_condition(raw, set(raw_to_condition.values()))
+    except Exception:  # noqa: BLE001 - an unparseable key is simply not ours
+        return None
+
+
 def _de_from_uns(adata, conditions: list[str], n_de: int) -> dict[str, np.ndarray]:
     """DE indices stored by GEARS in ``uns['rank_genes_groups_cov_all']``, keyed by condition."""
     stored = adata.uns.get(keys.DE_KEY)
@@ -481,12 +508,12 @@ def _de_from_uns(adata, conditions: list[str], n_de: int) -> dict[str, np.ndarra
     raw_to_condition = dict(
         adata.obs[[keys.CONDITION_RAW, keys.CONDITION]].astype(str).drop_duplicates().to_numpy()
     )
+    cell_types = sorted(map(str, adata.obs[keys.CELL_TYPE].astype(str).unique()), key=len, reverse=True)
     out: dict[str, np.ndarray] = {}
     for name, genes in stored.items():
         cond = name_to_condition.get(name)
         if cond is None:  # GEARS form: f"{cell_type}_{condition}_{dose}"
-            parts = str(name).split("_")
-            cond = raw_to_condition.get(parts[1]) if len(parts) >= 3 else None
+            cond = _condition_from_de_key(str(name), cell_types, raw_to_condition)
         if cond is None or cond not in conditions:
             continue
         idx = [lookup[str(g)] for g in list(genes) if str(g) in lookup][:n_de]

@@ -75,7 +75,7 @@ class Report:
         frame = pd.DataFrame(self.models).T
         return frame[["n_conditions", *metrics]].rename(columns={"n_conditions": "n"})
 
-    def format(self, metrics: Sequence[str] = HEADLINE) -> str:
+    def format(self, metrics: Sequence[str] = keys.METRICS) -> str:
         frame = self.table(metrics)
         frame["n"] = frame["n"].astype(int)
         return frame.to_string(float_format=lambda v: f"{v:.4f}")

@@ -248,9 +248,9 @@ def grape_split(
             continue
         order = np.random.RandomState(seed + offset).permutation(len(pool))
         shuffled = [pool[i] for i in order]
-        n_test = int(round(len(pool) * test_fraction))
+        n_test = max(1, int(np.floor(len(pool) * test_fraction + 0.5))) if len(pool) > 1 else 0
         rest = shuffled[n_test:]
-        n_val = int(round(len(rest) * val_fraction)) if len(rest) > 2 else 0
+        n_val = int(np.floor(len(rest) * val_fraction + 0.5)) if len(rest) > 2 else 0
         test += shuffled[:n_test]
         val += rest[:n_val]
         train += rest[n_val:]

@@ -1,0 +1,165 @@
+"""Baselines on synthetic screens whose right answer is known, and on the real slices."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from grape_core.baselines import (AdditiveBaseline, ControlBaseline, LinearBaseline,
+                                  TrainMeanBaseline, fit_baselines)
+from grape_core.data import PseudoBulk, pseudobulk
+from grape_core.splits import simulation_split
+
+
+def make_pb(shifts: dict[str, np.ndarray], control: np.ndarray, genes=None) -> PseudoBulk:
+    """A PseudoBulk whose condition means are exactly control + shift."""
+    conditions = sorted(shifts)
+    n_genes = len(control)
+    return PseudoBulk(
+        genes=tuple(genes or (f"G{i}" for i in range(n_genes))),
+        conditions=tuple(conditions),
+        means=np.stack([control + shifts[c] for c in conditions]).astype(np.float32),
+        control_mean=control.astype(np.float32),
+        n_cells=np.full(len(conditions), 50),
+        n_control=200,
+        de_idx=np.tile(np.arange(min(20, n_genes)), (len(conditions), 1)),
+    )
+
+
+@pytest.fixture
+def additive_screen():
+    """Singles A..E with random shifts; every pair's shift is exactly the sum of its singles."""
+    rng = np.random.default_rng(0)
+    control = rng.uniform(0.5, 3.0, 30)
+    single = {g: rng.normal(0, 0.5, 30) for g in "ABCDE"}
+    shifts = {f"{g}+ctrl": s for g, s in single.items()}
+    for a, b in [("A", "B"), ("A", "C"), ("B", "D"), ("C", "E"), ("D", "E")]:
+        shifts[f"{a}+{b}"] = single[a] + single[b]
+    return make_pb(shifts, control), single, control
+
+
+def test_control_baseline_predicts_the_control_mean(additive_screen):
+    pb, _, control = additive_screen
+    pred = ControlBaseline().fit(pb, ["A+ctrl", "B+ctrl"]).predict(["C+ctrl", "A+B", "Z+ctrl"])
+    assert pred.shape == (3, 30)
+    np.testing.assert_allclose(pred, np.tile(control, (3, 1)), rtol=1e-6)
+
+
+def test_train_mean_is_control_plus_mean_training_shift(additive_screen):
+    pb, single, control = additive_screen
+    train = ["ctrl", "A+ctrl", "B+ctrl", "A+B"]  # ctrl in train is ignored
+    expected = control + (single["A"] + single["B"] + (single["A"] + single["B"])) / 3
+    pred = TrainMeanBaseline().fit(pb, train).predict(["C+ctrl", "D+E"])
+    np.testing.assert_allclose(pred, np.tile(expected, (2, 1)), rtol=1e-5, atol=1e-6)
+
+
+def test_train_mean_ignores_training_conditions_that_are_not_measured(additive_screen):
+    pb, single, control = additive_screen
+    pred = TrainMeanBaseline().fit(pb, ["A+ctrl", "NOPE+ctrl"]).predict(["C+ctrl"])
+    np.testing.assert_allclose(pred[0], control + single["A"], rtol=1e-5, atol=1e-6)
+
+
+def test_additive_recovers_pairs_exactly_and_abstains_otherwise(additive_screen):
+    pb, single, control = additive_screen
+    train = ["A+ctrl", "B+ctrl", "C+ctrl", "D+ctrl", "A+C"]  # E unseen
+    model = AdditiveBaseline().fit(pb, train)
+    pred = model.predict(["A+B", "B+D", "C+E", "D+E", "A+ctrl", "E+ctrl"])
+    np.testing.assert_allclose(pred[0], control + single["A"] + single["B"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(pred[0], pb.means[pb.index("A+B")], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(pred[1], pb.means[pb.index("B+D")], rtol=1e-5, atol=1e-5)
+    # a pair with a single not measured in training, and singles: no prediction (NaN rows)
+    assert np.isnan(pred[2]).all() and np.isnan(pred[3]).all()
+    assert np.isnan(pred[4]).all() and np.isnan(pred[5]).all()
+
+
+def test_additive_uses_only_training_singles(additive_screen):
+    """A single that is held out must not leak into the additive prediction of a pair."""
+    pb, _, _ = additive_screen
+    pred = AdditiveBaseline().fit(pb, ["A+ctrl", "C+ctrl"]).predict(["A+B"])
+    assert np.isnan(pred).all()
+
+
+def test_baseline_needs_training_conditions(additive_screen):
+    pb, _, _ = additive_screen
+    with pytest.raises(ValueError, match="at least one"):
+        TrainMeanBaseline().fit(pb, ["ctrl", "UNKNOWN+ctrl"])
+
+
+@pytest.fixture
+def low_rank_screen():
+    """Perturbing gene j shifts expression by L M L[j]: a rank-3 response.
+
+    ``L`` is centred over the training genes, so the response is exactly representable by
+    the linear model (gene embedding = PCA of the training responses).
+    """
+    rng = np.random.default_rng(0)
+    n_genes, rank, n_train = 60, 3, 32
+    L = rng.normal(size=(n_genes, rank))
+    L -= L[:n_train].mean(axis=0)
+    M = np.diag([1.0, 0.8, 0.6]) + 0.1 * rng.normal(size=(rank, rank))
+    control = rng.uniform(1.0, 3.0, n_genes)
+    shifts = {f"G{j}+ctrl": 0.5 * L @ M @ L[j] + 0.3 for j in range(40)}
+    pb = make_pb(shifts, control)
+    train = [f"G{j}+ctrl" for j in range(n_train)]
+    test = [f"G{j}+ctrl" for j in range(n_train, 40)]
+    return pb, train, test
+
+
+def test_linear_recovers_a_low_rank_response_on_held_out_genes(low_rank_screen):
+    pb, train, test = low_rank_screen
+    truth = pb.means[pb.rows(test)].astype(np.float64)
+    linear = LinearBaseline().fit(pb, train)  # defaults: K = 10, ridge 0.1
+    assert linear.n_components == 10 and linear.ridge == 0.1
+    err_linear = np.mean((linear.predict(test) - truth) ** 2)
+    err_mean = np.mean((TrainMeanBaseline().fit(pb, train).predict(test) - truth) ** 2)
+    assert err_linear < 0.01 * err_mean
+    # with (almost) no ridge the bilinear fit is exact
+    tiny = LinearBaseline(ridge=1e-8).fit(pb, train).predict(test)
+    np.testing.assert_allclose(tiny, truth, atol=1e-4)
+
+
+def test_linear_falls_back_to_train_mean_for_unmeasured_genes(low_rank_screen):
+    pb, train, _ = low_rank_screen
+    linear = LinearBaseline().fit(pb, train)
+    mean = TrainMeanBaseline().fit(pb, train)
+    conds = ["NOTMEASURED+ctrl", "NOTMEASURED+OTHER"]
+    np.testing.assert_allclose(linear.predict(conds), mean.predict(conds), rtol=1e-6, atol=1e-6)
+    # a measured gene does move the prediction away from the train mean
+    assert not np.allclose(linear.predict(["G35+ctrl"]), mean.predict(["G35+ctrl"]))
+
+
+def test_linear_pair_embedding_is_the_sum_of_its_genes(low_rank_screen):
+    pb, train, _ = low_rank_screen
+    linear = LinearBaseline().fit(pb, train)
+    base = linear.predict(["NOTMEASURED+ctrl"])[0]
+    a, b, ab = linear.predict(["G33+ctrl", "G34+ctrl", "G33+G34"])
+    np.testing.assert_allclose(ab - base, (a - base) + (b - base), atol=1e-8)
+
+
+def test_fit_baselines_adds_additive_only_with_pairs(additive_screen, low_rank_screen):
+    pb, _, _ = additive_screen
+    assert list(fit_baselines(pb, ["A+ctrl", "B+ctrl"])) == ["control", "train_mean", "linear",
+                                                               "additive"]
+    singles_pb, train, _ = low_rank_screen
+    assert list(fit_baselines(singles_pb, train)) == ["control", "train_mean", "linear"]
+    assert "additive" in fit_baselines(singles_pb, train, pairs=True)
+
+
+def test_baselines_on_the_real_norman_subset(norman):
+    """Real norman19 cells: additive predicts exactly the pairs whose singles were trained."""
+    pb = pseudobulk(norman)
+    split = simulation_split(pb.conditions, seed=1)
+    models = fit_baselines(pb, split.train)
+    assert set(models) == {"control", "train_mean", "linear", "additive"}
+    train_singles = {c.split("+")[0] for c in split.train if c.endswith("+ctrl")}
+    pred = models["additive"].predict(list(split.test))
+    for cond, row in zip(split.test, pred):
+        genes = cond.split("+")
+        covered = "ctrl" not in genes and all(g in train_singles for g in genes)
+        assert np.isfinite(row).all() == covered, cond
+        if covered:
+            a, b = (pb.shifts[pb.index(f"{g}+ctrl")] for g in genes)
+            np.testing.assert_allclose(row, pb.control_mean + a + b, rtol=1e-5, atol=1e-5)
+    # only TMSB4X of the perturbed genes is measured: linear = train_mean for the others
+    pred_lin = models["linear"].predict(["MAP2K6+ctrl"])
+    np.testing.assert_allclose(pred_lin, models["train_mean"].predict(["MAP2K6+ctrl"]), atol=1e-5)

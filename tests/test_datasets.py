@@ -1,0 +1,264 @@
+"""Dataset registry and download, against an HTTP server started on 127.0.0.1 by the test."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import threading
+import zipfile
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from conftest import ADAMSON
+
+from grape_core import datasets, keys
+from grape_core.cli import main
+from grape_core.data import read_perturbseq
+from grape_core.datasets import REGISTRY, RegistryEntry, cached_path, fetch, resolve_dataset
+from grape_core.errors import DataFormatError, DownloadError
+
+H5AD = ADAMSON.read_bytes()
+H5AD_SHA = hashlib.sha256(H5AD).hexdigest()
+
+
+def _zip_of(data: bytes, member: str) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("adamson/README.txt", "GEARS processed data")
+        zf.writestr(member, data)
+    return buffer.getvalue()
+
+
+class Server:
+    """Serves ``files`` (path -> bytes) with Range support; ``abort`` paths send only half."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, bytes] = {}
+        self.abort: set[str] = set()
+        self.requests: list[tuple[str, str | None]] = []
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 - http.server API
+                rng = self.headers.get("Range")
+                owner.requests.append((self.path, rng))
+                data = owner.files.get(self.path)
+                if data is None:
+                    self.send_error(404, "Not Found")
+                    return
+                start = 0
+                if rng and rng.startswith("bytes="):
+                    start = int(rng[len("bytes="):].split("-")[0])
+                    if start >= len(data):
+                        self.send_response(416)
+                        self.send_header("Content-Range", f"bytes */{len(data)}")
+                        self.send_header("Content-Length", "0")
+                        self.end_headers()
+                        return
+                    self.send_response(206)
+                    self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+                else:
+                    self.send_response(200)
+                body = data[start:]
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Accept-Ranges", "bytes")
+                self.end_headers()
+                if self.path in owner.abort:
+                    # promise the whole body, send half of it, then drop the connection
+                    self.wfile.write(body[: len(body) // 2])
+                    self.wfile.flush()
+                    self.close_connection = True
+                    return
+                self.wfile.write(body)
+
+            def log_message(self, *args):  # keep test output clean
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever,
+                                       kwargs={"poll_interval": 0.05}, daemon=True)
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}{path}"
+
+    def __enter__(self) -> "Server":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(timeout=5)
+
+
+@pytest.fixture
+def server():
+    with Server() as srv:
+        srv.files["/adamson.h5ad"] = H5AD
+        srv.files["/adamson.zip"] = _zip_of(H5AD, "adamson/perturb_processed.h5ad")
+        yield srv
+
+
+def entry_for(url: str, *, sha256: str | None = H5AD_SHA, size: int | None = len(H5AD),
+              name: str = "adamson") -> RegistryEntry:
+    return RegistryEntry(name=name, url=url, description="real Adamson slice (test)",
+                         sha256=sha256, size=size)
+
+
+def leftovers(folder) -> list[str]:
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
+# ----------------------------------------------------------------------------------------
+def test_registry_entries():
+    assert REGISTRY["adamson"].url.endswith("/6154417")
+    assert REGISTRY["adamson"].sha256.startswith("a737244a")
+    assert REGISTRY["adamson"].size == 606_502_516
+    assert REGISTRY["norman"].url.endswith("/6154020")
+    assert all(e.url.startswith("https://dataverse.harvard.edu/") for e in REGISTRY.values())
+
+
+def test_fetch_plain_h5ad_into_data_dir(server, tmp_path):
+    path = fetch("adamson", data_dir=tmp_path, entry=entry_for(server.url("/adamson.h5ad")),
+                 progress=False)
+    assert path == tmp_path / "adamson" / "perturb_processed.h5ad"
+    assert path.read_bytes() == H5AD
+    assert leftovers(path.parent) == ["perturb_processed.h5ad"]  # no .part, no temp file
+    # a second call uses the cache: no request
+    n = len(server.requests)
+    assert fetch("adamson", data_dir=tmp_path, entry=entry_for(server.url("/adamson.h5ad"))) == path
+    assert len(server.requests) == n
+
+
+def test_fetch_gears_zip_uses_grape_data_dir(server, tmp_path, monkeypatch):
+    monkeypatch.setenv("GRAPE_DATA_DIR", str(tmp_path / "cache"))
+    path = fetch("adamson", entry=entry_for(server.url("/adamson.zip")), progress=False)
+    assert path == tmp_path / "cache" / "adamson" / "perturb_processed.h5ad"
+    assert path.read_bytes() == H5AD  # unpacked; the checksum is that of the .h5ad
+    assert leftovers(path.parent) == ["perturb_processed.h5ad"]
+    adata = read_perturbseq(path)
+    assert adata.shape == (320, 160)
+
+
+def test_wrong_checksum_leaves_nothing(server, tmp_path):
+    entry = entry_for(server.url("/adamson.h5ad"), sha256="0" * 64)
+    with pytest.raises(DownloadError) as info:
+        fetch("adamson", data_dir=tmp_path, entry=entry, progress=False)
+    assert "checksum mismatch" in str(info.value) and H5AD_SHA in str(info.value)
+    assert "discarded" in str(info.value)
+    assert not cached_path("adamson", data_dir=tmp_path).exists()
+    assert leftovers(tmp_path / "adamson") == []  # no temp file, no .part to resume from
+
+
+def test_wrong_size_leaves_nothing(server, tmp_path):
+    entry = entry_for(server.url("/adamson.zip"), size=len(H5AD) + 1)
+    with pytest.raises(DownloadError, match=f"file has {len(H5AD)} bytes, expected"):
+        fetch("adamson", data_dir=tmp_path, entry=entry, progress=False)
+    assert leftovers(tmp_path / "adamson") == []
+
+
+def test_aborted_transfer_then_resume(server, tmp_path):
+    entry = entry_for(server.url("/adamson.h5ad"))
+    server.abort.add("/adamson.h5ad")
+    with pytest.raises(DownloadError) as info:
+        fetch("adamson", data_dir=tmp_path, entry=entry, progress=False)
+    assert "interrupted" in str(info.value) and "run the same command again" in str(info.value)
+    target = cached_path("adamson", data_dir=tmp_path)
+    assert not target.exists()  # never a partial file under the final name
+    part = target.parent / "download.part"
+    assert part.exists() and 0 < part.stat().st_size < len(H5AD)
+    assert not any(name.endswith(".tmp") for name in leftovers(target.parent))
+    half = part.stat().st_size
+
+    server.abort.clear()
+    path = fetch("adamson", data_dir=tmp_path, entry=entry, progress=False)
+    assert server.requests[-1] == ("/adamson.h5ad", f"bytes={half}-")  # resumed, not restarted
+    assert path.read_bytes() == H5AD
+    assert leftovers(path.parent) == ["perturb_processed.h5ad"]
+
+
+def test_complete_part_file_is_not_downloaded_again(server, tmp_path):
+    """A run that died after the transfer but before the rename: the server answers 416."""
+    folder = tmp_path / "adamson"
+    folder.mkdir()
+    (folder / "download.part").write_bytes(H5AD)
+    path = fetch("adamson", data_dir=tmp_path, entry=entry_for(server.url("/adamson.h5ad")),
+                 progress=False)
+    assert path.read_bytes() == H5AD
+    assert server.requests == [("/adamson.h5ad", f"bytes={len(H5AD)}-")]
+
+
+def test_http_error_and_unreachable_server(server, tmp_path):
+    with pytest.raises(DownloadError, match="HTTP 404"):
+        fetch("adamson", data_dir=tmp_path, entry=entry_for(server.url("/missing")),
+              progress=False)
+    closed = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
+    port = closed.server_address[1]
+    closed.server_close()  # nothing listens on this port now
+    with pytest.raises(DownloadError, match="check the network"):
+        fetch("adamson", data_dir=tmp_path / "other",
+              entry=entry_for(f"http://127.0.0.1:{port}/x.h5ad"), progress=False, timeout=5)
+    assert not cached_path("adamson", data_dir=tmp_path).exists()
+
+
+def test_zip_without_h5ad(server, tmp_path):
+    server.files["/empty.zip"] = _zip_of(b"nothing", "adamson/notes.txt")
+    with pytest.raises(DownloadError, match="holds no .h5ad"):
+        fetch("adamson", data_dir=tmp_path, entry=entry_for(server.url("/empty.zip"), sha256=None,
+                                                            size=None), progress=False)
+    assert leftovers(tmp_path / "adamson") == []
+
+
+def test_cached_file_of_wrong_size_is_reported(tmp_path):
+    target = cached_path("adamson", data_dir=tmp_path)
+    target.parent.mkdir(parents=True)
+    target.write_bytes(H5AD[:1000])
+    with pytest.raises(DownloadError, match="delete .* and run again"):
+        fetch("adamson", data_dir=tmp_path, entry=entry_for("http://127.0.0.1:9/unused"))
+
+
+def test_unknown_registry_name(tmp_path):
+    with pytest.raises(DownloadError, match="unknown dataset 'replogle'"):
+        fetch("replogle", data_dir=tmp_path)
+
+
+def test_resolve_dataset_local_paths(tmp_path):
+    assert resolve_dataset(ADAMSON) == ADAMSON
+    with pytest.raises(DataFormatError) as info:
+        resolve_dataset(tmp_path / "nothing.h5ad")
+    assert "file not found" in str(info.value) and "adamson, norman" in str(info.value)
+    folder = tmp_path / "gears" / "adamson"
+    folder.mkdir(parents=True)
+    (folder / "perturb_processed.h5ad").write_bytes(H5AD)
+    assert resolve_dataset(folder) == folder / "perturb_processed.h5ad"  # a GEARS folder
+
+
+def test_registry_name_resolves_via_fetch(server, tmp_path, monkeypatch):
+    monkeypatch.setenv("GRAPE_DATA_DIR", str(tmp_path))
+    monkeypatch.setitem(datasets.REGISTRY, "adamson", entry_for(server.url("/adamson.zip")))
+    monkeypatch.setattr(datasets, "fetch", _quiet(datasets.fetch))
+    assert resolve_dataset("Adamson") == tmp_path / "adamson" / "perturb_processed.h5ad"
+    adata = read_perturbseq("adamson")
+    assert adata.uns[keys.UNS_SOURCE]["sha256"] == H5AD_SHA
+    assert len(server.requests) == 1  # downloaded once, then read from the cache
+
+
+def test_cli_accepts_a_registry_name(server, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("GRAPE_DATA_DIR", str(tmp_path))
+    monkeypatch.setitem(datasets.REGISTRY, "adamson", entry_for(server.url("/adamson.h5ad")))
+    monkeypatch.setattr(datasets, "fetch", _quiet(datasets.fetch))
+    out_json = tmp_path / "report.json"
+    assert main(["benchmark", "--data", "adamson", "--seed", "1", "--json", str(out_json)]) == 0
+    out = capsys.readouterr().out
+    assert "train_mean" in out and "linear" in out
+    # named after the dataset, not after GEARS' file name perturb_processed.h5ad
+    assert json.loads(out_json.read_text())["dataset"] == "adamson"
+
+
+def _quiet(fn):
+    def wrapped(*args, **kwargs):
+        kwargs["progress"] = False
+        return fn(*args, **kwargs)
+
+    return wrapped
