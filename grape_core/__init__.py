@@ -8,6 +8,9 @@ The public API, grouped by purpose (nothing heavy is imported until used)::
     metrics    condition_metrics, metrics_table
     baselines  fit_baselines
     evaluate   evaluate_models, Report
+    genes      gene_table, coverage, describe_genes, text_features, kmer_features,
+               dna_features, similarity_prior, go_prior, coexpression_prior, union_prior,
+               graph_stats, build_gene_knowledge, knowledge_for_adata, GeneKnowledge
 """
 
 from __future__ import annotations
@@ -24,6 +27,12 @@ from .evaluate import Report, evaluate_models
 from .metrics import condition_metrics, metrics_table
 from .baselines import fit_baselines
 from .splits import Split, grape_split, make_split, simulation_split
+from .config import FeatureConfig, GraphConfig
+from .features import describe_genes, dna_features, kmer_features, text_features
+from .genes import coverage, gene_table
+from .graphs import (coexpression_prior, go_prior, graph_stats, similarity_prior,
+                     to_edge_index_dict, union_prior)
+from .knowledge import GeneKnowledge, build_gene_knowledge, knowledge_for_adata
 
 __all__ = [
     "__version__",
@@ -37,4 +46,9 @@ __all__ = [
     "DataConfig", "SplitConfig", "Paths",
     "GrapeError", "DataFormatError", "UnknownGeneError", "ConditionError", "BundleError",
     "DownloadError", "SplitError",
+    "FeatureConfig", "GraphConfig",
+    "gene_table", "coverage", "describe_genes", "text_features", "kmer_features",
+    "dna_features", "similarity_prior", "go_prior", "coexpression_prior", "union_prior",
+    "to_edge_index_dict", "graph_stats",
+    "GeneKnowledge", "build_gene_knowledge", "knowledge_for_adata",
 ]

@@ -8,6 +8,7 @@ handlers. Errors print one line ``error: ...`` on stderr and exit 1 (usage error
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
@@ -49,7 +50,10 @@ def _split_for(args, conditions):
     from .splits import Split, make_split
 
     if getattr(args, "split_file", None):
-        return Split.load(args.split_file).restrict(conditions)
+        split = Split.load(args.split_file).restrict(conditions)
+        if split.seed < 0:  # a GEARS split file does not record its seed
+            split = dataclasses.replace(split, seed=args.seed)
+        return split
     return make_split(conditions, SplitConfig(name=args.split, seed=args.seed,
                                                train_gene_set_size=args.train_gene_set_size))
 
@@ -128,6 +132,187 @@ def cmd_benchmark(args) -> int:
     return 0
 
 
+def cmd_genes(args) -> int:
+    from dataclasses import replace
+
+    from .config import FeatureConfig, GraphConfig, Paths
+    from .genes import format_coverage
+    from .graphs import format_graph_stats
+    from .knowledge import knowledge_for_adata
+
+    out = Path(args.out)
+    if (out / "knowledge.json").exists() and not args.overwrite:
+        raise GrapeError(f"{out} already holds gene knowledge; pass --overwrite or choose "
+                         "another --out folder")
+    paths = Paths.from_env()
+    for field_name, value in (("gene_sources", args.gene_sources), ("text_model", args.text_model),
+                              ("dna_model", args.dna_model)):
+        if value is not None:
+            paths = replace(paths, **{field_name: value})
+    if args.kmer_max is not None and not 1 <= args.kmer_max <= 6:
+        raise GrapeError(f"--kmer-max {args.kmer_max} is out of range; give 1 to 6")
+    fc = FeatureConfig(seed=args.seed)
+    changes = {"description": args.description, "n_go_terms": args.go_terms,
+               "text_pooling": args.text_pooling, "sequence_source": args.sequences,
+               "dna_pooling": args.dna_pooling, "pretrain_epochs": args.epochs,
+               "kmer_sizes": tuple(range(1, args.kmer_max + 1)) if args.kmer_max else None}
+    fc = fc.replace(**{k: v for k, v in changes.items() if v is not None})
+    gc = GraphConfig()
+    if args.priors:
+        gc = gc.replace(priors=tuple(p.strip() for p in args.priors.split(",") if p.strip()))
+    adata = _read(args)
+    try:
+        know = knowledge_for_adata(adata, feature_config=fc, graph_config=gc, paths=paths,
+                                   progress=not args.quiet and sys.stderr.isatty(),
+                                   cache=not args.no_cache, device=args.device)
+    except ValueError as exc:
+        raise GrapeError(str(exc)) from exc
+    know.save(out, overwrite=args.overwrite)
+    stats = know.stats
+    print(f"{len(know.genes):,} genes ({len(know.measured):,} measured), text {know.text.shape[1]}-d, "
+          f"DNA {know.dna.shape[1]}-d ({stats['models']['dna']}), fused {know.fused.shape[1]}-d")
+    print(format_coverage(stats["coverage"]))
+    print()
+    print(format_graph_stats(stats["graphs"]))
+    timings = stats.get("timings", {})
+    if know.from_cache:
+        print("\nread from the cache (run with --no-cache to rebuild)")
+    elif timings:
+        print("\ntimings (s): " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))
+    print(f"wrote {out}", file=sys.stderr)
+    if args.json:
+        _emit_json({"coverage": stats["coverage"], "graphs": stats["graphs"],
+                    "timings": timings}, args.json)
+    return 0
+
+
+def _progress(args) -> bool:
+    return not args.quiet and sys.stderr.isatty()
+
+
+def _configs(args):
+    from .config import ModelConfig, TrainConfig
+
+    model = ModelConfig.paper() if args.paper else ModelConfig()
+    changes = {"gsl_top_k": args.top_k, "prior": args.prior}
+    model = model.replace(**{k: v for k, v in changes.items() if v is not None})
+    train = TrainConfig(seed=args.seed, device=args.device)
+    changes = {"ensemble": args.ensemble, "max_epochs": args.epochs, "lr": args.lr,
+               "batch_size": args.batch_size, "threads": args.threads}
+    return model, train.replace(**{k: v for k, v in changes.items() if v is not None})
+
+
+def cmd_train(args) -> int:
+    from .data import pseudobulk
+    from .workflow import train_bundle
+
+    out = Path(args.out)
+    if out.exists() and not args.overwrite:
+        raise GrapeError(f"{out} already exists; pass --overwrite or choose another --out")
+    adata = _read(args)
+    split = _split_for(args, pseudobulk(adata).conditions)
+    model_config, train_config = _configs(args)
+    command = "python -m grape_core " + " ".join(_argv_for_record(args._argv))
+    bundle = train_bundle(adata, split, model_config=model_config, train_config=train_config,
+                          progress=_progress(args), name=args.name or out.name, command=command,
+                          ablations=args.ablations)
+    bundle.save(out, overwrite=args.overwrite)
+    t = bundle.manifest["training"]
+    print(f"trained {bundle.manifest['ensemble']} member(s) in {t['seconds']:.1f} s "
+          f"({len(t['train_conditions'])} train / {len(t['val_conditions'])} val conditions); "
+          f"wrote {out}")
+    if "metrics" in bundle.manifest:
+        from .evaluate import HEADLINE
+        import pandas as pd
+
+        table = pd.DataFrame(bundle.manifest["metrics"]["test"]).T
+        print(table[["n_conditions", *HEADLINE]].to_string(float_format=lambda v: f"{v:.4f}"))
+        print(bundle.manifest["metrics"]["verdict"])
+    if bundle.ablations is not None:
+        print("\nablations (one member each, same split and seed):")
+        print(bundle.ablations.to_string(float_format=lambda v: f"{v:.4f}"))
+    return 0
+
+
+def _argv_for_record(argv: list[str]) -> list[str]:
+    """The command as typed, with file paths reduced to their names (no machine paths)."""
+    out = []
+    for item in argv:
+        out.append(Path(item).name if ("/" in item or "\\" in item) and not item.startswith("-") else item)
+    return out
+
+
+def cmd_evaluate(args) -> int:
+    from .bundle import Bundle
+    from .data import pseudobulk
+    from .workflow import evaluate_bundle, run_ablations
+
+    bundle = Bundle.load(args.model)
+    pb = pseudobulk(_read(args)) if args.data else bundle.pseudobulk
+    report = evaluate_bundle(bundle, pb)
+    print(f"{bundle.name}: {len(report.test_conditions)} held-out conditions of "
+          f"{pb.dataset or 'the training data'} (split {report.split}, seed {report.seed})")
+    print(report.format())
+    print(report.extra["verdict"])
+    for group, rows in report.subgroup_summary().get("grape", {}).items():
+        print(f"  {group}: {rows['n_conditions']} conditions")
+    data = report.to_dict()
+    if args.ablations:
+        adata = _read(args) if args.data else None
+        if adata is None:
+            raise GrapeError("--ablations retrains the model: give the training data with --data")
+        ablations = run_ablations(bundle, adata, epochs=args.epochs, progress=_progress(args))
+        print("\nablations (retrained on the same split, same seeds):")
+        print(ablations.to_string(float_format=lambda v: f"{v:.4f}"))
+        data["ablations"] = ablations.reset_index().to_dict(orient="records")
+    if args.json:
+        _emit_json(data, args.json)
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from .bundle import Bundle
+    from .predict import predict
+
+    bundle = Bundle.load(args.model)
+    frame = predict(bundle, args.perturbation, top=args.top)
+    for w in frame.attrs.get("warnings", []):
+        print(f"warning: {w}", file=sys.stderr)
+    if args.json:
+        _emit_json({"condition": frame.attrs["condition"], "part": frame.attrs["part"],
+                    "genes": frame.to_dict(orient="records"),
+                    "interaction": frame.attrs.get("interaction")}, args.json)
+        return 0
+    print(f"{frame.attrs['condition']} ({frame.attrs['part']}), model {bundle.name}")
+    print(frame.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    gi = frame.attrs.get("interaction")
+    if gi:
+        for kind, rep in gi.items():
+            print(f"interaction ({kind}): {rep.get('gi_type')} - {rep.get('explanation', '')}")
+    return 0
+
+
+def cmd_screen(args) -> int:
+    from .bundle import Bundle
+    from .screen import read_signature, screen
+
+    bundle = Bundle.load(args.model)
+    if bool(args.target) == bool(args.signature):
+        raise GrapeError("give target genes with --target GENE[,GENE...] or a --signature file (not both)")
+    targets = read_signature(args.signature) if args.signature else \
+        [t.strip() for t in args.target.split(",") if t.strip()]
+    frame = screen(bundle, targets, direction=args.direction, pairs=args.pairs, top=args.top)
+    if args.json:
+        _emit_json({"model": bundle.name, "targets": frame.attrs["targets"],
+                    "direction": args.direction, "typical_effect": frame.attrs["typical_effect"],
+                    "candidates": frame.to_dict(orient="records")}, args.json)
+    print(f"{'raise' if args.direction == 'up' else 'lower'} {', '.join(frame.attrs['targets'])} "
+          f"(model {bundle.name}; effect = mean predicted shift of the targets, higher is better)")
+    shown = frame.drop(columns=["perturbation"]).rename(columns={"genes": "perturbation"})
+    print(shown.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    return 0
+
+
 # ----------------------------------------------------------------------------------------
 # parser
 # ----------------------------------------------------------------------------------------
@@ -165,15 +350,84 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", help="write the report as JSON here")
     p.set_defaults(func=cmd_benchmark)
 
+    p = sub.add_parser("genes", help="gene table, text/DNA features, fused embeddings, prior graphs")
+    _add_data_options(p)
+    p.add_argument("--out", required=True, help="output folder (genes.csv, features, priors/...)")
+    p.add_argument("--gene-sources", help="folder with the GENCODE and EPD files "
+                   "(default: $GRAPE_GENE_SOURCES)")
+    p.add_argument("--text-model", help="local BERT-type model folder (default: packaged MiniLM)")
+    p.add_argument("--dna-model", help="local DNA language-model folder (default: k-mers)")
+    p.add_argument("--sequences", help="'epd' (default), 'none' or a FASTA file of gene sequences")
+    p.add_argument("--description", choices=["name", "name_biotype", "name_biotype_go"])
+    p.add_argument("--go-terms", type=int, help="GO terms per description (most specific first)")
+    p.add_argument("--text-pooling", choices=["mean", "cls"])
+    p.add_argument("--dna-pooling", choices=["mean", "first"])
+    p.add_argument("--kmer-max", type=int, help="k-mer spectra for k = 1..K (K at most 6)")
+    p.add_argument("--epochs", type=int, help="encoder pre-training epochs")
+    p.add_argument("--priors", help="comma list among similarity,go,coexpression (default: all)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--no-cache", action="store_true", help="rebuild instead of reading the cache")
+    p.add_argument("--overwrite", action="store_true", help="replace gene knowledge in --out")
+    p.add_argument("--json", help="also write coverage and graph statistics as JSON here")
+    p.set_defaults(func=cmd_genes)
+
+    p = sub.add_parser("train", help="train a GRAPE ensemble and save it as a model folder")
+    _add_data_options(p)
+    _add_split_options(p)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--out", required=True, help="model folder to write")
+    p.add_argument("--name", help="model name shown in the app (default: folder name)")
+    p.add_argument("--ensemble", type=int, help="ensemble members (default 3)")
+    p.add_argument("--epochs", type=int, help="maximum epochs (default 150, early stopping)")
+    p.add_argument("--lr", type=float)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--top-k", type=int, help="learned neighbours per gene")
+    p.add_argument("--prior", choices=["union", "go", "coexpression", "similarity"])
+    p.add_argument("--paper", action="store_true", help="the published architecture and flags")
+    p.add_argument("--ablations", action="store_true",
+                   help="also retrain each ablation (one member) and store its metrics in the model")
+    p.add_argument("--threads", type=int, help="torch threads")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="GRAPE and every baseline on a model's held-out conditions")
+    p.add_argument("--model", required=True, help="model folder")
+    _add_data_options(p, required=False)
+    p.add_argument("--json", help="write the report as JSON here")
+    p.add_argument("--ablations", action="store_true", help="also retrain the ablations (needs --data)")
+    p.add_argument("--epochs", type=int, help="maximum epochs for the ablation runs")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("predict", help="predicted expression shifts for one gene or a pair")
+    p.add_argument("--model", required=True, help="model folder")
+    p.add_argument("--perturbation", required=True, help="GENE or GENE_A+GENE_B")
+    p.add_argument("--top", type=int, default=20, help="genes to show (largest |shift|)")
+    p.add_argument("--json", help="write the full prediction as JSON here")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("screen", help="rank perturbations that move target genes up or down")
+    p.add_argument("--model", required=True, help="model folder")
+    p.add_argument("--target", help="target gene(s), comma separated")
+    p.add_argument("--signature", help="file of gene and weight per line (instead of --target)")
+    p.add_argument("--direction", choices=["up", "down"], default="up")
+    p.add_argument("--pairs", action="store_true", help="also score pairs of the best singles")
+    p.add_argument("--top", type=int, default=20)
+    p.add_argument("--json", help="write the ranking as JSON here")
+    p.set_defaults(func=cmd_screen)
+
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse exits 2 on usage errors, 0 on --help
         return int(exc.code or 0)
+    args._argv = argv
     logging.basicConfig(level=logging.ERROR if args.quiet else logging.WARNING,
                         format="%(levelname)s: %(message)s")
     if args.quiet:

@@ -118,3 +118,145 @@ class Paths(Config):
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 ASSETS = PROJECT_ROOT / "assets"
 BUNDLED_MODELS = ASSETS / "models"
+
+
+@dataclass(frozen=True)
+class ModelConfig(Config):
+    """GRAPE architecture. Flags marked *paper* reproduce the published code's choices.
+
+    Paper sizes: GAT 256 -> 256 -> 64, 4 heads, dropout 0.4; :meth:`paper` returns them.
+    The defaults are smaller (64-d) so a model trains on a 2-core CPU in minutes.
+    """
+
+    hidden: int = 64
+    """Width of the gene embedding fed to the graph layers."""
+    gnn_dims: tuple[int, ...] = (64, 64)
+    """Output width of each GAT layer (per head; heads are averaged)."""
+    heads: int = 4
+    dropout: float = 0.4
+    heterogeneous: bool = True
+    """Node type = biotype, one GAT per biotype pair. False: one node type (ablation)."""
+    structure_learning: bool = True
+    gsl_heads: int = 4
+    gsl_top_k: int = 10
+    gsl_mix: float = 0.5
+    """Weight of the learned adjacency in the graph the GAT sees (prior: 1 - gsl_mix)."""
+    detach_structure: bool = False
+    """*paper*: the learned graph gets no gradient from the prediction loss."""
+    perturbation_encoding: Literal["add", "paper"] = "add"
+    """``add``: a learned vector added to perturbed genes, in training and inference alike.
+    *paper* ``paper``: zero the features in training, multiply by -1 at inference."""
+    global_path: bool = True
+    """Pool the perturbed genes' embeddings and give them to every gene's decoder."""
+    use_text: bool = True
+    use_dna: bool = True
+    shared_shift: bool = True
+    """Predict the shift as the mean training shift plus a learned residual."""
+    additive_pairs: bool = True
+    """A pair's shift = shift A + shift B (measured when known, else predicted) + interaction."""
+    decoder_hidden: int = 64
+    finetune_encoder: bool = True
+    """Train the pre-trained gene encoder end to end with the rest."""
+    prior: str = "union"
+    """Which prior graph the model starts from: union, go, coexpression or similarity."""
+    prior_max_in_degree: int = 15
+    """Keep the strongest in-edges per gene: bounds the per-perturbation receptive field."""
+
+    @classmethod
+    def paper(cls) -> "ModelConfig":
+        """The published architecture and its flags (for ablations)."""
+        return cls(hidden=256, gnn_dims=(256, 64), detach_structure=True,
+                   perturbation_encoding="paper", global_path=False, shared_shift=False,
+                   additive_pairs=False)
+
+
+@dataclass(frozen=True)
+class TrainConfig(Config):
+    """Optimisation (paper: Adam 1e-3, weight decay 1e-4, batch 32; loss MSE + Huber 0.7)."""
+
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    batch_size: int = 32
+    max_epochs: int = 150
+    patience: int = 20
+    huber_delta: float = 0.7
+    reg_weight: float = 0.1
+    """lambda of the graph regulariser (pulls the learned adjacency towards the prior)."""
+    ensemble: int = 3
+    """Members trained with seeds seed, seed+1, ...; their spread is the uncertainty."""
+    seed: int = 1
+    val_fraction: float = 0.15
+    """Share of training conditions held for early stopping when the split has no val set."""
+    device: str = "cpu"
+    threads: int = 0
+    """torch threads (0: torch's default)."""
+
+
+@dataclass(frozen=True)
+class FeatureConfig(Config):
+    """Gene knowledge: descriptions, text and DNA views, and the fused gene encoder.
+
+    Model folders are :class:`Paths` settings (``text_model``, ``dna_model``); this config
+    says how they are used. Defaults: the paper's 256-d fused embedding, mean pooling.
+    """
+
+    description: Literal["name", "name_biotype", "name_biotype_go"] = "name_biotype_go"
+    """Text per gene: the HGNC full name (paper), plus the biotype, plus GO terms."""
+    n_go_terms: int = 2
+    """GO terms in a description: the most specific ones (fewest annotated genes). Each term
+    adds about 8 tokens per gene; text embedding is most of a cold build's time on a CPU."""
+    text_pooling: Literal["mean", "cls"] = "mean"
+    text_max_length: int = 96
+    text_batch_size: int = 128
+    sequence_source: str = "epd"
+    """``"epd"`` (promoters in ``Paths.gene_sources``), ``"none"``, or a FASTA file path."""
+    dna_view: Literal["auto", "kmer", "lm"] = "auto"
+    """``auto``: the DNA language model in ``Paths.dna_model`` if set, else k-mers."""
+    kmer_sizes: tuple[int, ...] = (1, 2, 3, 4)
+    """k-mer spectra concatenated (each normalised to frequencies; k at most 6)."""
+    dna_pooling: Literal["mean", "first"] = "mean"
+    """``mean`` over all tokens; ``first`` reproduces the published code (a bug, see GRAPE.md)."""
+    dna_window: int = 2048
+    """Nucleotides per language-model window; long sequences are split into windows."""
+    dna_max_windows: int = 16
+    dna_batch_size: int = 8
+    trust_remote_code: bool = False
+    """Allow a local DNA model folder to run its own code (HyenaDNA needs it)."""
+    use_text: bool = True
+    use_dna: bool = True
+    hidden: int = 128
+    out_dim: int = 256
+    dropout: float = 0.1
+    temperature: float = 0.1
+    pretrain_epochs: int = 20
+    pretrain_batch_size: int = 512
+    pretrain_lr: float = 1e-3
+    pretrain_weight_decay: float = 1e-4
+    fusion_weight: float = 0.5
+    """Weight of the fused-vs-view InfoNCE terms that train the fusion MLP."""
+    pretrain_threads: int = 1
+    """torch threads during pre-training (0: torch's default). Its matrices are small: one
+    thread is nearly as fast, and several threads slow down many-fold on a busy CPU."""
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class GraphConfig(Config):
+    """Prior gene graphs. Defaults: the paper's similarity prior (threshold 0.6, weights
+    below 0.015 dropped) and GEARS' GO (top 20) and co-expression (|r| > 0.4, top 20)."""
+
+    priors: tuple[str, ...] = ("similarity", "go", "coexpression")
+    """Priors built and merged into ``union``."""
+    similarity_threshold: float = 0.6
+    similarity_min_weight: float = 0.015
+    similarity_center: bool = False
+    """Centre each embedding before the cosine (the paper's raw cosine when False). Turn on
+    for anisotropic embeddings (e.g. BERT CLS vectors, whose raw cosines are all > 0.6)."""
+    go_top_k: int = 20
+    go_min_jaccard: float = 0.1
+    go_propagate: bool = True
+    """Jaccard over GO sets closed under the ontology (GEARS' gene2go_all) or direct terms."""
+    coexpression_threshold: float = 0.4
+    coexpression_top_k: int = 20
+    max_control_cells: int = 20000
+    """Control cells used for co-expression (a seeded subsample beyond this)."""

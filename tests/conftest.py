@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -22,18 +24,22 @@ GENE_SOURCES = SHARED / "genes"
 
 
 def pytest_configure(config):
+    # one private cache, data and models folder per test session (never the user's)
+    private = Path(tempfile.mkdtemp(prefix="grape-tests-"))
+    config._grape_private = private
+    for name, sub in (("GRAPE_CACHE_DIR", "cache"), ("GRAPE_DATA_DIR", "data"),
+                      ("GRAPE_MODELS_DIR", "models")):
+        os.environ[name] = str(private / sub)
     os.environ.setdefault("GRAPE_GENE_SOURCES", str(GENE_SOURCES))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("TQDM_DISABLE", "1")
 
 
-@pytest.fixture(autouse=True)
-def _private_cache(tmp_path_factory, monkeypatch):
-    """Each test session gets its own cache and data folders (never the user's)."""
-    root = tmp_path_factory.getbasetemp() / "grape-cache"
-    monkeypatch.setenv("GRAPE_CACHE_DIR", str(root / "cache"))
-    monkeypatch.setenv("GRAPE_DATA_DIR", str(root / "data"))
+def pytest_unconfigure(config):
+    private = getattr(config, "_grape_private", None)
+    if private is not None:
+        shutil.rmtree(private, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -87,3 +93,32 @@ def write_h5ad(tmp_path):
         return path
 
     return _write
+
+
+def _train_small(adata, split, name, tmp_path_factory, **train):
+    from grape_core.config import TrainConfig
+    from grape_core.workflow import train_bundle
+
+    config = TrainConfig(ensemble=2, max_epochs=4, threads=1, **train)
+    bundle = train_bundle(adata, split, train_config=config, progress=False, name=name)
+    folder = tmp_path_factory.mktemp("models") / name
+    bundle.save(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def adamson_model(adamson, tmp_path_factory):
+    """A small ensemble trained on the real Adamson slice with the published GEARS split."""
+    from grape_core import Split, pseudobulk
+
+    split = Split.load(ADAMSON_SPLIT).restrict(pseudobulk(adamson).conditions)
+    return _train_small(adamson, split, "adamson-test", tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def norman_model(norman, tmp_path_factory):
+    """A small ensemble trained on the real Norman singles and pairs."""
+    from grape_core import pseudobulk, simulation_split
+
+    split = simulation_split(pseudobulk(norman).conditions, seed=1)
+    return _train_small(norman, split, "norman-test", tmp_path_factory)

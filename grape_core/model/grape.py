@@ -1,0 +1,333 @@
+r"""The GRAPE model: gene encoder -> structure learning -> heterogeneous GAT -> decoder.
+
+For a perturbation of the genes :math:`P` (one gene or a pair):
+
+.. math::
+    x_v = W_{in}\,\mathrm{Enc}(t_v, s_v) + \mathbb{1}[v \in P]\, p, \qquad
+    Z^{P} = \mathrm{HeteroGAT}(x, A), \qquad
+    g^{P} = \mathrm{MLP}\Big(\sum_{u \in P} Z^{P}_u\Big),
+
+    r^{P}_m = w_m^\top \,\mathrm{MLP}_{dec}([Z^{P}_m \,\|\, g^{P}]) + b_m, \qquad
+    \Delta^{P} = \bar\Delta_{train} + r^{P}
+    \quad\text{or, for a pair } \{a, b\}:\quad
+    \Delta^{ab} = \Delta^{a} + \Delta^{b} + r^{ab},
+
+with :math:`t, s` the text and DNA views, :math:`p` a learned perturbation vector (the same
+in training and inference), :math:`A` the prior mixed with the learned graph,
+:math:`\bar\Delta_{train}` the mean training shift and :math:`\Delta^{a}` the measured
+training shift of a single (predicted when it was not measured). Prediction = control mean
++ shift.
+
+Efficiency: the graph, the encoder and the GAT pass over the unperturbed graph are computed
+once per batch. Marking :math:`P` changes layer-``l`` outputs only within ``l`` hops of
+:math:`P`, so each sample recomputes just those nodes, exactly, on a bipartite sub-graph
+that holds all in-edges of the changed nodes (their sources read the shared pass).
+
+Shapes:
+    - **input:** :class:`GraphInputs` (``n_nodes`` genes, ``n_measured`` of them measured)
+      and ``perts (batch, 2)`` node indices, ``-1`` padding for singles.
+    - **output:** :class:`ModelOutput` with ``shift (batch, n_measured)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .. import keys
+from ..config import ModelConfig
+from .encoder import GeneEncoder
+from .gsl import GraphLearner
+from .hetero import HeteroGAT
+
+
+@dataclass
+class GraphInputs:
+    """What a model knows about its genes; fixed for the model's life.
+
+    Attributes
+    ----------
+    text, dna
+        View features ``(n_nodes, d_text)``, ``(n_nodes, d_dna)``.
+    dna_missing
+        ``(n_nodes,)`` bool, genes without a sequence.
+    is_coding
+        ``(n_nodes,)`` bool, the node type.
+    prior_index, prior_weight
+        Prior graph ``(2, n_edges)`` (``src -> dst``) and ``(n_edges,)``, row-normalised.
+    measured
+        ``(n_measured,)`` node index of each measured gene, in output order.
+    """
+
+    text: Tensor
+    dna: Tensor
+    dna_missing: Tensor
+    is_coding: Tensor
+    prior_index: Tensor
+    prior_weight: Tensor
+    measured: Tensor
+
+    @property
+    def n_nodes(self) -> int:
+        return int(self.text.size(0))
+
+    def to(self, device: str | torch.device) -> "GraphInputs":
+        return GraphInputs(**{k: v.to(device) for k, v in vars(self).items()})
+
+
+@dataclass
+class ModelOutput:
+    shift: Tensor
+    """Predicted shift from control, ``(batch, n_measured)``."""
+    reg: Tensor
+    """Graph regulariser (scalar)."""
+    learned_index: Tensor | None = None
+    learned_weight: Tensor | None = None
+
+
+class GRAPE(nn.Module):
+    """GRAPE with the published code's bugs fixed (see :class:`~grape_core.config.ModelConfig`)."""
+
+    def __init__(self, config: ModelConfig, *, n_nodes: int, n_measured: int,
+                 encoder_args: dict):
+        super().__init__()
+        self.config = config
+        c = config
+        self.encoder = GeneEncoder(**encoder_args)
+        self.input = nn.Linear(self.encoder.out_dim, c.hidden)
+        self.pert = nn.Parameter(torch.randn(c.hidden) * 0.5)
+        self.learner = (GraphLearner(c.hidden, heads=c.gsl_heads, top_k=c.gsl_top_k,
+                                     mix=c.gsl_mix, detach=c.detach_structure)
+                        if c.structure_learning else None)
+        self.node_types = list(keys.NODE_TYPES) if c.heterogeneous else [keys.GENE]
+        self.relations = [keys.relation(s, d) for s in self.node_types for d in self.node_types]
+        self.gnn = HeteroGAT(self.relations, [c.hidden, *c.gnn_dims], heads=c.heads,
+                             dropout=c.dropout)
+        d = c.gnn_dims[-1]
+        self.global_mlp = (nn.Sequential(nn.Linear(d, d), nn.ELU(), nn.Linear(d, d))
+                           if c.global_path else None)
+        self.pair_vec = nn.Parameter(torch.zeros(d)) if c.additive_pairs else None
+        # decoder layer 1 split in two so that its gene part runs once per gene, not per sample
+        self.decode_gene = nn.Linear(d, c.decoder_hidden)
+        self.decode_global = nn.Linear(d, c.decoder_hidden, bias=False) if c.global_path else None
+        # zero heads: an untrained model predicts the shared shift exactly
+        self.head_w = nn.Parameter(torch.zeros(n_measured, c.decoder_hidden))
+        self.head_b = nn.Parameter(torch.zeros(n_measured))
+        self.register_buffer("mean_shift", torch.zeros(n_measured))
+        self.register_buffer("known_shift", torch.zeros(0, n_measured))
+        self.register_buffer("known_row", torch.full((n_nodes,), -1, dtype=torch.long))
+
+    # ------------------------------------------------------------------ training statistics
+    def set_training_shifts(self, mean_shift: Tensor, singles: dict[int, Tensor]) -> None:
+        """Shared shift (mean over training conditions) and measured training singles."""
+        if self.config.shared_shift:
+            self.mean_shift.copy_(mean_shift)
+        rows = torch.full_like(self.known_row, -1)
+        table = []
+        if self.config.additive_pairs:
+            for i, (node, shift) in enumerate(sorted(singles.items())):
+                rows[node] = i
+                table.append(shift)
+        self.known_row = rows
+        self.known_shift = (torch.stack(table) if table
+                            else self.head_b.new_zeros(0, self.head_b.numel()))
+
+    # ------------------------------------------------------------------ graph
+    def _graph(self, g: GraphInputs, x: Tensor):
+        n = g.n_nodes
+        if self.learner is not None:
+            index, weight, reg, (li, lw) = self.learner(x, g.prior_index, g.prior_weight)
+        else:
+            index, weight, reg, li, lw = g.prior_index, g.prior_weight, x.new_zeros(()), None, None
+        loops = torch.arange(n, device=x.device)
+        index = torch.cat([index, torch.stack([loops, loops])], dim=1)
+        weight = torch.cat([weight, x.new_ones(n)])
+        return index, weight, reg, li, lw
+
+    def _types(self, g: GraphInputs) -> tuple[Tensor, Tensor]:
+        """Node type id ``(n_nodes,)`` and index within its type ``(n_nodes,)``."""
+        if len(self.node_types) == 1:
+            node_type = torch.zeros(g.n_nodes, dtype=torch.long, device=g.text.device)
+        else:
+            node_type = (~g.is_coding).long()  # 0 coding, 1 noncoding (keys.NODE_TYPES order)
+        local = torch.zeros_like(node_type)
+        for t in range(len(self.node_types)):
+            mask = node_type == t
+            local[mask] = torch.arange(int(mask.sum()), device=node_type.device)
+        return node_type, local
+
+    def _split(self, keys_: Tensor, n: int, node_type: Tensor):
+        """Group global keys (``sample * n + node``) by node type; sorted per type."""
+        out = []
+        for t in range(len(self.node_types)):
+            k = keys_[node_type[keys_ % n] == t]
+            out.append(torch.sort(k).values)
+        return out
+
+    # ------------------------------------------------------------------ forward
+    def encode(self, g: GraphInputs) -> Tensor:
+        """Gene inputs ``(n_nodes, hidden)`` from the two views."""
+        fused = self.encoder(g.text, g.dna, g.dna_missing, use_text=self.config.use_text,
+                             use_dna=self.config.use_dna)
+        if not self.config.finetune_encoder:
+            fused = fused.detach()
+        return self.input(fused)
+
+    def _marked(self, x: Tensor, nodes: Tensor) -> Tensor:
+        """Input rows of the perturbed nodes: one encoding for training and inference,
+        or the published pair (zero in training, negate at inference)."""
+        if self.config.perturbation_encoding == "paper":
+            return torch.zeros_like(x[nodes]) if self.training else -x[nodes]
+        return x[nodes] + self.pert
+
+    def forward(self, g: GraphInputs, perts: Tensor) -> ModelOutput:
+        perts = perts.to(g.text.device)
+        b, n = perts.size(0), g.n_nodes
+        x = self.encode(g)
+        index, weight, reg, li, lw = self._graph(g, x)
+        node_type, _ = self._types(g)
+        src, dst = index
+        rel = node_type[src] * len(self.node_types) + node_type[dst]
+
+        # shared pass over the unperturbed graph, kept layer by layer
+        base = [x]
+        h = x
+        for i in range(len(self.gnn.layers)):
+            h = self._layer_full(i, h, node_type, src, dst, weight, rel)
+            base.append(h)
+
+        # per-sample pass over the nodes that a perturbation can reach
+        want = self._needed_singles(perts)
+        all_perts = torch.cat([perts, want], dim=0) if want.numel() else perts
+        gene_part, pooled = self._perturbed(all_perts, g, base, node_type, src, dst, weight, rel)
+        if self.global_mlp is not None:
+            glob = self.global_mlp(pooled)  # (batch', d)
+            if self.pair_vec is not None:
+                is_pair = (all_perts >= 0).sum(1) == 2
+                glob = glob + is_pair.unsqueeze(1).float() * self.pair_vec
+            gene_part = gene_part + self.decode_global(glob).unsqueeze(1)
+        hidden = F.elu(gene_part)  # (batch', n_measured, decoder_hidden)
+        residual = torch.einsum("bmh,mh->bm", hidden, self.head_w) + self.head_b
+        shift = self._compose(all_perts, residual, b)
+        return ModelOutput(shift=shift, reg=reg, learned_index=li, learned_weight=lw)
+
+    def _layer_full(self, i, h, node_type, src, dst, weight, rel) -> Tensor:
+        n = h.size(0)
+        keys_ = torch.arange(n, device=h.device)
+        return self._run_layer(i, keys_, keys_, h, node_type, src, dst, weight, rel, n, None)[1]
+
+    def _run_layer(self, i, node_keys, dest_keys, feats_global, node_type, src_keys, dst_keys,
+                   weight, rel, n, feats_of):
+        """Run GAT layer ``i`` on the (virtual) nodes ``node_keys`` with edges
+        ``src_keys -> dst_keys``; return outputs for ``dest_keys`` and (full pass) globally."""
+        groups = self._split(node_keys, n, node_type)
+        x_dict, ei, ew = {}, {}, {}
+        for t, k in enumerate(groups):
+            feats = feats_of(k) if feats_of is not None else feats_global[k % n]
+            x_dict[self.node_types[t]] = feats
+        for r, relation in enumerate(self.relations):
+            s_t, d_t = divmod(r, len(self.node_types))
+            m = rel == r
+            if not bool(m.any()):
+                ei[relation] = src_keys.new_zeros(2, 0)
+                ew[relation] = weight.new_zeros(0)
+                continue
+            s = torch.searchsorted(groups[s_t], src_keys[m])
+            d = torch.searchsorted(groups[d_t], dst_keys[m])
+            ei[relation] = torch.stack([s, d])
+            ew[relation] = weight[m]
+        out = self.gnn.layer(i, x_dict, ei, ew)
+        d_out = next(iter(out.values())).size(1)
+        if feats_of is None:  # full pass: scatter back to global order
+            full = feats_global.new_zeros(n, d_out)
+            for t, k in enumerate(groups):
+                full[k] = out[self.node_types[t]]
+            return None, full
+        rows = []
+        for t, k in enumerate(groups):
+            is_dest = torch.isin(k, dest_keys)
+            rows.append((k[is_dest], out[self.node_types[t]][is_dest]))
+        return rows, None
+
+    def _perturbed(self, perts, g, base, node_type, src, dst, weight, rel):
+        """Per-sample gene part of the decoder ``(batch, n_measured, decoder_hidden)`` and the
+        pooled embedding of each sample's perturbed genes ``(batch, d)``."""
+        b, n = perts.size(0), g.n_nodes
+        sample, col = (perts >= 0).nonzero(as_tuple=True)
+        nodes = perts[sample, col]
+        changed = torch.zeros(b, n, dtype=torch.bool, device=perts.device)
+        changed[sample, nodes] = True
+        key_of = sample * n + nodes
+        over_keys, over_rows = key_of, self._marked(base[0], nodes)
+        shared = b  # pseudo-sample whose nodes are the shared, unperturbed pass
+        for i in range(len(self.gnn.layers)):
+            hb, he = changed[:, src].nonzero(as_tuple=True)  # edges leaving a changed node
+            reach = changed.clone()
+            reach[hb, dst[he]] = True
+            eb, ee = reach[:, dst].nonzero(as_tuple=True)  # all in-edges of reached nodes
+            s_node = src[ee]
+            # an unchanged source reads the shared pass: one node for all samples
+            e_src = torch.where(changed[eb, s_node], eb * n + s_node, shared * n + s_node)
+            e_dst = eb * n + dst[ee]
+            node_keys = torch.unique(torch.cat([e_src, e_dst]))
+            dest_keys = torch.unique(e_dst)
+            order = torch.argsort(over_keys)
+            sorted_keys, sorted_rows = over_keys[order], over_rows[order]
+            prev = base[i]
+
+            def feats_of(k, prev=prev, sorted_keys=sorted_keys, sorted_rows=sorted_rows):
+                pos = torch.searchsorted(sorted_keys, k).clamp(max=sorted_keys.numel() - 1)
+                hit = sorted_keys[pos] == k
+                return torch.where(hit.unsqueeze(1), sorted_rows[pos], prev[k % n])
+
+            rows, _ = self._run_layer(i, node_keys, dest_keys, None, node_type, e_src, e_dst,
+                                      weight[ee], rel[ee], n, feats_of)
+            over_keys = torch.cat([k for k, _ in rows])
+            over_rows = torch.cat([v for _, v in rows])
+            changed = reach
+
+        final = base[-1]
+        pos_of = torch.full((n,), -1, dtype=torch.long, device=perts.device)
+        pos_of[g.measured] = torch.arange(g.measured.numel(), device=perts.device)
+        ks, kn = over_keys // n, over_keys % n
+        meas = pos_of[kn] >= 0
+        gene_part = self.decode_gene(final[g.measured]).unsqueeze(0).expand(b, -1, -1).clone()
+        gene_part[ks[meas], pos_of[kn[meas]]] = self.decode_gene(over_rows[meas])
+        # pooled embedding of the perturbed genes, read from the per-sample pass
+        order = torch.argsort(over_keys)
+        pos = torch.searchsorted(over_keys[order], key_of)
+        pert_emb = over_rows[order][pos]
+        pooled = final.new_zeros(b, final.size(1)).index_add(0, sample, pert_emb)
+        return gene_part, pooled
+
+    # ------------------------------------------------------------------ pairs
+    def _needed_singles(self, perts: Tensor) -> Tensor:
+        """Singles that pairs of this batch need but that were not measured in training."""
+        if not self.config.additive_pairs:
+            return perts.new_zeros(0, 2)
+        pairs = perts[(perts >= 0).sum(1) == 2]
+        genes = torch.unique(pairs.reshape(-1))
+        genes = genes[self.known_row[genes] < 0] if genes.numel() else genes
+        if genes.numel() == 0:
+            return perts.new_zeros(0, 2)
+        return torch.stack([genes, torch.full_like(genes, -1)], dim=1)
+
+    def _compose(self, all_perts: Tensor, residual: Tensor, b: int) -> Tensor:
+        single_shift = self.mean_shift + residual  # used for singles and predicted components
+        perts = all_perts[:b]
+        is_pair = (perts >= 0).sum(1) == 2
+        if not self.config.additive_pairs or not bool(is_pair.any()):
+            return single_shift[:b]
+        extra = all_perts[b:, 0]
+        predicted_row = {int(gene): b + i for i, gene in enumerate(extra.tolist())}
+        out = single_shift[:b].clone()
+        for i in is_pair.nonzero(as_tuple=True)[0].tolist():
+            parts = []
+            for gene in perts[i].tolist():
+                row = int(self.known_row[gene])
+                parts.append(self.known_shift[row] if row >= 0 else single_shift[predicted_row[gene]])
+            out[i] = parts[0] + parts[1] + residual[i]
+        return out

@@ -1,0 +1,248 @@
+"""The app in a real browser: Debian's chromium driven by Playwright (never a downloaded
+browser). Starts ``streamlit run app.py`` on a free local port with the project's
+``.streamlit`` config, opens every page, waits for its plotly charts (and the network
+canvas), checks that no exception is shown and that the browser asks nothing of another
+server, and saves screenshots.
+
+Skipped when chromium is not installed, unless ``GRAPE_REQUIRE_BROWSER=1`` (CI), which makes
+that a failure. Screenshots go to the test's temporary folder, or to
+``GRAPE_SCREENSHOT_DIR`` (``docs/screenshots`` for the README).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+REQUIRED = os.environ.get("GRAPE_REQUIRE_BROWSER") == "1"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
+                 "--disable-dev-shm-usage"]
+VIEWPORT = {"width": 1440, "height": 1000}
+MAX_PNG_BYTES = 400_000
+
+if CHROMIUM is None:
+    if REQUIRED:
+        pytest.fail("GRAPE_REQUIRE_BROWSER=1 but no chromium on PATH: apt-get install -y chromium",
+                    pytrace=False)
+    pytest.skip("chromium is not installed (apt-get install -y chromium); set "
+                "GRAPE_REQUIRE_BROWSER=1 to make this a failure", allow_module_level=True)
+playwright_api = pytest.importorskip("playwright.sync_api")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 90) -> float:
+    start = time.perf_counter()
+    while time.perf_counter() - start < timeout:
+        if proc.poll() is not None:
+            raise RuntimeError(f"streamlit exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as reply:
+                if reply.read().strip() == b"ok":
+                    return time.perf_counter() - start
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(f"streamlit did not answer {url}/_stcore/health within {timeout} s")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """``streamlit run app.py`` on 127.0.0.1:<free port>; yields the base URL."""
+    port = _free_port()
+    home = tmp_path_factory.mktemp("browser-home")
+    env = {**os.environ, "GRAPE_MODELS_DIR": str(home / "models"), "PYTHONUNBUFFERED": "1",
+           "GRAPE_CACHE_DIR": os.environ.get("GRAPE_CACHE_DIR", str(home / "cache"))}
+    log = open(home / "streamlit.log", "w")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+         "--server.address", "127.0.0.1", "--server.headless", "true",
+         "--browser.gatherUsageStats", "false"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_healthy(url, proc)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+        text = (home / "streamlit.log").read_text()
+        assert "Traceback" not in text, text[-3000:]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with playwright_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory) -> Path:
+    folder = os.environ.get("GRAPE_SCREENSHOT_DIR")
+    path = Path(folder) if folder else tmp_path_factory.mktemp("screenshots")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.fixture
+def page(browser, server, tmp_path):
+    """A fresh browser tab (own profile) that records every host it talks to."""
+    context = browser.new_context(viewport=VIEWPORT, device_scale_factor=1)
+    tab = context.new_page()
+    tab.hosts = set()  # type: ignore[attr-defined]
+    tab.on("request", lambda r: tab.hosts.add(urlparse(r.url).hostname or urlparse(r.url).scheme))
+    tab.set_default_timeout(90_000)
+    yield tab
+    context.close()
+    outside = {h for h in tab.hosts if h not in {"127.0.0.1", "data", "blob", "about"}}
+    assert not outside, f"the app made the browser contact {outside}"
+
+
+def _settle(tab) -> None:
+    """Wait until Streamlit has finished running the page and nothing is spinning."""
+    tab.wait_for_selector("[data-testid='stApp']")
+    tab.wait_for_function(
+        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]') && "
+        "!document.querySelector('[data-testid=\"stSpinner\"]')", timeout=120_000)
+    tab.wait_for_timeout(400)
+
+
+def _no_exception(tab) -> None:
+    assert tab.locator("[data-testid='stException']").count() == 0, tab.inner_text("body")[:2000]
+    assert "Traceback" not in tab.inner_text("body")
+
+
+def _charts(tab, n: int = 1) -> None:
+    tab.wait_for_function(f"() => document.querySelectorAll('.js-plotly-plot .main-svg').length >= {n}",
+                          timeout=120_000)
+
+
+def _shot(tab, folder: Path, name: str, *, scroll_to: str | None = None) -> Path:
+    if scroll_to:
+        tab.locator(scroll_to).first.scroll_into_view_if_needed()
+        tab.wait_for_timeout(300)
+    path = folder / f"{name}.png"
+    tab.screenshot(path=str(path))
+    if path.stat().st_size > MAX_PNG_BYTES:
+        from PIL import Image
+
+        Image.open(path).convert("RGB").quantize(colors=128).save(path, optimize=True)
+    assert path.stat().st_size < MAX_PNG_BYTES, f"{path} is {path.stat().st_size} bytes"
+    return path
+
+
+def test_home_loads_fast_and_lists_models(page, server, shots):
+    start = time.perf_counter()
+    page.goto(server)
+    page.get_by_text("Model card: norman").wait_for()
+    first = time.perf_counter() - start
+    _settle(page)
+    _no_exception(page)
+    assert page.get_by_text("Use my own data").count() == 1
+    _shot(page, shots, "home")
+    print(f"first page: {first:.2f} s")
+    assert first < 30, f"home page took {first:.1f} s"
+
+
+def test_predict_pair(page, server, shots):
+    page.goto(f"{server}/predict?model=norman&genes=KLF1&genes=MAP2K6")
+    _charts(page, 2)
+    _settle(page)
+    _no_exception(page)
+    assert page.get_by_text("Genetic interaction").count() == 1
+    _shot(page, shots, "predict", scroll_to="[data-testid='stPlotlyChart']")
+    # warm interaction: choose another gene, wait for its chart
+    box = page.locator("[data-testid='stMultiSelect'] input").first
+    page.locator("[data-testid='stMultiSelect'] [aria-label='Clear all']").first.click()
+    _settle(page)
+    box.click()
+    box.fill("FOXO4")
+    start = time.perf_counter()
+    box.press("Enter")
+    page.locator(".gtitle", has_text="FOXO4").first.wait_for()
+    print(f"gene -> chart: {time.perf_counter() - start:.2f} s")
+    _settle(page)
+    _no_exception(page)
+
+
+def test_network_canvas(page, server, shots):
+    page.goto(f"{server}/network?model=norman&genes=KLF1")
+    frame = page.frame_locator("iframe").first
+    frame.locator("canvas").first.wait_for()
+    _charts(page, 2)
+    _settle(page)
+    page.wait_for_timeout(2500)  # let the physics settle for the picture
+    _no_exception(page)
+    _shot(page, shots, "network", scroll_to="iframe")
+
+
+def test_benchmark(page, server, shots):
+    page.goto(f"{server}/benchmark?model=norman")
+    _charts(page, 5)
+    _settle(page)
+    _no_exception(page)
+    assert page.get_by_text("beats").count() >= 1
+    _shot(page, shots, "benchmark")
+
+
+def test_genes(page, server, shots):
+    page.goto(f"{server}/genes?model=norman")
+    _charts(page, 1)
+    _settle(page)
+    _no_exception(page)
+    _shot(page, shots, "genes", scroll_to="[data-testid='stPlotlyChart']")
+
+
+def test_screen(page, server, shots):
+    page.goto(f"{server}/screen?model=norman")
+    _settle(page)
+    page.locator("textarea").first.fill("HBG2 1\nHBE1 1")
+    page.get_by_role("button", name="Run the screen").click()
+    _charts(page, 1)
+    _settle(page)
+    _no_exception(page)
+    _shot(page, shots, "screen", scroll_to="[data-testid='stPlotlyChart']")
+
+
+def test_gene_names_never_run_as_code(page):
+    """A gene named like HTML must not execute in the network view."""
+    import pandas as pd
+
+    from grape_core import viz
+
+    evil = ["<script>window.__pwned=1</script>", "<img src=x onerror='window.__pwned=2'>", "KLF1"]
+    edges = pd.DataFrame({"source": [evil[0], evil[1]], "target": [evil[2], evil[0]],
+                          "relation": ["coding->coding"] * 2, "status": ["both", "learned only"],
+                          "weight": [0.2, 0.1], "prior_weight": [0.2, None], "learned_weight": [0.2, 0.1]})
+    table = pd.DataFrame({"biotype": ["protein_coding"] * 3, "is_coding": [True] * 3,
+                          "full_name": ["</title><script>window.__pwned=3</script>", "", ""]},
+                         index=evil)
+    dialogs = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    page.set_content(viz.network_html(edges, table, [evil[0]]))
+    page.locator("canvas").first.wait_for()
+    page.wait_for_timeout(500)
+    assert page.evaluate("() => window.__pwned") is None
+    assert not dialogs

@@ -1,0 +1,128 @@
+"""In-silico screen: a constructed model whose best perturbation is known, the real
+bundled-style model, the CLI and the honest check."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from grape_core import GrapeError, UnknownGeneError
+from grape_core.bundle import Bundle
+from grape_core.cli import main
+from grape_core.model.grape import ModelOutput
+from grape_core.screen import read_signature, screen, screen_check
+
+
+class KnownEffects(torch.nn.Module):
+    """Stand-in member: perturbing gene node ``g`` shifts measured gene ``j`` by
+    ``effects[g, j]``; a pair adds its singles plus ``interaction``."""
+
+    def __init__(self, effects: torch.Tensor, interaction: dict[tuple[int, int], torch.Tensor]):
+        super().__init__()
+        self.effects, self.interaction = effects, interaction
+
+    def forward(self, graph, perts):
+        out = []
+        for row in perts.tolist():
+            nodes = [n for n in row if n >= 0]
+            shift = sum(self.effects[n] for n in nodes)
+            shift = shift + self.interaction.get(tuple(sorted(nodes)), 0)
+            out.append(shift)
+        return ModelOutput(shift=torch.stack(out), reg=torch.zeros(()))
+
+
+@pytest.fixture(scope="module")
+def constructed(adamson_model):
+    bundle = Bundle.load(adamson_model)
+    n_nodes, n_measured = len(bundle.genes), len(bundle.measured)
+    rng = np.random.default_rng(0)
+    effects = torch.as_tensor(rng.normal(0, 0.01, (n_nodes, n_measured)), dtype=torch.float32)
+    target = bundle.measured.index("DDIT4")
+    best = bundle.node_index["SCYL1"]
+    effects[best, target] = 1.0  # SCYL1 raises DDIT4 most
+    worst = bundle.node_index["GBF1"]
+    effects[worst, target] = -1.0  # GBF1 lowers it most
+    a, b = bundle.node_index["HSPA9"], bundle.node_index["YIPF5"]
+    effects[a, target] = effects[b, target] = 0.3
+    synergy = torch.zeros(n_measured)
+    synergy[target] = 2.0
+    members = [KnownEffects(effects + 0.001 * k, {tuple(sorted((a, b))): synergy}) for k in range(2)]
+    return replace(bundle, members=members, _cache={})
+
+
+def test_known_best_single_ranks_first(constructed):
+    up = screen(constructed, ["DDIT4"], direction="up")
+    assert up.loc[0, "perturbation"] == "SCYL1+ctrl" and up.loc[0, "rank"] == 1
+    assert up["effect"].is_monotonic_decreasing
+    down = screen(constructed, ["DDIT4"], direction="down")
+    assert down.loc[0, "perturbation"] == "GBF1+ctrl"
+    assert down.loc[0, "effect"] == pytest.approx(1.0, abs=0.05)  # signed: higher is better
+    assert "DDIT4+ctrl" not in set(up["perturbation"])  # a target is not its own candidate
+
+
+def test_pairs_rank_synergy_first_with_additive_beside(constructed):
+    frame = screen(constructed, ["DDIT4"], direction="up", pairs=True, pair_candidates=5)
+    top = frame.iloc[0]
+    assert top["kind"] == "pair" and set(top["genes"].split(" + ")) == {"HSPA9", "YIPF5"}
+    assert top["effect"] == pytest.approx(2.6, abs=0.05)
+    assert top["additive_effect"] == pytest.approx(0.6, abs=0.05)
+
+
+def test_uncertainty_and_measured_columns(constructed):
+    frame = screen(constructed, ["DDIT4"], top=200)
+    assert np.allclose(frame["effect_std"], np.std([0.0, 0.001], ddof=1), atol=1e-6)
+    measured = frame[frame["measured"]]
+    assert set(measured["perturbation"]) == set(constructed.pseudobulk.conditions)
+    pb = constructed.pseudobulk
+    j = pb.genes.index("DDIT4")
+    row = measured.set_index("perturbation").loc["HSPA5+ctrl"]
+    assert row["measured_effect"] == pytest.approx(pb.shifts[pb.index("HSPA5+ctrl"), j], abs=1e-6)
+
+
+def test_signature_weights(constructed, tmp_path):
+    sig = tmp_path / "sig.tsv"
+    sig.write_text("gene\tweight\nDDIT4\t1\nHBZ\t-1\n")
+    weights = read_signature(sig)
+    assert weights == {"DDIT4": 1.0, "HBZ": -1.0}
+    frame = screen(constructed, weights, direction="up")
+    assert frame.loc[0, "perturbation"] == "SCYL1+ctrl"
+    assert frame.loc[0, "effect"] == pytest.approx(0.5, abs=0.05)  # weights normalised to |w| = 1
+
+
+def test_bad_targets(constructed, tmp_path):
+    with pytest.raises(UnknownGeneError, match="did you mean"):
+        screen(constructed, ["DDIT44"])
+    with pytest.raises(GrapeError, match="at least one target"):
+        screen(constructed, [])
+    with pytest.raises(GrapeError, match="direction"):
+        screen(constructed, ["DDIT4"], direction="sideways")  # type: ignore[arg-type]
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("DDIT4\tmuch\n")
+    with pytest.raises(GrapeError, match="line 1: weight 'much' is not a number"):
+        read_signature(bad)
+
+
+def test_screen_on_a_trained_model_and_cli(norman_model, tmp_path, capsys):
+    bundle = Bundle.load(norman_model)
+    frame = screen(bundle, ["HBG2"], direction="up", pairs=True, top=10)
+    assert len(frame) == 10 and set(frame["kind"]) <= {"single", "pair"}
+    assert frame["effect"].is_monotonic_decreasing
+    out = tmp_path / "screen.json"
+    assert main(["screen", "--model", str(norman_model), "--target", "HBG2", "--direction", "up",
+                 "--top", "5", "--json", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert data["targets"] == ["HBG2"] and len(data["candidates"]) == 5
+    assert main(["screen", "--model", str(norman_model)]) == 1
+    assert "give target genes" in capsys.readouterr().err
+
+
+def test_screen_check_compares_with_baselines(norman_model):
+    check = screen_check(Bundle.load(norman_model))
+    assert {"grape", "train_mean", "linear"} <= set(check.index)
+    # the same prediction for every condition cannot rank conditions
+    assert check.loc["train_mean", "spearman"] == 0.0
+    assert -1 <= check.loc["grape", "spearman"] <= 1 and check.loc["grape", "n_conditions"] >= 3
