@@ -141,6 +141,9 @@ class ModelConfig(Config):
     gsl_top_k: int = 10
     gsl_mix: float = 0.5
     """Weight of the learned adjacency in the graph the GAT sees (prior: 1 - gsl_mix)."""
+    gsl_refresh: int = 5
+    """Training steps between re-choosing the learned neighbours (their weights, and the
+    gradient through them, are recomputed every step)."""
     detach_structure: bool = False
     """*paper*: the learned graph gets no gradient from the prediction loss."""
     perturbation_encoding: Literal["add", "paper"] = "add"
@@ -177,8 +180,8 @@ class TrainConfig(Config):
     lr: float = 1e-3
     weight_decay: float = 1e-4
     batch_size: int = 32
-    max_epochs: int = 150
-    patience: int = 20
+    max_epochs: int = 100
+    patience: int = 10
     huber_delta: float = 0.7
     reg_weight: float = 0.1
     """lambda of the graph regulariser (pulls the learned adjacency towards the prior)."""

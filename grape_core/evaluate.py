@@ -81,7 +81,8 @@ class Report:
         return frame.to_string(float_format=lambda v: f"{v:.4f}")
 
     def verdict(self, model: str = "grape") -> str:
-        """One honest sentence: which baselines beat ``model`` on the same conditions."""
+        """Honest sentences: which baselines beat ``model`` on the same conditions, overall
+        (on both pearson_delta and mse) and per subgroup (on pearson_delta)."""
         if model not in self.tables:
             return ""
         mine = self.tables[model]
@@ -92,16 +93,32 @@ class Report:
             common = mine.index.intersection(table.index)
             if not len(common):
                 continue
-            ours = mine.loc[common, "pearson_delta"].mean()
-            theirs = table.loc[common, "pearson_delta"].mean()
-            ours_mse = mine.loc[common, "mse"].mean()
-            theirs_mse = table.loc[common, "mse"].mean()
-            if theirs > ours and theirs_mse < ours_mse:
-                better.append(f"{name} (pearson_delta {theirs:.3f} vs {ours:.3f}, "
-                              f"mse {theirs_mse:.4f} vs {ours_mse:.4f}, {len(common)} conditions)")
-        if not better:
-            return f"{model} is not beaten on both pearson_delta and mse by any baseline here."
-        return f"Baselines that beat {model} on both pearson_delta and mse: " + "; ".join(better) + "."
+            ours, theirs = mine.loc[common], table.loc[common]
+            if theirs["pearson_delta"].mean() > ours["pearson_delta"].mean() and \
+                    theirs["mse"].mean() < ours["mse"].mean():
+                better.append(
+                    f"{name} (pearson_delta {theirs['pearson_delta'].mean():.3f} vs "
+                    f"{ours['pearson_delta'].mean():.3f}, mse {theirs['mse'].mean():.4f} vs "
+                    f"{ours['mse'].mean():.4f}, {len(common)} conditions)")
+        if better:
+            text = f"Baselines that beat {model} on both pearson_delta and mse: " + "; ".join(better) + "."
+        else:
+            text = f"No baseline beats {model} on both pearson_delta and mse over all held-out conditions."
+        groups = []
+        for group, members in self.subgroups.items():
+            rows = mine.index.intersection(members)
+            if not len(rows):
+                continue
+            ours = mine.loc[rows, "pearson_delta"].mean()
+            rivals = {n: t.loc[t.index.intersection(rows), "pearson_delta"].mean()
+                      for n, t in self.tables.items() if n != model and len(t.index.intersection(rows))}
+            if rivals:
+                best = max(rivals, key=rivals.get)
+                if rivals[best] > ours:
+                    groups.append(f"{group} ({len(rows)}): {best} {rivals[best]:.3f} vs {ours:.3f}")
+        if groups:
+            text += " Subgroups where a baseline has the higher pearson_delta: " + "; ".join(groups) + "."
+        return text
 
 
 def evaluate_models(

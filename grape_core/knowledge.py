@@ -35,6 +35,7 @@ import scipy.sparse as sp
 
 from . import keys
 from .config import FeatureConfig, GraphConfig, Paths
+from .data import sha256_file
 from .errors import BundleError, GrapeError
 from .io import read_safetensors_numpy, write_bytes, write_json, write_safetensors, write_table
 
@@ -43,14 +44,6 @@ log = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 PRIOR_NAMES = ("similarity", "go", "coexpression", "union")
 _FILES = ("genes.csv", "sequences.fa.gz", "features.safetensors", "encoder.safetensors")
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @dataclass
@@ -212,7 +205,7 @@ class GeneKnowledge:
             write_table(root / "priors" / f"{name}.parquet", frame)
         manifest = self.manifest()
         files = list(_FILES) + [f"priors/{n}.parquet" for n in self.priors]
-        manifest["sha256"] = {f: _sha256_file(root / f) for f in files}
+        manifest["sha256"] = {f: sha256_file(root / f) for f in files}
         write_json(root / "knowledge.json", manifest)
         return root
 
@@ -241,7 +234,7 @@ class GeneKnowledge:
             file = root / name
             if not file.is_file():
                 raise BundleError(f"{file} is missing; rebuild the gene knowledge")
-            if verify and _sha256_file(file) != digest:
+            if verify and sha256_file(file) != digest:
                 raise BundleError(f"{file} does not match its checksum in knowledge.json; "
                                   "the folder was modified or damaged, rebuild it")
         genes = tuple(manifest["genes"])

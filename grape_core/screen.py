@@ -75,23 +75,46 @@ def _targets(bundle: Bundle, targets: Sequence[str] | Mapping[str, float]) -> tu
     return np.asarray(idx), w / np.abs(w).sum(), names
 
 
-def all_member_shifts(bundle: Bundle, conditions: Sequence[str], *, chunk: int = 256) -> np.ndarray:
-    """Predicted shifts of every member ``(n_members, n_conds, n_measured)``, float32."""
-    out = np.zeros((len(bundle.members), len(conditions), len(bundle.measured)), dtype=np.float32)
+OFF_TARGET_GENES = 1000
+"""Above this many measured genes, the off-target cost is estimated on a fixed random
+sample of this many non-target genes (the targets are always computed exactly)."""
+
+
+def all_member_shifts(bundle: Bundle, conditions: Sequence[str], *, outputs: np.ndarray | None = None,
+                      chunk: int = 256) -> np.ndarray:
+    """Predicted shifts of every member ``(n_members, n_conds, n_outputs)``, float32, for
+    the measured positions ``outputs`` (default: all measured genes)."""
+    width = len(bundle.measured) if outputs is None else len(outputs)
+    out_t = None if outputs is None else torch.as_tensor(outputs, dtype=torch.long)
+    out = np.zeros((len(bundle.members), len(conditions), width), dtype=np.float32)
     for start in range(0, len(conditions), chunk):
         perts = perturbation_tensor(list(conditions[start:start + chunk]), bundle.node_index)
         with torch.inference_mode():
             for m, model in enumerate(bundle.members):
-                out[m, start:start + chunk] = predict_shifts(model, bundle.graph, perts, batch_size=chunk).numpy()
+                out[m, start:start + chunk] = predict_shifts(
+                    model, bundle.graph, perts, batch_size=chunk, outputs=out_t).numpy()
     return out
 
 
-def single_shifts(bundle: Bundle) -> tuple[list[str], np.ndarray]:
-    """Every single perturbation of the model and its members' shifts (cached on the bundle)."""
-    if "singles" not in bundle._cache:
+def screened_genes(bundle: Bundle, idx: np.ndarray) -> np.ndarray:
+    """Measured positions a screen computes: the targets plus all genes, or a fixed random
+    sample of :data:`OFF_TARGET_GENES` of them for large models."""
+    n = len(bundle.measured)
+    if n <= OFF_TARGET_GENES + len(idx):
+        return np.arange(n)
+    others = np.setdiff1d(np.arange(n), idx)
+    sample = np.random.default_rng(0).choice(others, OFF_TARGET_GENES, replace=False)
+    return np.sort(np.concatenate([idx, sample]))
+
+
+def single_shifts(bundle: Bundle, genes: np.ndarray) -> tuple[list[str], np.ndarray]:
+    """Every single perturbation of the model and its members' shifts at the measured
+    positions ``genes`` (cached on the bundle)."""
+    key = ("singles", genes.tobytes())
+    if key not in bundle._cache:
         conditions = [format_condition((g,)) for g in bundle.genes]
-        bundle._cache["singles"] = (conditions, all_member_shifts(bundle, conditions))
-    return bundle._cache["singles"]
+        bundle._cache[key] = (conditions, all_member_shifts(bundle, conditions, outputs=genes))
+    return bundle._cache[key]
 
 
 def _score(shifts: np.ndarray, idx: np.ndarray, w: np.ndarray, sign: float) -> np.ndarray:
@@ -142,14 +165,16 @@ def screen(
         raise GrapeError(f"direction must be 'up' or 'down', not {direction!r}")
     idx, w, names = _targets(bundle, targets)
     sign = 1.0 if direction == "up" else -1.0
-    conditions, members = single_shifts(bundle)
+    genes = screened_genes(bundle, idx)
+    idx = np.searchsorted(genes, idx)  # target positions within the computed genes
+    conditions, members = single_shifts(bundle, genes)
     target_genes = set(names)
     keep = [i for i, c in enumerate(conditions) if genes_of(c)[0] not in target_genes]
     conditions = [conditions[i] for i in keep]
     members = members[:, keep]
     scores = _score(members, idx, w, sign)  # (n_members, n_singles)
     mean_shift = members.mean(0)
-    frame = _frame(bundle, conditions, scores, _off_target(mean_shift, idx), idx, w, sign)
+    frame = _frame(bundle, conditions, scores, _off_target(mean_shift, idx), genes[idx], w, sign)
     frame["kind"] = "single"
     frame["additive_effect"] = np.nan
     if pairs and len(conditions) > 1:
@@ -157,9 +182,10 @@ def screen(
         combos = list(combinations(best.tolist(), 2))
         pair_conds = [format_condition((genes_of(conditions[i])[0], genes_of(conditions[j])[0]))
                       for i, j in combos]
-        pair_members = all_member_shifts(bundle, pair_conds)
+        pair_members = all_member_shifts(bundle, pair_conds, outputs=genes)
         pair_scores = _score(pair_members, idx, w, sign)
-        pf = _frame(bundle, pair_conds, pair_scores, _off_target(pair_members.mean(0), idx), idx, w, sign)
+        pf = _frame(bundle, pair_conds, pair_scores, _off_target(pair_members.mean(0), idx),
+                    genes[idx], w, sign)
         pf["kind"] = "pair"
         additive = np.array([mean_shift[i] + mean_shift[j] for i, j in combos])
         pf["additive_effect"] = _score(additive, idx, w, sign)

@@ -72,18 +72,25 @@ def seed_everything(seed: int) -> None:
 
 
 def _training_shifts(model: GRAPE, pb: PseudoBulk, train: list[str], node_index: dict[str, int]) -> None:
+    """Shared shift = mean over every training condition (as the ``train_mean`` baseline:
+    pairs carry the screen-wide response too, often more clearly than singles); measured
+    training singles for the additive composition of pairs."""
     shifts = torch.as_tensor(pb.shifts[pb.rows(train)], dtype=torch.float32)
     singles = [i for i, c in enumerate(train) if len(genes_of(c)) == 1]
-    mean = shifts[singles].mean(0) if singles else shifts.mean(0)
-    model.set_training_shifts(mean, {node_index[genes_of(train[i])[0]]: shifts[i] for i in singles})
+    model.set_training_shifts(shifts.mean(0),
+                              {node_index[genes_of(train[i])[0]]: shifts[i] for i in singles})
 
 
 @torch.no_grad()
-def predict_shifts(model: GRAPE, graph: GraphInputs, perts: torch.Tensor, *, batch_size: int = 64) -> torch.Tensor:
-    """Shifts ``(n_conds, n_measured)`` of one member, in eval mode."""
+def predict_shifts(model: GRAPE, graph: GraphInputs, perts: torch.Tensor, *, batch_size: int = 64,
+                   outputs: torch.Tensor | None = None) -> torch.Tensor:
+    """Shifts ``(n_conds, n_measured)`` of one member, in eval mode (only the measured
+    positions ``outputs`` when given)."""
     model.eval()
-    out = [model(graph, perts[i:i + batch_size]).shift for i in range(0, perts.size(0), batch_size)]
-    return torch.cat(out) if out else torch.zeros(0, graph.measured.numel())
+    out = [model(graph, perts[i:i + batch_size], outputs=outputs).shift
+           for i in range(0, perts.size(0), batch_size)]
+    width = graph.measured.numel() if outputs is None else outputs.numel()
+    return torch.cat(out) if out else torch.zeros(0, width)
 
 
 def train_member(

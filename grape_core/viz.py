@@ -41,7 +41,7 @@ LOWER_IS_BETTER = {"mse", "rmse", "mse_de"}
 EDGE_STATUS_COLORS = {"both": "#4a5568", "learned only": GRAPE_COLOR, "prior only": "#b8c2cc"}
 SHIFT_AXIS = "shift vs control (log-expression)"
 _LAYOUT = dict(template="plotly_white", margin=dict(l=10, r=10, t=40, b=10),
-               legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0, xanchor="left"),
+               legend=dict(orientation="h", yanchor="bottom", y=1.01, x=0, xanchor="left"),
                font=dict(size=13))
 
 
@@ -59,9 +59,14 @@ def metric_label(metric: str) -> str:
     return f"{METRIC_LABELS.get(metric, metric)} ({arrow})"
 
 
-def _figure(**layout: Any) -> go.Figure:
+def _figure(*, title: str = "", **layout: Any) -> go.Figure:
+    """An empty figure in the app's style; the title sits above the legend."""
     fig = go.Figure()
-    fig.update_layout(**{**_LAYOUT, **layout})
+    top = 20 + (34 if title else 0) + (30 if layout.get("showlegend", True) else 0)
+    fig.update_layout(**{**_LAYOUT, "margin": dict(l=10, r=10, t=top, b=10), **layout})
+    if title:
+        fig.update_layout(title=dict(text=title, x=0, xanchor="left", y=1, yanchor="top",
+                                     pad=dict(t=8, l=4), font=dict(size=16)))
     return fig
 
 
@@ -108,7 +113,7 @@ def shift_chart(frame: pd.DataFrame, *, top: int = 20, title: str = "") -> go.Fi
             continue
         kind = biotype_class(coding)
         fig.add_bar(
-            x=part["gene"], y=part["shift"], name=f"GRAPE prediction ({kind} gene)",
+            x=part["gene"], y=part["shift"], name=f"GRAPE · {kind} gene",
             marker_color=BIOTYPE_COLORS[kind], offsetgroup="predicted", meta="predicted",
             error_y=dict(type="data", array=part["std"].to_numpy(), visible=True,
                          color="#1a202c", thickness=1.2, width=3),
@@ -117,14 +122,14 @@ def shift_chart(frame: pd.DataFrame, *, top: int = 20, title: str = "") -> go.Fi
                           " ± %{customdata[1]:.3f}<extra></extra>",
         )
     if "measured_shift" in rows:
-        fig.add_bar(x=genes, y=rows["measured_shift"], name="measured in the screen",
+        fig.add_bar(x=genes, y=rows["measured_shift"], name="measured",
                     marker_color=MEASURED_COLOR, opacity=0.75, offsetgroup="measured",
                     meta="measured",
                     hovertemplate="%{x}<br>measured shift %{y:.3f}<extra></extra>")
     for name in baseline_columns(rows):
         label = rows.attrs.get("additive_label", model_label(name)) if name == "additive" \
             else model_label(name)
-        fig.add_scatter(x=genes, y=rows[f"{name}_shift"], mode="markers", name=f"baseline: {label}",
+        fig.add_scatter(x=genes, y=rows[f"{name}_shift"], mode="markers", name=label,
                         meta=f"baseline:{name}",
                         marker=dict(symbol=BASELINE_SYMBOLS.get(name, "circle"), size=10,
                                     color=MODEL_COLORS.get(name, "#718096"),
@@ -135,13 +140,26 @@ def shift_chart(frame: pd.DataFrame, *, top: int = 20, title: str = "") -> go.Fi
     return fig
 
 
-def chart_values(fig: go.Figure | Mapping[str, Any], meta: str) -> dict[str, float]:
-    """``{x: y}`` of the traces whose ``meta`` is ``meta`` (a figure or its JSON dict)."""
+def array(values: Any) -> np.ndarray:
+    """A trace's values as an array, also when plotly wrote them as a typed array
+    (``{"dtype": "f8", "bdata": <base64>}`` in the figure's JSON)."""
+    if isinstance(values, Mapping) and "bdata" in values:
+        import base64
+
+        out = np.frombuffer(base64.b64decode(values["bdata"]), dtype=np.dtype(values["dtype"]))
+        return out.reshape(values["shape"]) if values.get("shape") else out
+    return np.asarray(values)
+
+
+def chart_values(fig: go.Figure | Mapping[str, Any], meta: str, field: str = "y") -> dict[str, float]:
+    """``{x: y}`` of the traces whose ``meta`` is ``meta`` (a figure or its JSON dict);
+    ``field="error_y"`` gives the error bars."""
     data = fig["data"] if isinstance(fig, Mapping) else fig.to_plotly_json()["data"]
     out: dict[str, float] = {}
     for trace in data:
         if trace.get("meta") == meta:
-            out.update(zip(list(trace["x"]), map(float, trace["y"])))
+            values = trace["error_y"]["array"] if field == "error_y" else trace[field]
+            out.update(zip(array(trace["x"]).tolist(), array(values).astype(float).tolist()))
     return out
 
 
@@ -488,14 +506,16 @@ def honest_sentences(metrics: pd.DataFrame, metric: str, *, model: str = "grape"
             continue
         ours, theirs = common[model].mean(), common[name].mean()
         n = len(common)
-        where = f"on the {n} held-out perturbation{'s' if n > 1 else ''} it can predict"
+        where = f"On {n} held-out perturbation{'s' if n > 1 else ''}"
+        if name == "additive":
+            where += f" (pair{'s' if n > 1 else ''} whose singles were measured in training)"
         if (theirs < ours) if lower else (theirs > ours):
-            out.append(f"The {model_label(name)} baseline beats {model_label(model)} {where} "
+            out.append(f"{where}, the {model_label(name)} baseline beats {model_label(model)} "
                        f"({theirs:.3f} vs {ours:.3f}).")
         else:
-            out.append(f"{model_label(model)} beats the {model_label(name)} baseline {where} "
+            out.append(f"{where}, {model_label(model)} beats the {model_label(name)} baseline "
                        f"({ours:.3f} vs {theirs:.3f}).")
-    return out
+    return sorted(out, key=lambda sentence: "baseline beats" not in sentence)
 
 
 def screen_check_figure(check: pd.DataFrame) -> go.Figure:
@@ -560,7 +580,7 @@ def embedding_coords(fused: np.ndarray) -> np.ndarray:
 def embedding_figure(overview: pd.DataFrame, coords: np.ndarray, *, highlight: str | None = None) -> go.Figure:
     """2-D map of the gene embeddings (PCA), one dot per gene coloured by biotype."""
     fig = _figure(title="Gene embeddings (text + DNA views fused), first two principal components",
-                  height=520, xaxis_title="PC 1", yaxis_title="PC 2", dragmode="pan")
+                  height=480, xaxis_title="PC 1", yaxis_title="PC 2", dragmode="pan")
     for flag in (True, False):
         mask = overview["coding"].to_numpy() == flag
         if not mask.any():
@@ -581,7 +601,7 @@ def embedding_figure(overview: pd.DataFrame, coords: np.ndarray, *, highlight: s
 
 
 # ----------------------------------------------------------------------------- Screen
-def screen_figure(frame: pd.DataFrame, coding_genes: Iterable[str]) -> go.Figure:
+def screen_figure(frame: pd.DataFrame, coding_genes: Iterable[str], *, label_top: int = 6) -> go.Figure:
     """Effect on the targets vs off-target cost of each candidate, ± ensemble s.d.; colour:
     all perturbed genes coding (blue) or at least one non-coding (orange)."""
     coding_genes = set(coding_genes)
@@ -597,31 +617,59 @@ def screen_figure(frame: pd.DataFrame, coding_genes: Iterable[str]) -> go.Figure
         kind = biotype_class(flag)
         label = "coding gene(s) perturbed" if flag else "a non-coding gene perturbed"
         fig.add_scatter(x=part["off_target"], y=part["effect"], mode="markers+text", name=label,
-                        meta=f"screen:{kind}", text=part["genes"], textposition="top center",
+                        meta=f"screen:{kind}", text=[g if r <= label_top else "" for g, r in
+                                                     zip(part["genes"], part["rank"])],
+                        textposition="top center",
                         customdata=np.stack([part["rank"], part["effect_std"]], axis=-1),
                         error_y=dict(type="data", array=part["effect_std"].to_numpy(), visible=True,
                                      color="#718096", thickness=1),
                         marker=dict(color=BIOTYPE_COLORS[kind], size=11,
                                     symbol=["diamond" if k == "pair" else "circle" for k in part["kind"]]),
                         textfont=dict(size=11),
-                        hovertemplate="#%{customdata[0]} %{text}<br>effect %{y:.3f} ± "
+                        hovertext=part["genes"],
+                        hovertemplate="#%{customdata[0]} %{hovertext}<br>effect %{y:.3f} ± "
                                       "%{customdata[1]:.3f}<br>off-target %{x:.3f}<extra></extra>")
     return fig
 
 
 # ----------------------------------------------------------------------------- Home
-PIPELINE_DOT = """
-digraph G {
-  rankdir=LR; bgcolor="transparent";
-  node [shape=box, style="rounded,filled", fontname="Helvetica", fontsize=11, color="#cbd5e0", fillcolor="#f7fafc"];
-  edge [color="#718096"];
-  know [label="gene knowledge\\ntext + DNA"];
-  emb  [label="gene embedding\\n(contrastive fusion)"];
-  prior [label="prior graph\\nGO · co-expression · similarity"];
-  gsl  [label="structure learning\\n(learned gene network)", fillcolor="#efe7f6", color="#6a3d9a"];
-  gnn  [label="graph network\\ncoding / non-coding", fillcolor="#efe7f6", color="#6a3d9a"];
-  pert [label="your perturbation\\none gene or a pair", fillcolor="#fefcbf", color="#d69e2e"];
-  out  [label="predicted shift\\nof every gene", fillcolor="#e6fffa", color="#319795"];
-  know -> emb -> gsl; prior -> gsl -> gnn; pert -> gnn -> out;
+_BOX = {"plain": ("#f7fafc", "#cbd5e0"), "model": ("#efe7f6", GRAPE_COLOR),
+        "input": ("#fefcbf", "#d69e2e"), "output": ("#e6fffa", "#319795")}
+_PIPELINE = {  # name: (x, y, style, line 1, line 2)
+    "know": (10, 10, "plain", "gene knowledge", "descriptions + DNA"),
+    "emb": (235, 10, "plain", "gene embedding", "(contrastive fusion)"),
+    "prior": (235, 95, "plain", "prior gene graph", "GO · co-expression · similarity"),
+    "gsl": (460, 95, "model", "structure learning", "(learned gene network)"),
+    "gnn": (685, 95, "model", "graph network", "coding / non-coding genes"),
+    "pert": (460, 180, "input", "your perturbation", "one gene or a pair"),
+    "out": (910, 95, "output", "predicted shift", "of every measured gene"),
 }
-"""
+_PIPELINE_EDGES = (("know", "emb"), ("emb", "gsl"), ("prior", "gsl"), ("gsl", "gnn"), ("pert", "gnn"),
+                   ("gnn", "out"))
+
+
+def pipeline_svg(*, width: int = 200, height: int = 52) -> str:
+    """The model in one picture, as a small static SVG (no JavaScript, no fonts to fetch)."""
+    parts = ['<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 1120 245" '
+             'font-family="Helvetica, Arial, sans-serif" font-size="15">',
+             '<defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" '
+             'markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" '
+             'fill="#718096"/></marker></defs>']
+    for a, b in _PIPELINE_EDGES:
+        xa, ya = _PIPELINE[a][:2]
+        xb, yb = _PIPELINE[b][:2]
+        x1, y1 = xa + width, ya + height / 2
+        x2, y2 = (xb, yb + height / 2) if xb > xa else (xb + width / 2, yb + height)
+        parts.append(f'<line x1="{x1}" y1="{y1}" x2="{x2 - 2}" y2="{y2}" stroke="#718096" '
+                     'stroke-width="1.6" marker-end="url(#arrow)"/>')
+    for x, y, style, line1, line2 in _PIPELINE.values():
+        fill, stroke = _BOX[style]
+        parts.append(f'<rect x="{x}" y="{y}" width="{width}" height="{height}" rx="12" fill="{fill}" '
+                     f'stroke="{stroke}" stroke-width="1.5"/>')
+        cx = x + width / 2
+        parts.append(f'<text x="{cx}" y="{y + 22}" text-anchor="middle" fill="#1a202c" '
+                     f'font-weight="600">{html.escape(line1)}</text>')
+        parts.append(f'<text x="{cx}" y="{y + 41}" text-anchor="middle" fill="#4a5568" '
+                     f'font-size="13">{html.escape(line2)}</text>')
+    parts.append("</svg>")
+    return "".join(parts)

@@ -158,6 +158,7 @@ def test_home_loads_fast_and_lists_models(page, server, shots):
     page.goto(server)
     page.get_by_text("Model card: norman").wait_for()
     first = time.perf_counter() - start
+    page.wait_for_function("() => document.querySelectorAll('[data-testid=\"stMetricValue\"]').length >= 4")
     _settle(page)
     _no_exception(page)
     assert page.get_by_text("Use my own data").count() == 1
@@ -188,13 +189,17 @@ def test_predict_pair(page, server, shots):
 
 
 def test_network_canvas(page, server, shots):
-    page.goto(f"{server}/network?model=norman&genes=KLF1")
+    page.goto(f"{server}/predict?model=norman&genes=KLF1")
+    _charts(page, 1)
+    _settle(page)
+    page.get_by_test_id("stSidebarNav").get_by_text("Network").click()  # the choice travels
     frame = page.frame_locator("iframe").first
     frame.locator("canvas").first.wait_for()
     _charts(page, 2)
     _settle(page)
     page.wait_for_timeout(2500)  # let the physics settle for the picture
     _no_exception(page)
+    assert "KLF1" in page.locator("[data-testid='stMultiSelect']").first.inner_text()
     _shot(page, shots, "network", scroll_to="iframe")
 
 
@@ -212,13 +217,13 @@ def test_genes(page, server, shots):
     _charts(page, 1)
     _settle(page)
     _no_exception(page)
-    _shot(page, shots, "genes", scroll_to="[data-testid='stPlotlyChart']")
+    _shot(page, shots, "genes")
 
 
 def test_screen(page, server, shots):
     page.goto(f"{server}/screen?model=norman")
     _settle(page)
-    page.locator("textarea").first.fill("HBG2 1\nHBE1 1")
+    page.locator("textarea").first.fill("HBG2 1\nHBE1 1")  # induce the fetal/embryonic globins
     page.get_by_role("button", name="Run the screen").click()
     _charts(page, 1)
     _settle(page)

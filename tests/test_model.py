@@ -168,3 +168,17 @@ def test_training_is_seeded_and_deterministic(adamson_graph):
     a, b = (r.members[0].state_dict() for r in runs)
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert [h["train_loss"] for h in runs[0].history] == [h["train_loss"] for h in runs[1].history]
+
+
+def test_requested_outputs_and_cached_shared_pass_are_exact(adamson_graph):
+    knowledge, pb, graph, node_index = adamson_graph
+    model = make_model(knowledge, graph)
+    perts = perturbation_tensor(["HSPA5+ctrl", "TARS+GBF1"], node_index)
+    outputs = torch.tensor([0, 7, 42, 159])
+    with torch.no_grad():
+        full = model(graph, perts).shift
+        assert model._inference_cache is not None  # eval + no grad: shared pass cached
+        part = model(graph, perts, outputs=outputs).shift
+    assert torch.allclose(part, full[:, outputs], atol=1e-6)
+    model.train()
+    assert model._inference_cache is None

@@ -25,14 +25,15 @@ class KnownEffects(torch.nn.Module):
         super().__init__()
         self.effects, self.interaction = effects, interaction
 
-    def forward(self, graph, perts):
+    def forward(self, graph, perts, outputs=None):
         out = []
         for row in perts.tolist():
             nodes = [n for n in row if n >= 0]
             shift = sum(self.effects[n] for n in nodes)
             shift = shift + self.interaction.get(tuple(sorted(nodes)), 0)
             out.append(shift)
-        return ModelOutput(shift=torch.stack(out), reg=torch.zeros(()))
+        shift = torch.stack(out)
+        return ModelOutput(shift=shift if outputs is None else shift[:, outputs], reg=torch.zeros(()))
 
 
 @pytest.fixture(scope="module")

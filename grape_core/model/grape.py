@@ -88,6 +88,22 @@ class ModelOutput:
     learned_weight: Tensor | None = None
 
 
+@dataclass
+class SharedPass:
+    """What every sample of a batch shares: the graph and the unperturbed layer outputs."""
+
+    base: list[Tensor]
+    """Inputs ``(n_nodes, hidden)`` then each GAT layer's output."""
+    node_type: Tensor
+    src: Tensor
+    dst: Tensor
+    weight: Tensor
+    rel: Tensor
+    reg: Tensor
+    learned_index: Tensor | None
+    learned_weight: Tensor | None
+
+
 class GRAPE(nn.Module):
     """GRAPE with the published code's bugs fixed (see :class:`~grape_core.config.ModelConfig`)."""
 
@@ -100,7 +116,8 @@ class GRAPE(nn.Module):
         self.input = nn.Linear(self.encoder.out_dim, c.hidden)
         self.pert = nn.Parameter(torch.randn(c.hidden) * 0.5)
         self.learner = (GraphLearner(c.hidden, heads=c.gsl_heads, top_k=c.gsl_top_k,
-                                     mix=c.gsl_mix, detach=c.detach_structure)
+                                     mix=c.gsl_mix, detach=c.detach_structure,
+                                     refresh=c.gsl_refresh)
                         if c.structure_learning else None)
         self.node_types = list(keys.NODE_TYPES) if c.heterogeneous else [keys.GENE]
         self.relations = [keys.relation(s, d) for s in self.node_types for d in self.node_types]
@@ -119,6 +136,15 @@ class GRAPE(nn.Module):
         self.register_buffer("mean_shift", torch.zeros(n_measured))
         self.register_buffer("known_shift", torch.zeros(0, n_measured))
         self.register_buffer("known_row", torch.full((n_nodes,), -1, dtype=torch.long))
+        self._inference_cache: tuple[GraphInputs, SharedPass] | None = None
+
+    def train(self, mode: bool = True) -> "GRAPE":
+        self._inference_cache = None  # weights may change: the cached shared pass is stale
+        return super().train(mode)
+
+    def load_state_dict(self, *args, **kwargs):
+        self._inference_cache = None
+        return super().load_state_dict(*args, **kwargs)
 
     # ------------------------------------------------------------------ training statistics
     def set_training_shifts(self, mean_shift: Tensor, singles: dict[int, Tensor]) -> None:
@@ -183,36 +209,47 @@ class GRAPE(nn.Module):
             return torch.zeros_like(x[nodes]) if self.training else -x[nodes]
         return x[nodes] + self.pert
 
-    def forward(self, g: GraphInputs, perts: Tensor) -> ModelOutput:
-        perts = perts.to(g.text.device)
-        b, n = perts.size(0), g.n_nodes
+    def shared(self, g: GraphInputs) -> SharedPass:
+        """Encoder, graph and the unperturbed GAT pass; cached for inference (eval mode,
+        no autograd), where the weights cannot change between calls."""
+        cache = not self.training and not torch.is_grad_enabled()
+        if cache and self._inference_cache is not None and self._inference_cache[0] is g:
+            return self._inference_cache[1]
         x = self.encode(g)
         index, weight, reg, li, lw = self._graph(g, x)
         node_type, _ = self._types(g)
         src, dst = index
         rel = node_type[src] * len(self.node_types) + node_type[dst]
-
-        # shared pass over the unperturbed graph, kept layer by layer
         base = [x]
-        h = x
         for i in range(len(self.gnn.layers)):
-            h = self._layer_full(i, h, node_type, src, dst, weight, rel)
-            base.append(h)
+            base.append(self._layer_full(i, base[-1], node_type, src, dst, weight, rel))
+        out = SharedPass(base, node_type, src, dst, weight, rel, reg, li, lw)
+        if cache:
+            self._inference_cache = (g, out)
+        return out
 
-        # per-sample pass over the nodes that a perturbation can reach
+    def forward(self, g: GraphInputs, perts: Tensor, *, outputs: Tensor | None = None) -> ModelOutput:
+        """Shifts of the measured genes (or of the measured positions ``outputs`` only:
+        exact, and much cheaper when few genes are needed, as in a screen)."""
+        perts = perts.to(g.text.device)
+        b = perts.size(0)
+        if outputs is None:
+            outputs = torch.arange(g.measured.numel(), device=perts.device)
+        s = self.shared(g)
         want = self._needed_singles(perts)
         all_perts = torch.cat([perts, want], dim=0) if want.numel() else perts
-        gene_part, pooled = self._perturbed(all_perts, g, base, node_type, src, dst, weight, rel)
+        gene_part, pooled = self._perturbed(all_perts, g, s, outputs)
         if self.global_mlp is not None:
             glob = self.global_mlp(pooled)  # (batch', d)
             if self.pair_vec is not None:
                 is_pair = (all_perts >= 0).sum(1) == 2
                 glob = glob + is_pair.unsqueeze(1).float() * self.pair_vec
             gene_part = gene_part + self.decode_global(glob).unsqueeze(1)
-        hidden = F.elu(gene_part)  # (batch', n_measured, decoder_hidden)
-        residual = torch.einsum("bmh,mh->bm", hidden, self.head_w) + self.head_b
-        shift = self._compose(all_perts, residual, b)
-        return ModelOutput(shift=shift, reg=reg, learned_index=li, learned_weight=lw)
+        hidden = F.elu(gene_part)  # (batch', n_outputs, decoder_hidden)
+        residual = torch.einsum("bmh,mh->bm", hidden, self.head_w[outputs]) + self.head_b[outputs]
+        shift = self._compose(all_perts, residual, b, outputs)
+        return ModelOutput(shift=shift, reg=s.reg, learned_index=s.learned_index,
+                           learned_weight=s.learned_weight)
 
     def _layer_full(self, i, h, node_type, src, dst, weight, rel) -> Tensor:
         n = h.size(0)
@@ -252,14 +289,18 @@ class GRAPE(nn.Module):
             rows.append((k[is_dest], out[self.node_types[t]][is_dest]))
         return rows, None
 
-    def _perturbed(self, perts, g, base, node_type, src, dst, weight, rel):
+    def _perturbed(self, perts, g, s: SharedPass, outputs: Tensor):
         """Per-sample gene part of the decoder ``(batch, n_measured, decoder_hidden)`` and the
         pooled embedding of each sample's perturbed genes ``(batch, d)``."""
         b, n = perts.size(0), g.n_nodes
+        base, node_type, src, dst, weight, rel = s.base, s.node_type, s.src, s.dst, s.weight, s.rel
         sample, col = (perts >= 0).nonzero(as_tuple=True)
         nodes = perts[sample, col]
         changed = torch.zeros(b, n, dtype=torch.bool, device=perts.device)
         changed[sample, nodes] = True
+        # the last layer only needs the requested genes and the perturbed ones (global path)
+        needed = changed.clone()
+        needed[:, g.measured[outputs]] = True
         key_of = sample * n + nodes
         over_keys, over_rows = key_of, self._marked(base[0], nodes)
         shared = b  # pseudo-sample whose nodes are the shared, unperturbed pass
@@ -267,6 +308,8 @@ class GRAPE(nn.Module):
             hb, he = changed[:, src].nonzero(as_tuple=True)  # edges leaving a changed node
             reach = changed.clone()
             reach[hb, dst[he]] = True
+            if i == len(self.gnn.layers) - 1:
+                reach &= needed
             eb, ee = reach[:, dst].nonzero(as_tuple=True)  # all in-edges of reached nodes
             s_node = src[ee]
             # an unchanged source reads the shared pass: one node for all samples
@@ -290,11 +333,12 @@ class GRAPE(nn.Module):
             changed = reach
 
         final = base[-1]
+        out_nodes = g.measured[outputs]
         pos_of = torch.full((n,), -1, dtype=torch.long, device=perts.device)
-        pos_of[g.measured] = torch.arange(g.measured.numel(), device=perts.device)
+        pos_of[out_nodes] = torch.arange(out_nodes.numel(), device=perts.device)
         ks, kn = over_keys // n, over_keys % n
         meas = pos_of[kn] >= 0
-        gene_part = self.decode_gene(final[g.measured]).unsqueeze(0).expand(b, -1, -1).clone()
+        gene_part = self.decode_gene(final[out_nodes]).unsqueeze(0).expand(b, -1, -1).clone()
         gene_part[ks[meas], pos_of[kn[meas]]] = self.decode_gene(over_rows[meas])
         # pooled embedding of the perturbed genes, read from the per-sample pass
         order = torch.argsort(over_keys)
@@ -315,8 +359,8 @@ class GRAPE(nn.Module):
             return perts.new_zeros(0, 2)
         return torch.stack([genes, torch.full_like(genes, -1)], dim=1)
 
-    def _compose(self, all_perts: Tensor, residual: Tensor, b: int) -> Tensor:
-        single_shift = self.mean_shift + residual  # used for singles and predicted components
+    def _compose(self, all_perts: Tensor, residual: Tensor, b: int, outputs: Tensor) -> Tensor:
+        single_shift = self.mean_shift[outputs] + residual  # singles and predicted components
         perts = all_perts[:b]
         is_pair = (perts >= 0).sum(1) == 2
         if not self.config.additive_pairs or not bool(is_pair.any()):
@@ -328,6 +372,7 @@ class GRAPE(nn.Module):
             parts = []
             for gene in perts[i].tolist():
                 row = int(self.known_row[gene])
-                parts.append(self.known_shift[row] if row >= 0 else single_shift[predicted_row[gene]])
+                parts.append(self.known_shift[row, outputs] if row >= 0
+                             else single_shift[predicted_row[gene]])
             out[i] = parts[0] + parts[1] + residual[i]
         return out

@@ -38,12 +38,15 @@ class GraphLearner(nn.Module):
     """GCN learner + multi-head weighted cosine metric, top-k per node, mixed with the prior."""
 
     def __init__(self, dim: int, *, heads: int = 4, top_k: int = 10, mix: float = 0.5,
-                 detach: bool = False, chunk: int = 1024):
+                 detach: bool = False, refresh: int = 1, chunk: int = 1024):
         super().__init__()
         self.gcn = GCNConv(dim, dim)
         self.metric = nn.Parameter(torch.empty(heads, dim))
         nn.init.xavier_uniform_(self.metric)
         self.top_k, self.mix, self.detach, self.chunk = top_k, mix, detach, chunk
+        self.refresh = max(1, refresh)
+        self._sources: Tensor | None = None
+        self._steps = 0
 
     def learned(self, h: Tensor, edge_index: Tensor, edge_weight: Tensor) -> tuple[Tensor, Tensor]:
         """Top-k learned edges ``(2, n_nodes * k)`` and their row-normalised weights."""
@@ -54,21 +57,33 @@ class GraphLearner(nn.Module):
         u = u.permute(1, 0, 2).reshape(n, -1) / self.metric.size(0) ** 0.5
         k = min(self.top_k, n - 1)
         # the top-k choice is discrete (no gradient): pick neighbours without autograd, then
-        # recompute the chosen similarities with it, so the backward pass is per edge, not n x n
-        with torch.no_grad():
-            sources = []
-            for start in range(0, n, self.chunk):
-                sim = u[start:start + self.chunk] @ u.T  # (chunk, n)
-                rows = torch.arange(start, min(start + self.chunk, n), device=h.device)
-                sim[rows - start, rows] = -2.0  # no self-edges: the model adds self-loops
-                sources.append(sim.topk(k, dim=1).indices)
-        src = torch.cat(sources).reshape(-1)
+        # recompute the chosen similarities with it, so the backward pass is per edge, not
+        # n x n. In training the choice is refreshed every `refresh` steps (it moves slowly).
+        stale = (self._sources is None or self._sources.size(0) != n * k
+                 or not self.training or self._steps % self.refresh == 0)
+        if self.training:
+            self._steps += 1
+        if stale:
+            self._sources = self._select(u.detach(), k)
+        src = self._sources
         dst = torch.arange(n, device=h.device).repeat_interleave(k)
         weight = F.relu((u[src] * u[dst]).sum(-1))
         learned_index = torch.stack([src, dst])
         keep = weight > 0
         learned_index, weight = learned_index[:, keep], weight[keep]
         return learned_index, row_normalise(learned_index, weight, n)
+
+    @torch.no_grad()
+    def _select(self, u: Tensor, k: int) -> Tensor:
+        """Indices of each node's ``k`` most similar other nodes, flattened ``(n * k,)``."""
+        n = u.size(0)
+        sources = []
+        for start in range(0, n, self.chunk):
+            sim = u[start:start + self.chunk] @ u.T  # (chunk, n)
+            rows = torch.arange(start, min(start + self.chunk, n), device=u.device)
+            sim[rows - start, rows] = -2.0  # no self-edges: the model adds self-loops
+            sources.append(sim.topk(k, dim=1).indices)
+        return torch.cat(sources).reshape(-1)
 
     def forward(self, h: Tensor, edge_index: Tensor, edge_weight: Tensor
                 ) -> tuple[Tensor, Tensor, Tensor, tuple[Tensor, Tensor]]:

@@ -1,0 +1,564 @@
+"""Load test of the app: N concurrent browser sessions through Predict and Network.
+
+Starts ``streamlit run app.py`` on a free 127.0.0.1 port (the flags of
+``tests/test_browser.py``: headless, no usage statistics, the project's ``.streamlit``
+config), then drives one Debian chromium (Playwright, async API; never a downloaded browser)
+with N isolated browser contexts, all at once. Each session:
+
+1. opens ``/predict?model=norman&genes=A[&genes=B]`` with its OWN gene or pair (a
+   different measured condition of the bundled ``norman`` model per session), waits for
+   the shift chart and records the time to chart;
+2. checks that the chart title names its own perturbation and nothing else (sessions share
+   the cached model objects; no session may see another's choice);
+3. clicks Network in the sidebar (the choice travels in the session), waits for the network
+   canvas inside its iframe, records the time to network and checks that the gene picker
+   and the URL still hold its own genes.
+
+Errors: step timeouts, exception boxes, error messages, a wrong gene shown, requests to
+another host, and tracebacks in the server log. A warm-up session runs first (not counted)
+so that importing torch and loading the model are not charged to the timed sessions; its
+time to chart is reported as the cold first chart. The server's RSS (with its children)
+is sampled every 0.5 s.
+
+The data are the bundled real-data demo models (``assets/models``); the timings depend on
+the machine and on what else runs on it (the JSON records the CPU count and load average).
+On a 2-core machine the server and the browser rendering all sessions share the same two
+cores, so the times measure the whole stack under load, not the server alone.
+
+Usage (from the repository root)::
+
+    python benchmarks/load_app.py                  # 20 sessions, writes results/load.json
+    python benchmarks/load_app.py --sessions 5 --timeout 300 --out /tmp/load.json
+
+Exit status 1 when any session had an error (slowness alone is not an error).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import parse_qs, urlencode, urlparse
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+MODEL = "norman"
+MODEL_DIR = ROOT / "assets" / "models" / MODEL
+DATA_LABEL = "bundled real-data demo models (assets/models)"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
+                 "--disable-dev-shm-usage"]
+VIEWPORT = {"width": 1440, "height": 1000}
+LOCAL_HOSTS = {"127.0.0.1", "data", "blob", "about"}
+TITLE_PREFIX = "predicted shifts after perturbing"
+SAMPLE_SECONDS = 0.5
+_GENE_TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
+_SETTLED = ("() => !document.querySelector('[data-testid=\"stStatusWidget\"]') && "
+            "!document.querySelector('[data-testid=\"stSpinner\"]')")
+_ERRORS_JS = """() => ({
+  exceptions: document.querySelectorAll('[data-testid="stException"]').length,
+  error_alerts: document.querySelectorAll('[data-testid="stAlertContentError"]').length,
+  traceback: document.body.innerText.includes('Traceback')})"""
+
+
+# ----------------------------------------------------------------------------------------
+# the sessions' perturbations
+# ----------------------------------------------------------------------------------------
+def conditions_of_model(folder: Path = MODEL_DIR) -> list[str]:
+    """Measured conditions of the model (its split, file order), then single genes of its
+    graph: distinct perturbations, so every session has its own."""
+    split = json.loads((folder / "split.json").read_text())
+    manifest = json.loads((folder / "manifest.json").read_text())
+    out: list[str] = []
+    for part in ("test", "train", "val"):
+        for condition in split.get(part, []):
+            if condition not in out and condition != "ctrl":
+                out.append(condition)
+    perturbed = {g for c in out for g in c.split("+") if g != "ctrl"}
+    for gene in manifest["genes"]["nodes"]:
+        if gene not in perturbed and f"{gene}+ctrl" not in out:
+            out.append(f"{gene}+ctrl")
+    return out
+
+
+def genes_of(condition: str) -> list[str]:
+    return [g for g in condition.split("+") if g and g != "ctrl"]
+
+
+def label_of(condition: str) -> str:
+    """What the Predict chart title names: ``A`` or ``A+B``."""
+    return "+".join(genes_of(condition))
+
+
+# ----------------------------------------------------------------------------------------
+# the server and its memory
+# ----------------------------------------------------------------------------------------
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(home: Path) -> tuple[subprocess.Popen, str, Path]:
+    """``streamlit run app.py`` on 127.0.0.1:<free port> (flags of tests/test_browser.py)."""
+    port = _free_port()
+    env = {**os.environ, "GRAPE_MODELS_DIR": str(home / "models"), "PYTHONUNBUFFERED": "1",
+           "GRAPE_CACHE_DIR": os.environ.get("GRAPE_CACHE_DIR", str(home / "cache"))}
+    log_path = home / "streamlit.log"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+             "--server.address", "127.0.0.1", "--server.headless", "true",
+             "--browser.gatherUsageStats", "false"],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    return proc, f"http://127.0.0.1:{port}", log_path
+
+
+def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 90) -> float:
+    start = time.perf_counter()
+    while time.perf_counter() - start < timeout:
+        if proc.poll() is not None:
+            raise RuntimeError(f"streamlit exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as reply:
+                if reply.read().strip() == b"ok":
+                    return time.perf_counter() - start
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(f"streamlit did not answer {url}/_stcore/health within {timeout} s")
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=15)
+
+
+class MemorySampler(threading.Thread):
+    """RSS of the server (with its child processes) and of this script's other descendants
+    (the Playwright driver and chromium), every ``SAMPLE_SECONDS``."""
+
+    def __init__(self, server_pid: int):
+        super().__init__(name="rss-sampler", daemon=True)
+        import psutil
+
+        self._psutil = psutil
+        self.server = psutil.Process(server_pid)
+        self.me = psutil.Process()
+        self.samples: list[tuple[float, float, float]] = []  # (t, server MiB, browser MiB)
+        self.marks: dict[str, float] = {}
+        self._stop_event = threading.Event()
+        self._t0 = time.perf_counter()
+
+    @staticmethod
+    def _rss(procs) -> int:
+        total = 0
+        for p in procs:
+            try:
+                total += p.memory_info().rss
+            except Exception:  # noqa: BLE001 - a process may end between listing and reading
+                pass
+        return total
+
+    def sample(self) -> tuple[float, float]:
+        ps = self._psutil
+        try:
+            server = [self.server, *self.server.children(recursive=True)]
+        except ps.Error:
+            server = []
+        server_pids = {p.pid for p in server}
+        try:
+            client = [p for p in self.me.children(recursive=True) if p.pid not in server_pids]
+        except ps.Error:
+            client = []
+        s, c = self._rss(server) / 2**20, self._rss(client) / 2**20
+        self.samples.append((time.perf_counter() - self._t0, s, c))
+        return s, c
+
+    def mark(self, name: str) -> None:
+        self.marks[name] = time.perf_counter() - self._t0
+
+    def run(self) -> None:
+        while not self._stop_event.is_set():
+            self.sample()
+            self._stop_event.wait(SAMPLE_SECONDS)
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join(timeout=5)
+        self.sample()
+
+    def peak(self, start: str | None = None, end: str | None = None, *, column: int = 1) -> float:
+        lo = self.marks.get(start, 0.0) if start else 0.0
+        hi = self.marks.get(end, float("inf")) if end else float("inf")
+        values = [s[column] for s in self.samples if lo <= s[0] <= hi]
+        return max(values) if values else float("nan")
+
+    def timeline(self, every: float = 2.0) -> list[list[float]]:
+        out, last = [], -every
+        for t, s, c in self.samples:
+            if t - last >= every:
+                out.append([round(t, 1), round(s, 1), round(c, 1)])
+                last = t
+        return out
+
+
+# ----------------------------------------------------------------------------------------
+# one browser session
+# ----------------------------------------------------------------------------------------
+@dataclass
+class SessionResult:
+    index: int
+    condition: str
+    chart_s: float | None = None
+    network_s: float | None = None
+    total_s: float | None = None
+    title: str = ""
+    errors: list[str] = field(default_factory=list)
+    hosts: set[str] = field(default_factory=set)
+
+    def as_dict(self) -> dict:
+        r = lambda v: None if v is None else round(v, 3)  # noqa: E731
+        return {"session": self.index, "condition": self.condition, "chart_s": r(self.chart_s),
+                "network_s": r(self.network_s), "total_s": r(self.total_s),
+                "chart_title": self.title, "errors": self.errors}
+
+
+async def _page_errors(page, where: str, res: SessionResult) -> None:
+    found = await page.evaluate(_ERRORS_JS)
+    if found["exceptions"]:
+        text = await page.locator("[data-testid='stException']").first.inner_text()
+        res.errors.append(f"{where}: exception shown: {text[:300]!r}")
+    if found["error_alerts"]:
+        text = await page.locator("[data-testid='stAlertContentError']").first.inner_text()
+        res.errors.append(f"{where}: error message shown: {text[:300]!r}")
+    if found["traceback"] and not found["exceptions"]:
+        res.errors.append(f"{where}: 'Traceback' in the page")
+
+
+async def _settle(page, timeout_ms: float) -> None:
+    await page.wait_for_selector("[data-testid='stApp']", timeout=timeout_ms)
+    await page.wait_for_function(_SETTLED, timeout=timeout_ms)
+    await page.wait_for_timeout(300)
+
+
+def _shown_genes(text: str, every_gene: set[str]) -> set[str]:
+    return {t for t in _GENE_TOKEN.findall(text) if t in every_gene}
+
+
+async def run_session(browser, url: str, index: int, condition: str, every_gene: set[str],
+                      step_timeout: float) -> SessionResult:
+    """Predict then Network for one perturbation in a fresh, isolated browser context."""
+    from playwright.async_api import TimeoutError as PlaywrightTimeout
+
+    res = SessionResult(index, condition)
+    own = genes_of(condition)
+    expected = label_of(condition)
+    timeout_ms = step_timeout * 1000
+    context = await browser.new_context(viewport=VIEWPORT, device_scale_factor=1)
+    step = "open"
+    start = time.perf_counter()
+    try:
+        page = await context.new_page()
+        page.set_default_timeout(timeout_ms)
+        page.on("request", lambda r: res.hosts.add(urlparse(r.url).hostname or urlparse(r.url).scheme))
+        query = urlencode([("model", MODEL), *[("genes", g) for g in own]])
+        step = "predict: chart"
+        await page.goto(f"{url}/predict?{query}", wait_until="commit")
+        title = page.locator(".gtitle", has_text=TITLE_PREFIX).first
+        await title.wait_for(state="visible")
+        res.chart_s = time.perf_counter() - start
+        res.title = " ".join((await title.text_content() or "").split())
+        shown = res.title.split(TITLE_PREFIX, 1)[-1].strip()
+        if shown != expected:
+            res.errors.append(f"predict: chart shows {shown!r}, this session chose {expected!r}")
+        step = "predict: settle"
+        await _settle(page, timeout_ms)
+        await _page_errors(page, "predict", res)
+
+        step = "network: canvas"
+        t1 = time.perf_counter()
+        await page.get_by_test_id("stSidebarNav").get_by_text("Network", exact=True).click()
+        await page.frame_locator("iframe").first.locator("canvas").first.wait_for(state="attached")
+        res.network_s = time.perf_counter() - t1
+        step = "network: settle"
+        await page.wait_for_function(
+            "() => document.querySelectorAll('.js-plotly-plot .main-svg').length >= 2")
+        await _settle(page, timeout_ms)
+        await _page_errors(page, "network", res)
+        picker = await page.locator("[data-testid='stMultiSelect']").first.inner_text()
+        shown_genes = _shown_genes(picker, every_gene)
+        if shown_genes != set(own):
+            res.errors.append(f"network: gene picker shows {sorted(shown_genes)}, this session "
+                              f"chose {own}")
+        url_genes = parse_qs(urlparse(page.url).query).get("genes", [])
+        if sorted(url_genes) != sorted(own):
+            res.errors.append(f"network: URL carries genes={url_genes}, this session chose {own}")
+        res.total_s = time.perf_counter() - start
+    except PlaywrightTimeout:
+        res.errors.append(f"{step}: timed out after {step_timeout:.0f} s")
+    except asyncio.CancelledError:
+        res.errors.append(f"{step}: stopped by the global timeout")
+        raise
+    except Exception as exc:  # noqa: BLE001 - every failure is an error of this session
+        res.errors.append(f"{step}: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}")
+    finally:
+        outside = {h for h in res.hosts if h not in LOCAL_HOSTS}
+        if outside:
+            res.errors.append(f"the browser contacted {sorted(outside)}")
+        try:
+            await asyncio.shield(context.close())
+        except Exception:  # noqa: BLE001 - the browser may be closing already
+            pass
+    return res
+
+
+async def drive(url: str, conditions: list[str], warm_condition: str, every_gene: set[str], *,
+                chromium: str, step_timeout: float, timeout: float, sampler: MemorySampler
+                ) -> tuple[SessionResult, list[SessionResult], float]:
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=chromium, headless=True,
+                                          args=CHROMIUM_ARGS)
+        try:
+            sampler.mark("warm_start")
+            warm = await run_session(browser, url, -1, warm_condition, every_gene, step_timeout)
+            sampler.mark("load_start")
+            start = time.perf_counter()
+            tasks = [asyncio.create_task(run_session(browser, url, i, c, every_gene, step_timeout))
+                     for i, c in enumerate(conditions)]
+            done, pending = await asyncio.wait(tasks, timeout=timeout)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+            wall = time.perf_counter() - start
+            sampler.mark("load_end")
+            results = []
+            for i, (task, condition) in enumerate(zip(tasks, conditions)):
+                if task in done and task.exception() is None:
+                    results.append(task.result())
+                else:
+                    res = SessionResult(i, condition)
+                    res.errors.append(f"did not finish within the global timeout of {timeout:.0f} s"
+                                      if task not in done else f"crashed: {task.exception()!r}")
+                    results.append(res)
+        finally:
+            await browser.close()
+    return warm, results, wall
+
+
+# ----------------------------------------------------------------------------------------
+# figures
+# ----------------------------------------------------------------------------------------
+def quantile(values: list[float], q: float) -> float | None:
+    """Linear interpolation between order statistics (numpy's default)."""
+    if not values:
+        return None
+    xs = sorted(values)
+    pos = q * (len(xs) - 1)
+    lo = int(pos)
+    hi = min(lo + 1, len(xs) - 1)
+    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
+
+
+def summary(values: list[float]) -> dict:
+    r = lambda v: None if v is None else round(v, 2)  # noqa: E731
+    return {"n": len(values), "median": r(quantile(values, 0.5)), "p95": r(quantile(values, 0.95)),
+            "max": r(max(values) if values else None), "min": r(min(values) if values else None)}
+
+
+def _fmt(v: float | None, unit: str = "s") -> str:
+    return "-" if v is None else f"{v:.2f} {unit}"
+
+
+def server_tracebacks(log_path: Path) -> tuple[int, str]:
+    text = log_path.read_text(errors="replace") if log_path.exists() else ""
+    count = text.count("Traceback (most recent call last)")
+    return count, (text[text.find("Traceback"):][:3000] if count else "")
+
+
+def chromium_version(chromium: str) -> str:
+    try:
+        out = subprocess.run([chromium, "--version"], capture_output=True, text=True, timeout=30)
+        return out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "?"
+
+
+# ----------------------------------------------------------------------------------------
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sessions", type=int, default=20, help="concurrent sessions (default 20)")
+    parser.add_argument("--timeout", type=float, default=600,
+                        help="global limit in seconds for all timed sessions (default 600)")
+    parser.add_argument("--step-timeout", type=float, default=240,
+                        help="limit in seconds for each step of a session (default 240)")
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "load.json"))
+    parser.add_argument("--keep-log", default="", help="copy the server log to this file")
+    args = parser.parse_args(argv)
+    if not 1 <= args.sessions <= 200:
+        parser.error("--sessions must be between 1 and 200")
+    if args.timeout <= 0 or args.step_timeout <= 0:
+        parser.error("--timeout and --step-timeout must be positive")
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        print("chromium is not installed (apt-get install -y chromium)", file=sys.stderr)
+        return 2
+    try:
+        import playwright  # noqa: F401
+        import psutil  # noqa: F401
+    except ImportError as exc:
+        print(f"{exc.name} is needed: pip install playwright psutil (never `playwright install`; "
+              "the system chromium is used)", file=sys.stderr)
+        return 2
+
+    pool = conditions_of_model()
+    if args.sessions + 1 > len(pool):
+        parser.error(f"model {MODEL} offers {len(pool)} distinct perturbations; use fewer sessions")
+    conditions = pool[:args.sessions]
+    # warm-up: a pair no timed session uses (imports the interaction code too)
+    warm_condition = next((c for c in pool[args.sessions:] if len(genes_of(c)) == 2), pool[-1])
+    every_gene = {g for c in pool for g in genes_of(c)}
+    load_start = os.getloadavg()[0]
+    script_start = time.perf_counter()
+
+    with tempfile.TemporaryDirectory(prefix="grape-load-") as tmp:
+        home = Path(tmp)
+        proc, url, log_path = start_server(home)
+        sampler = None
+        try:
+            health_s = wait_healthy(url, proc)
+            sampler = MemorySampler(proc.pid)
+            idle_mb, _ = sampler.sample()
+            sampler.start()
+            warm, results, wall = asyncio.run(drive(
+                url, conditions, warm_condition, every_gene, chromium=chromium,
+                step_timeout=args.step_timeout, timeout=args.timeout, sampler=sampler))
+            sampler.stop()
+            final_mb = sampler.samples[-1][1]
+        finally:
+            if sampler is not None and sampler.is_alive():
+                sampler.stop()
+            stop_server(proc)
+        tracebacks, traceback_text = server_tracebacks(log_path)
+        if args.keep_log:
+            shutil.copyfile(log_path, args.keep_log)
+
+    total_wall = time.perf_counter() - script_start
+    charts = [r.chart_s for r in results if r.chart_s is not None and not r.errors]
+    networks = [r.network_s for r in results if r.network_s is not None and not r.errors]
+    failed = [r for r in results if r.errors]
+    n_errors = sum(len(r.errors) for r in results) + tracebacks
+    peak_mb = sampler.peak("load_start", "load_end")
+    peak_all_mb = sampler.peak()
+    browser_peak_mb = sampler.peak("load_start", "load_end", column=2)
+    cpus = os.cpu_count()
+    chart_sum, net_sum = summary(charts), summary(networks)
+
+    print(f"GRAPE Explorer load test: {args.sessions} concurrent browser sessions, Predict then "
+          f"Network, model {MODEL} ({DATA_LABEL})")
+    print(f"  {cpus} CPU cores shared by the server and chromium; load average {load_start:.2f} at "
+          f"start; server healthy after {health_s:.1f} s")
+    print(f"  warm-up (not counted, {label_of(warm_condition)}): cold first chart "
+          f"{_fmt(warm.chart_s)}, network {_fmt(warm.network_s)}"
+          + (f"; ERRORS: {warm.errors}" if warm.errors else ""))
+    print()
+    rows = [
+        ("sessions", f"{len(results)}"),
+        ("sessions with errors", f"{len(failed)}"),
+        ("errors (incl. server tracebacks)", f"{n_errors}"),
+        ("time to chart  median / p95 / max",
+         f"{_fmt(chart_sum['median'])} / {_fmt(chart_sum['p95'])} / {_fmt(chart_sum['max'])}"),
+        ("time to network median / p95 / max",
+         f"{_fmt(net_sum['median'])} / {_fmt(net_sum['p95'])} / {_fmt(net_sum['max'])}"),
+        ("cold first chart (warm-up)", _fmt(warm.chart_s)),
+        ("server RSS idle / peak under load / final",
+         f"{idle_mb:.0f} / {peak_mb:.0f} / {final_mb:.0f} MiB"),
+        ("chromium + driver peak RSS", f"{browser_peak_mb:.0f} MiB"),
+        ("wall time of the timed sessions", _fmt(wall)),
+        ("load average at start", f"{load_start:.2f}"),
+    ]
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        print(f"  {key:<{width}}  {value}")
+    print()
+    for r in sorted(results, key=lambda r: r.index):
+        print(f"  #{r.index:<3} {label_of(r.condition):<16} chart {_fmt(r.chart_s):>9}  "
+              f"network {_fmt(r.network_s):>9}" + (f"  ERRORS: {'; '.join(r.errors)}" if r.errors else ""))
+    if tracebacks:
+        print(f"\n  server log: {tracebacks} traceback(s)\n{traceback_text}")
+
+    out = {
+        "benchmark": "load_app",
+        "data": DATA_LABEL,
+        "note": (f"{args.sessions} concurrent Playwright sessions (isolated contexts of one headless "
+                 f"Debian chromium), each Predict then Network for its own perturbation of the "
+                 f"bundled '{MODEL}' demo model (real Norman et al. 2019 cells, small slice). "
+                 f"Machine: {cpus} CPU cores shared by the Streamlit server and the browser, so "
+                 "times are of the whole stack under load."),
+        "settings": {"sessions": args.sessions, "timeout_s": args.timeout,
+                     "step_timeout_s": args.step_timeout, "model": MODEL,
+                     "app_threads_env": os.environ.get("GRAPE_APP_THREADS", "")},
+        "errors": n_errors,
+        "sessions_with_errors": len(failed),
+        "server_tracebacks": tracebacks,
+        "time_to_chart_s": chart_sum,
+        "time_to_network_s": net_sum,
+        "cold_first_chart_s": None if warm.chart_s is None else round(warm.chart_s, 2),
+        "warm_up": warm.as_dict(),
+        "wall_s": round(wall, 2),
+        "script_wall_s": round(total_wall, 2),
+        "server_health_s": round(health_s, 2),
+        "server_rss_mb": {"idle": round(idle_mb, 1), "peak_under_load": round(peak_mb, 1),
+                          "peak_overall": round(peak_all_mb, 1), "final": round(final_mb, 1)},
+        "browser_rss_peak_mb": round(browser_peak_mb, 1),
+        "rss_timeline_mb": {"columns": ["t_s", "server", "browser"], "marks_s":
+                            {k: round(v, 1) for k, v in sampler.marks.items()},
+                            "rows": sampler.timeline()},
+        "sessions": [r.as_dict() for r in sorted(results, key=lambda r: r.index)],
+        "machine": {"cpu_count": cpus, "load_average_1min_at_start": round(load_start, 2),
+                    "python": platform.python_version(), "platform": platform.platform(),
+                    "streamlit": _version("streamlit"), "playwright": _version("playwright"),
+                    "torch": _version("torch"), "chromium": chromium_version(chromium)},
+    }
+    if traceback_text:
+        out["server_traceback_excerpt"] = traceback_text
+    from grape_core.io import write_json
+
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    write_json(args.out, out)
+    print(f"\n  wrote {args.out}")
+    return 1 if n_errors else 0
+
+
+def _version(name: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "?"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

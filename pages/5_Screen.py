@@ -1,0 +1,61 @@
+"""Screen: which perturbation moves my genes the way I want? (in-silico screen)"""
+
+import streamlit as st
+
+from grape_core import ui, viz
+
+
+def main() -> None:
+    sel = ui.page("Screen", ":material/manage_search:",
+                  intro="Pick target genes (or paste a signature) and a direction: the model scores every "
+                        "gene it knows as a perturbation and ranks them by how much they move your targets "
+                        "that way, and by how much they disturb everything else.")
+    b = ui.bundle(sel)
+    with st.form("screen"):
+        left, right = st.columns([3, 2])
+        targets = left.multiselect("Target genes", sorted(b.measured), key="targets",
+                                   placeholder="measured genes, e.g. HBG2")
+        signature = left.text_area("…or paste a signature (gene and weight per line; negative = "
+                                   "move the other way)", key="signature", height=90,
+                                   placeholder="HBG2 1\nHBE1 1\nGATA1 -0.5")
+        direction = right.radio("Direction", ["up", "down"], horizontal=True, key="direction",
+                                format_func=lambda d: f"push targets {d}")
+        pairs = right.toggle("Also try pairs of the best singles", key="pairs")
+        top = right.slider("Candidates to list", 5, 50, 20, key="screen_top")
+        run = st.form_submit_button("Run the screen", type="primary", icon=":material/play_arrow:")
+    if run:
+        weights = ui.parse_signature(signature) if signature.strip() else {t: 1.0 for t in targets}
+        if weights is not None and not weights:
+            st.info("Choose target genes or paste a signature first.")
+        elif weights:
+            st.session_state["screen_args"] = (tuple(weights.items()), direction, pairs, top)
+    args = st.session_state.get("screen_args")
+    if not args:
+        return
+    ui.wait_for_screen(sel, len(b.genes), len(b.members))
+    try:
+        with st.spinner("Ranking the candidates…"):
+            frame, attrs = ui.screen_result(sel.folder, sel.stamp, *args)
+    except ui.GrapeError as exc:
+        ui.show_error(exc)
+        return
+    coding = set(b.table.index[b.table["is_coding"].astype(bool)])
+    st.plotly_chart(viz.screen_figure(frame, coding), key="screen_chart")
+    st.caption(f"Targets: {ui.md(', '.join(attrs['targets']))} ({args[1]}). Top left is best: a strong "
+               "effect on your targets and little else changed. Error bars: the ensemble's spread. "
+               f"A typical perturbation scores {attrs['typical_effect']:.3f}; 'vs typical' is what is "
+               "specific to a candidate.")
+    table = st.dataframe(frame, hide_index=True, width="stretch", key="screen_table",
+                         on_select="rerun", selection_mode="single-row",
+                         column_config={"measured": st.column_config.CheckboxColumn("measured in screen")})
+    st.download_button("Download the ranking (CSV)", frame.to_csv(index=False).encode(),
+                       file_name=f"grape_{sel.model}_screen.csv", mime="text/csv",
+                       icon=":material/download:")
+    rows = table.selection.rows if table else []
+    if rows:
+        ui.open_in(frame.iloc[rows[0]]["genes"].split(" + "), sel)
+    else:
+        st.caption("Select a row to open that candidate in Predict or Network.")
+
+
+main()

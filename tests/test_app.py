@@ -1,0 +1,365 @@
+"""The Streamlit app driven by ``AppTest``: every page, its charts against grape_core's own
+numbers, and every bad input turned into one clear ``st.error``.
+
+Paths given to ``AppTest.from_file`` are relative to this file. The bundled models in
+``assets/models`` are used read-only; user models live in a temporary ``GRAPE_MODELS_DIR``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+
+import numpy as np
+import pytest
+
+from conftest import ADAMSON, make_adata
+
+pytest.importorskip("streamlit.testing.v1")
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+from grape_core.config import BUNDLED_MODELS  # noqa: E402
+from grape_core.viz import array, chart_values  # noqa: E402
+
+APP = "../app.py"
+PAGES = {"predict": "pages/1_Predict.py", "network": "pages/2_Network.py",
+         "benchmark": "pages/3_Benchmark.py", "genes": "pages/4_Genes.py", "screen": "pages/5_Screen.py"}
+TIMEOUT = 180
+
+pytestmark = pytest.mark.skipif(not (BUNDLED_MODELS / "norman" / "manifest.json").exists(),
+                                reason="the bundled models (assets/models) are missing")
+
+
+# ----------------------------------------------------------------------------- helpers
+def plain(text: str) -> str:
+    """Markdown as the user reads it (the app escapes gene and file names)."""
+    return re.sub(r"\\(.)", r"\1", text.replace("**", ""))
+
+
+def errors(at: AppTest) -> list[str]:
+    return [plain(e.value) for e in at.error]
+
+
+def warnings(at: AppTest) -> list[str]:
+    return [plain(w.value) for w in at.warning]
+
+
+def texts(at: AppTest) -> str:
+    parts = [m.value for m in at.markdown] + [c.value for c in at.caption]
+    parts += [s.value for s in at.subheader] + [w.value for w in at.warning] + [s.value for s in at.success]
+    return plain("\n".join(parts))
+
+
+def chart(at: AppTest, key: str) -> dict:
+    """The plotly figure (JSON) of the chart drawn with ``key``."""
+    for element in at.get("plotly_chart"):
+        if element.proto.id.endswith(f"-{key}"):
+            return json.loads(element.proto.spec)
+    raise AssertionError(f"no plotly chart {key!r}; keys: {[e.proto.id for e in at.get('plotly_chart')]}")
+
+
+def ok(at: AppTest) -> AppTest:
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+@pytest.fixture
+def models_dir(tmp_path, monkeypatch):
+    folder = tmp_path / "models"
+    folder.mkdir()
+    monkeypatch.setenv("GRAPE_MODELS_DIR", str(folder))
+    monkeypatch.delenv("GRAPE_MAX_UPLOAD_MB", raising=False)
+    return folder
+
+
+@pytest.fixture
+def app(models_dir):
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    return ok(at.run())
+
+
+def page(at: AppTest, name: str, **widgets) -> AppTest:
+    ok(at.switch_page(PAGES[name]).run())
+    for key, value in widgets.items():
+        ok(at.multiselect(key=key).set_value(value).run())
+    return at
+
+
+def app_bundle(name: str):
+    """The app's own cached (read-only) copy of a bundled model: its caches are shared."""
+    from grape_core.ui import _load_bundle, model_entries
+
+    entry = next(e for e in model_entries(str(BUNDLED_MODELS)) if e.name == name)
+    return _load_bundle(entry.folder, entry.stamp)
+
+
+@pytest.fixture(scope="module")
+def norman():
+    return app_bundle("norman")
+
+
+# ----------------------------------------------------------------------------- Home
+def test_home_lists_models_and_shows_the_card(app):
+    options = app.sidebar.selectbox(key="model").options
+    assert any(o.startswith("norman") for o in options) and any(o.startswith("adamson") for o in options)
+    assert app.sidebar.selectbox(key="model").value == "norman"
+    assert "Model card: norman" in texts(app)
+    assert [m.label for m in app.metric][:4] == ["cells seen", "measured genes", "perturbations",
+                                                 "training time"]
+    assert not errors(app)
+    ok(app.sidebar.selectbox(key="model").set_value("adamson").run())
+    assert "Model card: adamson" in texts(app)
+
+
+# ----------------------------------------------------------------------------- Predict
+def test_predict_chart_is_grape_core_prediction(app, norman):
+    from grape_core.metrics import pearson
+    from grape_core.predict import predict
+
+    page(app, "predict", genes=["KLF1"])
+    expected = predict(norman, "KLF1", top=20)
+    fig = chart(app, "shift_chart")
+    shown = chart_values(fig, "predicted")
+    assert list(shown) == list(expected["gene"]) or set(shown) == set(expected["gene"])
+    np.testing.assert_allclose([shown[g] for g in expected["gene"]], expected["shift"], rtol=1e-5, atol=1e-6)
+    measured = chart_values(fig, "measured")
+    np.testing.assert_allclose([measured[g] for g in expected["gene"]], expected["measured_shift"], atol=1e-6)
+    error_bars = chart_values(fig, "predicted", field="error_y")
+    np.testing.assert_allclose([error_bars[g] for g in expected["gene"]], expected["std"], atol=1e-6)
+    assert any(t.get("meta") == "baseline:train_mean" for t in fig["data"])
+    full = predict(norman, "KLF1")
+    r = pearson(full["shift"].to_numpy(), full["measured_shift"].to_numpy())
+    assert f"Pearson r = {r:.2f}" in chart(app, "scatter")["layout"]["title"]["text"]
+    assert "held out" in texts(app)
+    assert any("KLF1 was not perturbed in training" in w for w in warnings(app))
+    table = app.dataframe[0].value
+    assert len(table) == len(norman.measured) and {"gene", "biotype", "shift", "ensemble_sd"} <= set(table)
+    assert app.get("download_button")
+
+
+def test_predict_pair_shows_interaction_and_additive(app, norman):
+    from grape_core.predict import predict
+
+    page(app, "predict", genes=["MAPK1", "TGFBR2"])  # both perturbed in training, pair held out
+    expected = predict(norman, "MAPK1+TGFBR2")
+    assert "Genetic interaction" in texts(app)
+    assert expected.attrs["interaction"]["predicted"]["explanation"] in texts(app)
+    fig = chart(app, "shift_chart")
+    assert any(t.get("meta") == "baseline:additive" for t in fig["data"])
+    shown = chart_values(fig, "predicted")
+    np.testing.assert_allclose([shown[g] for g in expected["gene"][:20]], expected["shift"][:20], atol=1e-6)
+
+
+def test_pair_of_unseen_genes_warns_but_predicts(app):
+    page(app, "predict", genes=["FOXO4", "PERM1"])
+    assert any("extrapolation" in w for w in warnings(app))
+    assert chart_values(chart(app, "shift_chart"), "predicted")
+    assert not errors(app)
+
+
+def test_bad_gene_inputs_give_one_clear_error(app):
+    page(app, "predict", genes=["KLF"])
+    assert any("unknown gene 'KLF'" in e and "did you mean KLF1" in e for e in errors(app))
+    assert not app.get("plotly_chart")
+    ok(app.button(key="suggest-genes-KLF1").click().run())  # one click fixes it
+    assert app.multiselect(key="genes").value == ["KLF1"]
+    assert chart(app, "shift_chart") and not errors(app)
+
+    ok(app.multiselect(key="genes").set_value(["KLF1", "MAPK1", "CBL"]).run())
+    assert any("perturbs 3 genes" in e for e in errors(app))
+    ok(app.multiselect(key="genes").set_value(["TP53"]).run())
+    assert any("known human gene but not in model 'norman'" in e for e in errors(app))
+    ok(app.multiselect(key="genes").set_value(["<script>alert(1)</script>"]).run())
+    assert any("'<script>alert(1)</script>'" in e for e in errors(app))
+    assert all("<script>" not in e.value for e in app.error)  # escaped, never markup
+
+
+def test_gene_from_the_url_opens_on_predict(models_dir):
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.query_params["model"] = "norman"
+    at.query_params["genes"] = ["CBL", "CNN1"]
+    at.switch_page(PAGES["predict"])
+    ok(at.run())
+    assert at.multiselect(key="genes").value == ["CBL", "CNN1"]
+    assert "Genetic interaction" in texts(at)
+
+
+# ----------------------------------------------------------------------------- Network
+def test_network_page_draws_a_self_contained_graph(app, norman):
+    page(app, "network", genes=["KLF1"])
+    frames = app.get("iframe")
+    assert len(frames) == 1
+    html_page = frames[0].proto.srcdoc
+    assert "new vis.Network" in html_page and "KLF1" in html_page
+    assert not re.search(r"<(?:link|script)\b[^>]*(?:href|src)\s*=\s*[\"']?(?:https?:)?//", html_page)
+    assert "bootstrap" not in html_page
+    assert app.get("download_button")
+    changes = app.dataframe[0].value
+    assert {"relation", "added by learning", "removed by learning"} <= set(changes)
+    assert int(changes["learned edges"].sum()) == len(norman.learned_edges.drop_duplicates(["source", "target"]))
+    assert chart(app, "changes") and chart(app, "degrees")
+    strongest = app.dataframe[1].value
+    assert strongest["weight"].iloc[0] == pytest.approx(float(norman.learned_edges["weight"].max()))
+    ok(app.slider(key="hops").set_value(2).run())
+    ok(app.toggle(key="new_only").set_value(True).run())
+    assert not app.dataframe[1].value["also in prior"].any()
+
+
+def test_network_html_escapes_gene_names():
+    import pandas as pd
+
+    from grape_core import viz
+
+    evil = "<script>alert('x')</script>"
+    edges = pd.DataFrame({"source": [evil], "target": ["KLF1"], "relation": ["coding->coding"],
+                          "status": ["learned only"], "weight": [0.3], "prior_weight": [np.nan],
+                          "learned_weight": [0.3]})
+    table = pd.DataFrame({"biotype": ["lncRNA", "protein_coding"], "is_coding": [False, True],
+                          "full_name": ['"><img src=x onerror=alert(1)>', ""]}, index=[evil, "KLF1"])
+    page_html = viz.network_html(edges, table, [evil])
+    assert evil not in page_html and "<img src=x" not in page_html
+    assert "&lt;script&gt;" in page_html or "\\u003cscript" in page_html
+    assert not re.search(r"(?:href|src)\s*=\s*[\"']?https?://", page_html)
+
+
+# ----------------------------------------------------------------------------- Benchmark
+def test_benchmark_page(app, norman):
+    from grape_core.screen import screen_check
+
+    page(app, "benchmark")
+    assert len(app.get("plotly_chart")) >= 5
+    bars = chart(app, "metric_bars")["data"][0]
+    test = norman.manifest["metrics"]["test"]
+    np.testing.assert_allclose(array(bars["y"]), [test[m]["pearson_delta"] for m in test])
+    assert "beat" in texts(app)  # an honest sentence either way
+    check = screen_check(norman)
+    np.testing.assert_allclose(array(chart(app, "screen_check")["data"][0]["y"]), check["spearman"])
+    ok(app.selectbox(key="metric").set_value("mse").run())
+    assert "MSE" in chart(app, "metric_bars")["layout"]["title"]["text"]
+
+
+# ----------------------------------------------------------------------------- Genes
+def test_genes_page_and_links(app, norman):
+    page(app, "genes")
+    table = app.dataframe[0].value
+    assert len(table) == len(norman.genes)
+    assert {"biotype", "coding", "GO (most specific)", "prior degree", "learned degree"} <= set(table)
+    assert set(table.loc[~table["coding"], "gene"]) == set(norman.table.index[~norman.table["is_coding"].astype(bool)])
+    fig = chart(app, "gene_map")
+    assert sum(len(array(t["x"])) for t in fig["data"]) == len(norman.genes)
+    ok(app.selectbox(key="gene_pick").set_value("KLF1").run())
+    links = app.get("page_link")
+    assert {link.proto.label for link in links} >= {"Open KLF1 in Predict", "Open KLF1 in Network"}
+    ok(app.text_input(key="gene_search").set_value("LINC").run())
+    assert app.dataframe[0].value["gene"].str.contains("LINC").all()
+
+
+# ----------------------------------------------------------------------------- Screen
+def test_screen_page_ranks_like_grape_core(app):
+    from grape_core.screen import screen
+
+    ok(app.sidebar.selectbox(key="model").set_value("adamson").run())  # 160 genes: quick
+    page(app, "screen")
+    app.multiselect(key="targets").set_value(["HSPA5", "SEC61A1"])  # a form: sent on submit
+    app.radio(key="direction").set_value("down")
+    ok(app.button(key="FormSubmitter:screen-Run the screen").click().run())
+    bundle = app_bundle("adamson")
+    expected = screen(bundle, ["HSPA5", "SEC61A1"], direction="down", top=20)
+    shown = app.dataframe[0].value
+    assert list(shown["perturbation"]) == list(expected["perturbation"])
+    np.testing.assert_allclose(shown["effect"], expected["effect"], atol=1e-6)
+    fig = chart(app, "screen_chart")
+    assert sum(len(array(t["x"])) for t in fig["data"]) == len(expected)
+    assert app.get("download_button")
+    app.multiselect(key="targets").set_value([])
+    app.text_area(key="signature").set_value("HSPA5 one\n")
+    ok(app.button(key="FormSubmitter:screen-Run the screen").click().run())
+    assert any("weight 'one' is not a number" in e and "pasted signature" in e for e in errors(app))
+
+
+# ----------------------------------------------------------------------------- models on disk
+def test_broken_and_user_models(models_dir):
+    src = BUNDLED_MODELS / "adamson"
+    shutil.copytree(src, models_dir / "my-model")
+    shutil.copytree(src, models_dir / "no-weights")
+    (models_dir / "no-weights" / "weights.safetensors").unlink()
+    shutil.copytree(src, models_dir / "corrupt")
+    with open(models_dir / "corrupt" / "weights.safetensors", "r+b") as fh:
+        fh.seek(200)
+        fh.write(b"\x00garbage\x00")
+    at = ok(AppTest.from_file(APP, default_timeout=TIMEOUT).run())
+    options = at.sidebar.selectbox(key="model").options
+    assert any(o.startswith("my-model") and "yours" in o for o in options)
+    assert not any(o.startswith(("no-weights", "corrupt")) for o in options)
+    shown = errors(at)
+    assert any("no-weights is unusable" in e and "is missing weights.safetensors" in e for e in shown)
+    assert any("corrupt is unusable" in e and "weights.safetensors is corrupted" in e for e in shown)
+    status = at.dataframe[0].value.set_index("model")["status"]
+    assert status["no-weights"].startswith("unusable") and status["my-model"] == "ready"
+    page(at, "predict", genes=["KLF1"])  # the app keeps working
+    assert chart(at, "shift_chart")
+    ok(at.sidebar.selectbox(key="model").set_value("my-model").run())
+    ok(at.multiselect(key="genes").set_value(["HSPA5"]).run())
+    assert chart(at, "shift_chart")
+
+
+@pytest.mark.parametrize("name", list(PAGES))
+def test_each_page_runs_on_its_own(models_dir, name):
+    at = ok(AppTest.from_file(f"../{PAGES[name]}", default_timeout=TIMEOUT).run())
+    assert at.sidebar.selectbox(key="model").value == "norman"
+    assert at.title
+
+
+# ----------------------------------------------------------------------------- your data
+def _h5ad(tmp_path, adata, name):
+    path = tmp_path / name
+    adata.write_h5ad(path)
+    return path
+
+
+def test_own_data_bad_inputs(app, tmp_path, monkeypatch):
+    def path_error(path) -> list[str]:
+        ok(app.text_input(key="data_path").set_value(str(path)).run())
+        return errors(app)
+
+    assert any("file not found" in e for e in path_error(tmp_path / "missing.h5ad"))
+    text = tmp_path / "table.h5ad"
+    text.write_text("gene,weight\nKLF1,1\n")
+    assert any("is not an AnnData .h5ad file" in e for e in path_error(text))
+    truncated = tmp_path / "truncated.h5ad"
+    truncated.write_bytes(ADAMSON.read_bytes()[:60_000])
+    assert any("truncated" in e for e in path_error(truncated))
+    conditions = {"ctrl": 30, "G1+ctrl": 20, "G2+ctrl": 20}
+    no_column = _h5ad(tmp_path, make_adata(conditions, condition_key="treatment"), "nocol.h5ad")
+    assert any("no condition column" in e for e in path_error(no_column))
+    no_ctrl = _h5ad(tmp_path, make_adata({"G1+ctrl": 20, "G2+ctrl": 20}), "noctrl.h5ad")
+    assert any("no control cells" in e for e in path_error(no_ctrl))
+    ok(app.text_input(key="data_path").set_value("").run())
+
+    ok(app.file_uploader(key="upload").set_value(("notes.h5ad", b"just text\n", "application/octet-stream")).run())
+    shown = errors(app)
+    assert any(e.startswith("notes.h5ad is not an AnnData .h5ad file") for e in shown), shown
+    assert not any("grape-upload-" in e for e in shown)  # the temp path is not shown
+    monkeypatch.setenv("GRAPE_MAX_UPLOAD_MB", "0.001")
+    ok(app.file_uploader(key="upload").set_value(("big.h5ad", b"x" * 5000, "application/octet-stream")).run())
+    assert any("over the upload limit" in e for e in errors(app))
+
+
+def test_own_data_evaluate_and_train(app, models_dir):
+    ok(app.text_input(key="data_path").set_value(str(ADAMSON)).run())
+    assert [m.label for m in app.metric][-4:] == ["cells", "measured genes", "perturbations", "control cells"]
+    ok(app.button(key="evaluate").click().run())  # norman: other genes
+    assert any("was trained on other genes than the data" in e for e in errors(app))
+    ok(app.sidebar.selectbox(key="model").set_value("adamson").run())
+    ok(app.button(key="evaluate").click().run())
+    metrics = app.dataframe[-1].value
+    assert "grape" in metrics.index and "train_mean" in metrics.index
+    app.text_input(key="train_name").set_value("tiny")  # a form: sent on submit
+    app.slider(key="train_ensemble").set_value(1)
+    app.slider(key="train_epochs").set_value(5)
+    ok(app.button(key="FormSubmitter:train-Train").click().run())
+    assert (models_dir / "tiny" / "manifest.json").exists(), errors(app)
+    assert any("choose tiny in the sidebar" in s.value.replace("*", "").replace("\\", "") for s in app.success)
+    ok(app.run())
+    assert any(o.startswith("tiny") for o in app.sidebar.selectbox(key="model").options)
