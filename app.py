@@ -76,7 +76,7 @@ def own_data(sel: ui.Selection) -> None:
 def main() -> None:
     st.set_page_config(page_title=ui.APP_TITLE, page_icon=ui.FAVICON, layout="wide")
     pages = [st.Page(home, title=ui.HOME[0], icon=ui.HOME[1], default=True)]
-    pages += [st.Page(path, title=title, icon=icon, url_path=title.lower()) for path, title, icon in ui.PAGES]
+    pages += [st.Page(path, title=title, icon=icon, url_path=title) for path, title, icon in ui.PAGES]
     st.navigation(pages).run()
 
 

@@ -88,7 +88,9 @@ def synthetic_screen(genes: int, singles: int, pairs: int, seed: int = 0):
     keep = src != dst
     edges = pd.DataFrame({"src": src[keep], "dst": dst[keep],
                           "weight": rng.random(keep.sum()).astype(np.float32)})
-    table = pd.DataFrame({"symbol": names, "is_coding": rng.random(genes) < 0.8}, index=names)
+    coding = rng.random(genes) < 0.8
+    table = pd.DataFrame({"symbol": names, "is_coding": coding,
+                          "biotype": np.where(coding, "protein_coding", "lncRNA")}, index=names)
     text = rng.normal(size=(genes, 384)).astype(np.float32)
     dna = rng.random((genes, 342)).astype(np.float32)
     missing = rng.random(genes) < 0.3

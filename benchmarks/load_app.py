@@ -5,7 +5,7 @@ Starts ``streamlit run app.py`` on a free 127.0.0.1 port (the flags of
 config), then drives one Debian chromium (Playwright, async API; never a downloaded browser)
 with N isolated browser contexts, all at once. Each session:
 
-1. opens ``/predict?model=norman&genes=A[&genes=B]`` with its OWN gene or pair (a
+1. opens ``/Predict?model=norman&genes=A[&genes=B]`` with its OWN gene or pair (a
    different measured condition of the bundled ``norman`` model per session), waits for
    the shift chart and records the time to chart;
 2. checks that the chart title names its own perturbation and nothing else (sessions share
@@ -14,11 +14,16 @@ with N isolated browser contexts, all at once. Each session:
    canvas inside its iframe, records the time to network and checks that the gene picker
    and the URL still hold its own genes.
 
-Errors: step timeouts, exception boxes, error messages, a wrong gene shown, requests to
-another host, and tracebacks in the server log. A warm-up session runs first (not counted)
-so that importing torch and loading the model are not charged to the timed sessions; its
-time to chart is reported as the cold first chart. The server's RSS (with its children)
-is sampled every 0.5 s.
+Errors: step timeouts, exception boxes, error messages, Streamlit's "Page not found" dialog,
+a wrong gene shown (in the drawn chart, in the chart data the server sent over the
+websocket, in the Network gene picker or URL), requests to another host, and tracebacks in
+the server log. A warm-up session runs first (not counted) so that importing torch and
+loading the model are not charged to the timed sessions; its time to chart is reported as
+the cold first chart. The server's RSS (with its children) is sampled every 0.5 s, and the
+CPU seconds of the server and of the browser during the timed sessions are recorded.
+
+Time to chart runs from opening the URL to the drawn chart; it is split into the page
+heading shown, the chart data received from the server (websocket message) and the drawing.
 
 The data are the bundled real-data demo models (``assets/models``); the timings depend on
 the machine and on what else runs on it (the JSON records the CPU count and load average).
@@ -28,7 +33,7 @@ cores, so the times measure the whole stack under load, not the server alone.
 Usage (from the repository root)::
 
     python benchmarks/load_app.py                  # 20 sessions, writes results/load.json
-    python benchmarks/load_app.py --sessions 5 --timeout 300 --out /tmp/load.json
+    python benchmarks/load_app.py --sessions 5 --timeout 300 --out smaller.json
 
 Exit status 1 when any session had an error (slowness alone is not an error).
 """
@@ -67,6 +72,12 @@ VIEWPORT = {"width": 1440, "height": 1000}
 LOCAL_HOSTS = {"127.0.0.1", "data", "blob", "about"}
 TITLE_PREFIX = "predicted shifts after perturbing"
 SAMPLE_SECONDS = 0.5
+POLL_MS = 250
+"""How often page conditions are checked (Playwright's default, every animation frame in
+each of the N pages, costs CPU that the server then lacks)."""
+REDUCED_MOTION = "reduce"
+"""The pages' CSS animations (spinners, skeletons) in N software-rendered pages on the same
+cores as the server would slow it down; real users each have their own machine."""
 _GENE_TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
 _SETTLED = ("() => !document.querySelector('[data-testid=\"stStatusWidget\"]') && "
             "!document.querySelector('[data-testid=\"stSpinner\"]')")
@@ -166,6 +177,7 @@ class MemorySampler(threading.Thread):
         self.me = psutil.Process()
         self.samples: list[tuple[float, float, float]] = []  # (t, server MiB, browser MiB)
         self.marks: dict[str, float] = {}
+        self.cpu: dict[str, tuple[float, float]] = {}
         self._stop_event = threading.Event()
         self._t0 = time.perf_counter()
 
@@ -179,7 +191,18 @@ class MemorySampler(threading.Thread):
                 pass
         return total
 
-    def sample(self) -> tuple[float, float]:
+    @staticmethod
+    def _cpu(procs) -> float:
+        total = 0.0
+        for p in procs:
+            try:
+                times = p.cpu_times()
+                total += times.user + times.system + times.children_user + times.children_system
+            except Exception:  # noqa: BLE001
+                pass
+        return total
+
+    def _trees(self) -> tuple[list, list]:
         ps = self._psutil
         try:
             server = [self.server, *self.server.children(recursive=True)]
@@ -190,12 +213,24 @@ class MemorySampler(threading.Thread):
             client = [p for p in self.me.children(recursive=True) if p.pid not in server_pids]
         except ps.Error:
             client = []
+        return server, client
+
+    def sample(self) -> tuple[float, float]:
+        server, client = self._trees()
         s, c = self._rss(server) / 2**20, self._rss(client) / 2**20
         self.samples.append((time.perf_counter() - self._t0, s, c))
         return s, c
 
     def mark(self, name: str) -> None:
+        """Name this moment; also records the CPU seconds used so far by the server and by
+        the browser (processes alive now)."""
         self.marks[name] = time.perf_counter() - self._t0
+        server, client = self._trees()
+        self.cpu[name] = (self._cpu(server), self._cpu(client))
+
+    def cpu_between(self, start: str, end: str) -> tuple[float, float]:
+        (s0, c0), (s1, c1) = self.cpu[start], self.cpu[end]
+        return s1 - s0, c1 - c0
 
     def run(self) -> None:
         while not self._stop_event.is_set():
@@ -229,6 +264,9 @@ class MemorySampler(threading.Thread):
 class SessionResult:
     index: int
     condition: str
+    page_s: float | None = None
+    chart_data_s: float | None = None
+    chart_data_title: str = ""
     chart_s: float | None = None
     network_s: float | None = None
     total_s: float | None = None
@@ -238,9 +276,24 @@ class SessionResult:
 
     def as_dict(self) -> dict:
         r = lambda v: None if v is None else round(v, 3)  # noqa: E731
-        return {"session": self.index, "condition": self.condition, "chart_s": r(self.chart_s),
+        return {"session": self.index, "condition": self.condition, "page_s": r(self.page_s),
+                "chart_data_s": r(self.chart_data_s), "chart_s": r(self.chart_s),
                 "network_s": r(self.network_s), "total_s": r(self.total_s),
                 "chart_title": self.title, "errors": self.errors}
+
+
+def _chart_frame(payload: str | bytes, res: SessionResult, start: float) -> None:
+    """The first websocket message carrying the shift chart: when the server delivered it
+    (the browser has yet to draw it) and the perturbation named in its title."""
+    if res.chart_data_s is not None:
+        return
+    data = payload if isinstance(payload, bytes) else payload.encode()
+    at = data.find(TITLE_PREFIX.encode())
+    if at < 0:
+        return
+    res.chart_data_s = time.perf_counter() - start
+    tail = data[at + len(TITLE_PREFIX):at + len(TITLE_PREFIX) + 200]
+    res.chart_data_title = tail.split(b'"')[0].decode(errors="replace").strip()
 
 
 async def _page_errors(page, where: str, res: SessionResult) -> None:
@@ -255,10 +308,28 @@ async def _page_errors(page, where: str, res: SessionResult) -> None:
         res.errors.append(f"{where}: 'Traceback' in the page")
 
 
+async def _page_not_found(page, where: str, res: SessionResult) -> None:
+    """Streamlit's "Page not found" dialog: an error (it covers the page and makes the rest
+    inert); dismissed so that the session can go on."""
+    dialog = page.get_by_role("dialog").filter(has_text="Page not found")
+    if await dialog.count() == 0:
+        return
+    res.errors.append(f"{where}: 'Page not found' dialog shown over the page")
+    await page.keyboard.press("Escape")
+    try:
+        await dialog.first.wait_for(state="hidden", timeout=5000)
+    except Exception:  # noqa: BLE001 - try the close button
+        await dialog.first.get_by_role("button").first.click()
+        await dialog.first.wait_for(state="hidden", timeout=5000)
+
+
 async def _settle(page, timeout_ms: float) -> None:
+    """Wait until Streamlit has finished the run: no status widget and no spinner, twice
+    with a pause between (the status widget shows up with a delay)."""
     await page.wait_for_selector("[data-testid='stApp']", timeout=timeout_ms)
-    await page.wait_for_function(_SETTLED, timeout=timeout_ms)
-    await page.wait_for_timeout(300)
+    for _ in range(2):
+        await page.wait_for_function(_SETTLED, timeout=timeout_ms, polling=POLL_MS)
+        await page.wait_for_timeout(500)
 
 
 def _shown_genes(text: str, every_gene: set[str]) -> set[str]:
@@ -274,16 +345,21 @@ async def run_session(browser, url: str, index: int, condition: str, every_gene:
     own = genes_of(condition)
     expected = label_of(condition)
     timeout_ms = step_timeout * 1000
-    context = await browser.new_context(viewport=VIEWPORT, device_scale_factor=1)
+    context = await browser.new_context(viewport=VIEWPORT, device_scale_factor=1,
+                                        reduced_motion=REDUCED_MOTION)
     step = "open"
     start = time.perf_counter()
     try:
         page = await context.new_page()
         page.set_default_timeout(timeout_ms)
         page.on("request", lambda r: res.hosts.add(urlparse(r.url).hostname or urlparse(r.url).scheme))
+        page.on("websocket", lambda ws: ws.on("framereceived",
+                                              lambda payload: _chart_frame(payload, res, start)))
         query = urlencode([("model", MODEL), *[("genes", g) for g in own]])
         step = "predict: chart"
-        await page.goto(f"{url}/predict?{query}", wait_until="commit")
+        await page.goto(f"{url}/Predict?{query}", wait_until="commit")
+        await page.get_by_role("heading", name="Predict").first.wait_for(state="visible")
+        res.page_s = time.perf_counter() - start
         title = page.locator(".gtitle", has_text=TITLE_PREFIX).first
         await title.wait_for(state="visible")
         res.chart_s = time.perf_counter() - start
@@ -291,8 +367,12 @@ async def run_session(browser, url: str, index: int, condition: str, every_gene:
         shown = res.title.split(TITLE_PREFIX, 1)[-1].strip()
         if shown != expected:
             res.errors.append(f"predict: chart shows {shown!r}, this session chose {expected!r}")
+        if res.chart_data_s is not None and res.chart_data_title != expected:
+            res.errors.append(f"predict: the server sent a chart of {res.chart_data_title!r}, "
+                              f"this session chose {expected!r}")
         step = "predict: settle"
         await _settle(page, timeout_ms)
+        await _page_not_found(page, "predict", res)
         await _page_errors(page, "predict", res)
 
         step = "network: canvas"
@@ -302,8 +382,9 @@ async def run_session(browser, url: str, index: int, condition: str, every_gene:
         res.network_s = time.perf_counter() - t1
         step = "network: settle"
         await page.wait_for_function(
-            "() => document.querySelectorAll('.js-plotly-plot .main-svg').length >= 2")
+            "() => document.querySelectorAll('.js-plotly-plot .main-svg').length >= 2", polling=POLL_MS)
         await _settle(page, timeout_ms)
+        await _page_not_found(page, "network", res)
         await _page_errors(page, "network", res)
         picker = await page.locator("[data-testid='stMultiSelect']").first.inner_text()
         shown_genes = _shown_genes(picker, every_gene)
@@ -334,7 +415,9 @@ async def run_session(browser, url: str, index: int, condition: str, every_gene:
 
 async def drive(url: str, conditions: list[str], warm_condition: str, every_gene: set[str], *,
                 chromium: str, step_timeout: float, timeout: float, sampler: MemorySampler
-                ) -> tuple[SessionResult, list[SessionResult], float]:
+                ) -> tuple[SessionResult | None, list[SessionResult], float]:
+    """The warm-up session (none when ``warm_condition`` is empty), then all ``conditions``
+    at once; returns their results and the wall time of the concurrent part."""
     from playwright.async_api import async_playwright
 
     async with async_playwright() as p:
@@ -342,7 +425,8 @@ async def drive(url: str, conditions: list[str], warm_condition: str, every_gene
                                           args=CHROMIUM_ARGS)
         try:
             sampler.mark("warm_start")
-            warm = await run_session(browser, url, -1, warm_condition, every_gene, step_timeout)
+            warm = (await run_session(browser, url, -1, warm_condition, every_gene, step_timeout)
+                    if warm_condition else None)
             sampler.mark("load_start")
             start = time.perf_counter()
             tasks = [asyncio.create_task(run_session(browser, url, i, c, every_gene, step_timeout))
@@ -411,9 +495,11 @@ def main(argv=None) -> int:
     parser.add_argument("--sessions", type=int, default=20, help="concurrent sessions (default 20)")
     parser.add_argument("--timeout", type=float, default=600,
                         help="global limit in seconds for all timed sessions (default 600)")
-    parser.add_argument("--step-timeout", type=float, default=240,
-                        help="limit in seconds for each step of a session (default 240)")
+    parser.add_argument("--step-timeout", type=float, default=420,
+                        help="limit in seconds for each step of a session (default 420)")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "load.json"))
+    parser.add_argument("--no-warm-up", action="store_true",
+                        help="start the sessions on a cold server (model loaded under load)")
     parser.add_argument("--keep-log", default="", help="copy the server log to this file")
     args = parser.parse_args(argv)
     if not 1 <= args.sessions <= 200:
@@ -437,7 +523,8 @@ def main(argv=None) -> int:
         parser.error(f"model {MODEL} offers {len(pool)} distinct perturbations; use fewer sessions")
     conditions = pool[:args.sessions]
     # warm-up: a pair no timed session uses (imports the interaction code too)
-    warm_condition = next((c for c in pool[args.sessions:] if len(genes_of(c)) == 2), pool[-1])
+    warm_condition = "" if args.no_warm_up else next(
+        (c for c in pool[args.sessions:] if len(genes_of(c)) == 2), pool[-1])
     every_gene = {g for c in pool for g in genes_of(c)}
     load_start = os.getloadavg()[0]
     script_start = time.perf_counter()
@@ -465,8 +552,8 @@ def main(argv=None) -> int:
             shutil.copyfile(log_path, args.keep_log)
 
     total_wall = time.perf_counter() - script_start
-    charts = [r.chart_s for r in results if r.chart_s is not None and not r.errors]
-    networks = [r.network_s for r in results if r.network_s is not None and not r.errors]
+    charts = [r.chart_s for r in results if r.chart_s is not None]
+    networks = [r.network_s for r in results if r.network_s is not None]
     failed = [r for r in results if r.errors]
     n_errors = sum(len(r.errors) for r in results) + tracebacks
     peak_mb = sampler.peak("load_start", "load_end")
@@ -474,14 +561,20 @@ def main(argv=None) -> int:
     browser_peak_mb = sampler.peak("load_start", "load_end", column=2)
     cpus = os.cpu_count()
     chart_sum, net_sum = summary(charts), summary(networks)
+    page_sum = summary([r.page_s for r in results if r.page_s is not None])
+    sent_sum = summary([r.chart_data_s for r in results if r.chart_data_s is not None])
+    server_cpu, browser_cpu = sampler.cpu_between("load_start", "load_end")
 
     print(f"GRAPE Explorer load test: {args.sessions} concurrent browser sessions, Predict then "
           f"Network, model {MODEL} ({DATA_LABEL})")
-    print(f"  {cpus} CPU cores shared by the server and chromium; load average {load_start:.2f} at "
-          f"start; server healthy after {health_s:.1f} s")
-    print(f"  warm-up (not counted, {label_of(warm_condition)}): cold first chart "
-          f"{_fmt(warm.chart_s)}, network {_fmt(warm.network_s)}"
-          + (f"; ERRORS: {warm.errors}" if warm.errors else ""))
+    print(f"  {cpus} CPU cores shared by the server and chromium; load average {load_start:.2f} "
+          f"at start; server healthy after {health_s:.1f} s")
+    if warm is None:
+        print("  no warm-up: the sessions started on a cold server")
+    else:
+        print(f"  warm-up (not counted, {label_of(warm_condition)}): cold first chart "
+              f"{_fmt(warm.chart_s)}, network {_fmt(warm.network_s)}"
+              + (f"; ERRORS: {warm.errors}" if warm.errors else ""))
     print()
     rows = [
         ("sessions", f"{len(results)}"),
@@ -491,11 +584,16 @@ def main(argv=None) -> int:
          f"{_fmt(chart_sum['median'])} / {_fmt(chart_sum['p95'])} / {_fmt(chart_sum['max'])}"),
         ("time to network median / p95 / max",
          f"{_fmt(net_sum['median'])} / {_fmt(net_sum['p95'])} / {_fmt(net_sum['max'])}"),
-        ("cold first chart (warm-up)", _fmt(warm.chart_s)),
+        ("  of which: page heading shown, median / p95",
+         f"{_fmt(page_sum['median'])} / {_fmt(page_sum['p95'])}"),
+        ("  of which: chart data received over the websocket, median / p95",
+         f"{_fmt(sent_sum['median'])} / {_fmt(sent_sum['p95'])}"),
+        ("cold first chart (warm-up)", _fmt(warm.chart_s if warm else None)),
         ("server RSS idle / peak under load / final",
          f"{idle_mb:.0f} / {peak_mb:.0f} / {final_mb:.0f} MiB"),
-        ("chromium + driver peak RSS", f"{browser_peak_mb:.0f} MiB"),
+        ("chromium + driver peak RSS (sum, counts shared pages twice)", f"{browser_peak_mb:.0f} MiB"),
         ("wall time of the timed sessions", _fmt(wall)),
+        ("CPU seconds in that time: server / browser", f"{server_cpu:.0f} / {browser_cpu:.0f}"),
         ("load average at start", f"{load_start:.2f}"),
     ]
     width = max(len(k) for k, _ in rows)
@@ -518,15 +616,20 @@ def main(argv=None) -> int:
                  "times are of the whole stack under load."),
         "settings": {"sessions": args.sessions, "timeout_s": args.timeout,
                      "step_timeout_s": args.step_timeout, "model": MODEL,
+                     "warm_up": not args.no_warm_up, "poll_ms": POLL_MS,
+                     "reduced_motion": REDUCED_MOTION,
                      "app_threads_env": os.environ.get("GRAPE_APP_THREADS", "")},
         "errors": n_errors,
         "sessions_with_errors": len(failed),
         "server_tracebacks": tracebacks,
         "time_to_chart_s": chart_sum,
         "time_to_network_s": net_sum,
-        "cold_first_chart_s": None if warm.chart_s is None else round(warm.chart_s, 2),
-        "warm_up": warm.as_dict(),
+        "time_to_page_heading_s": page_sum,
+        "time_to_chart_data_received_s": sent_sum,
+        "cold_first_chart_s": None if warm is None or warm.chart_s is None else round(warm.chart_s, 2),
+        "warm_up": warm.as_dict() if warm else None,
         "wall_s": round(wall, 2),
+        "cpu_s_during_load": {"server": round(server_cpu, 1), "browser": round(browser_cpu, 1)},
         "script_wall_s": round(total_wall, 2),
         "server_health_s": round(health_s, 2),
         "server_rss_mb": {"idle": round(idle_mb, 1), "peak_under_load": round(peak_mb, 1),
@@ -541,8 +644,9 @@ def main(argv=None) -> int:
                     "streamlit": _version("streamlit"), "playwright": _version("playwright"),
                     "torch": _version("torch"), "chromium": chromium_version(chromium)},
     }
-    if traceback_text:
-        out["server_traceback_excerpt"] = traceback_text
+    if traceback_text:  # no paths of this machine in the results file
+        out["server_traceback_excerpt"] = (traceback_text.replace(str(ROOT), "<repo>")
+                                           .replace(sys.prefix, "<python>"))
     from grape_core.io import write_json
 
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -198,7 +198,8 @@ def _configs(args):
     model = model.replace(**{k: v for k, v in changes.items() if v is not None})
     train = TrainConfig(seed=args.seed, device=args.device)
     changes = {"ensemble": args.ensemble, "max_epochs": args.epochs, "lr": args.lr,
-               "batch_size": args.batch_size, "threads": args.threads}
+               "batch_size": args.batch_size, "threads": args.threads,
+               "genes_per_step": args.genes_per_step}
     return model, train.replace(**{k: v for k, v in changes.items() if v is not None})
 
 
@@ -382,6 +383,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, help="maximum epochs (default 150, early stopping)")
     p.add_argument("--lr", type=float)
     p.add_argument("--batch-size", type=int)
+    p.add_argument("--genes-per-step", type=int,
+                   help="genes drawn for each step's loss in large screens (default 1024; 0 = all)")
     p.add_argument("--top-k", type=int, help="learned neighbours per gene")
     p.add_argument("--prior", choices=["union", "go", "coexpression", "similarity"])
     p.add_argument("--paper", action="store_true", help="the published architecture and flags")

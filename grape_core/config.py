@@ -188,6 +188,10 @@ class TrainConfig(Config):
     ensemble: int = 3
     """Members trained with seeds seed, seed+1, ...; their spread is the uncertainty."""
     seed: int = 1
+    genes_per_step: int = 1024
+    """Each step's loss is computed on this many randomly drawn measured genes (all when
+    the model has fewer): an unbiased estimate of the full loss at a fraction of the cost
+    of large screens. 0: always all genes."""
     val_fraction: float = 0.15
     """Share of training conditions held for early stopping when the split has no val set."""
     device: str = "cpu"

@@ -86,7 +86,8 @@ def predict_shifts(model: GRAPE, graph: GraphInputs, perts: torch.Tensor, *, bat
                    outputs: torch.Tensor | None = None) -> torch.Tensor:
     """Shifts ``(n_conds, n_measured)`` of one member, in eval mode (only the measured
     positions ``outputs`` when given)."""
-    model.eval()
+    if model.training:
+        model.eval()
     out = [model(graph, perts[i:i + batch_size], outputs=outputs).shift
            for i in range(0, perts.size(0), batch_size)]
     width = graph.measured.numel() if outputs is None else outputs.numel()
@@ -119,6 +120,8 @@ def train_member(
     x_val = perturbation_tensor(val, node_index)
     y_val = pb.shifts[pb.rows(val)] if val else None
     generator = torch.Generator().manual_seed(seed)
+    n_measured = graph.measured.numel()
+    subsample = 0 < train_config.genes_per_step < n_measured
     history: list[dict[str, float]] = []
     best_state, best_score, best_epoch, stale = None, float("inf"), 0, 0
     epochs = train_config.max_epochs if val else min(train_config.max_epochs, 60)
@@ -130,8 +133,11 @@ def train_member(
         losses = []
         for start in range(0, len(train), train_config.batch_size):
             idx = order[start:start + train_config.batch_size]
-            out = model(graph, x_train[idx])
-            loss = grape_loss(out.shift, y_train[idx], out.reg, huber_delta=train_config.huber_delta,
+            genes = (torch.randperm(n_measured, generator=generator)[:train_config.genes_per_step]
+                     .sort().values.to(device) if subsample else None)
+            out = model(graph, x_train[idx], outputs=genes)
+            target = y_train[idx] if genes is None else y_train[idx][:, genes]
+            loss = grape_loss(out.shift, target, out.reg, huber_delta=train_config.huber_delta,
                               reg_weight=train_config.reg_weight)
             opt.zero_grad()
             loss.total.backward()

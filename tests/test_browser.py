@@ -168,7 +168,7 @@ def test_home_loads_fast_and_lists_models(page, server, shots):
 
 
 def test_predict_pair(page, server, shots):
-    page.goto(f"{server}/predict?model=norman&genes=KLF1&genes=MAP2K6")
+    page.goto(f"{server}/Predict?model=norman&genes=KLF1&genes=MAP2K6")
     _charts(page, 2)
     _settle(page)
     _no_exception(page)
@@ -189,7 +189,7 @@ def test_predict_pair(page, server, shots):
 
 
 def test_network_canvas(page, server, shots):
-    page.goto(f"{server}/predict?model=norman&genes=KLF1")
+    page.goto(f"{server}/Predict?model=norman&genes=KLF1")
     _charts(page, 1)
     _settle(page)
     page.get_by_test_id("stSidebarNav").get_by_text("Network").click()  # the choice travels
@@ -204,7 +204,7 @@ def test_network_canvas(page, server, shots):
 
 
 def test_benchmark(page, server, shots):
-    page.goto(f"{server}/benchmark?model=norman")
+    page.goto(f"{server}/Benchmark?model=norman")
     _charts(page, 5)
     _settle(page)
     _no_exception(page)
@@ -213,7 +213,7 @@ def test_benchmark(page, server, shots):
 
 
 def test_genes(page, server, shots):
-    page.goto(f"{server}/genes?model=norman")
+    page.goto(f"{server}/Genes?model=norman")
     _charts(page, 1)
     _settle(page)
     _no_exception(page)
@@ -221,7 +221,7 @@ def test_genes(page, server, shots):
 
 
 def test_screen(page, server, shots):
-    page.goto(f"{server}/screen?model=norman")
+    page.goto(f"{server}/Screen?model=norman")
     _settle(page)
     page.locator("textarea").first.fill("HBG2 1\nHBE1 1")  # induce the fetal/embryonic globins
     page.get_by_role("button", name="Run the screen").click()

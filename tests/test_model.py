@@ -161,7 +161,7 @@ def test_training_is_seeded_and_deterministic(adamson_graph):
     from grape_core.splits import simulation_split
 
     split = simulation_split(pb.conditions, seed=1)
-    config = TrainConfig(ensemble=1, max_epochs=3, threads=1)
+    config = TrainConfig(ensemble=1, max_epochs=3, threads=1, genes_per_step=40)  # 40 of 160 genes a step
     runs = [train_grape(pb, split, graph, node_index, train_config=config,
                         encoder_state=knowledge.encoder_state,
                         encoder_args=knowledge.encoder_args, progress=False) for _ in range(2)]

@@ -139,7 +139,8 @@ class GRAPE(nn.Module):
         self._inference_cache: tuple[GraphInputs, SharedPass] | None = None
 
     def train(self, mode: bool = True) -> "GRAPE":
-        self._inference_cache = None  # weights may change: the cached shared pass is stale
+        if mode or mode != self.training:  # training may change the weights: drop the cache
+            self._inference_cache = None
         return super().train(mode)
 
     def load_state_dict(self, *args, **kwargs):
@@ -213,8 +214,9 @@ class GRAPE(nn.Module):
         """Encoder, graph and the unperturbed GAT pass; cached for inference (eval mode,
         no autograd), where the weights cannot change between calls."""
         cache = not self.training and not torch.is_grad_enabled()
-        if cache and self._inference_cache is not None and self._inference_cache[0] is g:
-            return self._inference_cache[1]
+        cached = self._inference_cache  # one read: other threads may replace it meanwhile
+        if cache and cached is not None and cached[0] is g:
+            return cached[1]
         x = self.encode(g)
         index, weight, reg, li, lw = self._graph(g, x)
         node_type, _ = self._types(g)
