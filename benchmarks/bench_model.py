@@ -13,8 +13,9 @@ to learn. Only timings and memory mean anything here; quality on real data is me
 
 Measured: ensemble training (default TrainConfig: 3 members, early stopping on a carved
 validation set, at most ``--epochs`` epochs), peak RSS, one warm prediction (one condition,
-the whole ensemble) and scoring every single perturbation for the screen (cold: computes
-all singles; warm: cached). Goals on 2 cores: Adamson < 60 s, Norman < 3 min, prediction
+the whole ensemble) and scoring every single perturbation for the screen (cold: the first
+screen of a model, which computes every single's shift at the targets and the off-target
+sample; new target: a later screen for a gene not computed yet; cached: nothing new). Goals on 2 cores: Adamson < 60 s, Norman < 3 min, prediction
 < 100 ms, < 2 GB, screen < 2 s.
 
     python benchmarks/bench_model.py                # both sizes, writes results/model.json
@@ -137,13 +138,18 @@ def run(size: str, epochs: int, threads: int) -> dict:
         t = time.perf_counter()
         predict_conditions(bundle, [cond])
         times.append(time.perf_counter() - t)
-    from grape_core.screen import screen
+    from grape_core.screen import screen, screened_genes
     t = time.perf_counter()
     screen(bundle, [pb.genes[0]])
     screen_cold = time.perf_counter() - t
+    sampled = set(screened_genes(bundle, np.array([0])).tolist())
+    new_target = next(g for g in range(len(pb.genes)) if g not in sampled)
     t = time.perf_counter()
-    screen(bundle, [pb.genes[1]])
-    screen_warm = time.perf_counter() - t
+    screen(bundle, [pb.genes[new_target]])
+    screen_new_target = time.perf_counter() - t
+    t = time.perf_counter()
+    screen(bundle, [pb.genes[new_target]], direction="down")
+    screen_cached = time.perf_counter() - t
     return {
         "size": size, "data": DATA_LABEL, "genes": spec["genes"],
         "conditions": len(pb.conditions), "singles": spec["singles"], "pairs": spec["pairs"],
@@ -153,7 +159,8 @@ def run(size: str, epochs: int, threads: int) -> dict:
         "epochs_run": epochs_run, "setup_s": round(setup, 2), "train_s": round(train_s, 1),
         "train_goal_s": GOALS[size], "predict_ms_median": round(1000 * float(np.median(times)), 1),
         "screen_all_singles_cold_s": round(screen_cold, 2),
-        "screen_all_singles_warm_s": round(screen_warm, 3),
+        "screen_all_singles_new_target_s": round(screen_new_target, 2),
+        "screen_all_singles_cached_s": round(screen_cached, 3),
         "peak_rss_gb": round(peak_gb(), 2), "threads": threads,
     }
 
@@ -170,11 +177,11 @@ def main(argv=None) -> int:
     print(f"GRAPE at full scale on {DATA_LABEL}, {args.threads} threads, "
           f"{platform.processor() or platform.machine()}")
     print(f"{'size':8} {'conds':>5} {'nodes':>5} {'edges':>7} {'epochs':>12} {'train s':>8} "
-          f"{'goal':>5} {'predict ms':>10} {'screen cold/warm s':>18} {'peak GB':>7}")
+          f"{'goal':>5} {'predict ms':>10} {'screen cold/new target/cached s':>31} {'peak GB':>7}")
     for r in rows:
         print(f"{r['size']:8} {r['conditions']:5d} {r['nodes']:5d} {r['prior_edges_used']:7d} "
               f"{str(r['epochs_run']):>12} {r['train_s']:8.1f} {r['train_goal_s']:5.0f} "
-              f"{r['predict_ms_median']:10.1f} {r['screen_all_singles_cold_s']:9.2f}/{r['screen_all_singles_warm_s']:<8.3f} "
+              f"{r['predict_ms_median']:10.1f} {r['screen_all_singles_cold_s']:13.2f}/{r['screen_all_singles_new_target_s']:.2f}/{r['screen_all_singles_cached_s']:<8.3f} "
               f"{r['peak_rss_gb']:7.2f}")
     from grape_core.io import write_json
     write_json(args.out, {"data": DATA_LABEL, "results": rows})

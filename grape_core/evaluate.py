@@ -107,15 +107,18 @@ class Report:
         groups = []
         for group, members in self.subgroups.items():
             rows = mine.index.intersection(members)
-            if not len(rows):
-                continue
-            ours = mine.loc[rows, "pearson_delta"].mean()
-            rivals = {n: t.loc[t.index.intersection(rows), "pearson_delta"].mean()
-                      for n, t in self.tables.items() if n != model and len(t.index.intersection(rows))}
-            if rivals:
-                best = max(rivals, key=rivals.get)
-                if rivals[best] > ours:
-                    groups.append(f"{group} ({len(rows)}): {best} {rivals[best]:.3f} vs {ours:.3f}")
+            best = None  # (margin, text) of the rival that wins by most, on its own conditions
+            for name, table in self.tables.items():
+                common = rows.intersection(table.index)
+                if name == model or not len(common):
+                    continue
+                ours = mine.loc[common, "pearson_delta"].mean()
+                theirs = table.loc[common, "pearson_delta"].mean()
+                if theirs > ours and (best is None or theirs - ours > best[0]):
+                    best = (theirs - ours, f"{group} ({len(common)} of {len(rows)}): "
+                                           f"{name} {theirs:.3f} vs {ours:.3f}")
+            if best is not None:
+                groups.append(best[1])
         if groups:
             text += " Subgroups where a baseline has the higher pearson_delta: " + "; ".join(groups) + "."
         return text

@@ -163,3 +163,27 @@ def test_baselines_on_the_real_norman_subset(norman):
     # only TMSB4X of the perturbed genes is measured: linear = train_mean for the others
     pred_lin = models["linear"].predict(["MAP2K6+ctrl"])
     np.testing.assert_allclose(pred_lin, models["train_mean"].predict(["MAP2K6+ctrl"]), atol=1e-5)
+
+
+def test_verdict_compares_each_baseline_on_the_conditions_it_predicts():
+    import pandas as pd
+
+    from grape_core.evaluate import Report
+
+    def table(values):
+        return pd.DataFrame({"pearson_delta": list(values.values()), "mse": 0.01}, index=list(values))
+
+    report = Report(
+        dataset="d", split="simulation", seed=1, test_conditions=["A+B", "C+D", "E+F"],
+        tables={"grape": table({"A+B": 0.95, "C+D": 0.1, "E+F": 0.1}),
+                # the additive baseline predicts only A+B, where it is worse than grape
+                "additive": table({"A+B": 0.90}),
+                "train_mean": table({"A+B": 0.2, "C+D": 0.2, "E+F": 0.2})},
+        subgroups={"combo_seen2": ["A+B", "C+D", "E+F"]})
+    text = report.verdict()
+    # over 3 conditions grape averages 0.383 and additive 0.90 on its one: not a fair win
+    assert "additive" not in text
+    assert "combo_seen2 (3 of 3): train_mean 0.200 vs 0.383" not in text  # grape is better
+    report.tables["grape"].loc["A+B", "pearson_delta"] = 0.5
+    text = report.verdict()
+    assert "combo_seen2 (1 of 3): additive 0.900 vs 0.500" in text

@@ -170,15 +170,23 @@ def test_training_is_seeded_and_deterministic(adamson_graph):
     assert [h["train_loss"] for h in runs[0].history] == [h["train_loss"] for h in runs[1].history]
 
 
-def test_requested_outputs_and_cached_shared_pass_are_exact(adamson_graph):
+@pytest.mark.parametrize(("outputs", "gnn_dims"), [
+    ([0, 7, 42, 159], (64, 64)),
+    ([42], (64, 64)),  # one gene: only its in-neighbourhood is recomputed per sample
+    ([3, 42], (32, 32, 32)),  # deeper: the needed sets grow one hop per layer
+])
+def test_requested_outputs_and_cached_shared_pass_are_exact(adamson_graph, outputs, gnn_dims):
     knowledge, pb, graph, node_index = adamson_graph
-    model = make_model(knowledge, graph)
-    perts = perturbation_tensor(["HSPA5+ctrl", "TARS+GBF1"], node_index)
-    outputs = torch.tensor([0, 7, 42, 159])
+    model = make_model(knowledge, graph, gnn_dims=gnn_dims)
+    perts = perturbation_tensor(["HSPA5+ctrl", "TARS+GBF1", "SCYL1+ctrl"], node_index)
+    outputs = torch.tensor(outputs)
     with torch.no_grad():
         full = model(graph, perts).shift
         assert model._inference_cache is not None  # eval + no grad: shared pass cached
         part = model(graph, perts, outputs=outputs).shift
     assert torch.allclose(part, full[:, outputs], atol=1e-6)
+    with torch.enable_grad():  # not cached: the shared last layer runs at the outputs only
+        uncached = model(graph, perts, outputs=outputs).shift
+    assert torch.allclose(uncached, full[:, outputs], atol=1e-5)
     model.train()
     assert model._inference_cache is None

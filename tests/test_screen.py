@@ -127,3 +127,33 @@ def test_screen_check_compares_with_baselines(norman_model):
     # the same prediction for every condition cannot rank conditions
     assert check.loc["train_mean", "spearman"] == 0.0
     assert -1 <= check.loc["grape", "spearman"] <= 1 and check.loc["grape", "n_conditions"] >= 3
+
+
+def test_large_model_samples_off_target_genes_and_reuses_columns(constructed, monkeypatch):
+    import grape_core.screen as screen_module
+
+    bundle = replace(constructed, _cache={})
+    full = screen(bundle, ["DDIT4"], top=20)
+    computed: list[int] = []
+    real = screen_module.all_member_shifts
+
+    def counting(b, conditions, *, outputs=None, chunk=None):
+        computed.append(len(outputs))
+        return real(b, conditions, outputs=outputs, chunk=chunk)
+
+    monkeypatch.setattr(screen_module, "OFF_TARGET_GENES", 50)
+    monkeypatch.setattr(screen_module, "EXACT_OFF_TARGET_MAX", 100)
+    monkeypatch.setattr(screen_module, "all_member_shifts", counting)
+    sampled = replace(constructed, _cache={})
+    first = screen(sampled, ["DDIT4"], top=20)
+    # the targets' effects are exact; only the off-target cost is estimated on the sample
+    assert first["perturbation"].tolist() == full["perturbation"].tolist()
+    assert np.allclose(first["effect"], full["effect"], atol=1e-6)
+    sample = set(np.random.default_rng(0).choice(len(bundle.measured), 50, replace=False).tolist())
+    ddit4, hbz = bundle.measured.index("DDIT4"), bundle.measured.index("HBZ")
+    assert computed == [len(sample | {ddit4})]  # the targets plus the fixed sample
+    screen(sampled, ["HBZ", "DDIT4"], top=5)
+    new_columns = [] if hbz in sample else [1]
+    assert computed[1:] == new_columns  # only HBZ may be new
+    screen(sampled, ["DDIT4"], direction="down")
+    assert computed[1:] == new_columns  # nothing new to compute

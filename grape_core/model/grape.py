@@ -31,7 +31,7 @@ Shapes:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -102,6 +102,39 @@ class SharedPass:
     reg: Tensor
     learned_index: Tensor | None
     learned_weight: Tensor | None
+    out_edges: tuple[Tensor, Tensor]
+    """Edges grouped by source: ``(ptr (n_nodes + 1,), edge ids)``, CSR."""
+    in_edges: tuple[Tensor, Tensor]
+    """Edges grouped by destination, each group in edge order (as the full pass sums)."""
+    memo: dict[str, object] = field(default_factory=dict)
+    """What every call for all measured genes reuses (a cached pass serves many calls)."""
+
+
+def _csr(node: Tensor, n: int) -> tuple[Tensor, Tensor]:
+    """Edge ids grouped by ``node`` (stable) and the group offsets ``(n + 1,)``."""
+    order = torch.argsort(node, stable=True)
+    ptr = torch.zeros(n + 1, dtype=torch.long, device=node.device)
+    ptr[1:] = torch.cumsum(torch.bincount(node, minlength=n), 0)
+    return ptr, order
+
+
+def _incident(keys_: Tensor, csr: tuple[Tensor, Tensor], n: int) -> tuple[Tensor, Tensor]:
+    """Sample and edge id of every edge at the (sample, node) keys ``sample * n + node``."""
+    ptr, order = csr
+    node = keys_ % n
+    counts = ptr[node + 1] - ptr[node]
+    first = torch.repeat_interleave(ptr[node], counts)
+    offset = torch.arange(first.numel(), device=keys_.device) - torch.repeat_interleave(
+        torch.cumsum(counts, 0) - counts, counts)
+    return torch.repeat_interleave(keys_ // n, counts), order[first + offset]
+
+
+def _member(keys_: Tensor, sorted_keys: Tensor) -> Tensor:
+    """``keys_`` in the sorted tensor ``sorted_keys`` (bool, elementwise)."""
+    if sorted_keys.numel() == 0:
+        return torch.zeros_like(keys_, dtype=torch.bool)
+    pos = torch.searchsorted(sorted_keys, keys_).clamp(max=sorted_keys.numel() - 1)
+    return sorted_keys[pos] == keys_
 
 
 class GRAPE(nn.Module):
@@ -210,9 +243,13 @@ class GRAPE(nn.Module):
             return torch.zeros_like(x[nodes]) if self.training else -x[nodes]
         return x[nodes] + self.pert
 
-    def shared(self, g: GraphInputs) -> SharedPass:
+    def shared(self, g: GraphInputs, last_nodes: Tensor | None = None) -> SharedPass:
         """Encoder, graph and the unperturbed GAT pass; cached for inference (eval mode,
-        no autograd), where the weights cannot change between calls."""
+        no autograd), where the weights cannot change between calls.
+
+        ``last_nodes`` (node ids): outside the cache (training), the last layer is computed
+        only at these nodes, the only ones the decoder reads; its other rows are zero.
+        """
         cache = not self.training and not torch.is_grad_enabled()
         cached = self._inference_cache  # one read: other threads may replace it meanwhile
         if cache and cached is not None and cached[0] is g:
@@ -223,9 +260,15 @@ class GRAPE(nn.Module):
         src, dst = index
         rel = node_type[src] * len(self.node_types) + node_type[dst]
         base = [x]
+        last = len(self.gnn.layers) - 1
         for i in range(len(self.gnn.layers)):
-            base.append(self._layer_full(i, base[-1], node_type, src, dst, weight, rel))
-        out = SharedPass(base, node_type, src, dst, weight, rel, reg, li, lw)
+            if i == last and last_nodes is not None and not cache:
+                base.append(self._layer_at(i, base[-1], last_nodes, node_type, src, dst, weight, rel))
+            else:
+                base.append(self._layer_full(i, base[-1], node_type, src, dst, weight, rel))
+        n = g.n_nodes
+        out = SharedPass(base, node_type, src, dst, weight, rel, reg, li, lw,
+                         out_edges=_csr(src, n), in_edges=_csr(dst, n))
         if cache:
             self._inference_cache = (g, out)
         return out
@@ -235,12 +278,16 @@ class GRAPE(nn.Module):
         exact, and much cheaper when few genes are needed, as in a screen)."""
         perts = perts.to(g.text.device)
         b = perts.size(0)
-        if outputs is None:
+        every_gene = outputs is None
+        if every_gene:
             outputs = torch.arange(g.measured.numel(), device=perts.device)
-        s = self.shared(g)
         want = self._needed_singles(perts)
+        if every_gene:
+            s = self.shared(g)
+        else:  # the decoder reads the last layer at the requested and the perturbed genes
+            s = self.shared(g, torch.cat([g.measured[outputs], perts[perts >= 0], want[want >= 0]]))
         all_perts = torch.cat([perts, want], dim=0) if want.numel() else perts
-        gene_part, pooled = self._perturbed(all_perts, g, s, outputs)
+        gene_part, pooled = self._perturbed(all_perts, g, s, outputs, every_gene)
         if self.global_mlp is not None:
             glob = self.global_mlp(pooled)  # (batch', d)
             if self.pair_vec is not None:
@@ -257,6 +304,18 @@ class GRAPE(nn.Module):
         n = h.size(0)
         keys_ = torch.arange(n, device=h.device)
         return self._run_layer(i, keys_, keys_, h, node_type, src, dst, weight, rel, n, None)[1]
+
+    def _layer_at(self, i, h, nodes, node_type, src, dst, weight, rel) -> Tensor:
+        """Layer ``i`` at ``nodes`` only (exact: all their in-edges); zero rows elsewhere."""
+        n = h.size(0)
+        dest = torch.unique(nodes)
+        into = _member(dst, dest)
+        keys_ = torch.unique(torch.cat([src[into], dest]))
+        rows, _ = self._run_layer(i, keys_, dest, None, node_type, src[into], dst[into],
+                                  weight[into], rel[into], n, lambda k: h[k])
+        where = torch.cat([k for k, _ in rows])
+        values = torch.cat([v for _, v in rows])
+        return values.new_zeros(n, values.size(1)).index_put((where,), values)
 
     def _run_layer(self, i, node_keys, dest_keys, feats_global, node_type, src_keys, dst_keys,
                    weight, rel, n, feats_of):
@@ -291,34 +350,37 @@ class GRAPE(nn.Module):
             rows.append((k[is_dest], out[self.node_types[t]][is_dest]))
         return rows, None
 
-    def _perturbed(self, perts, g, s: SharedPass, outputs: Tensor):
+    def _perturbed(self, perts, g, s: SharedPass, outputs: Tensor, every_gene: bool):
         """Per-sample gene part of the decoder ``(batch, n_measured, decoder_hidden)`` and the
         pooled embedding of each sample's perturbed genes ``(batch, d)``."""
         b, n = perts.size(0), g.n_nodes
         base, node_type, src, dst, weight, rel = s.base, s.node_type, s.src, s.dst, s.weight, s.rel
         sample, col = (perts >= 0).nonzero(as_tuple=True)
         nodes = perts[sample, col]
-        changed = torch.zeros(b, n, dtype=torch.bool, device=perts.device)
-        changed[sample, nodes] = True
-        # the last layer only needs the requested genes and the perturbed ones (global path)
-        needed = changed.clone()
-        needed[:, g.measured[outputs]] = True
+        # nodes are tracked as keys sample * n + node: a sample's changed nodes are few
         key_of = sample * n + nodes
+        perturbed = torch.unique(key_of)
+        changed = perturbed
+        if every_gene and "needed" in s.memo:
+            needed_everywhere = s.memo["needed"]
+        else:
+            needed_everywhere = self._needed_everywhere(g, s, outputs)
+            if every_gene:
+                s.memo["needed"] = needed_everywhere
+        needed_here = self._needed_here(g, s, perturbed)
         over_keys, over_rows = key_of, self._marked(base[0], nodes)
         shared = b  # pseudo-sample whose nodes are the shared, unperturbed pass
         for i in range(len(self.gnn.layers)):
-            hb, he = changed[:, src].nonzero(as_tuple=True)  # edges leaving a changed node
-            reach = changed.clone()
-            reach[hb, dst[he]] = True
-            if i == len(self.gnn.layers) - 1:
-                reach &= needed
-            eb, ee = reach[:, dst].nonzero(as_tuple=True)  # all in-edges of reached nodes
+            hb, he = _incident(changed, s.out_edges, n)  # edges leaving a changed node
+            reach = torch.unique(torch.cat([changed, hb * n + dst[he]]))
+            reach = reach[needed_everywhere[i][reach % n] | _member(reach, needed_here[i])]
+            eb, ee = _incident(reach, s.in_edges, n)  # all in-edges of reached nodes
             s_node = src[ee]
             # an unchanged source reads the shared pass: one node for all samples
-            e_src = torch.where(changed[eb, s_node], eb * n + s_node, shared * n + s_node)
+            e_src = torch.where(_member(eb * n + s_node, changed), eb * n + s_node, shared * n + s_node)
             e_dst = eb * n + dst[ee]
             node_keys = torch.unique(torch.cat([e_src, e_dst]))
-            dest_keys = torch.unique(e_dst)
+            dest_keys = reach
             order = torch.argsort(over_keys)
             sorted_keys, sorted_rows = over_keys[order], over_rows[order]
             prev = base[i]
@@ -340,7 +402,13 @@ class GRAPE(nn.Module):
         pos_of[out_nodes] = torch.arange(out_nodes.numel(), device=perts.device)
         ks, kn = over_keys // n, over_keys % n
         meas = pos_of[kn] >= 0
-        gene_part = self.decode_gene(final[out_nodes]).unsqueeze(0).expand(b, -1, -1).clone()
+        if every_gene and "decoded" in s.memo:
+            decoded = s.memo["decoded"]
+        else:
+            decoded = self.decode_gene(final[out_nodes])
+            if every_gene:
+                s.memo["decoded"] = decoded
+        gene_part = decoded.unsqueeze(0).expand(b, -1, -1).clone()
         gene_part[ks[meas], pos_of[kn[meas]]] = self.decode_gene(over_rows[meas])
         # pooled embedding of the perturbed genes, read from the per-sample pass
         order = torch.argsort(over_keys)
@@ -348,6 +416,30 @@ class GRAPE(nn.Module):
         pert_emb = over_rows[order][pos]
         pooled = final.new_zeros(b, final.size(1)).index_add(0, sample, pert_emb)
         return gene_part, pooled
+
+    def _needed_everywhere(self, g: GraphInputs, s: SharedPass, outputs: Tensor) -> list[Tensor]:
+        """Which layer outputs every sample's prediction reads, a node mask ``(n_nodes,)``
+        per layer: the last layer's at the requested genes, each earlier layer's at the
+        in-neighbours of those."""
+        mask = torch.zeros(g.n_nodes, dtype=torch.bool, device=outputs.device)
+        mask[g.measured[outputs]] = True
+        masks = [mask]
+        for _ in range(len(self.gnn.layers) - 1):
+            mask = masks[0].clone()
+            mask[s.src[masks[0][s.dst]]] = True
+            masks.insert(0, mask)
+        return masks
+
+    def _needed_here(self, g: GraphInputs, s: SharedPass, perturbed: Tensor) -> list[Tensor]:
+        """What single samples read beyond that: per layer the sorted keys of their
+        perturbed genes (global path) and, one hop further per earlier layer, of the
+        in-neighbours of those."""
+        n = g.n_nodes
+        keys_ = [perturbed]
+        for _ in range(len(self.gnn.layers) - 1):
+            sample, edge = _incident(keys_[0], s.in_edges, n)
+            keys_.insert(0, torch.unique(torch.cat([keys_[0], sample * n + s.src[edge]])))
+        return keys_
 
     # ------------------------------------------------------------------ pairs
     def _needed_singles(self, perts: Tensor) -> Tensor:

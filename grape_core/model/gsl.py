@@ -67,7 +67,8 @@ class GraphLearner(nn.Module):
             self._sources = self._select(u.detach(), k)
         src = self._sources
         dst = torch.arange(n, device=h.device).repeat_interleave(k)
-        weight = F.relu((u[src] * u[dst]).sum(-1))
+        # node i's k sources against u_i: one batched product, no gather of u[dst]
+        weight = F.relu(torch.bmm(u[src].view(n, k, -1), u.unsqueeze(2)).reshape(-1))
         learned_index = torch.stack([src, dst])
         keep = weight > 0
         learned_index, weight = learned_index[:, keep], weight[keep]
