@@ -25,7 +25,6 @@ sample; new target: a later screen for a gene not computed yet; cached: nothing 
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import resource
 import sys
@@ -52,11 +51,9 @@ def peak_gb() -> float:
 def synthetic_screen(genes: int, singles: int, pairs: int, seed: int = 0):
     """PseudoBulk, gene graph and gene knowledge-like inputs of a generated screen."""
     import pandas as pd
-    import torch
 
     from grape_core.conditions import format_condition
     from grape_core.data import PseudoBulk
-    from grape_core.model.grape import GraphInputs
 
     rng = np.random.default_rng(seed)
     names = [f"G{i:05d}" for i in range(genes)]
@@ -103,7 +100,7 @@ def run(size: str, epochs: int, threads: int) -> dict:
 
     from grape_core.config import ModelConfig, TrainConfig
     from grape_core.splits import simulation_split
-    from grape_core.train import train_grape, perturbation_tensor, predict_shifts
+    from grape_core.train import train_grape
     from grape_core.workflow import graph_inputs
 
     torch.set_num_threads(threads)

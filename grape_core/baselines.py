@@ -22,7 +22,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from . import keys
-from .conditions import format_condition, genes_of
+from .conditions import genes_of
 from .data import PseudoBulk
 
 
@@ -115,10 +115,6 @@ class AdditiveBaseline(Baseline):
             if len(genes) == 2 and all(g in self.single_shift for g in genes):
                 out[i] = self.pb.control_mean + sum(self.single_shift[g] for g in genes)
         return out
-
-
-def single_condition(gene: str) -> str:
-    return format_condition((gene,))
 
 
 BASELINES: dict[str, type[Baseline]] = {

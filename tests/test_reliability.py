@@ -3,17 +3,14 @@ interrupted run, nothing is unpickled, nothing talks to the network unasked."""
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 from conftest import ADAMSON, ROOT, make_adata
 
