@@ -476,6 +476,12 @@ def _singles_job(folder: str, stamp: str) -> threading.Thread:
     return thread
 
 
+def prepare_screen(sel: Selection) -> None:
+    """Start predicting every single perturbation of the model in the background (once per
+    model and process), while the user picks targets."""
+    _singles_job(sel.folder, sel.stamp)
+
+
 def wait_for_screen(sel: Selection, n_genes: int, n_members: int) -> None:
     """Score every single perturbation of the model (once per model and process, shared by
     all sessions), showing progress; later screens of the model take a moment."""
@@ -484,7 +490,7 @@ def wait_for_screen(sel: Selection, n_genes: int, n_members: int) -> None:
         return
     start = time.perf_counter()
     with st.status(f"Predicting all {n_genes} genes as perturbations with {n_members} models "
-                   "(once per model; a minute or two on a laptop)…", expanded=True) as status:
+                   "(once per model; up to a minute on a laptop)…", expanded=True) as status:
         clock = st.empty()
         while job.is_alive():
             clock.caption(f"{time.perf_counter() - start:.0f} s elapsed")

@@ -11,6 +11,7 @@ def main() -> None:
                         "gene it knows as a perturbation and ranks them by how much they move your targets "
                         "that way, and by how much they disturb everything else.")
     b = ui.bundle(sel)
+    ui.prepare_screen(sel)
     with st.form("screen"):
         left, right = st.columns([3, 2])
         targets = left.multiselect("Target genes", sorted(b.measured), key="targets",
