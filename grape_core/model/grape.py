@@ -21,7 +21,10 @@ training shift of a single (predicted when it was not measured). Prediction = co
 Efficiency: the graph, the encoder and the GAT pass over the unperturbed graph are computed
 once per batch. Marking :math:`P` changes layer-``l`` outputs only within ``l`` hops of
 :math:`P`, so each sample recomputes just those nodes, exactly, on a bipartite sub-graph
-that holds all in-edges of the changed nodes (their sources read the shared pass).
+that holds all in-edges of the changed nodes (their sources read the shared pass). Of
+those, only the nodes the prediction reads are computed: the requested genes and
+:math:`P` at the last layer, and one hop of in-neighbours more per earlier layer; a screen
+that asks for one gene therefore costs a fraction of a full prediction.
 
 Shapes:
     - **input:** :class:`GraphInputs` (``n_nodes`` genes, ``n_measured`` of them measured)
