@@ -193,7 +193,8 @@ class TrainConfig(Config):
     genes_per_step: int = 1024
     """Each step's loss is computed on this many randomly drawn measured genes (all when
     the model has fewer): an unbiased estimate of the full loss at a fraction of the cost
-    of large screens. 0: always all genes."""
+    of large screens. Early stopping reads one fixed random sample of this many genes per
+    member. 0: always all genes."""
     val_fraction: float = 0.15
     """Share of training conditions held for early stopping when the split has no val set."""
     device: str = "cpu"
