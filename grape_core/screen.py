@@ -85,15 +85,18 @@ EXACT_OFF_TARGET_MAX = 1000
 
 
 def all_member_shifts(bundle: Bundle, conditions: Sequence[str], *, outputs: np.ndarray | None = None,
-                      chunk: int | None = None) -> np.ndarray:
+                      chunk: int | None = None, stop: threading.Event | None = None) -> np.ndarray:
     """Predicted shifts of every member ``(n_members, n_conds, n_outputs)``, float32, for
-    the measured positions ``outputs`` (default: all measured genes)."""
+    the measured positions ``outputs`` (default: all measured genes). Setting ``stop``
+    abandons the work at the next chunk (:class:`GrapeError`)."""
     width = len(bundle.measured) if outputs is None else len(outputs)
     # the decoder's work per chunk is chunk x width x hidden: few outputs, bigger chunks
     chunk = chunk or int(np.clip(65536 // max(width, 1), 128, 1024))
     out_t = None if outputs is None else torch.as_tensor(outputs, dtype=torch.long)
     out = np.zeros((len(bundle.members), len(conditions), width), dtype=np.float32)
     for start in range(0, len(conditions), chunk):
+        if stop is not None and stop.is_set():
+            raise GrapeError("prediction of all perturbations was stopped")
         perts = perturbation_tensor(list(conditions[start:start + chunk]), bundle.node_index)
         with torch.inference_mode():
             for m, model in enumerate(bundle.members):
@@ -113,7 +116,8 @@ def screened_genes(bundle: Bundle, idx: np.ndarray) -> np.ndarray:
     return np.union1d(idx, sample)
 
 
-def single_shifts(bundle: Bundle, genes: np.ndarray | None = None) -> tuple[list[str], np.ndarray]:
+def single_shifts(bundle: Bundle, genes: np.ndarray | None = None, *,
+                  stop: threading.Event | None = None) -> tuple[list[str], np.ndarray]:
     """Every single perturbation of the model and its members' shifts
     ``(n_members, n_singles, len(genes))`` at the measured positions ``genes`` (default:
     those every screen computes, :func:`screened_genes` without targets).
@@ -128,7 +132,7 @@ def single_shifts(bundle: Bundle, genes: np.ndarray | None = None) -> tuple[list
         columns: dict[int, np.ndarray] = bundle._cache.setdefault("single_columns", {})
         missing = np.array([g for g in genes.tolist() if g not in columns], dtype=np.int64)
         if len(missing):
-            computed = all_member_shifts(bundle, conditions, outputs=missing)
+            computed = all_member_shifts(bundle, conditions, outputs=missing, stop=stop)
             for j, g in enumerate(missing.tolist()):
                 columns[g] = computed[:, :, j]
         return conditions, np.stack([columns[g] for g in genes.tolist()], axis=-1)

@@ -18,9 +18,11 @@ The only module that imports Streamlit (imported by ``app.py`` and ``pages/`` al
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import os
 import re
+import shutil
 import tempfile
 import threading
 import time
@@ -36,6 +38,23 @@ import streamlit as st
 from . import viz
 from .config import BUNDLED_MODELS, Paths
 from .errors import GrapeError, UnknownGeneError
+from .io import write_bytes
+
+_STOP_JOBS = threading.Event()
+_JOBS: list[threading.Thread] = []
+"""Background work (warm-up, screen pre-computation), stopped and joined at exit: the
+interpreter must not tear a thread down inside torch."""
+_UPLOAD_FOLDERS: set[str] = set()
+
+
+@atexit.register
+def _at_exit() -> None:
+    _STOP_JOBS.set()
+    for job in _JOBS:
+        job.join(timeout=30)
+    for folder in list(_UPLOAD_FOLDERS):
+        shutil.rmtree(folder, ignore_errors=True)
+
 
 APP_TITLE = "GRAPE Explorer"
 APP_ICON = ":material/hub:"
@@ -314,6 +333,7 @@ def _warm_up() -> threading.Thread:
             pass
 
     thread = threading.Thread(target=work, name="grape-warm-up", daemon=True)
+    _JOBS.append(thread)
     thread.start()
     return thread
 
@@ -467,11 +487,12 @@ def _singles_job(folder: str, stamp: str) -> threading.Thread:
 
     def work() -> None:
         try:
-            single_shifts(b)  # cached on the bundle for every later screen
+            single_shifts(b, stop=_STOP_JOBS)  # cached on the bundle for every later screen
         except Exception:  # noqa: BLE001 - screen() recomputes and reports it
             pass
 
     thread = threading.Thread(target=work, name=f"grape-singles-{Path(folder).name}", daemon=True)
+    _JOBS.append(thread)
     thread.start()
     return thread
 
@@ -546,6 +567,7 @@ def _session_folder() -> Path:
     folder = st.session_state.get("_upload_dir")
     if not folder or not Path(folder).is_dir():
         folder = tempfile.mkdtemp(prefix="grape-upload-")
+        _UPLOAD_FOLDERS.add(folder)
         st.session_state["_upload_dir"] = folder
     return Path(folder)
 
@@ -563,7 +585,9 @@ def save_upload(uploaded) -> Path | None:
     tag = hashlib.sha1(f"{uploaded.file_id}:{uploaded.name}:{uploaded.size}".encode()).hexdigest()[:12]
     path = _session_folder() / f"upload-{tag}.h5ad"
     if not path.exists():
-        path.write_bytes(uploaded.getvalue())
+        for older in path.parent.glob("upload-*.h5ad"):  # a session keeps its latest upload
+            older.unlink(missing_ok=True)
+        write_bytes(path, uploaded.getvalue())
     return path
 
 

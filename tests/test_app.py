@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -341,6 +342,11 @@ def test_own_data_bad_inputs(app, tmp_path, monkeypatch):
     shown = errors(app)
     assert any(e.startswith("notes.h5ad is not an AnnData .h5ad file") for e in shown), shown
     assert not any("grape-upload-" in e for e in shown)  # the temp path is not shown
+    folder = Path(app.session_state["_upload_dir"])
+    first = list(folder.glob("upload-*.h5ad"))
+    ok(app.file_uploader(key="upload").set_value(("other.h5ad", b"more text\n", "application/octet-stream")).run())
+    second = list(folder.glob("upload-*.h5ad"))
+    assert len(first) == len(second) == 1 and first != second  # a session keeps its latest upload
     monkeypatch.setenv("GRAPE_MAX_UPLOAD_MB", "0.001")
     ok(app.file_uploader(key="upload").set_value(("big.h5ad", b"x" * 5000, "application/octet-stream")).run())
     assert any("over the upload limit" in e for e in errors(app))

@@ -137,9 +137,9 @@ def test_large_model_samples_off_target_genes_and_reuses_columns(constructed, mo
     computed: list[int] = []
     real = screen_module.all_member_shifts
 
-    def counting(b, conditions, *, outputs=None, chunk=None):
+    def counting(b, conditions, *, outputs=None, **kwargs):
         computed.append(len(outputs))
-        return real(b, conditions, outputs=outputs, chunk=chunk)
+        return real(b, conditions, outputs=outputs, **kwargs)
 
     monkeypatch.setattr(screen_module, "OFF_TARGET_GENES", 50)
     monkeypatch.setattr(screen_module, "EXACT_OFF_TARGET_MAX", 100)
@@ -157,3 +157,18 @@ def test_large_model_samples_off_target_genes_and_reuses_columns(constructed, mo
     assert computed[1:] == new_columns  # only HBZ may be new
     screen(sampled, ["DDIT4"], direction="down")
     assert computed[1:] == new_columns  # nothing new to compute
+
+
+def test_stopped_precomputation_caches_nothing(constructed):
+    import threading
+
+    from grape_core.screen import single_shifts
+
+    bundle = replace(constructed, _cache={})
+    stop = threading.Event()
+    stop.set()
+    with pytest.raises(GrapeError, match="stopped"):
+        single_shifts(bundle, stop=stop)
+    assert not bundle._cache.get("single_columns")
+    conditions, shifts = single_shifts(bundle)
+    assert shifts.shape == (2, len(conditions), len(bundle.measured))
