@@ -20,7 +20,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from . import keys
-from .conditions import canonical_map, genes_of
+from .conditions import canonical_map, genes_of, parse_condition
 from .config import DataConfig
 from .errors import ConditionError, DataFormatError
 
@@ -372,9 +372,16 @@ class PseudoBulk:
     sha256: str = ""
     de_source: str = "computed"
     _index: dict[str, int] = field(default_factory=dict, repr=False, compare=False)
+    _by_genes: dict[frozenset[str], str] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_index", {c: i for i, c in enumerate(self.conditions)})
+        object.__setattr__(self, "_by_genes", {frozenset(genes_of(c)): c for c in self.conditions})
+
+    def find(self, condition: str) -> str | None:
+        """The measured condition that perturbs the same genes as ``condition`` (pair order
+        and ``ctrl+A`` / ``A+ctrl`` do not matter), or ``None``."""
+        return self._by_genes.get(frozenset(parse_condition(condition)))
 
     @property
     def shifts(self) -> np.ndarray:

@@ -12,7 +12,7 @@ import torch
 from . import keys
 from .baselines import fit_baselines
 from .bundle import Bundle
-from .conditions import find_condition, format_condition, parse_condition
+from .conditions import format_condition, parse_condition
 from .errors import ConditionError, UnknownGeneError
 from .train import perturbation_tensor, predict_shifts
 
@@ -70,7 +70,7 @@ def resolve_perturbation(bundle: Bundle, text: str) -> str:
     if len(genes) == 2 and genes[0] == genes[1]:
         raise ConditionError(f"{text!r} names the same gene twice")
     condition = format_condition(genes)
-    measured = find_condition(condition, bundle.pseudobulk.conditions)
+    measured = bundle.pseudobulk.find(condition)
     return measured or condition
 
 
@@ -174,7 +174,7 @@ def pair_interaction(bundle: Bundle, condition: str) -> dict:
     out = {"predicted": interaction_report(mean[0] - ctrl, mean[1] - ctrl, mean[2] - ctrl, genes=genes,
                                            names=(a, b))}
     pb = bundle.pseudobulk
-    conds = [find_condition(c, pb.conditions) for c in (*singles, condition)]
+    conds = [pb.find(c) for c in (*singles, condition)]
     if all(conds):
         shifts = pb.shifts[pb.rows(conds)]
         out["measured"] = interaction_report(shifts[0], shifts[1], shifts[2], genes=genes, names=(a, b))

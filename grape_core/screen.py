@@ -15,8 +15,8 @@ scored by the model and by the additive expectation (sum of the two singles' shi
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 import threading
+from collections.abc import Mapping, Sequence
 from itertools import combinations
 from pathlib import Path
 from typing import Literal
@@ -225,8 +225,7 @@ def _frame(bundle: Bundle, conditions: list[str], scores: np.ndarray, off: np.nd
            idx: np.ndarray, w: np.ndarray, sign: float) -> pd.DataFrame:
     pb = bundle.pseudobulk
     biotype = bundle.table["biotype"].astype(str)
-    by_genes = {frozenset(genes_of(c)): c for c in pb.conditions}  # pair order does not matter
-    measured = [by_genes.get(frozenset(genes_of(c))) for c in conditions]
+    measured = [pb.find(c) for c in conditions]
     measured_effect = [float(_score(pb.shifts[pb.index(m)], idx, w, sign)) if m else np.nan
                        for m in measured]
     return pd.DataFrame({

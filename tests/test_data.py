@@ -529,3 +529,13 @@ def test_describe_real_norman19(norman):
     assert info["cells_by_condition"]["PLK4+ctrl"] == 95
     assert info["control_label"] == "control"
     assert pd.Series(info["cells_by_condition"]).sum() == 3375
+
+
+def test_pseudobulk_finds_a_condition_by_its_genes(tmp_path):
+    path = tmp_path / "s.h5ad"
+    synthetic().write_h5ad(path)
+    pb = pseudobulk(read_perturbseq(path))
+    assert set(pb.conditions) == {"G1+ctrl", "G2+ctrl", "G1+G2"}
+    assert pb.find("ctrl+G1") == "G1+ctrl" and pb.find("G2") == "G2+ctrl"
+    assert pb.find("G2+G1") == "G1+G2"  # pair order does not matter
+    assert pb.find("G3+ctrl") is None and pb.find("G1+G3") is None
