@@ -2,12 +2,11 @@
 
 import streamlit as st
 
-from grape_core import ui
-from grape_core.viz import pipeline_svg
+from explorer import charts, jobs, layout, loaders, widgets
 
 
 def home() -> None:
-    sel = ui.page("GRAPE Explorer", ui.APP_ICON)
+    sel = layout.page("GRAPE Explorer", layout.APP_ICON)
     st.markdown(
         "GRAPE predicts how the expression of every measured gene changes when you knock down or "
         "switch on one gene, or two at once, in a CRISPR Perturb-seq screen. It learns from the "
@@ -15,30 +14,30 @@ def home() -> None:
         "and DNA sequence, coding or non-coding), connected in a gene network that it refines "
         "while training. Use it to explore perturbations nobody measured yet, and check on the "
         "Benchmark page how well it does on perturbations it never saw.")
-    st.image(pipeline_svg(), width="stretch")
-    st.caption(ui.SHIFT_SENTENCE)
+    st.image(charts.pipeline_svg(), width="stretch")
+    st.caption(layout.SHIFT_SENTENCE)
 
-    entries = ui.model_entries(sel.models_dir)
+    entries = loaders.model_entries(sel.models_dir)
     st.subheader("Models")
-    st.dataframe(ui.models_table(entries), hide_index=True, width="stretch")
+    st.dataframe(layout.models_table(entries), hide_index=True, width="stretch")
     if sel.ok:
         st.subheader(f"Model card: {sel.model}")
-        ui.model_card(ui.manifest(sel))
+        layout.model_card(sel)
     own_data(sel)
-    ui.warm_up()
+    jobs.warm_up()
 
 
-def own_data(sel: ui.Selection) -> None:
+def own_data(sel: layout.Selection) -> None:
     st.subheader("Use my own data")
     st.markdown("A Perturb-seq screen in the GEARS `.h5ad` format: log-normalised expression, "
                 "a condition column (`ctrl`, `GENE+ctrl`, `A+B`). It stays on this computer.")
     upload, local = st.tabs(["Upload a file", "A file on this computer"])
     path, name = None, ""
     with upload:
-        uploaded = st.file_uploader(f"Perturb-seq file (.h5ad, up to {ui.upload_limit_mb():g} MB)",
+        uploaded = st.file_uploader(f"Perturb-seq file (.h5ad, up to {widgets.upload_limit_mb():g} MB)",
                                     type=["h5ad"], key="upload")
         if uploaded is not None:
-            path, name = ui.save_upload(uploaded), uploaded.name
+            path, name = widgets.save_upload(uploaded), uploaded.name
     with local:
         typed = st.text_input("Path of a .h5ad file", key="data_path",
                               placeholder="e.g. ~/data/perturb_processed.h5ad")
@@ -46,21 +45,21 @@ def own_data(sel: ui.Selection) -> None:
             path, name = typed.strip(), typed.strip()
     if path is None:
         return
-    data = ui.read_data(path, display_name=name)
+    data = widgets.read_data(path, display_name=name)
     if data is None:
         return
     _, desc, _ = data
-    ui.data_summary(desc, name)
+    layout.data_summary(desc, name)
     evaluate, train = st.columns(2, gap="large")
     with evaluate:
-        st.markdown(f"**Evaluate {ui.md(sel.model or 'a model')} on this file** "
+        st.markdown(f"**Evaluate {layout.md(sel.model or 'a model')} on this file** "
                     "(needs the same measured genes)")
         if sel.ok and st.button(f"Evaluate {sel.model}", key="evaluate"):
-            result = ui.evaluate_on(sel, path)
+            result = widgets.evaluate_on(sel, path)
             if result is not None:
                 metrics, verdict = result
-                ui.table(metrics)
-                st.caption(ui.md(verdict))
+                layout.table(metrics)
+                st.caption(layout.md(verdict))
     with train:
         st.markdown("**Train a new model on this file** (saved to your models folder)")
         with st.form("train"):
@@ -68,15 +67,15 @@ def own_data(sel: ui.Selection) -> None:
             ensemble = st.slider("Models in the ensemble", 1, 5, 2, key="train_ensemble")
             epochs = st.slider("Maximum epochs", 5, 150, 40, key="train_epochs")
             if st.form_submit_button("Train"):
-                folder = ui.train_model(sel, path, name=model_name, ensemble=ensemble, epochs=epochs)
+                folder = jobs.train_model(sel, path, name=model_name, ensemble=ensemble, epochs=epochs)
                 if folder is not None:
-                    st.success(f"Saved to {ui.md(folder)}; choose **{ui.md(model_name)}** in the sidebar.")
+                    st.success(f"Saved to {layout.md(folder)}; choose **{layout.md(model_name)}** in the sidebar.")
 
 
 def main() -> None:
-    st.set_page_config(page_title=ui.APP_TITLE, page_icon=ui.FAVICON, layout="wide")
-    pages = [st.Page(home, title=ui.HOME[0], icon=ui.HOME[1], default=True)]
-    pages += [st.Page(path, title=title, icon=icon, url_path=title) for path, title, icon in ui.PAGES]
+    st.set_page_config(page_title=layout.APP_TITLE, page_icon=layout.FAVICON, layout="wide")
+    pages = [st.Page(home, title=layout.HOME[0], icon=layout.HOME[1], default=True)]
+    pages += [st.Page(path, title=title, icon=icon, url_path=title) for path, title, icon in layout.PAGES]
     st.navigation(pages).run()
 
 

@@ -130,10 +130,10 @@ def _peak_mb() -> float:
 
 
 def run_pipeline(path: Path) -> tuple[list[dict], dict]:
-    from grape_core.baselines import fit_baselines
+    from grape_core.evaluation.baselines import fit_baselines
     from grape_core.data import pseudobulk, read_perturbseq
-    from grape_core.evaluate import evaluate_models
-    from grape_core.splits import simulation_split
+    from grape_core.evaluation.evaluate import evaluate_models
+    from grape_core.data.splits import simulation_split
 
     steps: list[dict] = []
     state: dict = {}

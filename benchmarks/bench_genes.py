@@ -36,7 +36,7 @@ RESULTS = ROOT / "benchmarks" / "results" / "genes.json"
 
 
 def pick_genes(n: int, lnc_fraction: float = 0.15) -> list[str]:
-    from grape_core.genes import load_annotation, ncbi_to_biotype
+    from grape_core.knowledge.genes import load_annotation, ncbi_to_biotype
 
     genes = load_annotation().genes
     biotype = [ncbi_to_biotype(t, f) for t, f in zip(genes["gene_type"], genes["full_name"])]
@@ -66,7 +66,7 @@ def run_phase(n_genes: int, n_cells: int, *, count_tokens: bool) -> dict:
     import numpy as np
 
     from grape_core.config import FeatureConfig, Paths
-    from grape_core.knowledge import build_gene_knowledge
+    from grape_core.knowledge.build import build_gene_knowledge
 
     t_import = time.perf_counter() - t0
     t = time.perf_counter()
@@ -78,7 +78,7 @@ def run_phase(n_genes: int, n_cells: int, *, count_tokens: bool) -> dict:
                                 paths=Paths.from_env(), progress=False)
     build = time.perf_counter() - t
     texts = know.table["description"].tolist()
-    from grape_core.features import load_language_model, text_model_dir
+    from grape_core.knowledge.features import load_language_model, text_model_dir
 
     tokens = None
     if count_tokens:  # after the timed build

@@ -52,7 +52,7 @@ def synthetic_screen(genes: int, singles: int, pairs: int, seed: int = 0):
     """PseudoBulk, gene graph and gene knowledge-like inputs of a generated screen."""
     import pandas as pd
 
-    from grape_core.conditions import format_condition
+    from grape_core.data.conditions import format_condition
     from grape_core.data import PseudoBulk
 
     rng = np.random.default_rng(seed)
@@ -99,9 +99,9 @@ def run(size: str, epochs: int, threads: int) -> dict:
     import torch
 
     from grape_core.config import ModelConfig, TrainConfig
-    from grape_core.splits import simulation_split
+    from grape_core.data.splits import simulation_split
     from grape_core.train import train_grape
-    from grape_core.workflow import graph_inputs
+    from grape_core.model.inputs import graph_inputs
 
     torch.set_num_threads(threads)
     spec = SIZES[size]
@@ -123,11 +123,11 @@ def run(size: str, epochs: int, threads: int) -> dict:
     train_s = time.perf_counter() - t0
     epochs_run = [sum(1 for h in result.history if h["member"] == m) for m in range(config.ensemble)]
 
-    from grape_core.bundle import Bundle
-    from grape_core.predict import predict_conditions
-    bundle = Bundle(manifest={"name": size}, members=result.members, graph=graph, genes=pb.genes,
-                    table=table, pseudobulk=pb, split=split, prior_edges=edges,
-                    learned_edges=edges, history=None, metrics=None, fused=np.zeros((1, 1)))
+    from grape_core.bundle import Bundle, Manifest
+    from grape_core.predict import Model, predict_conditions
+    bundle = Model(Bundle(manifest=Manifest(name=size), members=result.members, graph=graph,
+                          genes=pb.genes, table=table, pseudobulk=pb, split=split, prior_edges=edges,
+                          learned_edges=edges, history=None, metrics=None, fused=np.zeros((1, 1))))
     cond = split.test[0]
     predict_conditions(bundle, [cond])  # warm-up
     times = []
@@ -139,7 +139,7 @@ def run(size: str, epochs: int, threads: int) -> dict:
     t = time.perf_counter()
     screen(bundle, [pb.genes[0]])
     screen_cold = time.perf_counter() - t
-    sampled = set(screened_genes(bundle, np.array([0])).tolist())
+    sampled = set(screened_genes(bundle.bundle, np.array([0])).tolist())
     new_target = next(g for g in range(len(pb.genes)) if g not in sampled)
     t = time.perf_counter()
     screen(bundle, [pb.genes[new_target]])

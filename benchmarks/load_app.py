@@ -1,8 +1,8 @@
 """Load test of the app: N concurrent browser sessions through Predict and Network.
 
-Starts ``streamlit run app.py`` on a free 127.0.0.1 port (the flags of
-``tests/test_browser.py``: headless, no usage statistics, the project's ``.streamlit``
-config), then drives one Debian chromium (Playwright, async API; never a downloaded browser)
+Starts ``streamlit run app.py`` on a free 127.0.0.1 port with :mod:`explorer.server`
+(the helper the browser test uses: headless, no usage statistics, the project's
+``.streamlit`` config), then drives one Debian chromium (Playwright, async API; never a downloaded browser)
 with N isolated browser contexts, all at once. Each session:
 
 1. opens ``/Predict?model=norman&genes=A[&genes=B]`` with its OWN gene or pair (a
@@ -47,13 +47,11 @@ import os
 import platform
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlparse
@@ -61,6 +59,10 @@ from urllib.parse import parse_qs, urlencode, urlparse
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from explorer import server  # noqa: E402 - after the path set-up above
+from grape_core.bundle import Manifest  # noqa: E402
+from grape_core.data import conditions  # noqa: E402
 
 MODEL = "norman"
 MODEL_DIR = ROOT / "assets" / "models" / MODEL
@@ -94,74 +96,41 @@ def conditions_of_model(folder: Path = MODEL_DIR) -> list[str]:
     """Measured conditions of the model (its split, file order), then single genes of its
     graph: distinct perturbations, so every session has its own."""
     split = json.loads((folder / "split.json").read_text())
-    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest = Manifest.read(folder)
     out: list[str] = []
     for part in ("test", "train", "val"):
         for condition in split.get(part, []):
             if condition not in out and condition != "ctrl":
                 out.append(condition)
-    perturbed = {g for c in out for g in c.split("+") if g != "ctrl"}
-    for gene in manifest["genes"]["nodes"]:
-        if gene not in perturbed and f"{gene}+ctrl" not in out:
-            out.append(f"{gene}+ctrl")
+    perturbed = {g for c in out for g in conditions.genes_of(c)}
+    for gene in manifest.genes.nodes:
+        single = conditions.format_condition((gene,))
+        if gene not in perturbed and single not in out:
+            out.append(single)
     return out
 
 
 def genes_of(condition: str) -> list[str]:
-    return [g for g in condition.split("+") if g and g != "ctrl"]
+    return list(conditions.genes_of(condition))
 
 
 def label_of(condition: str) -> str:
     """What the Predict chart title names: ``A`` or ``A+B``."""
-    return "+".join(genes_of(condition))
+    return conditions.short_label(condition)
 
 
 # ----------------------------------------------------------------------------------------
 # the server and its memory
 # ----------------------------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def start_server(home: Path) -> tuple[subprocess.Popen, str, Path]:
-    """``streamlit run app.py`` on 127.0.0.1:<free port> (flags of tests/test_browser.py)."""
-    port = _free_port()
-    env = {**os.environ, "GRAPE_MODELS_DIR": str(home / "models"), "PYTHONUNBUFFERED": "1",
-           "GRAPE_CACHE_DIR": os.environ.get("GRAPE_CACHE_DIR", str(home / "cache"))}
-    log_path = home / "streamlit.log"
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-             "--server.address", "127.0.0.1", "--server.headless", "true",
-             "--browser.gatherUsageStats", "false"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    return proc, f"http://127.0.0.1:{port}", log_path
+    """``streamlit run app.py`` on 127.0.0.1:<free port> (the shared helper of the browser test)."""
+    return server.start(home, env={"GRAPE_MODELS_DIR": str(home / "models"),
+                                   "GRAPE_CACHE_DIR": os.environ.get("GRAPE_CACHE_DIR",
+                                                                     str(home / "cache"))})
 
 
-def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 90) -> float:
-    start = time.perf_counter()
-    while time.perf_counter() - start < timeout:
-        if proc.poll() is not None:
-            raise RuntimeError(f"streamlit exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as reply:
-                if reply.read().strip() == b"ok":
-                    return time.perf_counter() - start
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise TimeoutError(f"streamlit did not answer {url}/_stcore/health within {timeout} s")
-
-
-def stop_server(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=15)
+wait_healthy = server.wait_healthy
+stop_server = server.stop
 
 
 class MemorySampler(threading.Thread):

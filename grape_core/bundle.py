@@ -19,27 +19,31 @@ Layout (scvi-tools style, without pickle)::
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
 import platform
 import shutil
 import tempfile
+import types
+import typing
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 import pandas as pd
 
 from . import __version__
 from .config import ModelConfig, TrainConfig
-from .data import PseudoBulk, sha256_file
+from .data.conditions import genes_of
+from .data.pseudobulk import PseudoBulk
+from .data.splits import Split
 from .errors import BundleError
-from .io import read_safetensors_numpy, write_json, write_safetensors, write_table
-from .splits import Split
+from .io import read_safetensors_numpy, sha256_file, write_json, write_safetensors, write_table
 
 if TYPE_CHECKING:  # torch and the model are imported where used: listing and verifying
     # bundles (the app's first page) must not pay for importing torch
@@ -64,11 +68,309 @@ OPTIONAL_FILES = {"ablations": "ablations.csv"}
 GRAPH_KEYS = ("text", "dna", "dna_missing", "is_coding", "prior_index", "prior_weight", "measured")
 
 
-@dataclass
-class Bundle:
-    """A loaded (or freshly trained) GRAPE model with its data summary and graphs."""
+# ----------------------------------------------------------------------------- manifest
+def _type_name(tp: Any) -> str:
+    if tp is type(None):
+        return "null"
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if origin is tuple:
+        return f"a list of {_type_name(typing.get_args(tp)[0])}"
+    if origin is dict or tp is dict:
+        return "an object"
+    if dataclasses.is_dataclass(tp):
+        return "an object"
+    return {str: "a string", int: "an integer", float: "a number", bool: "true or false"}.get(tp, str(tp))
 
-    manifest: dict[str, Any]
+
+def _checked(value: Any, tp: Any, key: str, source: str) -> Any:
+    """``value`` as type ``tp``, or a one-line :class:`BundleError` naming ``key``."""
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        for arg in args:
+            if arg is not type(None):
+                try:
+                    return _checked(value, arg, key, source)
+                except BundleError:
+                    pass
+    elif tp is Any:
+        return value
+    elif tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    elif origin is tuple:
+        if isinstance(value, (list, tuple)):
+            inner = typing.get_args(tp)[0]
+            return tuple(_checked(v, inner, f"{key}[{i}]", source) for i, v in enumerate(value))
+    elif origin is dict or tp is dict:
+        if isinstance(value, dict):
+            return dict(value)
+    elif dataclasses.is_dataclass(tp):
+        if isinstance(value, dict):
+            return _section(tp, value, key, source)
+    shown = json.dumps(value, default=str)
+    shown = shown if len(shown) <= 40 else shown[:37] + "..."
+    raise BundleError(f"{source}: manifest key {key!r} must be {_type_name(tp)}, not {shown}; "
+                      "restore the model folder or retrain it")
+
+
+def _section(cls: type, data: dict[str, Any], where: str, source: str):
+    """A manifest section dataclass from its JSON object; unknown keys are kept in ``extra``."""
+    hints = typing.get_type_hints(cls)
+    kwargs: dict[str, Any] = {}
+    extra = dict(data)
+    for f in dataclasses.fields(cls):
+        if f.name == "extra":
+            continue
+        key = f"{where}.{f.name}" if where else f.name
+        if f.name not in data:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise BundleError(f"{source}: manifest key {key!r} is missing; restore the model "
+                                  "folder or retrain it")
+            continue
+        kwargs[f.name] = _checked(extra.pop(f.name), hints[f.name], key, source)
+    return cls(**kwargs, extra=extra)
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value):
+        return value.to_dict()
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+class _Section:
+    """Dict round trip of a manifest section: fields in order, then unknown keys."""
+
+    OPTIONAL: tuple[str, ...] = ()
+    """Fields written only when set (not ``None`` and not empty)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {}
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            if f.name == "extra":
+                continue
+            value = getattr(self, f.name)
+            if f.name in self.OPTIONAL and (value is None or value == () or value == {}):
+                continue
+            out[f.name] = _plain(value)
+        out.update(getattr(self, "extra", {}))
+        return out
+
+
+@dataclass(frozen=True)
+class DatasetInfo(_Section):
+    """The screen a model was trained on."""
+
+    name: str = ""
+    file: str = ""
+    """The file's name (never its path on the training machine)."""
+    sha256: str = ""
+    subset: tuple[str, ...] = ()
+    condition_key: str = ""
+    control_label: str = ""
+    cells: int = 0
+    genes: int = 0
+    """Measured genes."""
+    conditions: int = 0
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+
+@dataclass(frozen=True)
+class SplitInfo(_Section):
+    """Which split, and how many conditions each part had."""
+
+    name: str
+    seed: int
+    params: dict[str, Any] = field(default_factory=dict)
+    train: int = 0
+    val: int = 0
+    test: int = 0
+    val_carved_from_train: bool = False
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+
+@dataclass(frozen=True)
+class ConfigsInfo(_Section):
+    """Every config, as written by its ``to_dict()`` (read back with :attr:`model_config`...)."""
+
+    model: dict[str, Any]
+    train: dict[str, Any]
+    feature: dict[str, Any] = field(default_factory=dict)
+    graph: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def model_config(self) -> ModelConfig:
+        return ModelConfig.from_dict(self.model)
+
+    @property
+    def train_config(self) -> TrainConfig:
+        return TrainConfig.from_dict(self.train)
+
+
+@dataclass(frozen=True)
+class MemberInfo(_Section):
+    """How one ensemble member was trained. Add fields here (with defaults) as training
+    records more: older manifests then read with the defaults."""
+
+    best_epoch: int
+    """Epoch of the checkpoint kept (1-based)."""
+    seed: int | None = None
+    epochs: int | None = None
+    """Epochs run before early stopping."""
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+
+@dataclass(frozen=True)
+class TrainingInfo(_Section):
+    """Training time, the conditions used, and each member's record."""
+
+    OPTIONAL = ("total_seconds", "members")
+
+    seconds: float
+    best_epochs: tuple[int, ...]
+    train_conditions: tuple[str, ...]
+    val_conditions: tuple[str, ...]
+    total_seconds: float | None = None
+    """Gene knowledge, training and evaluation together."""
+    members: tuple[MemberInfo, ...] = ()
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def member_info(self) -> tuple[MemberInfo, ...]:
+        """One record per member (from ``best_epochs`` for manifests that have no
+        ``members`` list)."""
+        return self.members or tuple(MemberInfo(best_epoch=e) for e in self.best_epochs)
+
+
+@dataclass(frozen=True)
+class GraphInfo(_Section):
+    prior: str = ""
+    prior_edges: int = 0
+    learned_edges: int = 0
+    learned_in_prior: int = 0
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+
+@dataclass(frozen=True)
+class MetricsInfo(_Section):
+    """Held-out metrics: ``test[model][metric]``, ``subgroups[model][group][metric]``."""
+
+    test: dict[str, Any] = field(default_factory=dict)
+    subgroups: dict[str, Any] = field(default_factory=dict)
+    verdict: str = ""
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+
+@dataclass(frozen=True)
+class GenesInfo(_Section):
+    nodes: tuple[str, ...]
+    """Graph nodes in order (measured genes first)."""
+    n_nodes: int
+    n_measured: int
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+
+@dataclass(frozen=True)
+class Manifest(_Section):
+    """``manifest.json``, typed and validated when read (:meth:`read`).
+
+    A wrong type or a missing key is one :class:`~grape_core.errors.BundleError` line that
+    names the key and the file. Keys this version does not know are kept (``extra``) and
+    written back unchanged. Sections written at save time (``genes``, ``pseudobulk``,
+    ``versions``, ``files``) are empty on a model that was never saved.
+    """
+
+    OPTIONAL = ("metrics", "uncertainty", "genes", "created")
+    REQUIRED_ON_DISK = ("dataset", "split", "configs", "encoder_args", "ensemble", "training",
+                        "genes", "pseudobulk", "files")
+
+    name: str = ""
+    command: str = ""
+    dataset: DatasetInfo = field(default_factory=DatasetInfo)
+    split: SplitInfo = field(default_factory=lambda: SplitInfo(name="", seed=-1))
+    configs: ConfigsInfo = field(default_factory=lambda: ConfigsInfo(model={}, train={}))
+    encoder_args: dict[str, Any] = field(default_factory=dict)
+    ensemble: int = 0
+    training: TrainingInfo = field(default_factory=lambda: TrainingInfo(0.0, (), (), ()))
+    graph: GraphInfo = field(default_factory=GraphInfo)
+    metrics: MetricsInfo | None = None
+    """Held-out metrics; ``None`` when the split held nothing out."""
+    uncertainty: dict[str, Any] = field(default_factory=dict)
+    """Does the ensemble's spread go with the error (:func:`~grape_core.evaluation.evaluate.uncertainty_check`)."""
+    format_version: int = FORMAT_VERSION
+    grape_core_version: str = __version__
+    model_class: str = "GRAPE"
+    genes: GenesInfo | None = None
+    pseudobulk: dict[str, Any] = field(default_factory=dict)
+    """:meth:`PseudoBulk.to_arrays` metadata."""
+    versions: dict[str, str] = field(default_factory=dict)
+    created: str = ""
+    files: dict[str, str] = field(default_factory=dict)
+    """SHA-256 of every file of the folder, by key of :data:`FILES`."""
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, source: str = "manifest.json") -> "Manifest":
+        """Validate and type a manifest dict; ``source`` names the file in errors."""
+        if not isinstance(data, dict):
+            raise BundleError(f"{source}: the manifest must be a JSON object; restore the model "
+                              "folder or retrain it")
+        return _section(cls, data, "", source)
+
+    @classmethod
+    def read(cls, path: str | Path) -> "Manifest":
+        """Read and validate ``manifest.json`` (the file, or a model folder)."""
+        path = Path(path)
+        file = path / FILES["manifest"] if path.is_dir() else path
+        try:
+            data = json.loads(file.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise BundleError(f"{file} is corrupted (not valid JSON: {exc})") from exc
+        version = data.get("format_version") if isinstance(data, dict) else None
+        if version != FORMAT_VERSION:
+            raise BundleError(
+                f"{file.parent} uses bundle format {version!r}, this grape_core reads format "
+                f"{FORMAT_VERSION}; retrain the model with this version"
+            )
+        for key in cls.REQUIRED_ON_DISK:
+            if key not in data:
+                raise BundleError(f"{file}: manifest key {key!r} is missing; restore the model "
+                                  "folder or retrain it")
+        return cls.from_dict(data, source=str(file))
+
+    def replace(self, **changes: Any) -> "Manifest":
+        return dataclasses.replace(self, **changes)
+
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A loaded (or freshly trained) GRAPE model with its data summary and graphs.
+
+    Read-only: nothing changes after construction (the app shares one loaded bundle between
+    sessions). The caches of using a model live beside it, in
+    :class:`grape_core.predict.Model`.
+    """
+
+    manifest: Manifest
     members: list[GRAPE]
     graph: GraphInputs
     genes: tuple[str, ...]
@@ -82,22 +384,21 @@ class Bundle:
     metrics: pd.DataFrame
     fused: np.ndarray
     ablations: pd.DataFrame | None = None
-    """Held-out metrics of retrained variants (see :data:`grape_core.workflow.ABLATIONS`)."""
+    """Held-out metrics of retrained variants (see :data:`grape_core.train.ABLATIONS`)."""
     path: Path | None = None
-    _cache: dict[str, Any] = field(default_factory=dict, repr=False)
 
     # ------------------------------------------------------------------ accessors
     @property
     def name(self) -> str:
-        return str(self.manifest.get("name") or (self.path.name if self.path else "model"))
+        return str(self.manifest.name or (self.path.name if self.path else "model"))
 
     @property
     def model_config(self) -> ModelConfig:
-        return ModelConfig.from_dict(self.manifest["configs"]["model"])
+        return self.manifest.configs.model_config
 
     @property
     def train_config(self) -> TrainConfig:
-        return TrainConfig.from_dict(self.manifest["configs"]["train"])
+        return self.manifest.configs.train_config
 
     @property
     def measured(self) -> tuple[str, ...]:
@@ -108,11 +409,9 @@ class Bundle:
         return {g: i for i, g in enumerate(self.genes)}
 
     @cached_property
-    def trained_genes(self) -> set[str]:
+    def trained_genes(self) -> frozenset[str]:
         """Genes perturbed in at least one training condition."""
-        from .conditions import genes_of
-
-        return {g for c in self.split.train for g in genes_of(c)}
+        return frozenset(g for c in self.split.train for g in genes_of(c))
 
     def check_genes(self, measured: tuple[str, ...] | list[str], *, source: str = "the data") -> None:
         """Refuse data whose measured genes differ from the model's.
@@ -140,6 +439,10 @@ class Bundle:
             "data with `python -m grape_core train`"
         )
 
+    def replace(self, **changes: Any) -> "Bundle":
+        """A copy with some fields changed (the bundle itself never changes)."""
+        return dataclasses.replace(self, **changes)
+
     # ------------------------------------------------------------------ save
     def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
         """Write the bundle folder atomically (a temporary folder renamed into place)."""
@@ -160,7 +463,6 @@ class Bundle:
                 os.replace(tmp, path)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-        self.path = path
         return path
 
     def _write(self, folder: Path) -> None:
@@ -182,23 +484,23 @@ class Bundle:
         write_table(folder / FILES["metrics"], self.metrics)
         if self.ablations is not None:
             write_table(folder / OPTIONAL_FILES["ablations"], self.ablations.reset_index(names="variant"))
-        manifest = dict(self.manifest)
-        manifest.update({
-            "format_version": FORMAT_VERSION,
-            "grape_core_version": __version__,
-            "model_class": "GRAPE",
-            "genes": {"nodes": list(self.genes), "n_nodes": len(self.genes),
-                      "n_measured": len(self.measured)},
-            "pseudobulk": meta,
-            "versions": {"torch": torch.__version__, "python": platform.python_version(),
-                         **_optional_versions()},
-        })
-        manifest.setdefault("created", datetime.now(timezone.utc).isoformat(timespec="seconds"))
         written = {**FILES, **OPTIONAL_FILES}
-        manifest["files"] = {key: sha256_file(folder / name) for key, name in written.items()
-                             if key != "manifest" and (folder / name).exists()}
-        write_json(folder / FILES["manifest"], manifest)
-        self.manifest = manifest
+        files = {key: sha256_file(folder / name) for key, name in written.items()
+                 if key != "manifest" and (folder / name).exists()}
+        manifest = self.manifest.replace(
+            format_version=FORMAT_VERSION,
+            grape_core_version=__version__,
+            model_class="GRAPE",
+            genes=GenesInfo(nodes=tuple(self.genes), n_nodes=len(self.genes),
+                            n_measured=len(self.measured)),
+            pseudobulk=meta,
+            versions={"torch": torch.__version__, "python": platform.python_version(),
+                      **_optional_versions()},
+            created=self.manifest.created
+            or datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            files=files,
+        )
+        write_json(folder / FILES["manifest"], manifest.to_dict())
 
     # ------------------------------------------------------------------ load
     @classmethod
@@ -221,7 +523,7 @@ class Bundle:
             raise BundleError(f"model {path.name!r} cannot be read ({type(exc).__name__}: {exc})") from exc
 
     @classmethod
-    def _read(cls, path: Path, manifest: dict[str, Any]) -> "Bundle":
+    def _read(cls, path: Path, manifest: Manifest) -> "Bundle":
         import torch
         from safetensors.torch import load_file
 
@@ -230,13 +532,13 @@ class Bundle:
         graph_t = load_file(str(path / FILES["graph"]))
         graph = GraphInputs(**{k: graph_t[k] for k in GRAPH_KEYS})
         weights = load_file(str(path / FILES["weights"]))
-        config = ModelConfig.from_dict(manifest["configs"]["model"])
-        n_members = int(manifest["ensemble"])
+        config = manifest.configs.model_config
+        n_members = manifest.ensemble
         members = []
         for i in range(n_members):
             state = {k.split(".", 1)[1]: v for k, v in weights.items() if k.startswith(f"member{i}.")}
             model = GRAPE(config, n_nodes=graph.n_nodes, n_measured=graph.measured.numel(),
-                          encoder_args=manifest["encoder_args"])
+                          encoder_args=manifest.encoder_args)
             model.known_shift = torch.zeros_like(state["known_shift"])
             try:
                 model.load_state_dict(state, strict=True)
@@ -248,8 +550,10 @@ class Bundle:
             model.eval()
             members.append(model)
         pb = PseudoBulk.from_arrays(read_safetensors_numpy(path / FILES["pseudobulk"]),
-                                    manifest["pseudobulk"])
-        genes = tuple(manifest["genes"]["nodes"])
+                                    manifest.pseudobulk)
+        if manifest.genes is None:
+            raise BundleError(f"model {path.name!r}: the manifest lists no genes; retrain the model")
+        genes = manifest.genes.nodes
         table = pd.read_csv(path / FILES["genes"], keep_default_na=False)
         table.index = pd.Index(table["symbol"].astype(str))
         if tuple(table.index) != genes:
@@ -265,40 +569,31 @@ class Bundle:
             metrics=pd.read_csv(path / FILES["metrics"]),
             fused=graph_t["fused"].numpy(), path=path,
             ablations=(pd.read_csv(path / OPTIONAL_FILES["ablations"], index_col="variant")
-                       if "ablations" in manifest.get("files", {}) else None),
+                       if "ablations" in manifest.files else None),
         )
 
 
-def verify_bundle(path: str | Path) -> dict[str, Any]:
-    """Check a model folder without loading it (no torch): manifest, format, every file's
-    SHA-256. Returns the manifest.
+def verify_bundle(path: str | Path) -> Manifest:
+    """Check a model folder without loading it (no torch): manifest (validated, see
+    :meth:`Manifest.read`), format, every file's SHA-256. Returns the manifest.
 
     Raises
     ------
     BundleError
-        Not a folder, no or unreadable manifest, another format version, a missing file or
-        a checksum mismatch (corrupted or edited file).
+        Not a folder, no or unreadable manifest, another format version, a manifest key
+        missing or of the wrong type, a missing file or a checksum mismatch (corrupted or
+        edited file).
     """
     path = Path(path)
     if not path.is_dir():
         raise BundleError(f"model folder not found: {path}")
-    manifest_file = path / FILES["manifest"]
-    if not manifest_file.exists():
+    if not (path / FILES["manifest"]).exists():
         raise BundleError(f"{path} is not a GRAPE model: {FILES['manifest']} is missing")
-    try:
-        manifest = json.loads(manifest_file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BundleError(f"{manifest_file} is corrupted (not valid JSON: {exc})") from exc
-    version = manifest.get("format_version")
-    if version != FORMAT_VERSION:
-        raise BundleError(
-            f"{path} uses bundle format {version!r}, this grape_core reads format "
-            f"{FORMAT_VERSION}; retrain the model with this version"
-        )
-    if manifest.get("grape_core_version") != __version__:
+    manifest = Manifest.read(path)
+    if manifest.grape_core_version != __version__:
         log.warning("%s was written by grape_core %s (this is %s)", path,
-                    manifest.get("grape_core_version"), __version__)
-    files = manifest.get("files", {})
+                    manifest.grape_core_version, __version__)
+    files = manifest.files
     for key, name in {**FILES, **OPTIONAL_FILES}.items():
         if key == "manifest" or (key in OPTIONAL_FILES and key not in files):
             continue

@@ -37,16 +37,16 @@ def _add_split_options(p: argparse.ArgumentParser) -> None:
 
 
 def _read(args):
-    from .data import read_perturbseq
+    from .data.datasets import read
 
-    return read_perturbseq(args.data, condition_key=args.condition_key,
+    return read(args.data, condition_key=args.condition_key,
                            control_label=args.control_label, gene_name_key=args.gene_name_key,
                            subset=args.subset)
 
 
 def _split_for(args, conditions):
     from .config import SplitConfig
-    from .splits import Split, make_split
+    from .data.splits import Split, make_split
 
     if getattr(args, "split_file", None):
         split = Split.load(args.split_file).restrict(conditions)
@@ -71,9 +71,10 @@ def _emit_json(data, out: str | None) -> None:
 # handlers
 # ----------------------------------------------------------------------------------------
 def cmd_describe(args) -> int:
-    from .data import describe, read_perturbseq
+    from .data.datasets import read
+    from .data.read import describe
 
-    adata = read_perturbseq(args.path, condition_key=args.condition_key,
+    adata = read(args.path, condition_key=args.condition_key,
                             control_label=args.control_label, gene_name_key=args.gene_name_key,
                             subset=args.subset)
     info = describe(adata)
@@ -106,7 +107,7 @@ def cmd_describe(args) -> int:
 
 def cmd_split(args) -> int:
     from .config import SplitConfig
-    from .splits import make_split, read_conditions
+    from .data.splits import make_split, read_conditions
 
     conditions = read_conditions(args.conditions)
     split = make_split(conditions, SplitConfig(name=args.split, seed=args.seed,
@@ -116,8 +117,8 @@ def cmd_split(args) -> int:
 
 
 def cmd_benchmark(args) -> int:
-    from .data import pseudobulk
-    from .evaluate import evaluate_models
+    from .data.pseudobulk import pseudobulk
+    from .evaluation.evaluate import evaluate_models
 
     adata = _read(args)
     pb = pseudobulk(adata)
@@ -135,9 +136,9 @@ def cmd_genes(args) -> int:
     from dataclasses import replace
 
     from .config import FeatureConfig, GraphConfig, Paths
-    from .genes import format_coverage
-    from .graphs import format_graph_stats
-    from .knowledge import knowledge_for_adata
+    from .knowledge.build import knowledge_for_adata
+    from .knowledge.genes import format_coverage
+    from .knowledge.graphs import format_graph_stats
 
     out = Path(args.out)
     if (out / "knowledge.json").exists() and not args.overwrite:
@@ -203,31 +204,34 @@ def _configs(args):
 
 
 def cmd_train(args) -> int:
-    from .data import pseudobulk
-    from .workflow import train_bundle
+    from .data.pseudobulk import pseudobulk
+    from .train import train_bundle
 
     out = Path(args.out)
     if out.exists() and not args.overwrite:
         raise GrapeError(f"{out} already exists; pass --overwrite or choose another --out")
     adata = _read(args)
-    split = _split_for(args, pseudobulk(adata).conditions)
+    pb = pseudobulk(adata)  # once for the whole command
+    split = _split_for(args, pb.conditions)
     model_config, train_config = _configs(args)
     command = "python -m grape_core " + " ".join(_argv_for_record(args._argv))
     bundle = train_bundle(adata, split, model_config=model_config, train_config=train_config,
                           progress=_progress(args), name=args.name or out.name, command=command,
-                          ablations=args.ablations)
+                          ablations=args.ablations, pb=pb)
     bundle.save(out, overwrite=args.overwrite)
-    t = bundle.manifest["training"]
-    print(f"trained {bundle.manifest['ensemble']} member(s) in {t['seconds']:.1f} s "
-          f"({len(t['train_conditions'])} train / {len(t['val_conditions'])} val conditions); "
+    manifest = bundle.manifest
+    t = manifest.training
+    print(f"trained {manifest.ensemble} member(s) in {t.seconds:.1f} s "
+          f"({len(t.train_conditions)} train / {len(t.val_conditions)} val conditions); "
           f"wrote {out}")
-    if "metrics" in bundle.manifest:
-        from .evaluate import HEADLINE
+    if manifest.metrics is not None:
         import pandas as pd
 
-        table = pd.DataFrame(bundle.manifest["metrics"]["test"]).T
+        from .evaluation.evaluate import HEADLINE
+
+        table = pd.DataFrame(manifest.metrics.test).T
         print(table[["n_conditions", *HEADLINE]].to_string(float_format=lambda v: f"{v:.4f}"))
-        print(bundle.manifest["metrics"]["verdict"])
+        print(manifest.metrics.verdict)
     if bundle.ablations is not None:
         print("\nablations (one member each, same split and seed):")
         print(bundle.ablations.to_string(float_format=lambda v: f"{v:.4f}"))
@@ -243,13 +247,14 @@ def _argv_for_record(argv: list[str]) -> list[str]:
 
 
 def cmd_evaluate(args) -> int:
-    from .bundle import Bundle
-    from .data import pseudobulk
-    from .workflow import evaluate_bundle, run_ablations
+    from .data.pseudobulk import pseudobulk
+    from .predict import evaluate, load
 
-    bundle = Bundle.load(args.model)
-    pb = pseudobulk(_read(args)) if args.data else bundle.pseudobulk
-    report = evaluate_bundle(bundle, pb)
+    model = load(args.model)
+    bundle = model.bundle
+    adata = _read(args) if args.data else None
+    pb = pseudobulk(adata) if adata is not None else bundle.pseudobulk
+    report = evaluate(model, pb)
     print(f"{bundle.name}: {len(report.test_conditions)} held-out conditions of "
           f"{pb.dataset or 'the training data'} (split {report.split}, seed {report.seed})")
     print(report.format())
@@ -258,10 +263,12 @@ def cmd_evaluate(args) -> int:
         print(f"  {group}: {rows['n_conditions']} conditions")
     data = report.to_dict()
     if args.ablations:
-        adata = _read(args) if args.data else None
         if adata is None:
             raise GrapeError("--ablations retrains the model: give the training data with --data")
-        ablations = run_ablations(bundle, adata, epochs=args.epochs, progress=_progress(args))
+        from .train import run_ablations
+
+        ablations = run_ablations(bundle, adata, epochs=args.epochs, progress=_progress(args),
+                                  pb=pb)
         print("\nablations (retrained on the same split, same seeds):")
         print(ablations.to_string(float_format=lambda v: f"{v:.4f}"))
         data["ablations"] = ablations.reset_index().to_dict(orient="records")
@@ -271,21 +278,18 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from .bundle import Bundle
-    from .predict import predict
+    from .predict import load, predict
 
-    bundle = Bundle.load(args.model)
-    frame = predict(bundle, args.perturbation, top=args.top)
-    for w in frame.attrs.get("warnings", []):
+    model = load(args.model)
+    pred = predict(model, args.perturbation, baselines=False)
+    for w in pred.warnings:
         print(f"warning: {w}", file=sys.stderr)
     if args.json:
-        _emit_json({"condition": frame.attrs["condition"], "part": frame.attrs["part"],
-                    "genes": frame.to_dict(orient="records"),
-                    "interaction": frame.attrs.get("interaction")}, args.json)
+        _emit_json(pred.to_dict(top=args.top), args.json)
         return 0
-    print(f"{frame.attrs['condition']} ({frame.attrs['part']}), model {bundle.name}")
-    print(frame.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
-    gi = frame.attrs.get("interaction")
+    print(f"{pred.condition} ({pred.part}), model {model.name}")
+    print(pred.to_frame(top=args.top).to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    gi = pred.interaction
     if gi:
         for kind, rep in gi.items():
             print(f"interaction ({kind}): {rep.get('gi_type')} - {rep.get('explanation', '')}")
@@ -293,22 +297,20 @@ def cmd_predict(args) -> int:
 
 
 def cmd_screen(args) -> int:
-    from .bundle import Bundle
+    from .predict import load
     from .screen import read_signature, screen
 
-    bundle = Bundle.load(args.model)
+    model = load(args.model)
     if bool(args.target) == bool(args.signature):
         raise GrapeError("give target genes with --target GENE[,GENE...] or a --signature file (not both)")
     targets = read_signature(args.signature) if args.signature else \
         [t.strip() for t in args.target.split(",") if t.strip()]
-    frame = screen(bundle, targets, direction=args.direction, pairs=args.pairs, top=args.top)
+    result = screen(model, targets, direction=args.direction, pairs=args.pairs, top=args.top)
     if args.json:
-        _emit_json({"model": bundle.name, "targets": frame.attrs["targets"],
-                    "direction": args.direction, "typical_effect": frame.attrs["typical_effect"],
-                    "candidates": frame.to_dict(orient="records")}, args.json)
-    print(f"{'raise' if args.direction == 'up' else 'lower'} {', '.join(frame.attrs['targets'])} "
-          f"(model {bundle.name}; effect = mean predicted shift of the targets, higher is better)")
-    shown = frame.drop(columns=["perturbation"]).rename(columns={"genes": "perturbation"})
+        _emit_json(result.to_dict(), args.json)
+    print(f"{'raise' if args.direction == 'up' else 'lower'} {', '.join(result.targets)} "
+          f"(model {model.name}; effect = mean predicted shift of the targets, higher is better)")
+    shown = result.table.drop(columns=["perturbation"]).rename(columns={"genes": "perturbation"})
     print(shown.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     return 0
 
@@ -379,7 +381,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="model folder to write")
     p.add_argument("--name", help="model name shown in the app (default: folder name)")
     p.add_argument("--ensemble", type=int, help="ensemble members (default 3)")
-    p.add_argument("--epochs", type=int, help="maximum epochs (default 150, early stopping)")
+    p.add_argument("--epochs", type=int, help="maximum epochs (default 100, early stopping)")
     p.add_argument("--lr", type=float)
     p.add_argument("--batch-size", type=int)
     p.add_argument("--genes-per-step", type=int,

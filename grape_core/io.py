@@ -3,6 +3,7 @@ folder and is renamed into place, so an interrupted run leaves the previous good
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -86,3 +87,12 @@ def read_safetensors_numpy(path: str | Path) -> dict[str, np.ndarray]:
     from safetensors.numpy import load_file
 
     return load_file(str(path))
+
+
+def sha256_file(path: str | Path, *, chunk: int = 1 << 20) -> str:
+    """SHA-256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()

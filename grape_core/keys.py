@@ -16,6 +16,8 @@ GENE_NAME = "gene_name"
 DE_KEY = "rank_genes_groups_cov_all"
 CONDITION_NAME = "condition_name"  # GEARS: f"{cell_type}_{condition}_{dose}"
 UNS_SOURCE = "grape_source"
+GEARS_H5AD = "perturb_processed.h5ad"
+"""File name of a GEARS dataset folder's screen (and of a downloaded one)."""
 
 # Columns tried, in order, when the user names none.
 CONDITION_CANDIDATES = ("condition", "perturbation", "target_gene", "gene", "guide_target")

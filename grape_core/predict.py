@@ -1,23 +1,117 @@
-"""Bundle + perturbation -> predicted expression. What the app and the command line call."""
+"""Model + perturbation -> predicted expression. What the app and the command line call.
+
+A :class:`Model` is a loaded, read-only :class:`~grape_core.bundle.Bundle` plus the caches
+of using it (the fitted baselines here, the screen's per-gene columns in
+:mod:`grape_core.screen`). It is thread-safe: the app shares one per model between sessions.
+
+.. math::
+    \\hat x_{P,g} = \\bar x_{\\mathrm{ctrl},g} + \\frac{1}{M} \\sum_{m=1}^{M} \\hat\\Delta^{(m)}_{P,g}
+
+Shapes: predictions ``(n_perts, n_measured)``; a :class:`Prediction` holds one perturbation,
+every array ``(n_measured,)`` in the order of ``genes.tsv``'s measured genes.
+"""
 
 from __future__ import annotations
 
 import difflib
-from collections.abc import Sequence
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 
-from . import keys
-from .baselines import fit_baselines
 from .bundle import Bundle
-from .conditions import format_condition, parse_condition
+from .data.conditions import format_condition, genes_of, label, parse_condition
 from .errors import ConditionError, UnknownGeneError
-from .train import perturbation_tensor, predict_shifts
+from .evaluation.baselines import Baseline, fit_baselines
+from .evaluation.evaluate import Report, evaluate_models
+
+ADDITIVE_FROM = {"measured": "additive (sum of measured singles)",
+                 "predicted": "additive (sum of predicted singles)"}
+"""Where a pair's additive expectation comes from, as shown next to it."""
 
 
-def resolve_gene(bundle: Bundle, symbol: str) -> str:
+class Model:
+    """A loaded model and the caches of using it.
+
+    The bundle is never changed; every cache lives here, each behind a lock, so one
+    ``Model`` can serve many threads (the app shares it between sessions).
+
+    Parameters
+    ----------
+    bundle
+        A loaded (:meth:`Bundle.load`) or freshly trained bundle.
+
+    Examples
+    --------
+    >>> import grape_core as gc
+    >>> model = gc.load("assets/models/norman")
+    >>> model.name, len(model.measured)
+    ('norman', 500)
+    """
+
+    def __init__(self, bundle: Bundle) -> None:
+        self.bundle = bundle
+        self._lock = threading.Lock()
+        self._baselines: dict[str, Baseline] | None = None
+        self.screen_lock = threading.Lock()
+        """Guards :attr:`screen_columns` (used by :mod:`grape_core.screen`)."""
+        self.screen_columns: dict[int, np.ndarray] = {}
+        """Measured position -> members' shifts of every single ``(n_members, n_nodes)``."""
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Model":
+        """Load and verify a model folder (:meth:`Bundle.load`)."""
+        return cls(Bundle.load(path))
+
+    def __repr__(self) -> str:
+        return f"Model({self.name!r}, {len(self.bundle.members)} members, {len(self.genes)} genes)"
+
+    @property
+    def name(self) -> str:
+        return self.bundle.name
+
+    @property
+    def genes(self) -> tuple[str, ...]:
+        """Graph nodes: every gene that can be perturbed."""
+        return self.bundle.genes
+
+    @property
+    def measured(self) -> tuple[str, ...]:
+        """Genes whose expression is predicted."""
+        return self.bundle.measured
+
+    def baselines(self) -> Mapping[str, Baseline]:
+        """Every baseline fitted on the model's training conditions (once)."""
+        with self._lock:
+            if self._baselines is None:
+                pb = self.bundle.pseudobulk
+                self._baselines = fit_baselines(pb, self.bundle.split.train)
+            return self._baselines
+
+
+def as_model(model: Model | Bundle) -> Model:
+    """``model`` itself, or a new :class:`Model` (with empty caches) around a bundle."""
+    return model if isinstance(model, Model) else Model(model)
+
+
+def load(path: str | Path) -> Model:
+    """A model folder, loaded and verified, ready for :func:`predict` and
+    :func:`~grape_core.screen.screen`.
+
+    Raises
+    ------
+    BundleError
+        Missing, corrupted or incompatible folder (one line saying what to do).
+    """
+    return Model.load(path)
+
+
+# ----------------------------------------------------------------------------- genes
+def resolve_gene(model: Model | Bundle, symbol: str) -> str:
     """The model's symbol for ``symbol`` (exact, case-insensitive, or a known alias).
 
     Raises
@@ -26,6 +120,7 @@ def resolve_gene(bundle: Bundle, symbol: str) -> str:
         With close matches as suggestions; says so when the gene exists in the annotation
         but has no node in this model.
     """
+    bundle = as_model(model).bundle
     text = symbol.strip()
     if text in bundle.node_index:
         return text
@@ -50,7 +145,7 @@ def resolve_gene(bundle: Bundle, symbol: str) -> str:
 
 def _in_annotation(symbol: str) -> bool:
     try:
-        from .genes import load_annotation
+        from .knowledge.genes import load_annotation
 
         ann = load_annotation()
         return symbol in ann.by_symbol or symbol.upper() in ann.by_upper or symbol in ann.by_alias
@@ -58,12 +153,24 @@ def _in_annotation(symbol: str) -> bool:
         return False
 
 
-def resolve_perturbation(bundle: Bundle, text: str) -> str:
+def resolve_perturbation(model: Model | Bundle, perturbation: str | Sequence[str]) -> str:
     """Canonical condition (``A+ctrl`` or ``A+B``) with the model's gene symbols.
 
-    A pair that was measured in either order is returned in the measured order.
+    ``perturbation``: a condition label (``"A"``, ``"A+B"``, ``"A+ctrl"``) or the genes
+    themselves (``["A", "B"]``). A pair that was measured in either order is returned in the
+    measured order.
     """
-    genes = parse_condition(text)
+    bundle = as_model(model).bundle
+    if isinstance(perturbation, str):
+        genes = parse_condition(perturbation)
+        text = perturbation
+    else:
+        genes = tuple(g for item in perturbation if item and item.strip()
+                      for g in parse_condition(item))
+        text = label(genes)
+        if len(genes) > 2:
+            raise ConditionError(f"condition {text!r} perturbs {len(genes)} genes; only single "
+                                 "genes and pairs are supported")
     if not genes:
         raise ConditionError("choose at least one gene to perturb (control is the baseline)")
     genes = tuple(resolve_gene(bundle, g) for g in genes)
@@ -74,15 +181,21 @@ def resolve_perturbation(bundle: Bundle, text: str) -> str:
     return measured or condition
 
 
-def predict_conditions(bundle: Bundle, conditions: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+# ----------------------------------------------------------------------------- prediction
+def predict_conditions(model: Model | Bundle, conditions: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """Ensemble mean and standard deviation of predicted expression.
 
     Returns
     -------
     mean, std
-        ``(n_conds, n_measured)`` predicted mean log-expression and the per-gene standard
+        ``(n_perts, n_measured)`` predicted mean log-expression and the per-gene standard
         deviation across ensemble members.
     """
+    import torch
+
+    from .model.inputs import perturbation_tensor, predict_shifts
+
+    bundle = as_model(model).bundle
     if not len(conditions):
         n = len(bundle.measured)
         return np.zeros((0, n)), np.zeros((0, n))
@@ -94,91 +207,202 @@ def predict_conditions(bundle: Bundle, conditions: Sequence[str]) -> tuple[np.nd
     return expression.mean(axis=0), std
 
 
-def baseline_predictions(bundle: Bundle, conditions: Sequence[str]) -> dict[str, np.ndarray]:
-    """Every baseline fitted on the bundle's training conditions, ``{name: (n, n_measured)}``."""
-    if "baselines" not in bundle._cache:
-        bundle._cache["baselines"] = fit_baselines(bundle.pseudobulk, bundle.split.train)
-    return {name: b.predict(list(conditions)) for name, b in bundle._cache["baselines"].items()}
+def baseline_predictions(model: Model | Bundle, conditions: Sequence[str]) -> dict[str, np.ndarray]:
+    """Every baseline fitted on the model's training conditions, ``{name: (n_perts, n_measured)}``."""
+    return {name: b.predict(list(conditions)) for name, b in as_model(model).baselines().items()}
 
 
-def predict(bundle: Bundle, perturbation: str, *, top: int | None = None) -> pd.DataFrame:
+@dataclass(frozen=True)
+class Prediction:
+    """The predicted response of every measured gene to one perturbation.
+
+    Arrays are ``(n_measured,)``, in the model's measured-gene order (``genes``).
+    """
+
+    model: str
+    condition: str
+    """Canonical condition with the model's symbols (``A+ctrl`` or ``A+B``)."""
+    perturbed: tuple[str, ...]
+    """The perturbed genes (one or two)."""
+    part: str
+    """``train``/``val``/``test`` (the split's part), ``measured`` or ``unmeasured``."""
+    genes: tuple[str, ...]
+    biotype: np.ndarray
+    is_coding: np.ndarray
+    control: np.ndarray
+    """Control mean log-expression."""
+    shift: np.ndarray
+    """Ensemble mean predicted shift (predicted minus control)."""
+    std: np.ndarray
+    """Spread of the members' predictions (standard deviation)."""
+    measured_shift: np.ndarray | None = None
+    """What the screen measured, when it has this condition."""
+    baselines: dict[str, np.ndarray] = field(default_factory=dict)
+    """Baseline name -> its predicted shift; baselines that do not apply (``additive`` for a
+    single) and ``control`` (zero by definition) are left out."""
+    additive: np.ndarray | None = None
+    """For a pair: the additive expectation (sum of the two singles' shifts)."""
+    additive_from: str = ""
+    """``measured`` (both singles measured in training) or ``predicted`` (the model's
+    singles); empty for a single."""
+    warnings: tuple[str, ...] = ()
+    interaction: dict[str, dict[str, Any]] | None = None
+    """For a pair: ``{"predicted": report, "measured": report}`` of
+    :func:`~grape_core.evaluation.interactions.interaction_report` (``measured`` when the
+    screen has the pair and both singles)."""
+
+    @property
+    def is_pair(self) -> bool:
+        return len(self.perturbed) == 2
+
+    @property
+    def predicted(self) -> np.ndarray:
+        """Predicted mean log-expression."""
+        return self.control + self.shift
+
+    @property
+    def label(self) -> str:
+        """The perturbation as people write it: ``KLF1`` or ``KLF1 + MAP2K6``."""
+        return label(self.perturbed)
+
+    @property
+    def additive_label(self) -> str:
+        return ADDITIVE_FROM.get(self.additive_from, "additive")
+
+    def order(self) -> np.ndarray:
+        """Gene positions by decreasing |shift| (stable)."""
+        return np.argsort(-np.abs(self.shift), kind="stable")
+
+    def to_frame(self, *, top: int | None = None, baselines: bool = False) -> pd.DataFrame:
+        """One row per measured gene, sorted by |shift|: ``gene``, ``biotype``,
+        ``is_coding``, ``control``, ``predicted``, ``shift``, ``std``; when measured also
+        ``measured`` and ``measured_shift``; with ``baselines`` a ``<name>_shift`` column per
+        baseline (``additive_shift``: :attr:`additive`). ``top`` keeps the largest |shift|."""
+        frame = pd.DataFrame({
+            "gene": list(self.genes), "biotype": self.biotype, "is_coding": self.is_coding,
+            "control": self.control.astype(float), "predicted": self.predicted,
+            "shift": self.shift, "std": self.std,
+        })
+        if self.measured_shift is not None:
+            frame["measured"] = self.control + self.measured_shift
+            frame["measured_shift"] = self.measured_shift
+        if baselines:
+            for name, shift in self.baselines.items():
+                if name != "additive":
+                    frame[f"{name}_shift"] = shift
+            if self.additive is not None:
+                frame["additive_shift"] = self.additive
+        frame = frame.iloc[self.order()].reset_index(drop=True)
+        return frame.head(top) if top is not None else frame
+
+    def to_dict(self, *, top: int | None = None) -> dict[str, Any]:
+        """JSON-able: ``condition``, ``part``, ``genes`` (rows of :meth:`to_frame`),
+        ``interaction``."""
+        return {"condition": self.condition, "part": self.part,
+                "genes": self.to_frame(top=top).to_dict(orient="records"),
+                "interaction": self.interaction}
+
+
+def predict(model: Model | Bundle, perturbation: str | Sequence[str], *,
+            baselines: bool = True) -> Prediction:
     """Predicted response of every measured gene to one gene or a pair.
 
     Parameters
     ----------
-    bundle
-        A loaded model (:meth:`Bundle.load`).
+    model
+        A loaded model (:func:`load`).
     perturbation
-        ``"A"``, ``"A+B"`` (also ``A+ctrl``, any case, known aliases).
-    top
-        Keep the ``top`` genes with the largest predicted |shift|.
+        ``"A"``, ``"A+B"`` (also ``A+ctrl``, any case, known aliases) or ``["A", "B"]``.
+    baselines
+        Also give every baseline's shift and, for a pair, the additive expectation.
 
     Returns
     -------
-    DataFrame, one row per measured gene, sorted by |shift|: ``gene``, ``biotype``,
-    ``is_coding``, ``control``, ``predicted``, ``shift``, ``std``; when the screen measured
-    this condition also ``measured`` and ``measured_shift``. ``attrs`` holds ``condition``,
-    ``part`` (train/val/test/unmeasured), ``warnings`` and, for pairs, ``interaction``.
+    Prediction
+        Shifts, spread, measured values (when the screen has the condition), baselines,
+        part of the split, warnings and, for a pair, the genetic-interaction analysis.
+
+    Raises
+    ------
+    UnknownGeneError, ConditionError
+        A gene the model does not know (with suggestions), a bad perturbation string.
+
+    Examples
+    --------
+    >>> import grape_core as gc
+    >>> model = gc.load("assets/models/norman")
+    >>> pred = gc.predict(model, "KLF1+MAP2K6")
+    >>> pred.condition, pred.interaction["predicted"]["gi_type"] in gc.evaluation.interactions.GI_TYPES
+    ('KLF1+MAP2K6', True)
     """
-    condition = resolve_perturbation(bundle, perturbation)
-    genes = parse_condition(condition)
-    mean, std = predict_conditions(bundle, [condition])
+    model = as_model(model)
+    bundle = model.bundle
+    condition = resolve_perturbation(model, perturbation)
+    perturbed = genes_of(condition)
     pb = bundle.pseudobulk
+    singles = [format_condition((g,)) for g in perturbed] if len(perturbed) == 2 else []
+    mean, std = predict_conditions(model, [*singles, condition])  # a pair's singles in the same pass
+    control = pb.control_mean.astype(np.float64)
+    shift = mean[-1] - control
     table = bundle.table.loc[list(pb.genes)]
-    frame = pd.DataFrame({
-        "gene": list(pb.genes),
-        "biotype": table["biotype"].to_numpy(),
-        "is_coding": table["is_coding"].astype(bool).to_numpy(),
-        "control": pb.control_mean.astype(float),
-        "predicted": mean[0],
-        "shift": mean[0] - pb.control_mean,
-        "std": std[0],
-    })
-    if condition in pb:
-        measured = pb.means[pb.index(condition)].astype(float)
-        frame["measured"] = measured
-        frame["measured_shift"] = measured - pb.control_mean
     warnings = []
-    unseen = [g for g in genes if g not in bundle.trained_genes]
-    if len(genes) == 2 and len(unseen) == 2:
-        warnings.append(f"neither {genes[0]} nor {genes[1]} was perturbed in training: "
+    unseen = [g for g in perturbed if g not in bundle.trained_genes]
+    if len(perturbed) == 2 and len(unseen) == 2:
+        warnings.append(f"neither {perturbed[0]} nor {perturbed[1]} was perturbed in training: "
                         "this pair is an extrapolation (GEARS' combo_seen0)")
     elif unseen:
         warnings.append(f"{', '.join(unseen)} was not perturbed in training: the prediction "
                         "comes from its gene knowledge and graph neighbours")
-    order = np.argsort(-np.abs(frame["shift"].to_numpy()), kind="stable")
-    frame = frame.iloc[order].reset_index(drop=True)
-    if top is not None:
-        frame = frame.head(top)
-    frame.attrs.update({
-        "condition": condition,
-        "part": bundle.split.part_of(condition) or ("measured" if condition in pb else "unmeasured"),
-        "warnings": warnings,
-        "model": bundle.name,
-    })
-    if len(genes) == 2:
-        frame.attrs["interaction"] = pair_interaction(bundle, condition)
-    return frame
+    found: dict[str, np.ndarray] = {}
+    additive, additive_from = None, ""
+    if baselines:
+        for name, values in baseline_predictions(model, [condition]).items():
+            values = np.asarray(values, dtype=np.float64).reshape(-1) - control
+            if name != "control" and not np.isnan(values).all():
+                found[name] = values
+        if singles:
+            if "additive" in found:
+                additive, additive_from = found["additive"], "measured"
+            else:
+                additive, additive_from = (mean[0] - control) + (mean[1] - control), "predicted"
+    interaction = None
+    if singles:
+        interaction = _interaction(model, perturbed, condition, mean - control[None, :])
+    return Prediction(
+        model=bundle.name, condition=condition, perturbed=perturbed,
+        part=bundle.split.part_of(condition) or ("measured" if condition in pb else "unmeasured"),
+        genes=tuple(pb.genes), biotype=table["biotype"].to_numpy(),
+        is_coding=table["is_coding"].astype(bool).to_numpy(), control=control, shift=shift,
+        std=std[-1],
+        measured_shift=(pb.means[pb.index(condition)].astype(np.float64) - control
+                        if condition in pb else None),
+        baselines=found, additive=additive, additive_from=additive_from,
+        warnings=tuple(warnings), interaction=interaction,
+    )
 
 
-def pair_interaction(bundle: Bundle, condition: str) -> dict:
-    """Genetic-interaction analysis of a pair on predicted shifts (and measured ones when
-    the screen has the pair and both singles)."""
-    from .interactions import interaction_report
+def _interaction(model: Model, perturbed: tuple[str, ...], condition: str,
+                 shifts: np.ndarray) -> dict[str, dict[str, Any]]:
+    """Genetic-interaction analysis of a pair on predicted shifts ``(3, n_measured)``
+    (single A, single B, pair), and on measured ones when the screen has the pair and both
+    singles."""
+    from .evaluation.interactions import interaction_report
 
-    a, b = parse_condition(condition)
-    singles = [format_condition((a,)), format_condition((b,))]
-    mean, _ = predict_conditions(bundle, [*singles, condition])
-    ctrl = bundle.pseudobulk.control_mean
-    genes = _interaction_genes(bundle)
-    out = {"predicted": interaction_report(mean[0] - ctrl, mean[1] - ctrl, mean[2] - ctrl, genes=genes,
-                                           names=(a, b))}
-    pb = bundle.pseudobulk
-    conds = [pb.find(c) for c in (*singles, condition)]
+    a, b = perturbed
+    genes = _interaction_genes(model.bundle)
+    out = {"predicted": interaction_report(shifts[0], shifts[1], shifts[2], genes=genes, names=(a, b))}
+    pb = model.bundle.pseudobulk
+    conds = [pb.find(c) for c in (format_condition((a,)), format_condition((b,)), condition)]
     if all(conds):
-        shifts = pb.shifts[pb.rows(conds)]
-        out["measured"] = interaction_report(shifts[0], shifts[1], shifts[2], genes=genes, names=(a, b))
+        measured = pb.shifts[pb.rows(conds)]
+        out["measured"] = interaction_report(measured[0], measured[1], measured[2], genes=genes,
+                                             names=(a, b))
     return out
+
+
+def pair_interaction(model: Model | Bundle, condition: str) -> dict[str, dict[str, Any]]:
+    """Genetic-interaction analysis of a pair (see :attr:`Prediction.interaction`)."""
+    return predict(model, condition, baselines=False).interaction or {}
 
 
 def _interaction_genes(bundle: Bundle, n: int = 500) -> np.ndarray:
@@ -187,5 +411,31 @@ def _interaction_genes(bundle: Bundle, n: int = 500) -> np.ndarray:
     return np.argsort(-ctrl, kind="stable")[: min(n, ctrl.size)]
 
 
-def measured_conditions(bundle: Bundle) -> list[str]:
-    return [c for c in bundle.pseudobulk.conditions if c != keys.CTRL]
+# ----------------------------------------------------------------------------- evaluation
+def evaluate(model: Model | Bundle, pb=None, *, part: str = "test") -> Report:
+    """GRAPE (row ``grape``) and every baseline on the model's held-out conditions.
+
+    Parameters
+    ----------
+    model
+        A loaded model.
+    pb
+        The pseudo-bulk of other data with the same measured genes (default: the model's
+        own training data).
+    part
+        ``test`` or ``val``.
+
+    Raises
+    ------
+    BundleError
+        ``pb`` measures other genes than the model.
+    """
+    model = as_model(model)
+    bundle = model.bundle
+    pb = pb if pb is not None else bundle.pseudobulk
+    bundle.check_genes(pb.genes)
+    report = evaluate_models(pb, bundle.split,
+                             {"grape": lambda conditions: predict_conditions(model, conditions)[0]},
+                             part=part)
+    report.extra["verdict"] = report.verdict("grape")
+    return report

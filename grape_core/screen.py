@@ -17,28 +17,41 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from itertools import combinations
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import pandas as pd
-import torch
 
 from .bundle import Bundle
-from .conditions import format_condition, genes_of
+from .data.conditions import format_condition, genes_of, label
 from .errors import GrapeError
-from .predict import resolve_gene
-from .train import perturbation_tensor, predict_shifts
+from .predict import Model, as_model, baseline_predictions, predict_conditions, resolve_gene
 
 
 def read_signature(path: str | Path) -> dict[str, float]:
     """A gene signature file: ``gene<TAB or comma>weight`` per line (weight optional, 1)."""
     path = Path(path)
     try:
-        lines = path.read_text().splitlines()
+        text = path.read_text()
     except FileNotFoundError as exc:
         raise GrapeError(f"signature file not found: {path}") from exc
+    return parse_signature(text, source=str(path))
+
+
+def parse_signature(text: str, *, source: str = "the pasted signature") -> dict[str, float]:
+    """A gene signature given as text, one ``gene<TAB, comma or space>weight`` per line
+    (weight optional, 1; ``#`` comments and a ``gene weight`` header skipped).
+
+    Raises
+    ------
+    GrapeError
+        A weight that is not a number (naming ``source`` and the line), or no gene at all.
+    """
+    lines = text.splitlines()
+    path = source
     out: dict[str, float] = {}
     for n, line in enumerate(lines, 1):
         line = line.strip()
@@ -52,7 +65,7 @@ def read_signature(path: str | Path) -> dict[str, float]:
         except ValueError as exc:
             raise GrapeError(f"{path}, line {n}: weight {parts[1]!r} is not a number") from exc
     if not out:
-        raise GrapeError(f"signature file {path} lists no genes")
+        raise GrapeError(f"signature {path} lists no genes")
     return out
 
 
@@ -84,11 +97,17 @@ at a fraction of the cost of all genes."""
 EXACT_OFF_TARGET_MAX = 1000
 
 
-def all_member_shifts(bundle: Bundle, conditions: Sequence[str], *, outputs: np.ndarray | None = None,
-                      chunk: int | None = None, stop: threading.Event | None = None) -> np.ndarray:
-    """Predicted shifts of every member ``(n_members, n_conds, n_outputs)``, float32, for
+def all_member_shifts(model: Model | Bundle, conditions: Sequence[str], *,
+                      outputs: np.ndarray | None = None, chunk: int | None = None,
+                      stop: threading.Event | None = None) -> np.ndarray:
+    """Predicted shifts of every member ``(n_members, n_perts, n_outputs)``, float32, for
     the measured positions ``outputs`` (default: all measured genes). Setting ``stop``
     abandons the work at the next chunk (:class:`GrapeError`)."""
+    import torch
+
+    from .model.inputs import perturbation_tensor, predict_shifts
+
+    bundle = as_model(model).bundle
     width = len(bundle.measured) if outputs is None else len(outputs)
     # the decoder's work per chunk is chunk x width x hidden: few outputs, bigger chunks
     chunk = chunk or int(np.clip(65536 // max(width, 1), 128, 1024))
@@ -116,23 +135,24 @@ def screened_genes(bundle: Bundle, idx: np.ndarray) -> np.ndarray:
     return np.union1d(idx, sample)
 
 
-def single_shifts(bundle: Bundle, genes: np.ndarray | None = None, *,
+def single_shifts(model: Model, genes: np.ndarray | None = None, *,
                   stop: threading.Event | None = None) -> tuple[list[str], np.ndarray]:
     """Every single perturbation of the model and its members' shifts
     ``(n_members, n_singles, len(genes))`` at the measured positions ``genes`` (default:
     those every screen computes, :func:`screened_genes` without targets).
 
-    Columns are cached on the bundle one gene at a time: a screen for new targets computes
-    only the columns it has not seen.
+    Columns are cached on the :class:`~grape_core.predict.Model` one gene at a time (never
+    on the bundle): a screen for new targets computes only the columns it has not seen.
     """
+    bundle = model.bundle
     if genes is None:
         genes = screened_genes(bundle, np.array([], dtype=np.int64))
     conditions = [format_condition((g,)) for g in bundle.genes]
-    with bundle._cache.setdefault("single_columns_lock", threading.Lock()):
-        columns: dict[int, np.ndarray] = bundle._cache.setdefault("single_columns", {})
+    with model.screen_lock:
+        columns = model.screen_columns
         missing = np.array([g for g in genes.tolist() if g not in columns], dtype=np.int64)
         if len(missing):
-            computed = all_member_shifts(bundle, conditions, outputs=missing, stop=stop)
+            computed = all_member_shifts(model, conditions, outputs=missing, stop=stop)
             for j, g in enumerate(missing.tolist()):
                 columns[g] = computed[:, :, j]
         return conditions, np.stack([columns[g] for g in genes.tolist()], axis=-1)
@@ -149,21 +169,53 @@ def _off_target(shifts: np.ndarray, idx: np.ndarray) -> np.ndarray:
     return np.sqrt((shifts[..., mask] ** 2).mean(-1))
 
 
+@dataclass(frozen=True)
+class ScreenResult:
+    """A ranking of candidate perturbations (:func:`screen`)."""
+
+    table: pd.DataFrame
+    """Best first: ``rank``, ``perturbation``, ``kind`` (single/pair), ``genes``, ``biotype``,
+    ``effect`` (ensemble mean, higher = better), ``effect_std``, ``vs_typical``,
+    ``off_target``, ``additive_effect`` (pairs), ``measured`` (bool), ``measured_effect``."""
+    model: str
+    targets: tuple[str, ...]
+    """The model's symbols of the targets."""
+    weights: tuple[float, ...]
+    """Normalised weights (their absolute values sum to 1)."""
+    direction: str
+    typical_effect: float
+    """The median single perturbation's effect: most of a screen's shift is shared by all
+    perturbations; ``vs_typical`` is what is specific to a candidate."""
+    perturbed: tuple[tuple[str, ...], ...]
+    """The genes of each row's perturbation."""
+    all_coding: np.ndarray
+    """Per row: are all perturbed genes protein-coding, ``(n_rows,)`` bool."""
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    def to_dict(self) -> dict:
+        return {"model": self.model, "targets": list(self.targets), "direction": self.direction,
+                "typical_effect": self.typical_effect,
+                "candidates": self.table.to_dict(orient="records")}
+
+
 def screen(
-    bundle: Bundle,
+    model: Model | Bundle,
     targets: Sequence[str] | Mapping[str, float],
     *,
     direction: Literal["up", "down"] = "up",
     pairs: bool = False,
     top: int = 20,
     pair_candidates: int = 12,
-) -> pd.DataFrame:
+) -> ScreenResult:
     """Rank perturbations by how well they move the targets in ``direction``.
 
     Parameters
     ----------
-    bundle
-        A loaded model.
+    model
+        A loaded model (:func:`~grape_core.predict.load`); its cache of every single's
+        predicted shifts makes later screens quick.
     targets
         Gene symbols (equal weights) or a signature ``{gene: weight}`` (negative weights
         mean "move the other way").
@@ -176,19 +228,26 @@ def screen(
 
     Returns
     -------
-    DataFrame with ``rank``, ``perturbation``, ``kind`` (single/pair), ``genes``,
-    ``biotype``, ``effect`` (ensemble mean, higher = better), ``effect_std``,
-    ``vs_typical`` (effect minus the median single's: most of a screen's shift is shared
-    by all perturbations, this is what is specific), ``off_target``, ``additive_effect`` (pairs), ``measured`` (bool) and
-    ``measured_effect`` (when the screen measured the condition); ``attrs['targets']``.
+    ScreenResult
+        The ranking (``table``) with the targets, weights and typical effect.
+
+    Examples
+    --------
+    >>> import grape_core as gc
+    >>> model = gc.load("assets/models/norman")
+    >>> hits = gc.screen(model, targets=["HBG2"], direction="up")
+    >>> list(hits.table.columns[:3])
+    ['rank', 'perturbation', 'kind']
     """
+    model = as_model(model)
+    bundle = model.bundle
     if direction not in ("up", "down"):
         raise GrapeError(f"direction must be 'up' or 'down', not {direction!r}")
     idx, w, names = _targets(bundle, targets)
     sign = 1.0 if direction == "up" else -1.0
     genes = screened_genes(bundle, idx)
     idx = np.searchsorted(genes, idx)  # target positions within the computed genes
-    conditions, members = single_shifts(bundle, genes)
+    conditions, members = single_shifts(model, genes)
     target_genes = set(names)
     keep = [i for i, c in enumerate(conditions) if genes_of(c)[0] not in target_genes]
     conditions = [conditions[i] for i in keep]
@@ -203,7 +262,7 @@ def screen(
         combos = list(combinations(best.tolist(), 2))
         pair_conds = [format_condition((genes_of(conditions[i])[0], genes_of(conditions[j])[0]))
                       for i, j in combos]
-        pair_members = all_member_shifts(bundle, pair_conds, outputs=genes)
+        pair_members = all_member_shifts(model, pair_conds, outputs=genes)
         pair_scores = _score(pair_members, idx, w, sign)
         pf = _frame(bundle, pair_conds, pair_scores, _off_target(pair_members.mean(0), idx),
                     genes[idx], w, sign)
@@ -215,10 +274,15 @@ def screen(
     frame["vs_typical"] = frame["effect"] - typical
     frame = frame.sort_values("effect", ascending=False, kind="stable").head(top).reset_index(drop=True)
     frame.insert(0, "rank", np.arange(1, len(frame) + 1))
-    frame.attrs.update({"targets": names, "weights": w.tolist(), "direction": direction,
-                        "model": bundle.name, "typical_effect": typical})
-    return frame[["rank", "perturbation", "kind", "genes", "biotype", "effect", "effect_std",
-                  "vs_typical", "off_target", "additive_effect", "measured", "measured_effect"]]
+    frame = frame[["rank", "perturbation", "kind", "genes", "biotype", "effect", "effect_std",
+                   "vs_typical", "off_target", "additive_effect", "measured", "measured_effect"]]
+    perturbed = tuple(genes_of(c) for c in frame["perturbation"])
+    coding = bundle.table["is_coding"].astype(bool)
+    return ScreenResult(table=frame, model=bundle.name, targets=tuple(names),
+                        weights=tuple(float(x) for x in w), direction=direction,
+                        typical_effect=typical, perturbed=perturbed,
+                        all_coding=np.array([all(bool(coding.get(g, True)) for g in p)
+                                             for p in perturbed], dtype=bool))
 
 
 def _frame(bundle: Bundle, conditions: list[str], scores: np.ndarray, off: np.ndarray,
@@ -230,7 +294,7 @@ def _frame(bundle: Bundle, conditions: list[str], scores: np.ndarray, off: np.nd
                        for m in measured]
     return pd.DataFrame({
         "perturbation": conditions,
-        "genes": [" + ".join(genes_of(c)) for c in conditions],
+        "genes": [label(genes_of(c)) for c in conditions],
         "biotype": [" + ".join(biotype.get(g, "unknown") for g in genes_of(c)) for c in conditions],
         "effect": scores.mean(0),
         "effect_std": scores.std(0, ddof=1) if scores.shape[0] > 1 else np.zeros(scores.shape[1]),
@@ -240,7 +304,7 @@ def _frame(bundle: Bundle, conditions: list[str], scores: np.ndarray, off: np.nd
     })
 
 
-def screen_check(bundle: Bundle, *, n_targets: int = 20, part: str = "test") -> pd.DataFrame:
+def screen_check(model: Model | Bundle, *, n_targets: int = 20, part: str = "test") -> pd.DataFrame:
     """Does the screen rank held-out perturbations the way the measurements do?
 
     For each of the ``n_targets`` genes that vary most across held-out conditions, the
@@ -254,8 +318,8 @@ def screen_check(bundle: Bundle, *, n_targets: int = 20, part: str = "test") -> 
     """
     from scipy.stats import spearmanr
 
-    from .predict import baseline_predictions, predict_conditions
-
+    model = as_model(model)
+    bundle = model.bundle
     pb = bundle.pseudobulk
     held = [c for c in getattr(bundle.split, part) if c in pb]
     if len(held) < 3:
@@ -263,8 +327,8 @@ def screen_check(bundle: Bundle, *, n_targets: int = 20, part: str = "test") -> 
                          f"model {bundle.name!r} has {len(held)}")
     truth = pb.shifts[pb.rows(held)]
     targets = np.argsort(-truth.std(0), kind="stable")[:n_targets]
-    predictions = {"grape": predict_conditions(bundle, held)[0]}
-    predictions.update(baseline_predictions(bundle, held))
+    predictions = {"grape": predict_conditions(model, held)[0]}
+    predictions.update(baseline_predictions(model, held))
     rows = {}
     for name, pred in predictions.items():
         shift = pred - pb.control_mean

@@ -1,30 +1,44 @@
-"""The training plan: seeds, optimiser, batches of conditions, early stopping, ensemble.
+"""Training: the plan (seeds, optimiser, batches, early stopping, ensemble) and the recipe
+that turns a screen into a saved model.
 
-Targets are pseudo-bulk shifts (mean of a condition's cells minus the control mean): the
-per-cell MSE of the paper equals this plus a constant, at a fraction of the cost.
+- :func:`train_grape` / :func:`train_member`: the training plan. Targets are pseudo-bulk
+  shifts (mean of a condition's cells minus the control mean): the per-cell MSE of the paper
+  equals this plus a constant, at a fraction of the cost.
+- :func:`train_bundle`: gene knowledge -> graph -> trained ensemble -> held-out evaluation
+  -> :class:`~grape_core.bundle.Bundle` (``grape_core.fit``).
+- :data:`ABLATIONS` / :func:`run_ablations`: the same recipe for each model variant.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 
 from . import keys
-from .conditions import genes_of
-from .config import ModelConfig, TrainConfig
-from .data import PseudoBulk
+from .bundle import Bundle, ConfigsInfo, DatasetInfo, GraphInfo, Manifest, MemberInfo, MetricsInfo, \
+    SplitInfo, TrainingInfo
+from .config import ModelConfig, Paths, TrainConfig
+from .data.conditions import genes_of, is_pair
+from .data.pseudobulk import PseudoBulk, pseudobulk
+from .data.splits import Split
 from .errors import GrapeError
-from .metrics import pearson
+from .evaluation.evaluate import uncertainty_check
+from .evaluation.metrics import pearson
 from .model.grape import GRAPE, GraphInputs
+from .model.inputs import (fused_embeddings, graph_inputs, learned_graph, named_edges,
+                           perturbation_tensor, predict_shifts)
 from .model.loss import grape_loss
-from .splits import Split
+from .predict import Model, evaluate, predict_conditions
 
 log = logging.getLogger(__name__)
 
@@ -43,17 +57,6 @@ class TrainResult:
     seconds: float
     val_carved: bool = False
     notes: list[str] = field(default_factory=list)
-
-
-def perturbation_tensor(conditions: Sequence[str], node_index: dict[str, int]) -> torch.Tensor:
-    """Node indices of each condition's genes, ``(n_conds, 2)``, ``-1`` padding for singles."""
-    out = torch.full((len(conditions), 2), -1, dtype=torch.long)
-    for i, cond in enumerate(conditions):
-        for j, gene in enumerate(genes_of(cond)):
-            if gene not in node_index:
-                raise GrapeError(f"gene {gene!r} of condition {cond!r} has no node in the graph")
-            out[i, j] = node_index[gene]
-    return out
 
 
 def _carve_validation(train: list[str], fraction: float, seed: int) -> tuple[list[str], list[str]]:
@@ -80,19 +83,6 @@ def _training_shifts(model: GRAPE, pb: PseudoBulk, train: list[str], node_index:
     singles = [i for i, c in enumerate(train) if len(genes_of(c)) == 1]
     model.set_training_shifts(shifts.mean(0),
                               {node_index[genes_of(train[i])[0]]: shifts[i] for i in singles})
-
-
-@torch.no_grad()
-def predict_shifts(model: GRAPE, graph: GraphInputs, perts: torch.Tensor, *, batch_size: int = 64,
-                   outputs: torch.Tensor | None = None) -> torch.Tensor:
-    """Shifts ``(n_conds, n_measured)`` of one member, in eval mode (only the measured
-    positions ``outputs`` when given)."""
-    if model.training:
-        model.eval()
-    out = [model(graph, perts[i:i + batch_size], outputs=outputs).shift
-           for i in range(0, perts.size(0), batch_size)]
-    width = graph.measured.numel() if outputs is None else outputs.numel()
-    return torch.cat(out) if out else torch.zeros(0, width)
 
 
 def train_member(
@@ -225,3 +215,195 @@ def train_grape(
     return TrainResult(members=members, history=history, train_conditions=train,
                        val_conditions=val, best_epochs=best,
                        seconds=time.perf_counter() - start, val_carved=carved)
+
+
+def train_bundle(
+    adata,
+    split: Split,
+    *,
+    model_config: ModelConfig | None = None,
+    train_config: TrainConfig | None = None,
+    feature_config=None,
+    graph_config=None,
+    paths: Paths | None = None,
+    progress: bool = True,
+    name: str = "",
+    command: str = "",
+    knowledge=None,
+    ablations: bool = False,
+    pb: PseudoBulk | None = None,
+) -> Bundle:
+    """Gene knowledge -> graph -> trained ensemble -> held-out evaluation -> :class:`Bundle`.
+
+    Parameters
+    ----------
+    adata
+        Output of :func:`~grape_core.data.read_perturbseq` (``n_cells × n_genes``).
+    split
+        Train / val / test conditions (saved with the model).
+    knowledge
+        Pre-built gene knowledge (else built, with its cache, for the data's genes).
+    ablations
+        Also retrain every variant of :data:`ABLATIONS` (one member each) and keep their
+        held-out metrics in the bundle.
+    pb
+        The pseudo-bulk of ``adata`` when the caller has it already (computed once per
+        command).
+
+    Returns
+    -------
+    Bundle
+        Not yet saved (:meth:`~grape_core.bundle.Bundle.save`).
+
+    Examples
+    --------
+    >>> import grape_core as gc
+    >>> adata = gc.read("adamson")  # doctest: +SKIP
+    >>> bundle = gc.fit(adata, gc.split(adata))  # doctest: +SKIP
+    >>> bundle.save("models/adamson")  # doctest: +SKIP
+    """
+    model_config = model_config or ModelConfig()
+    train_config = train_config or TrainConfig()
+    paths = paths or Paths.from_env()
+    start = time.perf_counter()
+    pb = pseudobulk(adata)
+    if knowledge is None:
+        from .knowledge.build import knowledge_for_adata
+
+        knowledge = knowledge_for_adata(adata, feature_config=feature_config,
+                                        graph_config=graph_config, paths=paths, progress=progress)
+    graph, node_index, prior = graph_inputs(knowledge, pb.genes, prior=model_config.prior,
+                                            max_in_degree=model_config.prior_max_in_degree)
+    result: TrainResult = train_grape(
+        pb, split, graph, node_index, model_config=model_config, train_config=train_config,
+        encoder_state=knowledge.encoder_state, encoder_args=knowledge.encoder_args,
+        progress=progress,
+    )
+    is_coding = knowledge.table["is_coding"].astype(bool).to_numpy()
+    genes = list(knowledge.genes)
+    learned = named_edges(learned_graph(result.members, graph), genes, is_coding)
+    prior_named = named_edges(prior, genes, is_coding)
+    pair = set(zip(prior_named["source"], prior_named["target"]))
+    learned["in_prior"] = [(s, t) in pair for s, t in zip(learned["source"], learned["target"])]
+    source = adata.uns.get(keys.UNS_SOURCE, {})
+    epochs_run = pd.DataFrame(result.history).groupby("member")["epoch"].max().to_dict() \
+        if result.history else {}
+    manifest = Manifest(
+        name=name,
+        command=command,
+        dataset=DatasetInfo(
+            name=source.get("name", ""),
+            file=(source.get("path") or "").replace("\\", "/").rsplit("/", 1)[-1],
+            sha256=source.get("sha256", ""),
+            subset=tuple(source.get("subset", [])),
+            condition_key=source.get("condition_key", ""),
+            control_label=source.get("control_label", ""),
+            cells=int(adata.n_obs),
+            genes=int(adata.n_vars),
+            conditions=len(pb.conditions),
+        ),
+        split=SplitInfo(name=split.name, seed=split.seed, params=dict(split.params),
+                        train=len(result.train_conditions), val=len(result.val_conditions),
+                        test=len([c for c in split.test if c in pb]),
+                        val_carved_from_train=result.val_carved),
+        configs=ConfigsInfo(model=model_config.to_dict(), train=train_config.to_dict(),
+                            feature=knowledge.configs["feature"], graph=knowledge.configs["graph"]),
+        encoder_args=dict(knowledge.encoder_args),
+        ensemble=len(result.members),
+        training=TrainingInfo(
+            seconds=round(result.seconds, 2), best_epochs=tuple(result.best_epochs),
+            train_conditions=tuple(result.train_conditions),
+            val_conditions=tuple(result.val_conditions),
+            members=tuple(MemberInfo(best_epoch=int(e), seed=train_config.seed + m,
+                                     epochs=int(epochs_run.get(m, e)))
+                          for m, e in enumerate(result.best_epochs))),
+        graph=GraphInfo(prior=model_config.prior, prior_edges=int(len(prior)),
+                        learned_edges=int(len(learned)),
+                        learned_in_prior=int(learned["in_prior"].sum()) if len(learned) else 0),
+    )
+    bundle = Bundle(
+        manifest=manifest, members=result.members, graph=graph, genes=tuple(genes),
+        table=knowledge.table.copy(), pseudobulk=pb, split=split, prior_edges=prior_named,
+        learned_edges=learned, history=pd.DataFrame(result.history), metrics=pd.DataFrame(),
+        fused=fused_embeddings(result.members[0], graph),
+    )
+    held_out = [c for c in split.test if c in pb and c != keys.CTRL]
+    if held_out:
+        model = Model(bundle)
+        report = evaluate(model)
+        mean, std = predict_conditions(model, held_out)
+        manifest = manifest.replace(
+            metrics=MetricsInfo(test=report.models, subgroups=report.subgroup_summary(),
+                                verdict=report.verdict("grape")),
+            uncertainty=uncertainty_check(mean, std, pb.means[pb.rows(held_out)], pb.control_mean))
+        bundle = bundle.replace(manifest=manifest, metrics=report.long_frame(split))
+    if ablations and held_out:
+        bundle = bundle.replace(ablations=run_ablations(bundle, adata, knowledge=knowledge,
+                                                        progress=progress, pb=pb))
+    training = bundle.manifest.training
+    return bundle.replace(manifest=bundle.manifest.replace(training=dataclasses.replace(
+        training, total_seconds=round(time.perf_counter() - start, 2))))
+
+
+ABLATIONS: dict[str, dict[str, Any]] = {
+    "grape": {},
+    "no_structure_learning": {"structure_learning": False},
+    "homogeneous_graph": {"heterogeneous": False},
+    "no_text_view": {"use_text": False},
+    "no_dna_view": {"use_dna": False},
+    "no_global_path": {"global_path": False},
+    "no_shared_shift": {"shared_shift": False},
+    "no_additive_pairs": {"additive_pairs": False},
+    "paper_flags": {"detach_structure": True, "perturbation_encoding": "paper",
+                    "global_path": False},
+}
+"""Variant name -> changes to the model's config. ``paper_flags`` restores the published
+code's three choices (detached structure learning, zero-then-negate marking, no global path)."""
+
+
+def run_ablations(
+    bundle: Bundle,
+    adata,
+    *,
+    variants: Sequence[str] | None = None,
+    epochs: int | None = None,
+    progress: bool = True,
+    knowledge=None,
+    pb: PseudoBulk | None = None,
+) -> pd.DataFrame:
+    """Retrain each variant on the bundle's split with one seed; held-out metrics per variant.
+
+    Every row (``grape`` included) is trained the same way (one member, same seed, same
+    epochs), so differences come from the variant alone.
+    """
+    from .config import FeatureConfig, GraphConfig
+    from .knowledge.build import knowledge_for_adata
+
+    pb = pb if pb is not None else pseudobulk(adata)
+    bundle.check_genes(pb.genes)
+    configs = bundle.manifest.configs
+    if knowledge is None:
+        knowledge = knowledge_for_adata(
+            adata,
+            feature_config=FeatureConfig.from_dict(configs.feature) if configs.feature else None,
+            graph_config=GraphConfig.from_dict(configs.graph) if configs.graph else None,
+            progress=progress,
+        )
+    has_pairs = any(is_pair(c) for c in pb.conditions)
+    names = list(variants or [v for v in ABLATIONS if has_pairs or v != "no_additive_pairs"])
+    train_config = bundle.train_config.replace(ensemble=1)
+    if epochs:
+        train_config = train_config.replace(max_epochs=epochs)
+    rows = {}
+    for name in names:
+        config = bundle.model_config.replace(**ABLATIONS[name])
+        start = time.perf_counter()
+        variant = train_bundle(adata, bundle.split, model_config=config, train_config=train_config,
+                               knowledge=knowledge, progress=progress, name=name, pb=pb)
+        found = variant.manifest.metrics
+        metrics = found.test.get("grape", {}) if found is not None else {}
+        rows[name] = {"n": metrics.get("n_conditions", 0),
+                      **{m: metrics.get(m, float("nan")) for m in
+                         ("mse", "pearson_delta", "pearson_delta_de", "frac_correct_direction_20")},
+                      "seconds": round(time.perf_counter() - start, 1)}
+    return pd.DataFrame.from_dict(rows, orient="index")

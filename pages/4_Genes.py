@@ -2,22 +2,22 @@
 
 import streamlit as st
 
-from grape_core import ui, viz
+from explorer import charts, layout, loaders
 
 
 def main() -> None:
-    sel = ui.page("Genes", ":material/genetics:",
-                  intro="Every gene in the model's graph: what is known about it (biotype, name, GO "
-                        "terms, whether its DNA sequence was found) and how connected it is before and "
-                        "after structure learning. Pick a gene to open it in Predict or Network.")
-    ui.bundle(sel)
-    overview, coords = ui.gene_overview(sel.folder, sel.stamp)
+    sel = layout.page("Genes", ":material/genetics:",
+                      intro="Every gene in the model's graph: what is known about it (biotype, name, GO "
+                            "terms, whether its DNA sequence was found) and how connected it is before and "
+                            "after structure learning. Pick a gene to open it in Predict or Network.")
+    layout.model(sel)
+    overview, coords = loaders.gene_overview(sel.folder, sel.stamp)
     left, mid, right = st.columns([2, 1, 1])
     query = left.text_input("Search", key="gene_search", placeholder="symbol, name or GO term")
-    kinds = mid.pills("Biotype", [viz.CODING, viz.NONCODING], key="gene_kinds", selection_mode="multi",
-                      default=[viz.CODING, viz.NONCODING])
+    kinds = mid.pills("Biotype", [charts.CODING, charts.NONCODING], key="gene_kinds", selection_mode="multi",
+                      default=[charts.CODING, charts.NONCODING])
     only_measured = right.toggle("Measured genes only", key="gene_measured")
-    shown = overview[overview["coding"].map(viz.biotype_class).isin(kinds)]
+    shown = overview[overview["coding"].map(charts.biotype_class).isin(kinds)]
     if only_measured:
         shown = shown[shown["measured"]]
     if query.strip():
@@ -31,7 +31,7 @@ def main() -> None:
     st.dataframe(shown, hide_index=True, width="stretch", height=250, key="gene_table",
                  on_select="rerun", selection_mode="single-row")
     chosen = st.session_state.get("gene_pick")
-    st.plotly_chart(viz.embedding_figure(overview, coords, highlight=chosen), key="gene_map",
+    st.plotly_chart(charts.embedding_figure(overview, coords, highlight=chosen), key="gene_map",
                     on_select="rerun", selection_mode="points")
     st.caption("Each dot is a gene, placed by what the model knows about it (description + DNA); "
                "nearby genes look alike to the model. Click a dot or a table row to pick it.")
@@ -39,9 +39,9 @@ def main() -> None:
                         placeholder="pick a gene in the table or the map")
     if gene:
         row = overview.set_index("gene").loc[gene]
-        st.markdown(f"**{ui.md(gene)}** · {ui.md(row['biotype'])} · {ui.md(row['name'])}  \n"
-                    f"GO: {ui.md(row['GO (most specific)'] or '–')}")
-        ui.open_in([gene], sel)
+        st.markdown(f"**{layout.md(gene)}** · {layout.md(row['biotype'])} · {layout.md(row['name'])}  \n"
+                    f"GO: {layout.md(row['GO (most specific)'] or '–')}")
+        layout.open_in([gene], sel)
 
 
 def _picked(shown) -> str | None:

@@ -2,19 +2,19 @@
 
 import streamlit as st
 
-from grape_core import ui, viz
+from explorer import charts, jobs, layout, loaders, widgets
 
 
 def main() -> None:
-    sel = ui.page("Screen", ":material/manage_search:",
-                  intro="Pick target genes (or paste a signature) and a direction: the model scores every "
-                        "gene it knows as a perturbation and ranks them by how much they move your targets "
-                        "that way, and by how much they disturb everything else.")
-    b = ui.bundle(sel)
-    ui.prepare_screen(sel)
+    sel = layout.page("Screen", ":material/manage_search:",
+                      intro="Pick target genes (or paste a signature) and a direction: the model scores every "
+                            "gene it knows as a perturbation and ranks them by how much they move your targets "
+                            "that way, and by how much they disturb everything else.")
+    model = layout.model(sel)
+    jobs.prepare_screen(sel)
     with st.form("screen"):
         left, right = st.columns([3, 2])
-        targets = left.multiselect("Target genes", sorted(b.measured), key="targets",
+        targets = left.multiselect("Target genes", sorted(model.measured), key="targets",
                                    placeholder="measured genes, e.g. HBG2")
         signature = left.text_area("…or paste a signature (gene and weight per line; negative = "
                                    "move the other way)", key="signature", height=90,
@@ -25,7 +25,7 @@ def main() -> None:
         top = right.slider("Candidates to list", 5, 50, 20, key="screen_top")
         run = st.form_submit_button("Run the screen", type="primary", icon=":material/play_arrow:")
     if run:
-        weights = ui.parse_signature(signature) if signature.strip() else {t: 1.0 for t in targets}
+        weights = widgets.signature(signature) if signature.strip() else {t: 1.0 for t in targets}
         if weights is not None and not weights:
             st.info("Choose target genes or paste a signature first.")
         elif weights:
@@ -33,28 +33,27 @@ def main() -> None:
     args = st.session_state.get("screen_args")
     if not args:
         return
-    ui.wait_for_screen(sel, len(b.genes), len(b.members))
+    jobs.wait_for_screen(sel, len(model.genes), len(model.bundle.members))
     try:
         with st.spinner("Ranking the candidates…"):
-            frame, attrs = ui.screen_result(sel.folder, sel.stamp, *args)
-    except ui.GrapeError as exc:
-        ui.show_error(exc)
+            result = loaders.screen_result(sel.folder, sel.stamp, *args)
+    except layout.GrapeError as exc:
+        layout.show_error(exc)
         return
-    coding = set(b.table.index[b.table["is_coding"].astype(bool)])
-    st.plotly_chart(viz.screen_figure(frame, coding), key="screen_chart")
-    st.caption(f"Targets: {ui.md(', '.join(attrs['targets']))} ({args[1]}). Top left is best: a strong "
+    st.plotly_chart(charts.screen_figure(result), key="screen_chart")
+    st.caption(f"Targets: {layout.md(', '.join(result.targets))} ({args[1]}). Top left is best: a strong "
                "effect on your targets and little else changed. Error bars: the ensemble's spread. "
-               f"A typical perturbation scores {attrs['typical_effect']:.3f}; 'vs typical' is what is "
+               f"A typical perturbation scores {result.typical_effect:.3f}; 'vs typical' is what is "
                "specific to a candidate.")
-    table = st.dataframe(frame, hide_index=True, width="stretch", key="screen_table",
+    table = st.dataframe(result.table, hide_index=True, width="stretch", key="screen_table",
                          on_select="rerun", selection_mode="single-row",
                          column_config={"measured": st.column_config.CheckboxColumn("measured in screen")})
-    st.download_button("Download the ranking (CSV)", frame.to_csv(index=False).encode(),
+    st.download_button("Download the ranking (CSV)", result.table.to_csv(index=False).encode(),
                        file_name=f"grape_{sel.model}_screen.csv", mime="text/csv",
                        icon=":material/download:")
     rows = table.selection.rows if table else []
     if rows:
-        ui.open_in(frame.iloc[rows[0]]["genes"].split(" + "), sel)
+        layout.open_in(result.perturbed[rows[0]], sel)
     else:
         st.caption("Select a row to open that candidate in Predict or Network.")
 

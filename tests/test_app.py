@@ -21,7 +21,7 @@ pytest.importorskip("streamlit.testing.v1")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 from grape_core.config import BUNDLED_MODELS  # noqa: E402
-from grape_core.viz import array, chart_values  # noqa: E402
+from explorer.charts import array, chart_values  # noqa: E402
 
 APP = "../app.py"
 PAGES = {"predict": "pages/1_Predict.py", "network": "pages/2_Network.py",
@@ -88,11 +88,11 @@ def page(at: AppTest, name: str, **widgets) -> AppTest:
 
 
 def app_bundle(name: str):
-    """The app's own cached (read-only) copy of a bundled model: its caches are shared."""
-    from grape_core.ui import _load_bundle, model_entries
+    """The app's own cached model (a read-only bundle): its caches are shared."""
+    from explorer.loaders import load_model, model_entries
 
     entry = next(e for e in model_entries(str(BUNDLED_MODELS)) if e.name == name)
-    return _load_bundle(entry.folder, entry.stamp)
+    return load_model(entry.folder, entry.stamp)
 
 
 @pytest.fixture(scope="module")
@@ -115,11 +115,11 @@ def test_home_lists_models_and_shows_the_card(app):
 
 # ----------------------------------------------------------------------------- Predict
 def test_predict_chart_is_grape_core_prediction(app, norman):
-    from grape_core.metrics import pearson
+    from grape_core.evaluation.metrics import pearson
     from grape_core.predict import predict
 
     page(app, "predict", genes=["KLF1"])
-    expected = predict(norman, "KLF1", top=20)
+    expected = predict(norman, "KLF1").to_frame(top=20)
     fig = chart(app, "shift_chart")
     shown = chart_values(fig, "predicted")
     assert list(shown) == list(expected["gene"]) or set(shown) == set(expected["gene"])
@@ -129,7 +129,7 @@ def test_predict_chart_is_grape_core_prediction(app, norman):
     error_bars = chart_values(fig, "predicted", field="error_y")
     np.testing.assert_allclose([error_bars[g] for g in expected["gene"]], expected["std"], atol=1e-6)
     assert any(t.get("meta") == "baseline:train_mean" for t in fig["data"])
-    full = predict(norman, "KLF1")
+    full = predict(norman, "KLF1").to_frame()
     r = pearson(full["shift"].to_numpy(), full["measured_shift"].to_numpy())
     assert f"Pearson r = {r:.2f}" in chart(app, "scatter")["layout"]["title"]["text"]
     assert "held out" in texts(app)
@@ -143,9 +143,10 @@ def test_predict_pair_shows_interaction_and_additive(app, norman):
     from grape_core.predict import predict
 
     page(app, "predict", genes=["MAPK1", "TGFBR2"])  # both perturbed in training, pair held out
-    expected = predict(norman, "MAPK1+TGFBR2")
+    pred = predict(norman, "MAPK1+TGFBR2")
+    expected = pred.to_frame()
     assert "Genetic interaction" in texts(app)
-    assert expected.attrs["interaction"]["predicted"]["explanation"] in texts(app)
+    assert pred.interaction["predicted"]["explanation"] in texts(app)
     fig = chart(app, "shift_chart")
     assert any(t.get("meta") == "baseline:additive" for t in fig["data"])
     shown = chart_values(fig, "predicted")
@@ -198,10 +199,10 @@ def test_network_page_draws_a_self_contained_graph(app, norman):
     assert app.get("download_button")
     changes = app.dataframe[0].value
     assert {"relation", "added by learning", "removed by learning"} <= set(changes)
-    assert int(changes["learned edges"].sum()) == len(norman.learned_edges.drop_duplicates(["source", "target"]))
+    assert int(changes["learned edges"].sum()) == len(norman.bundle.learned_edges.drop_duplicates(["source", "target"]))
     assert chart(app, "changes") and chart(app, "degrees")
     strongest = app.dataframe[1].value
-    assert strongest["weight"].iloc[0] == pytest.approx(float(norman.learned_edges["weight"].max()))
+    assert strongest["weight"].iloc[0] == pytest.approx(float(norman.bundle.learned_edges["weight"].max()))
     ok(app.slider(key="hops").set_value(2).run())
     ok(app.toggle(key="new_only").set_value(True).run())
     assert not app.dataframe[1].value["also in prior"].any()
@@ -210,7 +211,7 @@ def test_network_page_draws_a_self_contained_graph(app, norman):
 def test_network_html_escapes_gene_names():
     import pandas as pd
 
-    from grape_core import viz
+    from explorer import network_view
 
     evil = "<script>alert('x')</script>"
     edges = pd.DataFrame({"source": [evil], "target": ["KLF1"], "relation": ["coding->coding"],
@@ -218,7 +219,7 @@ def test_network_html_escapes_gene_names():
                           "learned_weight": [0.3]})
     table = pd.DataFrame({"biotype": ["lncRNA", "protein_coding"], "is_coding": [False, True],
                           "full_name": ['"><img src=x onerror=alert(1)>', ""]}, index=[evil, "KLF1"])
-    page_html = viz.network_html(edges, table, [evil])
+    page_html = network_view.network_html(edges, table, [evil])
     assert evil not in page_html and "<img src=x" not in page_html
     assert "&lt;script&gt;" in page_html or "\\u003cscript" in page_html
     assert not re.search(r"(?:href|src)\s*=\s*[\"']?https?://", page_html)
@@ -231,7 +232,7 @@ def test_benchmark_page(app, norman):
     page(app, "benchmark")
     assert len(app.get("plotly_chart")) >= 5
     bars = chart(app, "metric_bars")["data"][0]
-    test = norman.manifest["metrics"]["test"]
+    test = norman.bundle.manifest.metrics.test
     np.testing.assert_allclose(array(bars["y"]), [test[m]["pearson_delta"] for m in test])
     assert "beat" in texts(app)  # an honest sentence either way
     check = screen_check(norman)
@@ -246,7 +247,7 @@ def test_genes_page_and_links(app, norman):
     table = app.dataframe[0].value
     assert len(table) == len(norman.genes)
     assert {"biotype", "coding", "GO (most specific)", "prior degree", "learned degree"} <= set(table)
-    assert set(table.loc[~table["coding"], "gene"]) == set(norman.table.index[~norman.table["is_coding"].astype(bool)])
+    assert set(table.loc[~table["coding"], "gene"]) == set(norman.bundle.table.index[~norman.bundle.table["is_coding"].astype(bool)])
     fig = chart(app, "gene_map")
     assert sum(len(array(t["x"])) for t in fig["data"]) == len(norman.genes)
     ok(app.selectbox(key="gene_pick").set_value("KLF1").run())
@@ -266,7 +267,7 @@ def test_screen_page_ranks_like_grape_core(app):
     app.radio(key="direction").set_value("down")
     ok(app.button(key="FormSubmitter:screen-Run the screen").click().run())
     bundle = app_bundle("adamson")
-    expected = screen(bundle, ["HSPA5", "SEC61A1"], direction="down", top=20)
+    expected = screen(bundle, ["HSPA5", "SEC61A1"], direction="down", top=20).table
     shown = app.dataframe[0].value
     assert list(shown["perturbation"]) == list(expected["perturbation"])
     np.testing.assert_allclose(shown["effect"], expected["effect"], atol=1e-6)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from grape_core.baselines import (AdditiveBaseline, ControlBaseline, LinearBaseline,
+from grape_core.evaluation.baselines import (AdditiveBaseline, ControlBaseline, LinearBaseline,
                                   TrainMeanBaseline, fit_baselines)
 from grape_core.data import PseudoBulk, pseudobulk
-from grape_core.splits import simulation_split
+from grape_core.data.splits import simulation_split
 
 
 def make_pb(shifts: dict[str, np.ndarray], control: np.ndarray, genes=None) -> PseudoBulk:
@@ -168,7 +168,7 @@ def test_baselines_on_the_real_norman_subset(norman):
 def test_verdict_compares_each_baseline_on_the_conditions_it_predicts():
     import pandas as pd
 
-    from grape_core.evaluate import Report
+    from grape_core.evaluation.evaluate import Report
 
     def table(values):
         return pd.DataFrame({"pearson_delta": list(values.values()), "mse": 0.01}, index=list(values))

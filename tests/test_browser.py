@@ -13,11 +13,7 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -41,53 +37,19 @@ if CHROMIUM is None:
 playwright_api = pytest.importorskip("playwright.sync_api")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 90) -> float:
-    start = time.perf_counter()
-    while time.perf_counter() - start < timeout:
-        if proc.poll() is not None:
-            raise RuntimeError(f"streamlit exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as reply:
-                if reply.read().strip() == b"ok":
-                    return time.perf_counter() - start
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise TimeoutError(f"streamlit did not answer {url}/_stcore/health within {timeout} s")
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    """``streamlit run app.py`` on 127.0.0.1:<free port>; yields the base URL."""
-    port = _free_port()
+    """``streamlit run app.py`` on 127.0.0.1:<free port> (:mod:`explorer.server`); yields
+    the base URL and fails on any traceback in the server log."""
+    from explorer import server as app_server
+
     home = tmp_path_factory.mktemp("browser-home")
-    env = {**os.environ, "GRAPE_MODELS_DIR": str(home / "models"), "PYTHONUNBUFFERED": "1",
+    env = {"GRAPE_MODELS_DIR": str(home / "models"),
            "GRAPE_CACHE_DIR": os.environ.get("GRAPE_CACHE_DIR", str(home / "cache"))}
-    log = open(home / "streamlit.log", "w")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--server.headless", "true",
-         "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_healthy(url, proc)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
-        text = (home / "streamlit.log").read_text()
-        assert "Traceback" not in text, text[-3000:]
+    with app_server.running(home, env=env) as running:
+        yield running.url
+    text = running.tracebacks()
+    assert not text, text[-3000:]
 
 
 @pytest.fixture(scope="module")
@@ -151,6 +113,19 @@ def _shot(tab, folder: Path, name: str, *, scroll_to: str | None = None) -> Path
         Image.open(path).convert("RGB").quantize(colors=128).save(path, optimize=True)
     assert path.stat().st_size < MAX_PNG_BYTES, f"{path} is {path.stat().st_size} bytes"
     return path
+
+
+def test_link_to_a_page_on_a_fresh_server_uses_the_app_navigation(page, server):
+    # first visit of this server (keep this test first): before any session ran app.py,
+    # Streamlit would run the page from pages/ alone, with that folder's menu
+    page.goto(f"{server}/Genes?model=norman")
+    page.locator("h1", has_text="Genes").wait_for()
+    nav = page.locator("[data-testid='stSidebarNav']")
+    nav.get_by_role("link", name="Home").wait_for()
+    assert "app" not in nav.inner_text().split("\n")
+    assert page.url.endswith("/Genes?model=norman")
+    _settle(page)
+    _no_exception(page)
 
 
 def test_home_loads_fast_and_lists_models(page, server, shots):
@@ -235,7 +210,7 @@ def test_gene_names_never_run_as_code(page):
     """A gene named like HTML must not execute in the network view."""
     import pandas as pd
 
-    from grape_core import viz
+    from explorer import network_view
 
     evil = ["<script>window.__pwned=1</script>", "<img src=x onerror='window.__pwned=2'>", "KLF1"]
     edges = pd.DataFrame({"source": [evil[0], evil[1]], "target": [evil[2], evil[0]],
@@ -246,7 +221,7 @@ def test_gene_names_never_run_as_code(page):
                          index=evil)
     dialogs = []
     page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-    page.set_content(viz.network_html(edges, table, [evil[0]]))
+    page.set_content(network_view.network_html(edges, table, [evil[0]]))
     page.locator("canvas").first.wait_for()
     page.wait_for_timeout(500)
     assert page.evaluate("() => window.__pwned") is None

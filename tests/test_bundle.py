@@ -96,8 +96,9 @@ def test_list_bundles(adamson_model):
 
 def test_predict_single(adamson_model):
     bundle = Bundle.load(adamson_model)
-    frame = predict(bundle, "hspa5")  # case-insensitive
-    assert frame.attrs["condition"] == "HSPA5+ctrl" and frame.attrs["part"] == "train"
+    pred = predict(bundle, "hspa5")  # case-insensitive
+    assert pred.condition == "HSPA5+ctrl" and pred.part == "train"
+    frame = pred.to_frame()
     assert list(frame.columns[:7]) == ["gene", "biotype", "is_coding", "control", "predicted",
                                        "shift", "std"]
     assert len(frame) == 160 and (np.diff(np.abs(frame["shift"])) <= 1e-9).all()
@@ -123,18 +124,18 @@ def test_predict_unknown_and_bad_inputs(adamson_model):
 
 def test_unseen_pair_is_flagged(adamson_model):
     bundle = Bundle.load(adamson_model)
-    frame = predict(bundle, "TARS+IER3IP1", top=5)
-    assert len(frame) == 5
-    assert "neither TARS nor IER3IP1 was perturbed in training" in frame.attrs["warnings"][0]
-    assert frame.attrs["interaction"]["predicted"]["gi_type"] in {
+    pred = predict(bundle, "TARS+IER3IP1")
+    assert len(pred.to_frame(top=5)) == 5
+    assert "neither TARS nor IER3IP1 was perturbed in training" in pred.warnings[0]
+    assert pred.interaction["predicted"]["gi_type"] in {
         "synergy", "suppressor", "neomorphic", "redundant", "epistasis", "additive"}
 
 
 def test_predict_measured_pair_reports_measured_interaction(norman_model):
     bundle = Bundle.load(norman_model)
-    frame = predict(bundle, "MAP2K6+KLF1")  # measured as KLF1+MAP2K6
-    assert frame.attrs["condition"] == "KLF1+MAP2K6"
-    assert "measured" in frame.columns
-    gi = frame.attrs["interaction"]
+    pred = predict(bundle, "MAP2K6+KLF1")  # measured as KLF1+MAP2K6
+    assert pred.condition == "KLF1+MAP2K6"
+    assert "measured" in pred.to_frame().columns
+    gi = pred.interaction
     assert set(gi) == {"predicted", "measured"}
     assert np.isfinite(gi["measured"]["mag"])

@@ -11,7 +11,7 @@ from conftest import ADAMSON, ADAMSON_SPLIT, NORMAN_DEVEL, NORMAN_GEARS_MINI
 
 from grape_core import keys
 from grape_core.cli import main
-from grape_core.splits import simulation_split
+from grape_core.data.splits import simulation_split
 
 
 def run(capsys, *argv):

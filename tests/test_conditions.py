@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from grape_core import keys
-from grape_core.conditions import (canonical, canonical_map, find_condition, format_condition,
+from grape_core.data.conditions import (canonical, canonical_map, find_condition, format_condition,
                                    genes_of, is_pair, parse_condition)
 from grape_core.errors import ConditionError, GrapeError
 

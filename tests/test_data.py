@@ -15,7 +15,8 @@ from scipy import stats
 
 from grape_core import keys
 from grape_core.config import DataConfig
-from grape_core.data import PseudoBulk, describe, pseudobulk, read_perturbseq, sha256_file
+from grape_core.data import PseudoBulk, describe, pseudobulk, read_perturbseq
+from grape_core.io import sha256_file
 from grape_core.errors import DataFormatError
 
 ADAMSON_SHA256 = "3be979d693012f9a42e48659559a75da1d61584e74fede0c161c477b08103c77"

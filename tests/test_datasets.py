@@ -12,10 +12,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from conftest import ADAMSON
 
-from grape_core import datasets, keys
+from grape_core import keys
+from grape_core.data import datasets
 from grape_core.cli import main
 from grape_core.data import read_perturbseq
-from grape_core.datasets import REGISTRY, RegistryEntry, cached_path, fetch, resolve_dataset
+from grape_core.data.datasets import REGISTRY, RegistryEntry, cached_path, fetch, resolve_dataset
 from grape_core.errors import DataFormatError, DownloadError
 
 H5AD = ADAMSON.read_bytes()
@@ -239,7 +240,7 @@ def test_registry_name_resolves_via_fetch(server, tmp_path, monkeypatch):
     monkeypatch.setitem(datasets.REGISTRY, "adamson", entry_for(server.url("/adamson.zip")))
     monkeypatch.setattr(datasets, "fetch", _quiet(datasets.fetch))
     assert resolve_dataset("Adamson") == tmp_path / "adamson" / "perturb_processed.h5ad"
-    adata = read_perturbseq("adamson")
+    adata = datasets.read("adamson")
     assert adata.uns[keys.UNS_SOURCE]["sha256"] == H5AD_SHA
     assert len(server.requests) == 1  # downloaded once, then read from the cache
 

@@ -56,7 +56,7 @@ def tiny_gpt2(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def table():
-    from grape_core.genes import gene_table
+    from grape_core.knowledge.genes import gene_table
 
     return gene_table(["HSPA5", "TP53", "MALAT1", "NOTAGENE1"])
 
@@ -65,7 +65,7 @@ def table():
 # descriptions
 # ----------------------------------------------------------------------------------------
 def test_description_styles(table):
-    from grape_core.features import describe_genes
+    from grape_core.knowledge.features import describe_genes
 
     name = describe_genes(table, FeatureConfig(description="name"))
     assert name[1] == "tumor protein p53"  # the paper's text: the HGNC full name
@@ -81,8 +81,8 @@ def test_description_styles(table):
 
 
 def test_most_specific_go_terms_are_the_rarest(table):
-    from grape_core.features import most_specific_go
-    from grape_core.genes import load_annotation
+    from grape_core.knowledge.features import most_specific_go
+    from grape_core.knowledge.genes import load_annotation
 
     terms = load_annotation().terms
     hspa5 = [t for c in ("go_bp", "go_mf", "go_cc") for t in table.loc["HSPA5", c].split(";") if t]
@@ -99,7 +99,7 @@ def test_most_specific_go_terms_are_the_rarest(table):
 # text view
 # ----------------------------------------------------------------------------------------
 def test_text_features_minilm_and_cache(tmp_path, monkeypatch):
-    import grape_core.features as F
+    import grape_core.knowledge.features as F
 
     paths = Paths(cache_dir=str(tmp_path))
     texts = ["heat shock protein family A (Hsp70) member 5",
@@ -122,7 +122,7 @@ def test_text_features_minilm_and_cache(tmp_path, monkeypatch):
 
 
 def test_text_pooling_cls_differs_from_mean(tmp_path):
-    from grape_core.features import text_features
+    from grape_core.knowledge.features import text_features
 
     paths = Paths(cache_dir="")
     mean = text_features(["tumor protein p53"], config=FeatureConfig(), paths=paths, progress=False)
@@ -134,7 +134,7 @@ def test_text_pooling_cls_differs_from_mean(tmp_path):
 
 def test_missing_text_model_folder(tmp_path):
     from grape_core.errors import GrapeError
-    from grape_core.features import text_features
+    from grape_core.knowledge.features import text_features
 
     with pytest.raises(GrapeError, match="config.json"):
         text_features(["x"], paths=Paths(text_model=str(tmp_path), cache_dir=""))
@@ -144,7 +144,7 @@ def test_missing_text_model_folder(tmp_path):
 # k-mers
 # ----------------------------------------------------------------------------------------
 def test_kmer_features_hand_computed():
-    from grape_core.features import kmer_dim, kmer_features
+    from grape_core.knowledge.features import kmer_dim, kmer_features
 
     x = kmer_features(["ACGT", "AAAA", "", "ACNGT", "acgt"], k=(1, 2))
     assert x.shape == (5, kmer_dim((1, 2))) == (5, 4 + 16 + 2)
@@ -164,7 +164,7 @@ def test_kmer_features_hand_computed():
 
 
 def test_dna_features_kmer_view(table):
-    from grape_core.features import dna_features, kmer_dim
+    from grape_core.knowledge.features import dna_features, kmer_dim
 
     x, missing = dna_features(table, config=FeatureConfig(kmer_sizes=(1, 2, 3)),
                               paths=Paths(cache_dir=""))
@@ -184,7 +184,7 @@ def _gene_frame(seqs):
 
 
 def test_mean_pooling_sees_the_last_nucleotide(tiny_bert, tmp_path):
-    from grape_core.features import dna_features
+    from grape_core.knowledge.features import dna_features
 
     seq = "ACGTTGCAACGTAGCTAGCTAGGATCCA"
     changed = seq[:-1] + "G"
@@ -204,7 +204,7 @@ def test_mean_pooling_equals_manual_average(tiny_bert):
     import torch
     from transformers import AutoModel, AutoTokenizer
 
-    from grape_core.features import embed_dna
+    from grape_core.knowledge.features import embed_dna
 
     seqs = ["ACGTAC", "GGGTTTAACC"]
     ours = embed_dna(seqs, tiny_bert, pooling="mean", progress=False)
@@ -218,7 +218,7 @@ def test_mean_pooling_equals_manual_average(tiny_bert):
 
 
 def test_windows_are_pooled_over_all_tokens(tiny_bert):
-    from grape_core.features import embed_dna
+    from grape_core.knowledge.features import embed_dna
 
     seq = "ACGTTGCAACGTAGCTAGCTAGGATCCAAC"
     changed = seq[:-1] + "T"
@@ -230,7 +230,7 @@ def test_windows_are_pooled_over_all_tokens(tiny_bert):
 def test_first_token_pooling_of_a_causal_model_is_blind(tiny_gpt2):
     """The published GRAPE code's pooling: a causal model's first token sees only the first
     nucleotide, so two genes that differ anywhere else get the same DNA vector."""
-    from grape_core.features import embed_dna
+    from grape_core.knowledge.features import embed_dna
 
     seq = "ACGTTGCAACGTAGCTAGCTAGGATCCA"
     other = "A" + "T" * (len(seq) - 1)
@@ -243,14 +243,14 @@ def test_first_token_pooling_of_a_causal_model_is_blind(tiny_gpt2):
 
 def test_lm_view_without_a_model_is_an_error(table):
     from grape_core.errors import GrapeError
-    from grape_core.features import dna_features
+    from grape_core.knowledge.features import dna_features
 
     with pytest.raises(GrapeError, match="GRAPE_DNA_MODEL"):
         dna_features(table, config=FeatureConfig(dna_view="lm"), paths=Paths(dna_model=""))
 
 
 def test_feature_config_checks():
-    from grape_core.features import check_feature_config
+    from grape_core.knowledge.features import check_feature_config
 
     with pytest.raises(ValueError, match="kmer_sizes"):
         check_feature_config(FeatureConfig(kmer_sizes=(2, 8)))

@@ -12,7 +12,7 @@ from conftest import GENE_SOURCES
 
 @pytest.fixture(scope="module")
 def known():
-    from grape_core.genes import gene_table
+    from grape_core.knowledge.genes import gene_table
 
     return gene_table(["TP53", "MALAT1", "HSPA5", "HIST1H1C", "TARS", "SLMO2", "NOTAGENE1"])
 
@@ -48,7 +48,7 @@ def test_old_symbols_resolve_through_aliases(known):
 
 
 def test_ensembl_ids_resolve_and_disambiguate():
-    from grape_core.genes import gene_table
+    from grape_core.knowledge.genes import gene_table
 
     # STRA13 is an alias of two genes; the Ensembl id in the data settles it (CENPX)
     t = gene_table(["ENSG00000141510", "STRA13"], ensembl_ids=["", "ENSG00000169689"])
@@ -61,7 +61,7 @@ def test_ensembl_ids_resolve_and_disambiguate():
 
 
 def test_unresolved_gene_is_flagged_noncoding(known):
-    from grape_core.genes import coverage
+    from grape_core.knowledge.genes import coverage
 
     row = known.loc["NOTAGENE1"]
     assert row["match"] == "unresolved" and row["biotype"] == "unknown"
@@ -76,7 +76,7 @@ def test_unresolved_gene_is_flagged_noncoding(known):
 
 
 def test_order_index_and_columns(known):
-    from grape_core.genes import GENE_COLUMNS
+    from grape_core.knowledge.genes import GENE_COLUMNS
 
     assert list(known.index) == ["TP53", "MALAT1", "HSPA5", "HIST1H1C", "TARS", "SLMO2", "NOTAGENE1"]
     assert list(known.columns) == list(GENE_COLUMNS)
@@ -84,7 +84,7 @@ def test_order_index_and_columns(known):
 
 
 def test_duplicates_rejected():
-    from grape_core.genes import gene_table
+    from grape_core.knowledge.genes import gene_table
 
     with pytest.raises(ValueError, match="duplicated"):
         gene_table(["TP53", "TP53"])
@@ -99,7 +99,7 @@ def test_epd_promoter_sequences(known):
 
 def test_without_gene_sources_biotypes_from_ncbi(caplog):
     from grape_core.config import Paths
-    from grape_core.genes import gene_table
+    from grape_core.knowledge.genes import gene_table
 
     with caplog.at_level(logging.WARNING):
         t = gene_table(["TP53", "MALAT1", "MIR155"], paths=Paths(gene_sources=""))
@@ -111,7 +111,7 @@ def test_without_gene_sources_biotypes_from_ncbi(caplog):
 
 
 def test_fasta_sequence_source(tmp_path):
-    from grape_core.genes import gene_table
+    from grape_core.knowledge.genes import gene_table
 
     fasta = tmp_path / "bodies.fa.gz"
     fasta.write_bytes(gzip.compress(
@@ -128,14 +128,14 @@ def test_fasta_sequence_source(tmp_path):
 
 def test_bad_sequence_source():
     from grape_core.errors import GrapeError
-    from grape_core.genes import gene_table
+    from grape_core.knowledge.genes import gene_table
 
     with pytest.raises(GrapeError, match="FASTA"):
         gene_table(["TP53"], sequences="no/such/file.fa")
 
 
 def test_ncbi_biotype_mapping():
-    from grape_core.genes import ncbi_to_biotype, node_type
+    from grape_core.knowledge.genes import ncbi_to_biotype, node_type
 
     assert ncbi_to_biotype("protein-coding") == "protein_coding"
     assert ncbi_to_biotype("ncRNA", "microRNA 155") == "miRNA"
@@ -146,8 +146,8 @@ def test_ncbi_biotype_mapping():
 
 
 def test_adamson_genes_all_resolved(adamson):
-    from grape_core.genes import coverage, gene_table
-    from grape_core.knowledge import genes_of_adata
+    from grape_core.knowledge.genes import coverage, gene_table
+    from grape_core.knowledge.build import genes_of_adata
 
     symbols, measured, ids = genes_of_adata(adamson)
     assert symbols == measured  # every Adamson target is measured
@@ -161,8 +161,8 @@ def test_adamson_genes_all_resolved(adamson):
 
 
 def test_norman_noncoding_nodes(norman):
-    from grape_core.genes import coverage, gene_table
-    from grape_core.knowledge import genes_of_adata
+    from grape_core.knowledge.genes import coverage, gene_table
+    from grape_core.knowledge.build import genes_of_adata
 
     symbols, measured, ids = genes_of_adata(norman)
     assert len(measured) == 500 and len(symbols) == 530  # 30 perturbed genes not measured

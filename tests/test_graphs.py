@@ -9,13 +9,13 @@ import pytest
 import scipy.sparse as sp
 
 from grape_core import keys
-from grape_core.graphs import (coexpression_prior, edge_frame, go_jaccard, go_prior, graph_stats,
+from grape_core.knowledge.graphs import (coexpression_prior, edge_frame, go_jaccard, go_prior, graph_stats,
                                similarity_prior, to_edge_index_dict, type_edges, union_prior)
 
 
 @pytest.fixture(scope="module")
 def ups_table():
-    from grape_core.genes import gene_table
+    from grape_core.knowledge.genes import gene_table
 
     # ER stress / chaperones, the p53 axis, histones, and a lncRNA
     return gene_table(["HSPA5", "HSP90B1", "DDIT3", "ATF4", "TP53", "MDM2", "CDKN1A",
@@ -71,7 +71,7 @@ def test_similarity_prior_averages_views_and_skips_missing_dna():
 
 
 def test_similarity_prior_chunks_match_dense():
-    from grape_core.graphs import _unit_rows
+    from grape_core.knowledge.graphs import _unit_rows
 
     rng = np.random.default_rng(1)
     n = 1500  # more than one chunk of rows
@@ -107,7 +107,7 @@ def test_go_jaccard_symmetric_and_hand_checked(ups_table):
 
 
 def test_go_propagation_adds_ancestors(ups_table):
-    from grape_core.graphs import go_membership
+    from grape_core.knowledge.graphs import go_membership
 
     direct, direct_terms = go_membership(ups_table.loc[["HSPA5"]], propagate=False)
     closed, closed_terms = go_membership(ups_table.loc[["HSPA5"]], propagate=True)
@@ -163,7 +163,7 @@ def test_coexpression_prior_known_structure():
 
 
 def test_coexpression_large_sparse_path_agrees(monkeypatch):
-    import grape_core.graphs as G
+    import grape_core.knowledge.graphs as G
 
     X = _control_cells(seed=3)
     dense = coexpression_prior(X, [0, 1, 2, 3, 4], 5)
@@ -173,7 +173,7 @@ def test_coexpression_large_sparse_path_agrees(monkeypatch):
 
 
 def test_top_k_ties_go_to_the_lower_index():
-    from grape_core.graphs import _top_k_dense
+    from grape_core.knowledge.graphs import _top_k_dense
 
     block = np.array([[0.5, 0.2, 0.5, 0.5], [0.0, 0.3, 0.0, 0.0]], dtype=np.float32)
     rows, cols, vals = _top_k_dense(block, 2, 0.1, 10)

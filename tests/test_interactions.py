@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from grape_core import interactions as gi
-from grape_core.interactions import (GI_TYPES, SCORE_KEYS, classify_interaction,
+from grape_core.evaluation import interactions as gi
+from grape_core.evaluation.interactions import (GI_TYPES, SCORE_KEYS, classify_interaction,
                                      distance_correlation, interaction_report,
                                      interaction_scores, theil_sen)
 

@@ -56,7 +56,7 @@ def test_info_nce_values():
 
 
 def test_pretrain_is_seeded_and_learns():
-    from grape_core.pretrain import encode_genes, pretrain_encoder
+    from grape_core.knowledge.pretrain import encode_genes, pretrain_encoder
 
     rng = np.random.default_rng(0)
     latent = rng.normal(size=(300, 6))
@@ -89,7 +89,7 @@ GENES = ["TP53", "MDM2", "CDKN1A", "HSPA5", "HSP90B1", "DDIT3", "ATF4", "MALAT1"
 
 @pytest.fixture(scope="module")
 def small_knowledge(tmp_path_factory):
-    from grape_core.knowledge import build_gene_knowledge
+    from grape_core.knowledge.build import build_gene_knowledge
 
     rng = np.random.default_rng(0)
     a = rng.normal(size=200)
@@ -104,7 +104,7 @@ def small_knowledge(tmp_path_factory):
 
 
 def test_build_small_knowledge(small_knowledge):
-    from grape_core.knowledge import GeneKnowledge
+    from grape_core.knowledge.build import GeneKnowledge
 
     know, X, measured, _ = small_knowledge
     assert isinstance(know, GeneKnowledge)
@@ -138,8 +138,8 @@ def test_build_small_knowledge(small_knowledge):
 
 
 def test_second_build_uses_the_cache(small_knowledge, monkeypatch):
-    import grape_core.features as F
-    from grape_core.knowledge import build_gene_knowledge
+    import grape_core.knowledge.features as F
+    from grape_core.knowledge.build import build_gene_knowledge
 
     know, X, measured, paths = small_knowledge
 
@@ -157,7 +157,7 @@ def test_second_build_uses_the_cache(small_knowledge, monkeypatch):
 
 
 def test_build_is_deterministic(small_knowledge):
-    from grape_core.knowledge import build_gene_knowledge
+    from grape_core.knowledge.build import build_gene_knowledge
 
     know, X, measured, paths = small_knowledge
     fresh = build_gene_knowledge(GENES, control_X=X, measured=measured, feature_config=FAST,
@@ -169,7 +169,7 @@ def test_build_is_deterministic(small_knowledge):
 
 def test_save_load_round_trip(small_knowledge, tmp_path):
     from grape_core.errors import BundleError, GrapeError
-    from grape_core.knowledge import GeneKnowledge
+    from grape_core.knowledge.build import GeneKnowledge
 
     know = small_knowledge[0]
     folder = know.save(tmp_path / "k")
@@ -196,7 +196,7 @@ def test_save_load_round_trip(small_knowledge, tmp_path):
 
 
 def test_bad_inputs():
-    from grape_core.knowledge import build_gene_knowledge
+    from grape_core.knowledge.build import build_gene_knowledge
 
     with pytest.raises(ValueError, match="duplicated"):
         build_gene_knowledge(["TP53", "TP53"], feature_config=FAST)
@@ -234,7 +234,7 @@ def test_genes_command_on_adamson(tmp_path, capsys):
 
 
 def test_knowledge_for_adamson_node_order(adamson):
-    from grape_core.knowledge import knowledge_for_adata
+    from grape_core.knowledge.build import knowledge_for_adata
 
     know = knowledge_for_adata(adamson, feature_config=FeatureConfig(pretrain_epochs=3, n_go_terms=2),
                                progress=False)  # read from the cache the CLI test filled

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from grape_core import keys
-from grape_core.metrics import (condition_metrics, frac_correct_direction, metrics_table, mse,
+from grape_core.evaluation.metrics import (condition_metrics, frac_correct_direction, metrics_table, mse,
                                 pearson, summarize)
 
 

@@ -11,13 +11,14 @@ from grape_core import pseudobulk
 from grape_core.config import ModelConfig, TrainConfig
 from grape_core.model.grape import GRAPE
 from grape_core.model.loss import grape_loss
-from grape_core.train import perturbation_tensor, train_grape
-from grape_core.workflow import graph_inputs
+from grape_core.model.inputs import perturbation_tensor
+from grape_core.train import train_grape
+from grape_core.model.inputs import graph_inputs
 
 
 @pytest.fixture(scope="module")
 def adamson_graph(adamson):
-    from grape_core.knowledge import knowledge_for_adata
+    from grape_core.knowledge.build import knowledge_for_adata
 
     knowledge = knowledge_for_adata(adamson, progress=False)
     pb = pseudobulk(adamson)
@@ -158,7 +159,7 @@ def test_paper_masking_differs_between_training_and_inference(adamson_graph):
 
 def test_training_is_seeded_and_deterministic(adamson_graph):
     knowledge, pb, graph, node_index = adamson_graph
-    from grape_core.splits import simulation_split
+    from grape_core.data.splits import simulation_split
 
     split = simulation_split(pb.conditions, seed=1)
     config = TrainConfig(ensemble=1, max_epochs=3, threads=1, genes_per_step=40)  # 40 of 160 genes a step

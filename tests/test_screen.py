@@ -14,6 +14,7 @@ from grape_core import GrapeError, UnknownGeneError
 from grape_core.bundle import Bundle
 from grape_core.cli import main
 from grape_core.model.grape import ModelOutput
+from grape_core.predict import Model
 from grape_core.screen import read_signature, screen, screen_check
 
 
@@ -52,21 +53,21 @@ def constructed(adamson_model):
     synergy = torch.zeros(n_measured)
     synergy[target] = 2.0
     members = [KnownEffects(effects + 0.001 * k, {tuple(sorted((a, b))): synergy}) for k in range(2)]
-    return replace(bundle, members=members, _cache={})
+    return Model(replace(bundle, members=members))
 
 
 def test_known_best_single_ranks_first(constructed):
-    up = screen(constructed, ["DDIT4"], direction="up")
+    up = screen(constructed, ["DDIT4"], direction="up").table
     assert up.loc[0, "perturbation"] == "SCYL1+ctrl" and up.loc[0, "rank"] == 1
     assert up["effect"].is_monotonic_decreasing
-    down = screen(constructed, ["DDIT4"], direction="down")
+    down = screen(constructed, ["DDIT4"], direction="down").table
     assert down.loc[0, "perturbation"] == "GBF1+ctrl"
     assert down.loc[0, "effect"] == pytest.approx(1.0, abs=0.05)  # signed: higher is better
     assert "DDIT4+ctrl" not in set(up["perturbation"])  # a target is not its own candidate
 
 
 def test_pairs_rank_synergy_first_with_additive_beside(constructed):
-    frame = screen(constructed, ["DDIT4"], direction="up", pairs=True, pair_candidates=5)
+    frame = screen(constructed, ["DDIT4"], direction="up", pairs=True, pair_candidates=5).table
     top = frame.iloc[0]
     assert top["kind"] == "pair" and set(top["genes"].split(" + ")) == {"HSPA9", "YIPF5"}
     assert top["effect"] == pytest.approx(2.6, abs=0.05)
@@ -74,11 +75,11 @@ def test_pairs_rank_synergy_first_with_additive_beside(constructed):
 
 
 def test_uncertainty_and_measured_columns(constructed):
-    frame = screen(constructed, ["DDIT4"], top=200)
+    frame = screen(constructed, ["DDIT4"], top=200).table
     assert np.allclose(frame["effect_std"], np.std([0.0, 0.001], ddof=1), atol=1e-6)
     measured = frame[frame["measured"]]
-    assert set(measured["perturbation"]) == set(constructed.pseudobulk.conditions)
-    pb = constructed.pseudobulk
+    assert set(measured["perturbation"]) == set(constructed.bundle.pseudobulk.conditions)
+    pb = constructed.bundle.pseudobulk
     j = pb.genes.index("DDIT4")
     row = measured.set_index("perturbation").loc["HSPA5+ctrl"]
     assert row["measured_effect"] == pytest.approx(pb.shifts[pb.index("HSPA5+ctrl"), j], abs=1e-6)
@@ -89,7 +90,7 @@ def test_signature_weights(constructed, tmp_path):
     sig.write_text("gene\tweight\nDDIT4\t1\nHBZ\t-1\n")
     weights = read_signature(sig)
     assert weights == {"DDIT4": 1.0, "HBZ": -1.0}
-    frame = screen(constructed, weights, direction="up")
+    frame = screen(constructed, weights, direction="up").table
     assert frame.loc[0, "perturbation"] == "SCYL1+ctrl"
     assert frame.loc[0, "effect"] == pytest.approx(0.5, abs=0.05)  # weights normalised to |w| = 1
 
@@ -109,7 +110,7 @@ def test_bad_targets(constructed, tmp_path):
 
 def test_screen_on_a_trained_model_and_cli(norman_model, tmp_path, capsys):
     bundle = Bundle.load(norman_model)
-    frame = screen(bundle, ["HBG2"], direction="up", pairs=True, top=10)
+    frame = screen(bundle, ["HBG2"], direction="up", pairs=True, top=10).table
     assert len(frame) == 10 and set(frame["kind"]) <= {"single", "pair"}
     assert frame["effect"].is_monotonic_decreasing
     out = tmp_path / "screen.json"
@@ -130,10 +131,12 @@ def test_screen_check_compares_with_baselines(norman_model):
 
 
 def test_large_model_samples_off_target_genes_and_reuses_columns(constructed, monkeypatch):
-    import grape_core.screen as screen_module
+    import importlib
 
-    bundle = replace(constructed, _cache={})
-    full = screen(bundle, ["DDIT4"], top=20)
+    screen_module = importlib.import_module("grape_core.screen")
+
+    bundle = Model(constructed.bundle)
+    full = screen(bundle, ["DDIT4"], top=20).table
     computed: list[int] = []
     real = screen_module.all_member_shifts
 
@@ -144,8 +147,8 @@ def test_large_model_samples_off_target_genes_and_reuses_columns(constructed, mo
     monkeypatch.setattr(screen_module, "OFF_TARGET_GENES", 50)
     monkeypatch.setattr(screen_module, "EXACT_OFF_TARGET_MAX", 100)
     monkeypatch.setattr(screen_module, "all_member_shifts", counting)
-    sampled = replace(constructed, _cache={})
-    first = screen(sampled, ["DDIT4"], top=20)
+    sampled = Model(constructed.bundle)
+    first = screen(sampled, ["DDIT4"], top=20).table
     # the targets' effects are exact; only the off-target cost is estimated on the sample
     assert first["perturbation"].tolist() == full["perturbation"].tolist()
     assert np.allclose(first["effect"], full["effect"], atol=1e-6)
@@ -164,11 +167,11 @@ def test_stopped_precomputation_caches_nothing(constructed):
 
     from grape_core.screen import single_shifts
 
-    bundle = replace(constructed, _cache={})
+    bundle = Model(constructed.bundle)
     stop = threading.Event()
     stop.set()
     with pytest.raises(GrapeError, match="stopped"):
         single_shifts(bundle, stop=stop)
-    assert not bundle._cache.get("single_columns")
+    assert not bundle.screen_columns
     conditions, shifts = single_shifts(bundle)
     assert shifts.shape == (2, len(conditions), len(bundle.measured))

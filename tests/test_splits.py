@@ -11,10 +11,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from grape_core import keys
-from grape_core.conditions import genes_of
+from grape_core.data.conditions import genes_of
 from grape_core.config import SplitConfig
 from grape_core.errors import SplitError
-from grape_core.splits import Split, grape_split, make_split, read_conditions, simulation_split
+from grape_core.data.splits import Split, grape_split, make_split, read_conditions, simulation_split
 
 
 # ----------------------------------------------------------------------------------------
@@ -96,7 +96,7 @@ def norman_conditions():
     """The Norman 2019 conditions of the PerturBench devel file, in file order, GEARS form."""
     import anndata
 
-    from grape_core.conditions import canonical_map
+    from grape_core.data.conditions import canonical_map
 
     obs = anndata.read_h5ad(NORMAN_DEVEL).obs
     raw = obs.loc[obs["dataset"] == "norman19", "condition"].astype(str).unique().tolist()

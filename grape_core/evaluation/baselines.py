@@ -21,9 +21,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from . import keys
-from .conditions import genes_of
-from .data import PseudoBulk
+from .. import keys
+from ..data.conditions import genes_of
+from ..data.pseudobulk import PseudoBulk
 
 
 class Baseline:

@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from . import keys
+from .. import keys
 
 log = logging.getLogger(__name__)
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 
-from . import keys
-from .errors import ConditionError
+from .. import keys
+from ..errors import ConditionError
 
 _BAD_SEPARATORS = re.compile(r"[,;|/&_\s]")
 _CONTROL_WORDS = {c.lower() for c in keys.CONTROL_CANDIDATES}
@@ -93,6 +93,21 @@ def genes_of(condition: str) -> tuple[str, ...]:
 
 def is_pair(condition: str) -> bool:
     return len(genes_of(condition)) == 2
+
+
+def label(genes: Sequence[str]) -> str:
+    """The perturbed genes as people write them: ``KLF1`` or ``KLF1 + MAP2K6``."""
+    return " + ".join(genes)
+
+
+def short_label(condition: str) -> str:
+    """A condition without its control part: ``KLF1+ctrl`` -> ``KLF1``, ``A+B`` -> ``A+B``."""
+    return keys.SEP.join(genes_of(condition))
+
+
+def condition_label(condition: str) -> str:
+    """:func:`label` of a condition: ``KLF1+ctrl`` -> ``KLF1``, ``A+B`` -> ``A + B``."""
+    return label(genes_of(condition))
 
 
 def canonical_map(labels: Iterable[str], *, control_label: str | None = None) -> dict[str, str]:

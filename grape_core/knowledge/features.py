@@ -26,9 +26,9 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from .config import FeatureConfig, Paths
-from .errors import GrapeError
-from .io import read_safetensors_numpy, write_safetensors
+from ..config import FeatureConfig, Paths
+from ..errors import GrapeError
+from ..io import read_safetensors_numpy, write_safetensors
 
 log = logging.getLogger(__name__)
 

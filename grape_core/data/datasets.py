@@ -19,12 +19,15 @@ from dataclasses import dataclass
 from http.client import IncompleteRead
 from pathlib import Path
 
-from .config import Paths
-from .errors import DataFormatError, DownloadError
+from .. import keys
+from ..config import Paths
+from ..errors import DataFormatError, DownloadError
+from ..io import sha256_file
+from .read import read_perturbseq
 
 log = logging.getLogger(__name__)
 
-H5AD_NAME = "perturb_processed.h5ad"
+H5AD_NAME = keys.GEARS_H5AD
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,21 @@ def resolve_dataset(source: str | Path, *, data_dir: str | Path | None = None) -
         f"file not found: {source}; give a path to a .h5ad file or a known dataset name "
         f"({', '.join(REGISTRY)})"
     )
+
+
+def read(source: str | Path, *, data_dir: str | Path | None = None, **kwargs):
+    """Read a screen given as a local ``.h5ad`` (or GEARS folder) or as a registry name
+    (``adamson``, ``norman``; downloaded once into the data cache).
+
+    Keyword arguments go to :func:`~grape_core.data.read.read_perturbseq`; returns its
+    AnnData ``n_cells × n_genes``.
+
+    Examples
+    --------
+    >>> import grape_core as gc
+    >>> adata = gc.read("adamson")  # doctest: +SKIP
+    """
+    return read_perturbseq(resolve_dataset(source, data_dir=data_dir), **kwargs)
 
 
 def cached_path(name: str, *, data_dir: str | Path | None = None) -> Path:
@@ -209,8 +227,6 @@ def _extract_h5ad(archive: Path, dest: Path) -> None:
 
 
 def _verify(path: Path, entry: RegistryEntry, *, delete: bool, hash_check: bool = True) -> None:
-    from .data import sha256_file
-
     if entry.size is not None and path.stat().st_size != entry.size:
         got = path.stat().st_size
         if delete:

@@ -3,15 +3,14 @@
 The "setup" step of the project (as ``setup_anndata`` is in scvi-tools): whatever the
 source layout (GEARS, PerturBench / scPerturb), :func:`read_perturbseq` returns an AnnData
 in one standard form, or raises a :class:`~grape_core.errors.DataFormatError` that names the
-file, the column or the value and says what to do. No torch and no network here.
+file, the column or the value and says what to do. Local files only: no torch and no
+network here (a registry name is resolved, and downloaded, by :mod:`.datasets`).
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,26 +18,35 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from . import keys
-from .conditions import canonical_map, genes_of, parse_condition
-from .config import DataConfig
-from .errors import ConditionError, DataFormatError
+from .. import keys
+from ..config import DataConfig
+from ..errors import ConditionError, DataFormatError
+from ..io import sha256_file
+from .conditions import canonical_map, genes_of
 
 log = logging.getLogger(__name__)
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
 
-# ----------------------------------------------------------------------------------------
-# reading
-# ----------------------------------------------------------------------------------------
-def sha256_file(path: str | Path, *, chunk: int = 1 << 20) -> str:
-    """SHA-256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
+def local_file(source: str | Path) -> Path:
+    """The ``.h5ad`` file of ``source``: the file itself, or ``perturb_processed.h5ad`` in a
+    GEARS dataset folder.
+
+    Raises
+    ------
+    DataFormatError
+        Nothing there, or a folder without that file.
+    """
+    path = Path(source).expanduser()
+    if path.is_dir():
+        candidate = path / keys.GEARS_H5AD
+        if candidate.exists():
+            return candidate
+        raise DataFormatError(f"{path} is a folder; give the .h5ad file inside it")
+    if not path.exists():
+        raise DataFormatError(f"file not found: {source}; give the path of a .h5ad file")
+    return path
 
 
 def _check_hdf5(path: Path) -> None:
@@ -195,8 +203,8 @@ def read_perturbseq(
     Parameters
     ----------
     path
-        A local ``.h5ad`` file, or a registry name (``adamson``, ``norman``) that is then
-        downloaded into the data cache (see :mod:`grape_core.datasets`).
+        A local ``.h5ad`` file or GEARS dataset folder (for a registry name such as
+        ``adamson``, see :func:`grape_core.data.datasets.read`).
     config
         Reading settings; the keyword arguments override its fields.
     condition_key, control_label, gene_name_key
@@ -222,15 +230,13 @@ def read_perturbseq(
         Missing or unreadable file, no condition column, no control cells, only control
         cells, bad condition labels, duplicated genes, non-finite values, raw counts.
     """
-    from .datasets import H5AD_NAME, resolve_dataset
-
     config = config or DataConfig()
     condition_key = condition_key or config.condition_key
     control_label = control_label or config.control_label
     gene_name_key = gene_name_key or config.gene_name_key
     subset = tuple(subset) if subset else tuple(config.subset)
 
-    path = resolve_dataset(path)
+    path = local_file(path)
     adata = _read_anndata(path)
     warnings: list[str] = []
 
@@ -324,7 +330,7 @@ def read_perturbseq(
     out.uns[keys.UNS_SOURCE] = {
         "path": str(path),
         # GEARS layout (and the download cache): <name>/perturb_processed.h5ad
-        "name": Path(path).parent.name if Path(path).name == H5AD_NAME else Path(path).stem,
+        "name": Path(path).parent.name if Path(path).name == keys.GEARS_H5AD else Path(path).stem,
         "sha256": sha256_file(path) if checksum else "",
         "condition_key": key,
         "control_label": str(control),
@@ -336,236 +342,6 @@ def read_perturbseq(
     for w in warnings:
         log.warning("%s: %s", path, w)
     return out
-
-
-# ----------------------------------------------------------------------------------------
-# pseudo-bulk and DE genes
-# ----------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class PseudoBulk:
-    """Per-condition mean expression of a screen.
-
-    Attributes
-    ----------
-    genes
-        Measured gene symbols, ``(n_genes,)``; column order of every array.
-    conditions
-        Canonical perturbation labels (control excluded), sorted, ``(n_conds,)``.
-    means
-        Mean log-expression per condition, ``(n_conds, n_genes)``.
-    control_mean
-        Mean log-expression of control cells, ``(n_genes,)``.
-    n_cells
-        Cells per condition, ``(n_conds,)``; ``n_control`` control cells.
-    de_idx
-        Indices of the top ``n_de`` DE genes per condition, ``(n_conds, n_de)``.
-    """
-
-    genes: tuple[str, ...]
-    conditions: tuple[str, ...]
-    means: np.ndarray
-    control_mean: np.ndarray
-    n_cells: np.ndarray
-    n_control: int
-    de_idx: np.ndarray
-    dataset: str = ""
-    sha256: str = ""
-    de_source: str = "computed"
-    _index: dict[str, int] = field(default_factory=dict, repr=False, compare=False)
-    _by_genes: dict[frozenset[str], str] = field(default_factory=dict, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "_index", {c: i for i, c in enumerate(self.conditions)})
-        object.__setattr__(self, "_by_genes", {frozenset(genes_of(c)): c for c in self.conditions})
-
-    def find(self, condition: str) -> str | None:
-        """The measured condition that perturbs the same genes as ``condition`` (pair order
-        and ``ctrl+A`` / ``A+ctrl`` do not matter), or ``None``."""
-        return self._by_genes.get(frozenset(parse_condition(condition)))
-
-    @property
-    def shifts(self) -> np.ndarray:
-        """``means - control_mean``, ``(n_conds, n_genes)``."""
-        return self.means - self.control_mean[None, :]
-
-    def index(self, condition: str) -> int:
-        return self._index[condition]
-
-    def rows(self, conditions) -> np.ndarray:
-        return np.array([self._index[c] for c in conditions], dtype=int)
-
-    def __contains__(self, condition: str) -> bool:
-        return condition in self._index
-
-    @property
-    def perturbed_genes(self) -> tuple[str, ...]:
-        return tuple(sorted({g for c in self.conditions for g in genes_of(c)}))
-
-    def to_arrays(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        """Arrays and JSON-able metadata, for safetensors + manifest storage."""
-        arrays = {
-            "means": self.means.astype(np.float32),
-            "control_mean": self.control_mean.astype(np.float32),
-            "n_cells": self.n_cells.astype(np.int64),
-            "de_idx": self.de_idx.astype(np.int64),
-        }
-        meta = {
-            "genes": list(self.genes),
-            "conditions": list(self.conditions),
-            "n_control": int(self.n_control),
-            "dataset": self.dataset,
-            "sha256": self.sha256,
-            "de_source": self.de_source,
-        }
-        return arrays, meta
-
-    @classmethod
-    def from_arrays(cls, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> "PseudoBulk":
-        return cls(
-            genes=tuple(meta["genes"]),
-            conditions=tuple(meta["conditions"]),
-            means=np.asarray(arrays["means"], dtype=np.float32),
-            control_mean=np.asarray(arrays["control_mean"], dtype=np.float32),
-            n_cells=np.asarray(arrays["n_cells"], dtype=np.int64),
-            n_control=int(meta["n_control"]),
-            de_idx=np.asarray(arrays["de_idx"], dtype=np.int64),
-            dataset=meta.get("dataset", ""),
-            sha256=meta.get("sha256", ""),
-            de_source=meta.get("de_source", "computed"),
-        )
-
-
-def _group_moments(adata, groups: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-group count, mean and unbiased variance, each ``(n_groups, n_genes)``."""
-    codes = pd.Categorical(adata.obs[keys.CONDITION].astype(str), categories=groups).codes
-    keep = codes >= 0
-    rows = codes[keep]
-    cols = np.flatnonzero(keep)
-    indicator = sp.csr_matrix(
-        (np.ones(len(rows)), (rows, cols)), shape=(len(groups), adata.n_obs)
-    )
-    X = adata.X
-    if sp.issparse(X):
-        X64 = X.astype(np.float64)
-        s1 = np.asarray((indicator @ X64).todense())
-        s2 = np.asarray((indicator @ X64.multiply(X64)).todense())
-    else:
-        X64 = np.asarray(X, dtype=np.float64)
-        s1 = indicator @ X64
-        s2 = indicator @ (X64 * X64)
-    n = np.asarray(indicator.sum(axis=1)).ravel()
-    mean = s1 / n[:, None]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        var = (s2 - n[:, None] * mean**2) / (n[:, None] - 1)
-    var = np.where(np.isfinite(var), np.maximum(var, 0.0), 0.0)
-    return n, mean, var
-
-
-def rank_de_genes(
-    mean: np.ndarray, var: np.ndarray, n: np.ndarray, ctrl_mean: np.ndarray,
-    ctrl_var: np.ndarray, n_ctrl: int, *, n_de: int = 20,
-) -> np.ndarray:
-    """Top DE genes per group by |Welch t| against control (scanpy ``t-test``, ``rankby_abs``).
-
-    Parameters are per-group moments ``(n_groups, n_genes)`` and control moments
-    ``(n_genes,)``. Returns indices ``(n_groups, min(n_de, n_genes))``, strongest first.
-    """
-    with np.errstate(invalid="ignore", divide="ignore"):
-        denom = np.sqrt(var / n[:, None] + ctrl_var[None, :] / n_ctrl)
-        t = (mean - ctrl_mean[None, :]) / denom
-    t[~np.isfinite(t)] = 0.0
-    k = min(n_de, mean.shape[1])
-    order = np.argsort(-np.abs(t), axis=1, kind="stable")
-    return order[:, :k]
-
-
-def _condition_from_de_key(name: str, cell_types: list[str], raw_to_condition: dict[str, str]) -> str | None:
-    """``K562(?)_HSPA5+ctrl_1+1`` -> ``HSPA5+ctrl``; cell types may contain ``_``; a pair
-    stored in the other order than in ``obs`` is still found."""
-    from .conditions import find_condition
-
-    for ct in cell_types:
-        if name.startswith(ct + "_"):
-            name = name[len(ct) + 1:]
-            break
-    else:
-        name = name.split("_", 1)[-1]
-    raw = name.rsplit("_", 1)[0] if "_" in name else name
-    if raw in raw_to_condition:
-        return raw_to_condition[raw]
-    try:
-        return find_condition(raw, set(raw_to_condition.values()))
-    except Exception:  # noqa: BLE001 - an unparseable key is simply not ours
-        return None
-
-
-def _de_from_uns(adata, conditions: list[str], n_de: int) -> dict[str, np.ndarray]:
-    """DE indices stored by GEARS in ``uns['rank_genes_groups_cov_all']``, keyed by condition."""
-    stored = adata.uns.get(keys.DE_KEY)
-    if not isinstance(stored, dict) or not stored:
-        return {}
-    lookup: dict[str, int] = {}
-    for i, (gid, sym) in enumerate(zip(adata.var["gene_id"], adata.var[keys.GENE_NAME])):
-        lookup.setdefault(str(gid), i)
-        lookup.setdefault(str(sym), i)
-    name_to_condition: dict[str, str] = {}
-    if keys.CONDITION_NAME in adata.obs:
-        pairs = adata.obs[[keys.CONDITION_NAME, keys.CONDITION]].astype(str).drop_duplicates()
-        name_to_condition = dict(zip(pairs[keys.CONDITION_NAME], pairs[keys.CONDITION]))
-    raw_to_condition = dict(
-        adata.obs[[keys.CONDITION_RAW, keys.CONDITION]].astype(str).drop_duplicates().to_numpy()
-    )
-    cell_types = sorted(map(str, adata.obs[keys.CELL_TYPE].astype(str).unique()), key=len, reverse=True)
-    out: dict[str, np.ndarray] = {}
-    for name, genes in stored.items():
-        cond = name_to_condition.get(name)
-        if cond is None:  # GEARS form: f"{cell_type}_{condition}_{dose}"
-            cond = _condition_from_de_key(str(name), cell_types, raw_to_condition)
-        if cond is None or cond not in conditions:
-            continue
-        idx = [lookup[str(g)] for g in list(genes) if str(g) in lookup][:n_de]
-        if len(idx) == min(n_de, adata.n_vars):
-            out[cond] = np.asarray(idx, dtype=np.int64)
-    return out
-
-
-def pseudobulk(adata, *, n_de: int = 20) -> PseudoBulk:
-    """Per-condition mean expression, control mean, cell counts and DE genes.
-
-    Parameters
-    ----------
-    adata
-        Output of :func:`read_perturbseq` (``n_cells × n_genes``).
-    n_de
-        DE genes per condition (GEARS: 20). Taken from ``uns['rank_genes_groups_cov_all']``
-        when present, otherwise ranked by |Welch t| against control as scanpy's default.
-
-    Returns
-    -------
-    :class:`PseudoBulk` with ``means`` ``(n_conds, n_genes)`` and ``de_idx`` ``(n_conds, n_de)``.
-    """
-    labels = adata.obs[keys.CONDITION].astype(str)
-    conditions = sorted(set(labels.unique()) - {keys.CTRL})
-    groups = [keys.CTRL, *conditions]
-    n, mean, var = _group_moments(adata, groups)
-    de_idx = rank_de_genes(mean[1:], var[1:], n[1:], mean[0], var[0], int(n[0]), n_de=n_de)
-    stored = _de_from_uns(adata, conditions, n_de)
-    for i, cond in enumerate(conditions):
-        if cond in stored:
-            de_idx[i] = stored[cond]
-    source = adata.uns.get(keys.UNS_SOURCE, {})
-    return PseudoBulk(
-        genes=tuple(adata.var_names.astype(str)),
-        conditions=tuple(conditions),
-        means=mean[1:].astype(np.float32),
-        control_mean=mean[0].astype(np.float32),
-        n_cells=n[1:].astype(np.int64),
-        n_control=int(n[0]),
-        de_idx=de_idx.astype(np.int64),
-        dataset=str(source.get("name", "")),
-        sha256=str(source.get("sha256", "")),
-        de_source="stored" if len(stored) == len(conditions) else ("mixed" if stored else "computed"),
-    )
 
 
 def describe(adata) -> dict[str, Any]:

@@ -21,8 +21,8 @@ import logging
 import numpy as np
 import torch
 
-from .config import FeatureConfig
-from .model.encoder import GeneEncoder, info_nce
+from ..config import FeatureConfig
+from ..model.encoder import GeneEncoder, info_nce
 
 log = logging.getLogger(__name__)
 

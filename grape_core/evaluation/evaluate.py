@@ -17,18 +17,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import keys
+from .. import keys
 from .baselines import fit_baselines
-from .data import PseudoBulk
+from ..data.pseudobulk import PseudoBulk
+from ..data.splits import Split
 from .metrics import metrics_table, summarize
-from .splits import Split
+from .verdicts import Verdict, verdict
 
 Predictor = Callable[[Sequence[str]], np.ndarray]
 """conditions -> predicted mean expression ``(n_conds, n_genes)`` (NaN rows: abstains)."""
 
 HEADLINE = ("mse", "pearson", "pearson_de", "pearson_delta", "pearson_delta_de",
             "frac_correct_direction_20")
-LOWER_IS_BETTER = {"mse", "rmse", "mse_de"}
 
 
 @dataclass
@@ -82,46 +82,24 @@ class Report:
 
     def verdict(self, model: str = "grape") -> str:
         """Honest sentences: which baselines beat ``model`` on the same conditions, overall
-        (on both pearson_delta and mse) and per subgroup (on pearson_delta)."""
-        if model not in self.tables:
-            return ""
-        mine = self.tables[model]
-        better = []
+        (on both pearson_delta and mse) and per subgroup (on pearson_delta); the data
+        behind them is :meth:`verdict_data`."""
+        found = self.verdict_data(model)
+        return found.text if found is not None else ""
+
+    def verdict_data(self, model: str = "grape") -> Verdict | None:
+        """:func:`~.verdicts.verdict` of this report."""
+        return verdict(self.tables, self.subgroups, model=model)
+
+    def long_frame(self, split: Split) -> pd.DataFrame:
+        """Per-condition metrics in long format: ``model``, ``condition``, ``subgroup`` and
+        one column per metric (a bundle's ``metrics.csv``)."""
+        rows = []
         for name, table in self.tables.items():
-            if name == model:
-                continue
-            common = mine.index.intersection(table.index)
-            if not len(common):
-                continue
-            ours, theirs = mine.loc[common], table.loc[common]
-            if theirs["pearson_delta"].mean() > ours["pearson_delta"].mean() and \
-                    theirs["mse"].mean() < ours["mse"].mean():
-                better.append(
-                    f"{name} (pearson_delta {theirs['pearson_delta'].mean():.3f} vs "
-                    f"{ours['pearson_delta'].mean():.3f}, mse {theirs['mse'].mean():.4f} vs "
-                    f"{ours['mse'].mean():.4f}, {len(common)} conditions)")
-        if better:
-            text = f"Baselines that beat {model} on both pearson_delta and mse: " + "; ".join(better) + "."
-        else:
-            text = f"No baseline beats {model} on both pearson_delta and mse over all held-out conditions."
-        groups = []
-        for group, members in self.subgroups.items():
-            rows = mine.index.intersection(members)
-            best = None  # (margin, text) of the rival that wins by most, on its own conditions
-            for name, table in self.tables.items():
-                common = rows.intersection(table.index)
-                if name == model or not len(common):
-                    continue
-                ours = mine.loc[common, "pearson_delta"].mean()
-                theirs = table.loc[common, "pearson_delta"].mean()
-                if theirs > ours and (best is None or theirs - ours > best[0]):
-                    best = (theirs - ours, f"{group} ({len(common)} of {len(rows)}): "
-                                           f"{name} {theirs:.3f} vs {ours:.3f}")
-            if best is not None:
-                groups.append(best[1])
-        if groups:
-            text += " Subgroups where a baseline has the higher pearson_delta: " + "; ".join(groups) + "."
-        return text
+            for cond, row in table.iterrows():
+                rows.append({"model": name, "condition": cond,
+                             "subgroup": split.subgroup_of(cond) or "", **row.to_dict()})
+        return pd.DataFrame(rows)
 
 
 def evaluate_models(
@@ -166,3 +144,28 @@ def evaluate_models(
         dataset=pb.dataset, split=split.name, seed=split.seed, test_conditions=held_out,
         tables=tables, subgroups={g: m for g, m in subgroups.items() if m},
     )
+
+
+def uncertainty_check(mean: np.ndarray, std: np.ndarray, truth: np.ndarray,
+                      control: np.ndarray) -> dict[str, float]:
+    """Does a larger ensemble spread go with a larger error, over held-out (condition, gene)?
+
+    Only genes expressed above the median control level count: silent genes have both no
+    error and no spread, which would make any model look calibrated.
+    """
+    from scipy.stats import spearmanr
+
+    expressed = control >= np.median(control)
+    err = np.abs(mean - truth)[:, expressed].ravel()
+    spread = std[:, expressed].ravel()
+    if spread.size < 3 or np.ptp(spread) == 0:
+        return {"spearman_std_vs_error": float("nan"), "n": int(spread.size)}
+    q = np.quantile(spread, [0.1, 0.9])
+    return {
+        "spearman_std_vs_error": float(spearmanr(spread, err).statistic),
+        "mean_error_top_decile_std": float(err[spread >= q[1]].mean()),
+        "mean_error_bottom_decile_std": float(err[spread <= q[0]].mean()),
+        "within_2_std": float(np.mean(err <= 2 * spread)),
+        "n": int(spread.size),
+        "genes": "expressed above the median control level",
+    }

@@ -33,11 +33,11 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from . import keys
-from .config import FeatureConfig, GraphConfig, Paths
-from .data import sha256_file
-from .errors import BundleError, GrapeError
-from .io import read_safetensors_numpy, write_bytes, write_json, write_safetensors, write_table
+from .. import keys
+from ..config import FeatureConfig, GraphConfig, Paths
+from ..io import sha256_file
+from ..errors import BundleError, GrapeError
+from ..io import read_safetensors_numpy, write_bytes, write_json, write_safetensors, write_table
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +129,7 @@ class GeneKnowledge:
         lookup = {g: i for i, g in enumerate(self.genes)}
         missing = [s for s in symbols if s not in lookup]
         if missing:
-            from .errors import UnknownGeneError
+            from ..errors import UnknownGeneError
 
             raise UnknownGeneError(f"gene(s) not in the gene knowledge: {', '.join(missing[:5])}",
                                    gene=missing[0])
@@ -137,7 +137,7 @@ class GeneKnowledge:
 
     def encoder(self):
         """The pre-trained :class:`~grape_core.model.encoder.GeneEncoder` (eval mode)."""
-        from .model.encoder import GeneEncoder
+        from ..model.encoder import GeneEncoder
 
         enc = GeneEncoder(**self.encoder_sizes)
         enc.load_state_dict(self.encoder_state, strict=True)
@@ -154,7 +154,7 @@ class GeneKnowledge:
 
     # ------------------------------------------------------------------ save / load
     def manifest(self) -> dict[str, Any]:
-        from . import __version__
+        from .. import __version__
 
         return {
             "format": FORMAT_VERSION,
@@ -308,7 +308,7 @@ def _file_stamp(path: Path) -> str:
 def knowledge_key(symbols, ensembl_ids, measured, control_X, feature_config: FeatureConfig,
                   graph_config: GraphConfig, paths: Paths) -> str:
     """Hash naming a build: inputs, settings, model files, annotation and gene sources."""
-    from . import __version__
+    from .. import __version__
     from .features import dna_view_kind, model_identity, sha256_json, sha256_strings, text_model_dir
     from .genes import EPD_ENSEMBL, EPD_SEQUENCES, GENCODE_FILE, annotation_version
 
@@ -408,11 +408,9 @@ def build_gene_knowledge(
     GrapeError
         Missing model folders or annotation files.
     """
-    from .features import (check_feature_config, describe_genes, dna_features, dna_view_kind,
-                           model_identity, text_features, text_model_dir)
+    from .features import (check_feature_config, describe_genes, dna_features, dna_view_kind, model_identity, text_features, text_model_dir)
     from .genes import coverage, gene_table
-    from .graphs import (coexpression_prior, empty_edges, go_prior, graph_stats,
-                         similarity_prior, type_edges, union_prior)
+    from .graphs import (coexpression_prior, empty_edges, go_prior, graph_stats, similarity_prior, type_edges, union_prior)
     from .pretrain import encode_genes, pretrain_encoder
 
     feature_config = feature_config or FeatureConfig()
@@ -559,7 +557,7 @@ def genes_of_adata(adata) -> tuple[list[str], list[str], list[str]]:
     Measured genes first in ``var`` order, then perturbed genes that are not measured,
     sorted. ``ensembl_ids`` come from ``var['gene_id']`` where it holds ENSG ids.
     """
-    from .conditions import genes_of
+    from ..data.conditions import genes_of
 
     measured = [str(g) for g in adata.var_names]
     conds = adata.obs[keys.CONDITION].astype(str).unique()

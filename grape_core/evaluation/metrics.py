@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from . import keys
+from .. import keys
 
 
 def pearson(x: np.ndarray, y: np.ndarray) -> float:

@@ -17,10 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from . import keys
+from .. import keys
 from .conditions import canonical, genes_of
-from .config import SplitConfig
-from .errors import SplitError
+from ..config import SplitConfig
+from ..errors import SplitError
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,7 @@ class Split:
         )
 
     def save(self, path: str | Path) -> None:
-        from .io import write_json
+        from ..io import write_json
 
         write_json(path, self.to_dict())
 

@@ -13,13 +13,14 @@ and the pair is described by the scores of GEARS ``gears/utils.py:get_coeffs``:
 - ``dominance = |log10(|c1| / |c2|)|``; ``eq_contr = min(dcor_first, dcor_second) /
   max(dcor_first, dcor_second)``.
 
-Differences from GEARS, all in degenerate corners: ``dominance`` uses ``|c1|/|c2|`` (GEARS
-takes the log of ``c1/c2`` and returns NaN whenever the signs differ; identical otherwise);
-NaN and inf are returned instead of warnings (see :func:`interaction_scores`); the random
-subsets of the Theil-Sen fit come from ``numpy.random.default_rng(seed)``, so with more than
-``max_subsets`` gene pairs the coefficients differ from scikit-learn's (random_state=1000)
-by the subsampling noise. With ``n_genes * (n_genes - 1) / 2 <= max_subsets`` (up to 447
-genes at the default) every pair is used and the fit is deterministic.
+The fit and the distance correlations are GEARS' own libraries: scikit-learn's
+``TheilSenRegressor(fit_intercept=False, max_subpopulation=max_subsets, max_iter=1000)`` and
+``dcor.distance_correlation``. Differences from GEARS, all in degenerate corners:
+``dominance`` uses ``|c1|/|c2|`` (GEARS takes the log of ``c1/c2`` and returns NaN whenever
+the signs differ; identical otherwise); NaN and inf are returned instead of warnings (see
+:func:`interaction_scores`); the random subsets of the Theil-Sen fit are drawn with
+``random_state=seed`` (GEARS: 1000). With ``n_genes * (n_genes - 1) / 2 <= max_subsets`` (up
+to 447 genes at the default) every pair is used and the fit is deterministic.
 
 Interaction types
 -----------------
@@ -70,7 +71,7 @@ Shapes
 ``shift_a``, ``shift_b``, ``shift_ab``: ``(n_genes,)`` shifts (perturbed − control mean);
 ``genes``: indices or a boolean mask over ``n_genes`` selecting ``n_sel`` genes (GEARS uses
 high-mean genes). Distance correlations use ``O(n_sel²)`` memory (four ``n_sel x n_sel``
-float64 matrices: about 0.8 GB at 5,000 genes); callers usually pass a few hundred genes.
+float64 matrices at most); callers usually pass a few hundred genes.
 """
 
 from __future__ import annotations
@@ -101,68 +102,14 @@ SYNERGY_MIN_REL_MAG = 1.05
 SUPPRESSOR_MAX_REL_MAG = 0.80
 
 # Theil-Sen settings used by GEARS (sklearn TheilSenRegressor(max_iter=1000), tol 1e-3).
-_WEISZFELD_MAX_ITER = 1000
-_WEISZFELD_TOL = 1e-3
-_EPS = float(np.finfo(np.float64).eps)
+_MAX_ITER = 1000
 
 
 # --------------------------------------------------------------------------- Theil-Sen
-def _pair_indices(n: int, *, seed: int, max_subsets: int) -> np.ndarray:
-    """All gene pairs, or ``max_subsets`` random ones (each of two distinct genes). ``(m, 2)``."""
-    if n * (n - 1) // 2 <= max_subsets:
-        return np.stack(np.triu_indices(n, k=1), axis=1)
-    rng = np.random.default_rng(seed)
-    i = rng.integers(0, n, size=max_subsets)
-    j = rng.integers(0, n - 1, size=max_subsets)
-    j = j + (j >= i)
-    return np.stack([i, j], axis=1)
-
-
-def _solve_pairs(x: np.ndarray, y: np.ndarray, pairs: np.ndarray) -> np.ndarray:
-    """Least-squares (minimum-norm when singular, as LAPACK gelss) solution per pair. ``(m, 2)``."""
-    a = x[pairs]  # (m, 2 rows, 2 features)
-    b = y[pairs]  # (m, 2)
-    det = a[:, 0, 0] * a[:, 1, 1] - a[:, 0, 1] * a[:, 1, 0]
-    frob = (a * a).sum(axis=(1, 2))
-    ok = np.abs(det) > _EPS * frob
-    out = np.empty((len(pairs), 2))
-    d = np.where(ok, det, 1.0)
-    out[:, 0] = (b[:, 0] * a[:, 1, 1] - b[:, 1] * a[:, 0, 1]) / d
-    out[:, 1] = (a[:, 0, 0] * b[:, 1] - a[:, 1, 0] * b[:, 0]) / d
-    if not ok.all():
-        bad = ~ok
-        pinv = np.linalg.pinv(a[bad], rcond=_EPS)
-        out[bad] = np.einsum("mij,mj->mi", pinv, b[bad])
-    return out
-
-
-def _spatial_median(points: np.ndarray) -> np.ndarray:
-    """Spatial (L1) median by modified Weiszfeld iterations (Vardi & Zhang 2000). ``(2,)``."""
-    tol2 = _WEISZFELD_TOL**2
-    old = points.mean(axis=0)
-    for _ in range(_WEISZFELD_MAX_ITER):
-        diff = points - old
-        norm = np.sqrt((diff * diff).sum(axis=1))
-        keep = norm >= _EPS
-        at_point = int(keep.sum() < len(points))
-        inv = 1.0 / norm[keep]
-        pull = np.linalg.norm((diff[keep] * inv[:, None]).sum(axis=0))
-        if pull > _EPS:
-            target = (points[keep] * inv[:, None]).sum(axis=0) / inv.sum()
-        else:
-            target, pull = old, 1.0
-        new = max(0.0, 1.0 - at_point / pull) * target + min(1.0, at_point / pull) * old
-        done = float(((old - new) ** 2).sum()) < tol2
-        old = new
-        if done:
-            break
-    return old
-
-
 def theil_sen(
     x: np.ndarray, y: np.ndarray, *, seed: int = 0, max_subsets: int = 100_000
 ) -> np.ndarray:
-    """Theil-Sen regression without intercept (scikit-learn ``TheilSenRegressor`` semantics).
+    """Theil-Sen regression without intercept: scikit-learn's ``TheilSenRegressor``.
 
     Each subset of ``n_features`` rows gives an exact least-squares solution; the estimate is
     the spatial median of these solutions.
@@ -174,7 +121,7 @@ def theil_sen(
     y
         ``(n_genes,)`` response.
     seed
-        Seed for the random subsets, used only when there are more than ``max_subsets``.
+        ``random_state`` of the subsets, used only when there are more than ``max_subsets``.
     max_subsets
         Cap on the number of subsets (GEARS: 1e5).
 
@@ -188,6 +135,11 @@ def theil_sen(
     ValueError
         If ``x`` is not ``(n_genes, 2)``, shapes disagree, or ``n_genes < 2``.
     """
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import TheilSenRegressor
+
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64).ravel()
     if x.ndim != 2 or x.shape[1] != 2:
@@ -198,44 +150,17 @@ def theil_sen(
         raise ValueError(f"need at least 2 genes for the fit, got {len(x)}")
     if max_subsets < 1:
         raise ValueError(f"max_subsets must be >= 1, got {max_subsets}")
-    pairs = _pair_indices(len(x), seed=seed, max_subsets=max_subsets)
-    return _spatial_median(_solve_pairs(x, y, pairs))
+    fit = TheilSenRegressor(fit_intercept=False, max_subpopulation=max_subsets,
+                            max_iter=_MAX_ITER, random_state=seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        fit.fit(x, y)
+    return np.asarray(fit.coef_, dtype=np.float64)
 
 
 # --------------------------------------------------------------- distance correlation
-def _distances(v: np.ndarray) -> np.ndarray:
-    """Euclidean distances between the rows of ``v`` (``(n,)`` or ``(n, p)``). ``(n, n)``."""
-    v = v.reshape(len(v), -1)
-    dist = np.zeros((len(v), len(v)))
-    for col in v.T:
-        dist += np.subtract.outer(col, col) ** 2
-    return np.sqrt(dist, out=dist)
-
-
-def _double_center(dist: np.ndarray) -> np.ndarray:
-    """Double-centre a distance matrix in place and return it. ``(n, n)``."""
-    row = dist.mean(axis=0)
-    dist -= row[:, None]
-    dist -= row[None, :]
-    dist += row.mean()
-    return dist
-
-
-def _centered_distances(v: np.ndarray) -> np.ndarray:
-    """Double-centred Euclidean distance matrix of the rows of ``v``. ``(n, n)``."""
-    return _double_center(_distances(v))
-
-
-def _dcor_from_centered(a: np.ndarray, b: np.ndarray) -> float:
-    """Distance correlation from two double-centred distance matrices (0 if one is constant)."""
-    dvar = math.sqrt(float((a * a).mean()) * float((b * b).mean()))
-    if dvar <= 0.0:
-        return 0.0
-    return math.sqrt(min(1.0, max(0.0, float((a * b).mean()) / dvar)))
-
-
 def distance_correlation(x: np.ndarray, y: np.ndarray) -> float:
-    """Székely distance correlation (biased V-statistic, as ``dcor.distance_correlation``).
+    """Székely distance correlation (biased V-statistic): ``dcor.distance_correlation``.
 
     Parameters
     ----------
@@ -252,11 +177,17 @@ def distance_correlation(x: np.ndarray, y: np.ndarray) -> float:
     ValueError
         If ``x`` and ``y`` have different numbers of rows.
     """
+    import dcor
+
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     if len(x) != len(y):
         raise ValueError(f"x and y need the same number of rows, got {len(x)} and {len(y)}")
-    return _dcor_from_centered(_centered_distances(x), _centered_distances(y))
+    if np.ptp(x.reshape(len(x), -1), axis=0).max(initial=0.0) == 0 or \
+            np.ptp(y.reshape(len(y), -1), axis=0).max(initial=0.0) == 0:
+        return 0.0
+    value = float(dcor.distance_correlation(x, y))
+    return min(1.0, max(0.0, value)) if np.isfinite(value) else 0.0
 
 
 # ----------------------------------------------------------------------- GI scores
@@ -361,14 +292,10 @@ def interaction_scores(
     c1, c2 = (float(c) for c in theil_sen(singles, ab, seed=seed, max_subsets=max_subsets))
     fitted = singles @ np.array([c1, c2])
 
-    da, db = _distances(a), _distances(b)
-    cx = _double_center(np.hypot(da, db))  # distances of the 2-D rows (shift_a, shift_b)
-    ca, cb, cab = _double_center(da), _double_center(db), _centered_distances(ab)
-    dcor = _dcor_from_centered(cx, cab)
-    del cx
-    dcor_first = _dcor_from_centered(ca, cab)
-    dcor_second = _dcor_from_centered(cb, cab)
-    dcor_singles = _dcor_from_centered(ca, cb)
+    dcor = distance_correlation(singles, ab)
+    dcor_first = distance_correlation(a, ab)
+    dcor_second = distance_correlation(b, ab)
+    dcor_singles = distance_correlation(a, b)
     hi = max(dcor_first, dcor_second)
     return {
         "c1": c1,

@@ -33,9 +33,9 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
-from . import keys
-from .config import ASSETS, Paths
-from .errors import DataFormatError, GrapeError
+from .. import keys
+from ..config import ASSETS, Paths
+from ..errors import DataFormatError, GrapeError
 
 log = logging.getLogger(__name__)
 

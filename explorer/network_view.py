@@ -1,0 +1,105 @@
+"""The interactive network view: a self-contained pyvis page of a neighbourhood.
+
+Offline (no CDN: every ``<link>``/``<script src>`` to another server is removed) and safe
+(every label and tooltip HTML-escaped). The neighbourhood itself comes from
+:func:`grape_core.network.neighbourhood`.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from collections.abc import Sequence
+
+import pandas as pd
+
+from grape_core.network import CODING, NONCODING, biotype_class
+
+from .charts import BIOTYPE_COLORS, EDGE_STATUS_COLORS
+
+_CDN_TAG = re.compile(
+    r"<link\b[^>]*\bhref\s*=\s*[\"']?(?:https?:)?//[^>]*>"
+    r"|<script\b[^>]*\bsrc\s*=\s*[\"']?(?:https?:)?//[^>]*>\s*</script>",
+    re.IGNORECASE | re.DOTALL,
+)
+_EMPTY_HEADING = re.compile(r"<center>\s*<h1>\s*</h1>\s*</center>", re.IGNORECASE)
+
+
+def inline_only(page: str) -> str:
+    """Remove every ``<link>``/``<script src>`` that points to another server (pyvis' template
+    pulls bootstrap from a CDN) so the page works offline and calls nobody."""
+    return _EMPTY_HEADING.sub("", _CDN_TAG.sub("", page))
+
+
+def _legend_html(focus: Sequence[str]) -> str:
+    def swatch(color: str, text: str, *, line: bool = False, dashed: bool = False) -> str:
+        style = (f"display:inline-block;width:22px;height:0;border-top:3px {'dashed' if dashed else 'solid'} {color};"
+                 "vertical-align:middle;margin-right:4px" if line else
+                 f"display:inline-block;width:11px;height:11px;border-radius:50%;background:{color};"
+                 "vertical-align:middle;margin-right:4px")
+        return f"<span style='margin-right:14px'><span style=\"{style}\"></span>{html.escape(text)}</span>"
+
+    items = [swatch(BIOTYPE_COLORS[CODING], "coding gene"),
+             swatch(BIOTYPE_COLORS[NONCODING], "non-coding gene"),
+             swatch(EDGE_STATUS_COLORS["both"], "in prior and learned", line=True),
+             swatch(EDGE_STATUS_COLORS["learned only"], "learned only (new)", line=True),
+             swatch(EDGE_STATUS_COLORS["prior only"], "prior only (dropped)", line=True, dashed=True)]
+    chosen = ", ".join(html.escape(g) for g in focus)
+    return ("<div id='grape-legend' style=\"font:13px sans-serif;color:#2d3748;padding:6px 4px\">"
+            + "".join(items) + f"<span>&#9733; perturbed: {chosen}</span></div>")
+
+
+def network_html(edges: pd.DataFrame, genes: pd.DataFrame, focus: Sequence[str], *,
+                 height: int = 600) -> str:
+    """A self-contained interactive pyvis page of a :func:`neighbourhood` (no CDN, every
+    label and tooltip HTML-escaped).
+
+    ``genes``: the bundle's gene table (index symbol; ``biotype``, ``is_coding``,
+    ``full_name``).
+    """
+    from pyvis.network import Network
+
+    net = Network(height=f"{height}px", width="100%", directed=True, cdn_resources="in_line",
+                  bgcolor="#ffffff", font_color="#1a202c")
+    nodes = list(dict.fromkeys([*focus, *edges["source"], *edges["target"]]))
+    degree = pd.concat([edges["source"], edges["target"]]).value_counts()
+    for gene in nodes:
+        info = genes.loc[gene] if gene in genes.index else None
+        coding = bool(info["is_coding"]) if info is not None else True
+        biotype = str(info["biotype"]) if info is not None else "unknown"
+        name = str(info.get("full_name", "")) if info is not None else ""
+        label = html.escape(str(gene))
+        title = html.escape(f"{gene} · {biotype}" + (f" · {name}" if name else ""))
+        is_focus = gene in focus
+        net.add_node(label, label=label, title=title,
+                     color={"background": BIOTYPE_COLORS[biotype_class(coding)],
+                            "border": "#1a202c" if is_focus else "#ffffff"},
+                     shape="star" if is_focus else "dot",
+                     size=30 if is_focus else 10 + 2 * min(int(degree.get(gene, 0)), 8),
+                     borderWidth=3 if is_focus else 1,
+                     font={"size": 20 if is_focus else 14, "strokeWidth": 3, "strokeColor": "#ffffff"})
+    wmax = float(edges["weight"].max()) if len(edges) else 1.0
+    for row in edges.itertuples(index=False):
+        title = html.escape(f"{row.source} → {row.target} · {row.status} · weight {row.weight:.3f}")
+        net.add_edge(html.escape(str(row.source)), html.escape(str(row.target)), title=title,
+                     width=1 + 7 * float(row.weight) / max(wmax, 1e-12),
+                     color=EDGE_STATUS_COLORS[row.status], dashes=row.status == "prior only")
+    net.set_options(json.dumps({
+        "physics": {"barnesHut": {"gravitationalConstant": -9000, "springLength": 140,
+                                  "springConstant": 0.03, "avoidOverlap": 0.3},
+                    "stabilization": {"iterations": 300, "fit": True}},
+        "edges": {"smooth": {"type": "continuous"},
+                  "arrows": {"to": {"enabled": True, "scaleFactor": 0.4}}},
+        "interaction": {"hover": True, "tooltipDelay": 80, "navigationButtons": False},
+    }))
+    page = net.generate_html(notebook=False)
+    page = inline_only(page)
+    return page.replace("<body>", "<body>" + _legend_html(list(focus)), 1)
+
+
+def strongest_learned(learned: pd.DataFrame, *, new_only: bool = False, n: int = 200) -> pd.DataFrame:
+    """:func:`grape_core.network.strongest_learned` (the table under the network)."""
+    from grape_core.network import strongest_learned as strongest
+
+    return strongest(learned, new_only=new_only, n=n)

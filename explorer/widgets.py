@@ -1,0 +1,151 @@
+"""Inputs: the gene picker with suggestions, uploads, file paths and pasted signatures.
+
+Every widget keeps a stable key, and its value is remembered for the session (see
+:mod:`.state`). Wrong input becomes one ``st.error`` line (:func:`.layout.show_error`).
+"""
+
+from __future__ import annotations
+
+import atexit
+import hashlib
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+from grape_core.errors import GrapeError, UnknownGeneError
+from grape_core.io import write_bytes
+
+from .layout import md, show_error
+from .loaders import evaluation, file_stamp, screen_data
+from .state import Selection, changed, remember, replace_gene, restore
+
+UPLOAD_LIMIT_ENV = "GRAPE_MAX_UPLOAD_MB"
+_UPLOAD_FOLDERS: set[str] = set()
+"""Per-session upload folders, removed at exit."""
+
+
+@atexit.register
+def _remove_uploads() -> None:
+    for folder in list(_UPLOAD_FOLDERS):
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+# ----------------------------------------------------------------------------- genes
+def gene_picker(model, *, key: str = "genes", label: str = "Gene or pair to perturb") -> list[str]:
+    """Searchable choice of up to two genes among the model's; typed symbols are accepted
+    and checked (with suggestions) by :func:`resolve`."""
+    restore(key, [], url=True, valid=lambda v: isinstance(v, list))
+    genes = st.multiselect(
+        label, sorted(model.genes), key=key, accept_new_options=True, on_change=changed, args=(key,),
+        placeholder="type a gene symbol, e.g. KLF1",
+        help=f"One gene, or two for a pair. Only the {len(model.genes)} genes of this model's graph "
+             "can be predicted; other symbols get suggestions.")
+    remember(key, list(genes), url=True)
+    return genes
+
+
+def resolve(model, genes: Sequence[str], *, key: str = "genes") -> tuple[str, ...] | None:
+    """The model's genes for the chosen ones (a measured pair in its measured order), or
+    ``None`` after showing why not (with one-click suggestions for a mistyped symbol)."""
+    from grape_core.data.conditions import genes_of
+    from grape_core.predict import resolve_perturbation
+
+    try:
+        return genes_of(resolve_perturbation(model, list(genes)))
+    except UnknownGeneError as exc:
+        show_error(exc)
+        if exc.suggestions:
+            cols = st.columns(min(len(exc.suggestions), 5))
+            for col, suggestion in zip(cols, exc.suggestions):
+                col.button(f"Use {suggestion}", key=f"suggest-{key}-{suggestion}",
+                           on_click=replace_gene, args=(key, exc.gene, suggestion))
+        return None
+    except GrapeError as exc:
+        show_error(exc)
+        return None
+
+
+# ----------------------------------------------------------------------------- signatures
+def signature(text: str) -> dict[str, float] | None:
+    """A pasted signature (``gene weight`` per line) read by the library, or ``None`` after
+    one message."""
+    from grape_core.screen import parse_signature
+
+    try:
+        return parse_signature(text)
+    except GrapeError as exc:
+        show_error(exc)
+        return None
+
+
+# ----------------------------------------------------------------------------- your data
+def upload_limit_mb() -> float:
+    """Upload size limit: ``server.maxUploadSize``, lowered by ``GRAPE_MAX_UPLOAD_MB``."""
+    limit = float(st.get_option("server.maxUploadSize"))
+    env = os.environ.get(UPLOAD_LIMIT_ENV, "").strip()
+    try:
+        return min(limit, float(env)) if env else limit
+    except ValueError:
+        return limit
+
+
+def _session_folder() -> Path:
+    folder = st.session_state.get("_upload_dir")
+    if not folder or not Path(folder).is_dir():
+        folder = tempfile.mkdtemp(prefix="grape-upload-")
+        _UPLOAD_FOLDERS.add(folder)
+        st.session_state["_upload_dir"] = folder
+    return Path(folder)
+
+
+def save_upload(uploaded) -> Path | None:
+    """Write an uploaded file to this session's temporary folder (never executed, never
+    next to the app); ``None`` with a message when it is over the size limit."""
+    limit = upload_limit_mb()
+    size_mb = uploaded.size / 2**20
+    if size_mb > limit:
+        st.error(f"{md(uploaded.name)} is {size_mb:.1f} MB, over the upload limit of {limit:g} MB; "
+                 "open it by its path on this computer instead (or raise the limit with "
+                 f"{UPLOAD_LIMIT_ENV} / server.maxUploadSize).", icon=":material/error:")
+        return None
+    tag = hashlib.sha1(f"{uploaded.file_id}:{uploaded.name}:{uploaded.size}".encode()).hexdigest()[:12]
+    path = _session_folder() / f"upload-{tag}.h5ad"
+    if not path.exists():
+        for older in path.parent.glob("upload-*.h5ad"):  # a session keeps its latest upload
+            older.unlink(missing_ok=True)
+        write_bytes(path, uploaded.getvalue())
+    return path
+
+
+def read_data(path: str | Path, *, display_name: str = "") -> tuple[Any, dict, Any] | None:
+    """Read and validate a Perturb-seq file (cached): ``(adata, describe(), pseudobulk)``,
+    or ``None`` after one clear message."""
+    path = Path(path).expanduser()
+    shown = display_name or str(path)
+    if not path.is_file():
+        show_error(f"file not found: {shown}; give the full path of a .h5ad file on this computer")
+        return None
+    try:
+        with st.spinner(f"Reading and checking {shown}…"):
+            return screen_data(str(path), file_stamp(path))
+    except GrapeError as exc:
+        show_error(str(exc).replace(str(path), shown))
+        return None
+
+
+def evaluate_on(sel: Selection, path: str | Path):
+    """Held-out metrics of the chosen model on the user's data (same genes required):
+    ``(table, verdict)``, or ``None`` after one message."""
+    try:
+        with st.spinner(f"Evaluating {sel.model} on your data…"):
+            return evaluation(sel.folder, sel.stamp, str(path), file_stamp(path))
+    except GrapeError as exc:
+        show_error(exc)
+    except ValueError as exc:  # e.g. none of the model's held-out perturbations in the file
+        show_error(f"cannot evaluate {sel.model} on this file: {exc}")
+    return None
