@@ -42,7 +42,6 @@ from ..io import read_safetensors_numpy, write_bytes, write_json, write_safetens
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
-PRIOR_NAMES = ("similarity", "go", "coexpression", "union")
 _FILES = ("genes.csv", "sequences.fa.gz", "features.safetensors", "encoder.safetensors")
 
 
@@ -242,7 +241,10 @@ class GeneKnowledge:
         for col in ("is_coding", "has_sequence"):
             table[col] = table[col].map({"True": True, "False": False}).astype(bool)
         table.index = pd.Index(table["symbol"].tolist())
-        seqs = dict(_parse_fasta(gzip.decompress((root / "sequences.fa.gz").read_bytes()).decode()))
+        from .genes import parse_fasta
+
+        text = gzip.decompress((root / "sequences.fa.gz").read_bytes()).decode()
+        seqs = dict(parse_fasta(text.splitlines()))
         table["sequence"] = [seqs.get(g, "") for g in table["symbol"]]
         if tuple(table["symbol"]) != genes:
             raise BundleError(f"{root}/genes.csv does not list the genes of knowledge.json")
@@ -266,19 +268,6 @@ class GeneKnowledge:
             graph_config=GraphConfig.from_dict(manifest["graph_config"]),
             measured=tuple(manifest.get("measured", ())), key=manifest.get("key", ""),
         )
-
-
-def _parse_fasta(text: str):
-    name, chunks = None, []
-    for line in text.splitlines():
-        if line.startswith(">"):
-            if name is not None:
-                yield name, "".join(chunks)
-            name, chunks = line[1:].strip(), []
-        elif name is not None:
-            chunks.append(line.strip())
-    if name is not None:
-        yield name, "".join(chunks)
 
 
 # ----------------------------------------------------------------------------------------

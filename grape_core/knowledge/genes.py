@@ -281,19 +281,25 @@ def _fasta_keys(header: str) -> list[str]:
     return list(dict.fromkeys(k.split(".")[0] if k.startswith("ENS") else k for k in out))
 
 
-def _read_fasta(path: Path) -> Iterator[tuple[str, str]]:
-    opener = gzip.open if path.suffix == ".gz" else open
+def parse_fasta(lines: Iterable[str]) -> Iterator[tuple[str, str]]:
+    """``(header, sequence)`` of each FASTA record in ``lines`` (text before the first
+    ``>`` is ignored); the one FASTA reader of the project."""
     header, chunks = None, []
-    with opener(path, "rt") as fh:
-        for line in fh:
-            if line.startswith(">"):
-                if header is not None:
-                    yield header, "".join(chunks)
-                header, chunks = line[1:].strip(), []
-            elif header is not None:
-                chunks.append(line.strip())
+    for line in lines:
+        if line.startswith(">"):
+            if header is not None:
+                yield header, "".join(chunks)
+            header, chunks = line[1:].strip(), []
+        elif header is not None:
+            chunks.append(line.strip())
     if header is not None:
         yield header, "".join(chunks)
+
+
+def _read_fasta(path: Path) -> Iterator[tuple[str, str]]:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt") as fh:
+        yield from parse_fasta(fh)
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,6 @@ from .. import keys
 
 log = logging.getLogger(__name__)
 
-EDGE_COLUMNS = ("src", "dst", "weight", "source", "relation")
 SOURCES = ("similarity", "go", "coexpression", "union")
 _CHUNK = 1024
 
@@ -532,20 +531,6 @@ def to_edge_index_dict(edges: pd.DataFrame, is_coding: Sequence[bool] | np.ndarr
     return HeteroEdges(out, node_index, torch.as_tensor(local, dtype=torch.long))
 
 
-def to_edge_index(edges: pd.DataFrame):
-    """Homogeneous ``(edge_index LongTensor (2, n_edges), weight FloatTensor (n_edges,))``
-    in global node indices (row 0 source, row 1 destination)."""
-    import torch
-
-    index = np.stack([edges["src"].to_numpy(np.int64), edges["dst"].to_numpy(np.int64)]) \
-        if len(edges) else np.zeros((2, 0), np.int64)
-    return (torch.as_tensor(index, dtype=torch.long),
-            torch.as_tensor(edges["weight"].to_numpy(np.float32)))
-
-
-# ----------------------------------------------------------------------------------------
-# statistics
-# ----------------------------------------------------------------------------------------
 def _summary(values: np.ndarray) -> dict[str, float]:
     if len(values) == 0:
         return {"min": 0.0, "median": 0.0, "mean": 0.0, "max": 0.0}

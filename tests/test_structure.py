@@ -1,0 +1,169 @@
+"""The house rules of the layout: the library imports no UI toolkit, no import cycle between
+the project's modules, thin pages, a public API in ``__all__``, typed manifests."""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+UI = ("streamlit", "plotly", "pyvis")
+PROJECT = ("grape_core", "explorer")
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imports(path: Path) -> set[str]:
+    """Every project module ``path`` imports (at any depth of the file: lazy imports count)."""
+    name = _module_name(path)
+    package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[:len(base) - node.level + 1]
+                module = ".".join([*base, node.module] if node.module else base)
+            else:
+                module = node.module or ""
+            found.add(module)
+            found |= {f"{module}.{a.name}" for a in node.names}
+    return found
+
+
+def _project_modules() -> dict[str, Path]:
+    return {_module_name(p): p for pkg in PROJECT for p in (ROOT / pkg).rglob("*.py")}
+
+
+def test_no_import_cycle_between_project_modules():
+    modules = _project_modules()
+    graph = {}
+    for name, path in modules.items():
+        targets = set()
+        for imported in _imports(path):
+            # "a.b.c" may name module a.b.c or attribute c of module a.b
+            while imported and imported not in modules:
+                imported = imported.rpartition(".")[0]
+            if imported and imported != name and not name.startswith(imported + "."):
+                targets.add(imported)
+        graph[name] = targets
+    # a package's __init__ re-exporting its own modules is not a walk back up
+    for name in graph:
+        graph[name] = {t for t in graph[name] if not (modules[t].name == "__init__.py"
+                                                      and name.startswith(t + "."))}
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                cycle = stack[stack.index(nxt):] + [nxt]
+                pytest.fail("import cycle: " + " -> ".join(cycle))
+            if nxt not in state:
+                visit(nxt)
+        stack.pop()
+        state[node] = 2
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node)
+
+
+def test_no_library_module_imports_a_ui_toolkit():
+    for path in (ROOT / "grape_core").rglob("*.py"):
+        toolkits = {m.split(".")[0] for m in _imports(path)} & set(UI)
+        assert not toolkits, f"{path.relative_to(ROOT)} imports {toolkits}"
+
+
+def test_import_grape_core_loads_no_ui_toolkit_and_no_torch():
+    code = ("import sys, grape_core; "
+            f"print(sorted(m for m in {UI + ('torch',)!r} if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def test_pages_are_thin_and_import_only_the_app_package():
+    for path in [ROOT / "app.py", *sorted((ROOT / "pages").glob("*.py"))]:
+        lines = path.read_text().splitlines()
+        assert len(lines) < 100, f"{path.name} has {len(lines)} lines"
+        roots = {m.split(".")[0] for m in _imports(path)}
+        assert roots <= {"streamlit", "explorer"}, f"{path.name} imports {roots}"
+        assert 'split("+")' not in path.read_text() and "split(\" + \")" not in path.read_text()
+
+
+def test_public_api_lists_loader_predict_and_screen():
+    import grape_core as gc
+
+    assert {"load", "predict", "screen", "fit", "read", "split", "evaluate", "knowledge"} <= set(gc.__all__)
+    for name in gc.__all__:
+        assert hasattr(gc, name), name
+        assert not name.startswith("_") or name == "__version__"
+    assert callable(gc.predict) and callable(gc.screen) and callable(gc.load)
+
+
+def test_python_api_example_of_the_readme():
+    import grape_core as gc
+
+    model = gc.load(ROOT / "assets" / "models" / "norman")
+    pred = gc.predict(model, "KLF1+MAP2K6")
+    assert pred.condition == "KLF1+MAP2K6" and pred.is_pair and pred.interaction
+    assert pred.shift.shape == pred.std.shape == (len(model.measured),)
+    hits = gc.screen(model, targets=["HBG2"], direction="up")
+    assert hits.targets == ("HBG2",) and len(hits) == 20
+
+
+# ----------------------------------------------------------------------------- manifest
+@pytest.mark.parametrize("name", ["adamson", "norman"])
+def test_bundled_manifests_read_typed_and_write_back_unchanged(name):
+    from grape_core.bundle import Manifest
+
+    folder = ROOT / "assets" / "models" / name
+    manifest = Manifest.read(folder)
+    assert manifest.to_dict() == json.loads((folder / "manifest.json").read_text())
+    assert manifest.ensemble == len(manifest.training.member_info) == 3
+    assert manifest.configs.model_config.prior == "union"
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda m: m["training"].update(seconds="fast"), "'training.seconds' must be a number"),
+    (lambda m: m.pop("ensemble"), "'ensemble' is missing"),
+    (lambda m: m["dataset"].update(subset="dataset=norman19"), "'dataset.subset' must be a list"),
+    (lambda m: m["training"].update(members=[{"seed": 1}]), "'training.members[0].best_epoch' is missing"),
+])
+def test_a_bad_manifest_is_one_line_naming_key_and_file(tmp_path, change, message):
+    from grape_core.bundle import Manifest
+    from grape_core.errors import BundleError
+
+    data = json.loads((ROOT / "assets" / "models" / "adamson" / "manifest.json").read_text())
+    change(data)
+    path = tmp_path / "manifest.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(BundleError) as info:
+        Manifest.read(path)
+    text = str(info.value)
+    assert message in text and str(path) in text and "\n" not in text
+
+
+def test_a_loaded_bundle_is_read_only():
+    import dataclasses
+
+    import grape_core as gc
+
+    model = gc.load(ROOT / "assets" / "models" / "adamson")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        model.bundle.metrics = None  # type: ignore[misc]
+    gc.screen(model, ["HSPA5"])
+    assert model.screen_columns and not hasattr(model.bundle, "_cache")
