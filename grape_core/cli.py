@@ -315,6 +315,62 @@ def cmd_screen(args) -> int:
     return 0
 
 
+def _numbers(text: str, flag: str, count: int, kind: type = float) -> tuple:
+    """``"0.6,1.0"`` -> ``(0.6, 1.0)``; a one-line GrapeError when it is not ``count`` numbers."""
+    try:
+        values = tuple(kind(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != count:
+        raise GrapeError(f"{flag} {text!r} must be {count} comma-separated "
+                         f"{'whole numbers' if kind is int else 'numbers'}")
+    return values
+
+
+def cmd_simulate(args) -> int:
+    import json
+
+    from .simulate import SimulationConfig, format_summary, simulate
+
+    out = Path(args.out)
+    if out.exists() and not args.overwrite:  # checked before the work
+        raise GrapeError(f"{out} already exists; pass --overwrite or choose another --out")
+    config = SimulationConfig()
+    if args.config:
+        try:
+            data = json.loads(Path(args.config).read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise GrapeError(f"cannot read --config {args.config} ({exc}); give a JSON file "
+                             "of settings or a screen's simulation.json") from exc
+        if not isinstance(data, dict):
+            raise GrapeError(f"--config {args.config} must hold a JSON object of settings")
+        config = SimulationConfig.from_dict(data.get("config", data))
+    changes = {
+        "seed": args.seed, "n_genes": args.genes, "noncoding_fraction": args.noncoding,
+        "n_singles": args.singles, "n_pairs": args.pairs, "cells_per_condition": args.cells,
+        "n_control_cells": args.control_cells, "propagation": args.propagation,
+        "mode": args.mode, "prior_true_fraction": args.prior_true_fraction,
+        "prior_false_edges": args.prior_false_edges, "regulator_fraction": args.regulators,
+        "spectral_radius": args.spectral_radius, "go_bias": args.go_bias,
+        "interaction_fraction": args.interaction_fraction, "cell_noise": args.noise,
+        "network_noise": args.network_noise, "shared_std": args.shared_std,
+        "saturation": args.saturation,
+    }
+    for flag, name, count, kind in (("--efficiency", "efficiency", 2, float),
+                                    ("--targets", "targets", 2, int),
+                                    ("--propensity", "relation_propensity", 4, float),
+                                    ("--activating", "relation_activating", 4, float),
+                                    ("--strength", "relation_strength", 4, float)):
+        text = getattr(args, flag[2:])
+        changes[name] = _numbers(text, flag, count, kind) if text is not None else None
+    config = config.replace(**{k: v for k, v in changes.items() if v is not None})
+    screen = simulate(config, progress=_progress(args))
+    screen.write(out, overwrite=args.overwrite)
+    print(format_summary(screen))
+    print(f"wrote {out}", file=sys.stderr)
+    return 0
+
+
 # ----------------------------------------------------------------------------------------
 # parser
 # ----------------------------------------------------------------------------------------
@@ -420,6 +476,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top", type=int, default=20)
     p.add_argument("--json", help="write the ranking as JSON here")
     p.set_defaults(func=cmd_screen)
+
+    p = sub.add_parser("simulate", help="a planted-truth screen: known gene network, "
+                       "Perturb-seq cells, true edges and priors")
+    p.add_argument("--out", required=True, help="folder to write (must not exist)")
+    p.add_argument("--seed", type=int, help="random seed (default 0)")
+    p.add_argument("--config", help="JSON of settings, or a screen's simulation.json; flags override")
+    p.add_argument("--genes", type=int, help="genes (default 300)")
+    p.add_argument("--noncoding", type=float, help="share of lncRNA genes (default 0.25)")
+    p.add_argument("--regulators", type=float, help="share of genes that regulate (default 0.45)")
+    p.add_argument("--targets", help="min,max targets per regulator (default 2,7)")
+    p.add_argument("--spectral-radius", type=float, help="of W (default 0.8, below 1)")
+    p.add_argument("--propensity", help="edge odds per relation cc,cn,nc,nn (default 1,0.8,1,0.6)")
+    p.add_argument("--activating", help="activating share per relation (default 0.9,0.85,0.3,0.7)")
+    p.add_argument("--strength", help="weight multiplier per relation (default 1,0.8,1.3,0.6)")
+    p.add_argument("--go-bias", type=float, help="extra odds of a target sharing GO (default 5; 0 off)")
+    p.add_argument("--singles", type=int, help="perturbed genes (default 100)")
+    p.add_argument("--pairs", type=int, help="pairs among them (default 50)")
+    p.add_argument("--interaction-fraction", type=float,
+                   help="share of pairs with a planted interaction (default 0.3)")
+    p.add_argument("--mode", choices=["knockdown", "activation"], help="CRISPRi or CRISPRa")
+    p.add_argument("--efficiency", help="low,high of the uniform efficiency (default 0.6,1.0)")
+    p.add_argument("--propagation", choices=["linear", "saturating"], help="steady state")
+    p.add_argument("--saturation", type=float, help="c of c*tanh(x/c) (default 1)")
+    p.add_argument("--shared-std", type=float, help="std of the shared response (default 0.11)")
+    p.add_argument("--cells", type=int, help="cells per condition (default 50)")
+    p.add_argument("--control-cells", type=int, help="control cells (default 500)")
+    p.add_argument("--noise", type=float, help="per-cell noise std (default 0.25)")
+    p.add_argument("--network-noise", type=float,
+                   help="std of cell noise passed through the network (default 0)")
+    p.add_argument("--prior-true-fraction", type=float,
+                   help="share of true edges in prior_informative.csv (default 0.5)")
+    p.add_argument("--prior-false-edges", type=int,
+                   help="false edges in prior_informative.csv (default: as many as true)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing screen folder")
+    p.set_defaults(func=cmd_simulate)
 
     return parser
 
