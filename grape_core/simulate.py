@@ -39,7 +39,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from . import keys
-from .conditions import format_condition
+from .data.conditions import format_condition
 from .config import Config, Paths
 from .errors import GrapeError
 
@@ -632,7 +632,7 @@ def _gene_pool(gene_sources: str) -> pd.DataFrame:
     Read-only, cached per process. Columns: gene, biotype, is_coding, biotype_source,
     go (direct GO ids without the root terms, ``;``), has_go. Order: the annotation's.
     """
-    from .genes import gene_table, load_annotation
+    from .knowledge.genes import gene_table, load_annotation
 
     ann = load_annotation()
     symbols = ann.genes["symbol"].astype(str)
@@ -660,7 +660,7 @@ def _gene_pool(gene_sources: str) -> pd.DataFrame:
 
 def _draw_genes(config: SimulationConfig, rng: np.random.Generator, paths: Paths | None):
     """Genes sorted by symbol, and their gene x specific-GO-term incidence (CSR, 0/1)."""
-    from .genes import load_annotation
+    from .knowledge.genes import load_annotation
 
     paths = paths or Paths.from_env()
     pool = _gene_pool(str(paths.gene_sources or ""))

@@ -142,7 +142,7 @@ def test_activation_raises_the_perturbed_gene():
 # genes and network
 # ----------------------------------------------------------------------------------------
 def test_genes_are_real_resolved_and_noncoding_share_holds(small):
-    from grape_core.genes import gene_table
+    from grape_core.knowledge.genes import gene_table
 
     screen = simulate(SMALL.replace(n_genes=77, noncoding_fraction=0.3, n_singles=20, n_pairs=5))
     genes = screen.genes
