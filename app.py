@@ -65,9 +65,9 @@ def own_data(sel: layout.Selection) -> None:
         with st.form("train"):
             model_name = st.text_input("Model name", value="my-screen", key="train_name")
             ensemble = st.slider("Models in the ensemble", 1, 5, 2, key="train_ensemble")
-            epochs = st.slider("Maximum epochs", 5, 150, 40, key="train_epochs")
+            steps = st.slider("Maximum optimisation steps per model", 100, 3000, 2000, step=100, key="train_steps")
             if st.form_submit_button("Train"):
-                folder = jobs.train_model(sel, path, name=model_name, ensemble=ensemble, epochs=epochs)
+                folder = jobs.train_model(sel, path, name=model_name, ensemble=ensemble, max_steps=steps)
                 if folder is not None:
                     st.success(f"Saved to {layout.md(folder)}; choose **{layout.md(model_name)}** in the sidebar.")
 

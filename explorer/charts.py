@@ -27,8 +27,9 @@ BIOTYPE_COLORS = {CODING: "#2b6cb0", NONCODING: "#dd6b20"}
 GRAPE_COLOR = "#6a3d9a"
 MEASURED_COLOR = "#4a5568"
 MODEL_COLORS = {"grape": GRAPE_COLOR, "control": "#a0aec0", "train_mean": "#2f855a",
-                "linear": "#319795", "additive": "#c53030"}
-BASELINE_SYMBOLS = {"train_mean": "diamond", "linear": "triangle-up", "additive": "star"}
+                "linear": "#319795", "additive": "#c53030", "propagation": "#b7791f"}
+BASELINE_SYMBOLS = {"train_mean": "diamond", "linear": "triangle-up", "additive": "star",
+                    "propagation": "square"}
 EDGE_STATUS_COLORS = {"both": "#4a5568", "learned only": GRAPE_COLOR, "prior only": "#b8c2cc"}
 SHIFT_AXIS = "shift vs control (log-expression)"
 _LAYOUT = dict(template="plotly_white", margin=dict(l=10, r=10, t=40, b=10),
@@ -233,22 +234,22 @@ def subgroup_figure(table: pd.DataFrame, metric: str) -> go.Figure:
 
 
 def history_figure(history: pd.DataFrame) -> go.Figure:
-    """Training loss and validation Pearson of shifts per epoch, one line per member."""
+    """Training loss and validation Pearson of shifts per optimisation step, one line per member."""
     from plotly.subplots import make_subplots
 
     fig = make_subplots(rows=1, cols=2, subplot_titles=("training loss", "validation: Pearson of shifts"))
     for member, part in history.groupby("member"):
         show = member == history["member"].min()
-        fig.add_scatter(x=part["epoch"], y=part["train_loss"], mode="lines", name=f"member {member}",
+        fig.add_scatter(x=part["step"], y=part["train_loss"], mode="lines", name=f"member {member}",
                         line=dict(color=GRAPE_COLOR, width=2), opacity=0.5 + 0.5 * show,
                         legendgroup=str(member), row=1, col=1)
         if "val_pearson_delta" in part:
-            fig.add_scatter(x=part["epoch"], y=part["val_pearson_delta"], mode="lines",
+            fig.add_scatter(x=part["step"], y=part["val_pearson_delta"], mode="lines",
                             name=f"member {member}", line=dict(color="#2f855a", width=2),
                             opacity=0.5 + 0.5 * show, legendgroup=str(member), showlegend=False,
                             row=1, col=2)
     fig.update_layout(**{**_LAYOUT, "height": 340, "showlegend": False})
-    fig.update_xaxes(title_text="epoch")
+    fig.update_xaxes(title_text="optimisation step")
     return fig
 
 

@@ -109,7 +109,7 @@ def wait_for_screen(sel: Selection, n_genes: int, n_members: int) -> None:
         status.update(label=f"All {n_genes} perturbations scored", state="complete", expanded=False)
 
 
-def train_model(sel: Selection, path: str | Path, *, name: str, ensemble: int, epochs: int) -> Path | None:
+def train_model(sel: Selection, path: str | Path, *, name: str, ensemble: int, max_steps: int) -> Path | None:
     """Train a model on the user's file and save it into the models folder; progress in an
     ``st.status``. Returns the new folder, or ``None`` after a message."""
     from grape_core.config import TrainConfig
@@ -136,8 +136,8 @@ def train_model(sel: Selection, path: str | Path, *, name: str, ensemble: int, e
             split = make_split(pb.conditions)
             st.write(f"{len(split.train)} train, {len(split.val)} validation, {len(split.test)} "
                      "held-out perturbations. Building gene knowledge and training "
-                     f"{ensemble} model(s), up to {epochs} epochs each…")
-            config = TrainConfig(ensemble=int(ensemble), max_epochs=int(epochs))
+                     f"{ensemble} model(s), up to {max_steps} optimisation steps each…")
+            config = TrainConfig(ensemble=int(ensemble), max_steps=int(max_steps))
 
             def work() -> None:
                 try:

@@ -51,7 +51,7 @@ if TYPE_CHECKING:  # torch and the model are imported where used: listing and ve
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 FILES = {
     "manifest": "manifest.json",
     "weights": "weights.safetensors",
@@ -227,14 +227,18 @@ class ConfigsInfo(_Section):
 
 @dataclass(frozen=True)
 class MemberInfo(_Section):
-    """How one ensemble member was trained. Add fields here (with defaults) as training
-    records more: older manifests then read with the defaults."""
+    """How one ensemble member was trained, in optimisation steps."""
 
-    best_epoch: int
-    """Epoch of the checkpoint kept (1-based)."""
-    seed: int | None = None
-    epochs: int | None = None
-    """Epochs run before early stopping."""
+    OPTIONAL = ("refit_steps",)
+
+    seed: int
+    best_step: int
+    """Step of the checkpoint kept (the best validation MSE)."""
+    steps: int
+    """Steps run before early stopping."""
+    refit_steps: int | None = None
+    """Steps of the final fit on every training condition, when validation conditions were
+    carved from training."""
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
@@ -242,27 +246,27 @@ class MemberInfo(_Section):
 class TrainingInfo(_Section):
     """Training time, the conditions used, and each member's record."""
 
-    OPTIONAL = ("total_seconds", "members")
+    OPTIONAL = ("total_seconds",)
 
     seconds: float
-    best_epochs: tuple[int, ...]
     train_conditions: tuple[str, ...]
+    """The conditions the final members were fitted on (the baselines' too)."""
     val_conditions: tuple[str, ...]
+    members: tuple[MemberInfo, ...]
     total_seconds: float | None = None
     """Gene knowledge, training and evaluation together."""
-    members: tuple[MemberInfo, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
-
-    @property
-    def member_info(self) -> tuple[MemberInfo, ...]:
-        """One record per member (from ``best_epochs`` for manifests that have no
-        ``members`` list)."""
-        return self.members or tuple(MemberInfo(best_epoch=e) for e in self.best_epochs)
 
 
 @dataclass(frozen=True)
 class GraphInfo(_Section):
-    prior: str = ""
+    """The prior the model started from and the graph it learned."""
+
+    prior: tuple[str, ...] = ()
+    """Names of the priors (built-in names, or file names)."""
+    prior_sources: tuple[dict[str, Any], ...] = ()
+    """One record per prior: name, kind (builtin, file, table), edges, and for user priors
+    the SHA-256 of the file and the genes it named that the model does not have."""
     prior_edges: int = 0
     learned_edges: int = 0
     learned_in_prior: int = 0
@@ -299,8 +303,8 @@ class Manifest(_Section):
     """
 
     OPTIONAL = ("metrics", "uncertainty", "genes", "created")
-    REQUIRED_ON_DISK = ("dataset", "split", "configs", "encoder_args", "ensemble", "training",
-                        "genes", "pseudobulk", "files")
+    REQUIRED_ON_DISK = ("dataset", "split", "configs", "encoder_args", "model_sizes", "ensemble",
+                        "training", "genes", "pseudobulk", "files")
 
     name: str = ""
     command: str = ""
@@ -308,6 +312,8 @@ class Manifest(_Section):
     split: SplitInfo = field(default_factory=lambda: SplitInfo(name="", seed=-1))
     configs: ConfigsInfo = field(default_factory=lambda: ConfigsInfo(model={}, train={}))
     encoder_args: dict[str, Any] = field(default_factory=dict)
+    model_sizes: dict[str, int] = field(default_factory=dict)
+    """:class:`~grape_core.model.grape.ModelSizes`: what each member is built from."""
     ensemble: int = 0
     training: TrainingInfo = field(default_factory=lambda: TrainingInfo(0.0, (), (), ()))
     graph: GraphInfo = field(default_factory=GraphInfo)
@@ -527,7 +533,7 @@ class Bundle:
         import torch
         from safetensors.torch import load_file
 
-        from .model.grape import GRAPE, GraphInputs
+        from .model.grape import GRAPE, GraphInputs, ModelSizes
 
         graph_t = load_file(str(path / FILES["graph"]))
         graph = GraphInputs(**{k: graph_t[k] for k in GRAPH_KEYS})
@@ -537,9 +543,8 @@ class Bundle:
         members = []
         for i in range(n_members):
             state = {k.split(".", 1)[1]: v for k, v in weights.items() if k.startswith(f"member{i}.")}
-            model = GRAPE(config, n_nodes=graph.n_nodes, n_measured=graph.measured.numel(),
+            model = GRAPE(config, ModelSizes(**manifest.model_sizes),
                           encoder_args=manifest.encoder_args)
-            model.known_shift = torch.zeros_like(state["known_shift"])
             try:
                 model.load_state_dict(state, strict=True)
             except RuntimeError as exc:

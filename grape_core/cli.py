@@ -120,12 +120,23 @@ def cmd_benchmark(args) -> int:
     from .data.pseudobulk import pseudobulk
     from .evaluation.evaluate import evaluate_models
 
+    import numpy as np
+
+    from .knowledge.build import data_priors
+    from .knowledge.graphs import resolve_priors
+    from .model.inputs import named_edges
+
     adata = _read(args)
     pb = pseudobulk(adata)
     split = _split_for(args, pb.conditions)
-    report = evaluate_models(pb, split)
+    # the propagation baseline's prior: files or built-in priors that need no embeddings
+    symbols, builtin = data_priors(adata)
+    edges, sources = resolve_priors(args.prior or ["union"], builtin, symbols)
+    is_coding = np.ones(len(symbols), dtype=bool)  # relations play no part in a baseline
+    report = evaluate_models(pb, split, prior=named_edges(edges, symbols, is_coding), genes=symbols)
     print(f"{pb.dataset}: {len(report.test_conditions)} held-out conditions, split "
-          f"{split.name} seed {split.seed}")
+          f"{split.name} seed {split.seed}; propagation over "
+          f"{' + '.join(str(p['name']) for p in sources)} ({len(edges):,} edges)")
     print(report.format())
     if args.json:
         _emit_json(report.to_dict(), args.json)
@@ -194,12 +205,11 @@ def _configs(args):
     from .config import ModelConfig, TrainConfig
 
     model = ModelConfig.paper() if args.paper else ModelConfig()
-    changes = {"gsl_top_k": args.top_k, "prior": args.prior}
+    changes = {"gsl_top_k": args.top_k}
     model = model.replace(**{k: v for k, v in changes.items() if v is not None})
     train = TrainConfig(seed=args.seed, device=args.device)
-    changes = {"ensemble": args.ensemble, "max_epochs": args.epochs, "lr": args.lr,
-               "batch_size": args.batch_size, "threads": args.threads,
-               "genes_per_step": args.genes_per_step}
+    changes = {"ensemble": args.ensemble, "max_steps": args.max_steps, "lr": args.lr,
+               "batch_size": args.batch_size, "threads": args.threads}
     return model, train.replace(**{k: v for k, v in changes.items() if v is not None})
 
 
@@ -217,13 +227,14 @@ def cmd_train(args) -> int:
     command = "python -m grape_core " + " ".join(_argv_for_record(args._argv))
     bundle = train_bundle(adata, split, model_config=model_config, train_config=train_config,
                           progress=_progress(args), name=args.name or out.name, command=command,
-                          ablations=args.ablations, pb=pb)
+                          ablations=args.ablations, pb=pb, priors=args.prior or None)
     bundle.save(out, overwrite=args.overwrite)
     manifest = bundle.manifest
     t = manifest.training
+    steps = ", ".join(str(m.refit_steps or m.best_step) for m in t.members)
     print(f"trained {manifest.ensemble} member(s) in {t.seconds:.1f} s "
-          f"({len(t.train_conditions)} train / {len(t.val_conditions)} val conditions); "
-          f"wrote {out}")
+          f"({len(t.train_conditions)} train / {len(t.val_conditions)} val conditions; "
+          f"optimisation steps kept: {steps}); wrote {out}")
     if manifest.metrics is not None:
         import pandas as pd
 
@@ -267,8 +278,8 @@ def cmd_evaluate(args) -> int:
             raise GrapeError("--ablations retrains the model: give the training data with --data")
         from .train import run_ablations
 
-        ablations = run_ablations(bundle, adata, epochs=args.epochs, progress=_progress(args),
-                                  pb=pb)
+        ablations = run_ablations(bundle, adata, steps=args.max_steps, progress=_progress(args),
+                                  pb=pb, priors=args.prior or None)
         print("\nablations (retrained on the same split, same seeds):")
         print(ablations.to_string(float_format=lambda v: f"{v:.4f}"))
         data["ablations"] = ablations.reset_index().to_dict(orient="records")
@@ -405,6 +416,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_options(p)
     _add_split_options(p)
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--prior", action="append", metavar="NAME|FILE",
+                   help="prior graph of the propagation baseline: go, coexpression, union "
+                   "(default) or an edge-list file source,target[,weight] (repeatable: merged)")
     p.add_argument("--json", help="write the report as JSON here")
     p.set_defaults(func=cmd_benchmark)
 
@@ -437,13 +451,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="model folder to write")
     p.add_argument("--name", help="model name shown in the app (default: folder name)")
     p.add_argument("--ensemble", type=int, help="ensemble members (default 3)")
-    p.add_argument("--epochs", type=int, help="maximum epochs (default 100, early stopping)")
+    p.add_argument("--max-steps", type=int,
+                   help="maximum optimisation steps per member (default 2000, early stopping)")
     p.add_argument("--lr", type=float)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--genes-per-step", type=int,
-                   help="genes drawn for each step's loss in large screens (default 1024; 0 = all)")
-    p.add_argument("--top-k", type=int, help="learned neighbours per gene")
-    p.add_argument("--prior", choices=["union", "go", "coexpression", "similarity"])
+    p.add_argument("--batch-size", type=int, help="conditions per step (default 8)")
+    p.add_argument("--top-k", type=int, help="learned-only candidate edges per gene (default 5)")
+    p.add_argument("--prior", action="append", metavar="NAME|FILE",
+                   help="prior graph: union (default), go, coexpression, similarity, or an "
+                   "edge-list file (CSV, TSV or Parquet; columns source,target[,weight], gene "
+                   "symbols, source regulates target); repeat to merge several")
     p.add_argument("--paper", action="store_true", help="the published architecture and flags")
     p.add_argument("--ablations", action="store_true",
                    help="also retrain each ablation (one member) and store its metrics in the model")
@@ -457,7 +473,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_options(p, required=False)
     p.add_argument("--json", help="write the report as JSON here")
     p.add_argument("--ablations", action="store_true", help="also retrain the ablations (needs --data)")
-    p.add_argument("--epochs", type=int, help="maximum epochs for the ablation runs")
+    p.add_argument("--max-steps", type=int, help="maximum optimisation steps for the ablation runs")
+    p.add_argument("--prior", action="append", metavar="NAME|FILE",
+                   help="the model's prior file(s), for the ablations of a model trained on one")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("predict", help="predicted expression shifts for one gene or a pair")

@@ -122,82 +122,105 @@ BUNDLED_MODELS = ASSETS / "models"
 
 @dataclass(frozen=True)
 class ModelConfig(Config):
-    """GRAPE architecture. Flags marked *paper* reproduce the published code's choices.
+    """GRAPE architecture (see :mod:`grape_core.model.grape`). Flags marked *paper*
+    reproduce the published code's choices; :meth:`paper` sets them all."""
 
-    Paper sizes: GAT 256 -> 256 -> 64, 4 heads, dropout 0.4; :meth:`paper` returns them.
-    The defaults are smaller (64-d) so a model trains on a 2-core CPU in minutes.
-    """
-
-    hidden: int = 64
-    """Width of the gene embedding fed to the graph layers."""
-    gnn_dims: tuple[int, ...] = (64, 64)
-    """Output width of each GAT layer (per head; heads are averaged)."""
-    heads: int = 4
-    dropout: float = 0.4
+    propagation_steps: int = 4
+    """Rounds of message passing: how many hops a perturbation travels (the steady state
+    :math:`(I - W)^{-1} x_0` truncated after this many terms)."""
     heterogeneous: bool = True
-    """Node type = biotype, one GAT per biotype pair. False: one node type (ablation)."""
+    """Biotype-typed relations (coding/non-coding pairs): each has its own prior scale,
+    metric weight and message function. False: one relation (ablation)."""
+    nonlinear_messages: bool = True
+    """A saturating message function per relation on top of the linear one."""
+    message_hidden: int = 8
     structure_learning: bool = True
+    """Learn signed weights for the prior's edges and learned-only edges. False: the prior,
+    scaled per relation."""
+    interventional_consistency: bool = True
+    """Train the structure also on one-step consistency with each training condition's
+    measured changes (:meth:`GRAPE.consistency_loss`)."""
+    metric_dim: int = 16
     gsl_heads: int = 4
-    gsl_top_k: int = 10
-    gsl_mix: float = 0.5
-    """Weight of the learned adjacency in the graph the GAT sees (prior: 1 - gsl_mix)."""
-    gsl_refresh: int = 5
-    """Training steps between re-choosing the learned neighbours (their weights, and the
-    gradient through them, are recomputed every step)."""
+    gsl_top_k: int = 5
+    """Learned-only candidate sources per gene (under the learned metric)."""
+    gsl_refresh: int = 100
+    """Optimisation steps between re-choosing the learned-only candidates."""
     detach_structure: bool = False
     """*paper*: the learned graph gets no gradient from the prediction loss."""
-    perturbation_encoding: Literal["add", "paper"] = "add"
-    """``add``: a learned vector added to perturbed genes, in training and inference alike.
-    *paper* ``paper``: zero the features in training, multiply by -1 at inference."""
-    global_path: bool = True
-    """Pool the perturbed genes' embeddings and give them to every gene's decoder."""
+    perturbation_encoding: Literal["shared_head", "paper"] = "shared_head"
+    """``shared_head``: the perturbed gene's own change comes from one head, in training and
+    inference alike. *paper* ``paper``: the head reads the gene's features zeroed in
+    training but negated at inference."""
+    shared_head: bool = True
+    """The self-effect comes from a head shared by all genes. False: one free value per
+    gene (ablation; a gene never perturbed in training keeps 0)."""
+    head_hidden: int = 32
+    global_path: bool = False
+    """Every gene hears about the perturbation: the perturbed genes' pooled embedding sets how
+    strongly the sample triggers the shared response. Off by default: with the few dozen
+    training conditions of the bundled screens it memorises them (see the ablations)."""
+    gene_correction: bool = True
+    """Per-gene gains on the propagated change (a correction, L2-penalised)."""
     use_text: bool = True
     use_dna: bool = True
+    finetune_encoder: bool = False
+    """Train the pre-trained gene encoder end to end (off: a few dozen conditions are too few
+    to fine-tune a 256-d encoder without memorising them)."""
     shared_shift: bool = True
-    """Predict the shift as the mean training shift plus a learned residual."""
+    """Predict the shift on top of the shared response (mean training shift per perturbed
+    gene)."""
     additive_pairs: bool = True
-    """A pair's shift = shift A + shift B (measured when known, else predicted) + interaction."""
-    decoder_hidden: int = 64
-    finetune_encoder: bool = True
-    """Train the pre-trained gene encoder end to end with the rest."""
-    prior: str = "union"
-    """Which prior graph the model starts from: union, go, coexpression or similarity."""
+    """A pair's shift = its singles' shifts (measured when known, else predicted) + the
+    predicted interaction."""
+    prior: tuple[str, ...] = ("union",)
+    """Prior graph(s): built-in names (union, go, coexpression, similarity) and/or edge-list
+    files (``source,target[,weight]``); several are merged."""
     prior_max_in_degree: int = 15
-    """Keep the strongest in-edges per gene: bounds the per-perturbation receptive field."""
+    """Keep the strongest in-edges per gene: bounds each gene's regression in structure
+    learning."""
 
     @classmethod
     def paper(cls) -> "ModelConfig":
-        """The published architecture and its flags (for ablations)."""
-        return cls(hidden=256, gnn_dims=(256, 64), detach_structure=True,
-                   perturbation_encoding="paper", global_path=False, shared_shift=False,
-                   additive_pairs=False)
+        """The published code's flags (for ablations): detached structure learning, the
+        zero-then-negate encoding, no global path, no shared response, no composition of
+        pairs, no interventional consistency."""
+        return cls(detach_structure=True, perturbation_encoding="paper", global_path=False,
+                   shared_shift=False, additive_pairs=False, interventional_consistency=False)
 
 
 @dataclass(frozen=True)
 class TrainConfig(Config):
-    """Optimisation (paper: Adam 1e-3, weight decay 1e-4, batch 32; loss MSE + Huber 0.7)."""
+    """Optimisation, counted in steps (paper: Adam 1e-3, weight decay 1e-4, batch 32; loss
+    MSE + Huber 0.7)."""
 
-    lr: float = 1e-3
+    lr: float = 3e-3
+    structure_lr: float = 1e-2
+    """Learning rate of the edge weights (a per-edge parameter sees few samples per step)."""
     weight_decay: float = 1e-4
-    batch_size: int = 32
-    max_epochs: int = 100
-    patience: int = 5
-    """Epochs without a better validation MSE before stopping (the best epoch is kept). The
-    bundled models peak within their first 6 epochs; with patience 10 they trained to the
-    same best epochs."""
+    batch_size: int = 8
+    max_steps: int = 2000
+    eval_every: int = 25
+    """Steps between validation checks (early stopping keeps the best checkpoint)."""
+    patience: int = 12
+    """Validation checks without a better validation MSE before stopping."""
     huber_delta: float = 0.7
-    reg_weight: float = 0.1
-    """lambda of the graph regulariser (pulls the learned adjacency towards the prior)."""
+    consistency_weight: float = 1.0
+    structure_l1: float = 30.0
+    """L1 penalty on the learned change of the graph, divided by (training conditions x
+    measured genes): a fixed prior belief that the evidence overrides as it grows."""
+    clip_grad_norm: float = 1.0
+    gain_l2: float = 0.01
+    """L2 penalty on the per-gene gains (mean over genes)."""
     ensemble: int = 3
     """Members trained with seeds seed, seed+1, ...; their spread is the uncertainty."""
     seed: int = 1
-    genes_per_step: int = 1024
-    """Each step's loss is computed on this many randomly drawn measured genes (all when
-    the model has fewer): an unbiased estimate of the full loss at a fraction of the cost
-    of large screens. Early stopping reads one fixed random sample of this many genes per
-    member. 0: always all genes."""
     val_fraction: float = 0.15
     """Share of training conditions held for early stopping when the split has no val set."""
+    refit: bool = True
+    """When validation conditions were carved from training, train each member again on
+    every training condition for the number of steps early stopping chose: the model then
+    sees exactly the conditions the baselines are fitted on."""
     device: str = "cpu"
     threads: int = 0
     """torch threads (0: torch's default)."""

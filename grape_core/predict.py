@@ -88,8 +88,11 @@ class Model:
         """Every baseline fitted on the model's training conditions (once)."""
         with self._lock:
             if self._baselines is None:
-                pb = self.bundle.pseudobulk
-                self._baselines = fit_baselines(pb, self.bundle.split.train)
+                bundle = self.bundle
+                # the conditions the model's members were fitted on, and its own prior
+                train = bundle.manifest.training.train_conditions or bundle.split.train
+                self._baselines = fit_baselines(bundle.pseudobulk, train,
+                                                prior=bundle.prior_edges, genes=bundle.genes)
             return self._baselines
 
 
@@ -434,8 +437,11 @@ def evaluate(model: Model | Bundle, pb=None, *, part: str = "test") -> Report:
     bundle = model.bundle
     pb = pb if pb is not None else bundle.pseudobulk
     bundle.check_genes(pb.genes)
+    baselines = model.baselines() if pb is bundle.pseudobulk else None
+    train = bundle.manifest.training.train_conditions or bundle.split.train
     report = evaluate_models(pb, bundle.split,
                              {"grape": lambda conditions: predict_conditions(model, conditions)[0]},
-                             part=part)
+                             part=part, baselines=baselines or fit_baselines(
+                                 pb, train, prior=bundle.prior_edges, genes=bundle.genes))
     report.extra["verdict"] = report.verdict("grape")
     return report

@@ -34,10 +34,11 @@ from .data.splits import Split
 from .errors import GrapeError
 from .evaluation.evaluate import uncertainty_check
 from .evaluation.metrics import pearson
-from .model.grape import GRAPE, GraphInputs
+from .model.grape import GRAPE, GraphInputs, ModelSizes
 from .model.inputs import (fused_embeddings, graph_inputs, learned_graph, named_edges,
                            perturbation_tensor, predict_shifts)
 from .model.loss import grape_loss
+from .knowledge.graphs import resolve_priors
 from .predict import Model, evaluate, predict_conditions
 
 log = logging.getLogger(__name__)
@@ -49,14 +50,15 @@ class TrainResult:
 
     members: list[GRAPE]
     history: list[dict[str, float]]
-    """One row per member and epoch: member, epoch, train_loss, val_mse, val_pearson_delta
-    (validation figures on the member's fixed gene sample when ``genes_per_step`` applies)."""
+    """One row per member and validation check: member, step, train_loss (mean since the
+    last check), val_mse, val_pearson_delta."""
     train_conditions: list[str]
     val_conditions: list[str]
-    best_epochs: list[int]
+    member_records: list[dict[str, Any]]
+    """Per member: seed, best_step (the checkpoint kept), steps (run before stopping) and,
+    after a refit, refit_steps."""
     seconds: float
     val_carved: bool = False
-    notes: list[str] = field(default_factory=list)
 
 
 def _carve_validation(train: list[str], fraction: float, seed: int) -> tuple[list[str], list[str]]:
@@ -75,93 +77,173 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _training_shifts(model: GRAPE, pb: PseudoBulk, train: list[str], node_index: dict[str, int]) -> None:
-    """Shared shift = mean over every training condition (as the ``train_mean`` baseline:
-    pairs carry the screen-wide response too, often more clearly than singles); measured
-    training singles for the additive composition of pairs."""
+def model_sizes(graph: GraphInputs, pb: PseudoBulk, train: Sequence[str],
+                config: ModelConfig) -> ModelSizes:
+    n_known = sum(len(genes_of(c)) == 1 for c in train) if config.additive_pairs else 0
+    return ModelSizes(n_nodes=graph.n_nodes, n_measured=graph.measured.numel(),
+                      n_prior_edges=int(graph.prior_index.size(1)), n_known=n_known)
+
+
+def _training_data(model: GRAPE, pb: PseudoBulk, graph: GraphInputs, train: list[str],
+                   node_index: dict[str, int]) -> None:
+    """Shared response = training shifts summed and divided by the number of perturbed genes
+    (a pair brings two doses, as the additive baseline assumes); the loss scale is the RMS
+    training shift; measured training singles compose pairs."""
     shifts = torch.as_tensor(pb.shifts[pb.rows(train)], dtype=torch.float32)
-    singles = [i for i, c in enumerate(train) if len(genes_of(c)) == 1]
-    model.set_training_shifts(shifts.mean(0),
-                              {node_index[genes_of(train[i])[0]]: shifts[i] for i in singles})
+    n_genes = sum(len(genes_of(c)) for c in train)
+    control = torch.zeros(graph.n_nodes)
+    control[graph.measured] = torch.as_tensor(pb.control_mean, dtype=torch.float32)
+    singles = {node_index[genes_of(c)[0]]: shifts[i] for i, c in enumerate(train)
+               if len(genes_of(c)) == 1}
+    model.set_training_data(mean_shift=shifts.sum(0) / max(n_genes, 1), node_control=control,
+                            scale=float(shifts.pow(2).mean().sqrt().clamp_min(1e-6)),
+                            singles=singles)
+
+
+@torch.no_grad()
+def warm_start(model: GRAPE, graph: GraphInputs, pb: PseudoBulk, train: list[str],
+               node_index: dict[str, int]) -> dict[str, float]:
+    """Start from the least-squares fit of the model's linear part (the ``propagation``
+    baseline on the model's own prior): ``shift = a |P| r + b e_P + c A e_P`` gives the dose of
+    the shared response per perturbed gene, the self-effect ``b`` (every gene alike) and the
+    prior's scale ``c / b`` for every relation. Training then moves away from it only
+    where validation agrees.
+
+    When no training condition perturbs a measured gene, ``b`` cannot be estimated: the
+    self-effect starts at 1 and the prior's scale at ``c``.
+    """
+    n, measured = graph.n_nodes, graph.measured
+    adj = torch.sparse_coo_tensor(graph.prior_index.flip(0), graph.prior_weight, (n, n)).coalesce()
+    perts = perturbation_tensor(train, node_index)
+    e = GRAPE.indicator(perts, n)  # (n, batch)
+    target = torch.as_tensor(pb.shifts[pb.rows(train)], dtype=torch.float32).T
+    n_genes = (perts >= 0).sum(1).float()
+    shared = model.mean_shift.unsqueeze(1) * n_genes
+    x = torch.stack([shared, e[measured], torch.sparse.mm(adj, e)[measured]], -1).reshape(-1, 3)
+    a, b, c = torch.linalg.lstsq(x.double(), target.reshape(-1, 1).double()).solution.flatten().tolist()
+    if not bool((e[measured].sum() > 1).item()) or abs(b) < 1e-3:
+        b = 1.0  # no measured perturbed gene: the self-effect is not identifiable
+    model.shared_amplitude.copy_(torch.tensor([a if model.config.shared_shift else 1.0, 0.0]))
+    model.self_head[-1].weight.zero_()
+    model.self_head[-1].bias.fill_(b)
+    model.structure.scale.fill_(float(np.clip(c / b, -1.0, 1.0)))
+    return {"shared": a, "self_effect": b, "prior_scale": c / b}
+
+
+def new_member(pb: PseudoBulk, graph: GraphInputs, node_index: dict[str, int], train: list[str],
+               *, model_config: ModelConfig, encoder_args: dict | None,
+               encoder_state: dict[str, torch.Tensor] | None, seed: int) -> GRAPE:
+    """An untrained member that knows its training data (shared response, singles)."""
+    seed_everything(seed)
+    encoder_args = encoder_args or {"text_dim": graph.text.size(1), "dna_dim": graph.dna.size(1)}
+    model = GRAPE(model_config, model_sizes(graph, pb, train, model_config),
+                  encoder_args=encoder_args)
+    if encoder_state:
+        model.encoder.load_state_dict(encoder_state)
+    _training_data(model, pb, graph, train, node_index)
+    warm_start(model, graph, pb, train, node_index)
+    return model
 
 
 def train_member(
     pb: PseudoBulk, graph: GraphInputs, node_index: dict[str, int], train: list[str],
     val: list[str], *, model_config: ModelConfig, train_config: TrainConfig, seed: int,
-    encoder_state: dict[str, torch.Tensor] | None, encoder_args: dict,
-    progress: bool = True, member: int = 0,
-) -> tuple[GRAPE, list[dict[str, float]], int]:
-    """Train one ensemble member; returns the best checkpoint, its history and best epoch."""
+    encoder_state: dict[str, torch.Tensor] | None, encoder_args: dict | None,
+    progress: bool = True, member: int = 0, steps: int | None = None,
+) -> tuple[GRAPE, list[dict[str, float]], dict[str, int]]:
+    """Train one ensemble member for at most ``steps`` (default ``max_steps``) optimisation
+    steps of ``batch_size`` conditions, checking the validation MSE every ``eval_every``
+    steps and keeping the best checkpoint (none when ``val`` is empty: the last one).
+
+    Returns the member (CPU, eval mode), its history and ``{best_step, steps}``.
+    """
     from tqdm.auto import tqdm
 
-    seed_everything(seed)
-    device = torch.device(train_config.device)
-    encoder_args = encoder_args or {"text_dim": graph.text.size(1), "dna_dim": graph.dna.size(1)}
-    model = GRAPE(model_config, n_nodes=graph.n_nodes, n_measured=graph.measured.numel(),
-                  encoder_args=encoder_args)
-    if encoder_state:
-        model.encoder.load_state_dict(encoder_state)
-    _training_shifts(model, pb, train, node_index)
-    model.to(device)
+    tc = train_config
+    device = torch.device(tc.device)
+    model = new_member(pb, graph, node_index, train, model_config=model_config,
+                       encoder_args=encoder_args, encoder_state=encoder_state, seed=seed).to(device)
     graph = graph.to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=train_config.lr,
-                           weight_decay=train_config.weight_decay)
-    x_train = perturbation_tensor(train, node_index)
+    structure = [model.structure.theta, model.structure.scale, model.structure.beta]
+    ids = {id(p) for p in structure}
+    opt = torch.optim.Adam([
+        {"params": structure, "lr": tc.structure_lr},
+        {"params": [p for p in model.parameters() if id(p) not in ids], "lr": tc.lr,
+         "weight_decay": tc.weight_decay},
+    ])
+    x_train = perturbation_tensor(train, node_index).to(device)
     y_train = torch.as_tensor(pb.shifts[pb.rows(train)], dtype=torch.float32, device=device)
     x_val = perturbation_tensor(val, node_index)
     y_val = pb.shifts[pb.rows(val)] if val else None
+    # the L1 weight per edge falls as evidence (conditions x genes) grows
+    reg_weight = tc.structure_l1 / (len(train) * graph.measured.numel())
     generator = torch.Generator().manual_seed(seed)
-    n_measured = graph.measured.numel()
-    subsample = 0 < train_config.genes_per_step < n_measured
-    # early stopping reads a fixed random sample of genes too: an unbiased estimate of the
-    # validation MSE, and large screens validate in a fraction of the time
-    val_genes = (torch.randperm(n_measured, generator=torch.Generator().manual_seed(seed))
-                 [:train_config.genes_per_step].sort().values if subsample else None)
-    if val_genes is not None and y_val is not None:
-        y_val = y_val[:, val_genes.numpy()]
+    total = tc.max_steps if steps is None else steps
     history: list[dict[str, float]] = []
-    best_state, best_score, best_epoch, stale = None, float("inf"), 0, 0
-    epochs = train_config.max_epochs if val else min(train_config.max_epochs, 60)
-    bar = tqdm(range(1, epochs + 1), desc=f"member {member + 1}", leave=False,
-               disable=not progress, file=sys.stderr)
-    for epoch in bar:
-        model.train()
-        order = torch.randperm(len(train), generator=generator)
+    best_state, best_score, best_step, stale, losses = None, float("inf"), total, 0, []
+    bar = tqdm(range(1, total + 1), desc=f"member {member + 1}", leave=False,
+               disable=not progress, file=sys.stderr, mininterval=0.5)
+
+    def validate(step: int) -> bool:
+        """Record a validation check; True when it is the best so far."""
+        nonlocal best_state, best_score, best_step, stale, losses
+        row = {"member": member, "step": step,
+               "train_loss": float(np.mean(losses)) if losses else float("nan")}
         losses = []
-        for start in range(0, len(train), train_config.batch_size):
-            idx = order[start:start + train_config.batch_size]
-            genes = (torch.randperm(n_measured, generator=generator)[:train_config.genes_per_step]
-                     .sort().values.to(device) if subsample else None)
-            out = model(graph, x_train[idx], outputs=genes)
-            target = y_train[idx] if genes is None else y_train[idx][:, genes]
-            loss = grape_loss(out.shift, target, out.reg, huber_delta=train_config.huber_delta,
-                              reg_weight=train_config.reg_weight)
-            opt.zero_grad()
-            loss.total.backward()
-            opt.step()
-            losses.append(loss.total.item())
-        row = {"member": member, "epoch": epoch, "train_loss": float(np.mean(losses))}
+        better = False
         if val:
-            pred = predict_shifts(model, graph, x_val, outputs=val_genes).cpu().numpy()
+            pred = predict_shifts(model, graph, x_val).cpu().numpy()
             row["val_mse"] = float(np.mean((pred - y_val) ** 2))
             row["val_pearson_delta"] = float(np.mean([pearson(p, t) for p, t in zip(pred, y_val)]))
-            score = row["val_mse"]
-        else:
-            score = row["train_loss"]
+            bar.set_postfix(loss=f"{row['train_loss']:.4f}", val_mse=f"{row['val_mse']:.5f}")
+            better = row["val_mse"] < best_score - 1e-9
+            if better:
+                best_state, best_score, best_step, stale = (copy.deepcopy(model.state_dict()),
+                                                            row["val_mse"], step, 0)
+            else:
+                stale += 1
         history.append(row)
-        bar.set_postfix(loss=f"{row['train_loss']:.4f}",
-                        **({"val_mse": f"{row['val_mse']:.4f}"} if val else {}))
-        if score < best_score - 1e-7:
-            best_state, best_score, best_epoch, stale = copy.deepcopy(model.state_dict()), score, epoch, 0
-        else:
-            stale += 1
-            if val and stale >= train_config.patience:
-                break
+        return better
+
+    if val:  # the warm start itself is a candidate: training must beat it
+        model.eval()
+        if model.structure.learn:
+            model.refresh_structure(graph)
+        validate(0)
+    step = 0
+    for step in bar:
+        model.train()
+        if model.structure.learn and (step - 1) % model_config.gsl_refresh == 0:
+            model.refresh_structure(graph)
+        idx = torch.randint(0, len(train), (min(tc.batch_size, len(train)),), generator=generator)
+        idx = idx.to(device)
+        out = model(graph, x_train[idx])
+        consistency = (model.consistency_loss(graph, x_train[idx], y_train[idx])
+                       if model_config.structure_learning and model_config.interventional_consistency
+                       else out.reg.new_zeros(()))
+        loss = grape_loss(out.shift, y_train[idx], scale=model.scale, reg=out.reg,
+                          consistency=consistency, gains=model.gain,
+                          huber_delta=tc.huber_delta, consistency_weight=tc.consistency_weight,
+                          reg_weight=reg_weight,
+                          gain_weight=tc.gain_l2 if model_config.gene_correction else 0.0)
+        opt.zero_grad()
+        loss.total.backward()
+        # propagation multiplies weights along paths: one bad step must not blow the state up
+        torch.nn.utils.clip_grad_norm_(model.parameters(), tc.clip_grad_norm)
+        opt.step()
+        losses.append(float(loss.total.detach()))
+        if step % tc.eval_every and step != total:
+            continue
+        validate(step)
+        if val and stale >= tc.patience:
+            break
     bar.close()
     if best_state is not None:
         model.load_state_dict(best_state)
+    else:
+        best_step = step
     model.eval()
-    return model.cpu(), history, best_epoch
+    return model.cpu(), history, {"best_step": int(best_step), "steps": int(step)}
 
 
 def train_grape(
@@ -183,11 +265,12 @@ def train_grape(
     pb
         Pseudo-bulk of the screen; targets are ``pb.shifts``.
     split
-        Training conditions come from ``split.train`` and early stopping uses ``split.val``;
-        when the split has no measured validation condition, a seeded ``val_fraction`` of
-        training conditions is held out instead.
+        Training conditions come from ``split.train`` and early stopping uses ``split.val``.
+        When the split has no measured validation condition, a seeded ``val_fraction`` of
+        training conditions is held out to choose the number of steps, and (``refit``) each
+        member is then trained again on every training condition for that many steps.
     graph, node_index
-        Gene graph (see :func:`grape_core.bundle.graph_inputs`) and symbol -> node index.
+        Gene graph (:func:`~grape_core.model.inputs.graph_inputs`) and symbol -> node index.
     """
     model_config = model_config or ModelConfig()
     train_config = train_config or TrainConfig()
@@ -195,25 +278,31 @@ def train_grape(
         torch.set_num_threads(train_config.threads)
     train = [c for c in split.train if c in pb and c != keys.CTRL]
     val = [c for c in split.val if c in pb and c != keys.CTRL]
-    carved = False
     if not train:
         raise GrapeError(f"split {split.name!r} leaves no measured training condition")
+    fit_on, carved = train, False
     if not val:
-        train, val = _carve_validation(train, train_config.val_fraction, train_config.seed)
+        fit_on, val = _carve_validation(train, train_config.val_fraction, train_config.seed)
         carved = bool(val)
     start = time.perf_counter()
-    members, history, best = [], [], []
+    members, history, records = [], [], []
+    common = dict(model_config=model_config, train_config=train_config,
+                  encoder_state=encoder_state, encoder_args=encoder_args, progress=progress)
     for m in range(train_config.ensemble):
-        model, hist, epoch = train_member(
-            pb, graph, node_index, train, val, model_config=model_config,
-            train_config=train_config, seed=train_config.seed + m, encoder_state=encoder_state,
-            encoder_args=encoder_args, progress=progress, member=m,
-        )
+        seed = train_config.seed + m
+        model, hist, record = train_member(pb, graph, node_index, fit_on, val, seed=seed,
+                                           member=m, **common)
+        record["seed"] = seed
+        if carved and train_config.refit:
+            model, _, refit = train_member(pb, graph, node_index, train, [], seed=seed,
+                                           member=m, steps=record["best_step"], **common)
+            record["refit_steps"] = refit["steps"]
         members.append(model)
         history += hist
-        best.append(epoch)
-    return TrainResult(members=members, history=history, train_conditions=train,
-                       val_conditions=val, best_epochs=best,
+        records.append(record)
+    final_train = train if (carved and train_config.refit) else fit_on
+    return TrainResult(members=members, history=history, train_conditions=final_train,
+                       val_conditions=val, member_records=records,
                        seconds=time.perf_counter() - start, val_carved=carved)
 
 
@@ -232,6 +321,7 @@ def train_bundle(
     knowledge=None,
     ablations: bool = False,
     pb: PseudoBulk | None = None,
+    priors: Sequence[Any] | None = None,
 ) -> Bundle:
     """Gene knowledge -> graph -> trained ensemble -> held-out evaluation -> :class:`Bundle`.
 
@@ -249,6 +339,10 @@ def train_bundle(
     pb
         The pseudo-bulk of ``adata`` when the caller has it already (computed once per
         command).
+    priors
+        The prior graph(s): built-in names, edge-list files (CSV, TSV, Parquet) or
+        DataFrames with columns ``source,target[,weight]``; several are merged
+        (:func:`~grape_core.knowledge.graphs.resolve_priors`). Default: ``model_config.prior``.
 
     Returns
     -------
@@ -266,13 +360,17 @@ def train_bundle(
     train_config = train_config or TrainConfig()
     paths = paths or Paths.from_env()
     start = time.perf_counter()
-    pb = pseudobulk(adata)
+    pb = pb if pb is not None else pseudobulk(adata)
     if knowledge is None:
         from .knowledge.build import knowledge_for_adata
 
         knowledge = knowledge_for_adata(adata, feature_config=feature_config,
                                         graph_config=graph_config, paths=paths, progress=progress)
-    graph, node_index, prior = graph_inputs(knowledge, pb.genes, prior=model_config.prior,
+    prior_edges, prior_sources = resolve_priors(
+        list(priors) if priors is not None else list(model_config.prior), knowledge.priors,
+        knowledge.genes)
+    model_config = model_config.replace(prior=tuple(str(p["name"]) for p in prior_sources))
+    graph, node_index, prior = graph_inputs(knowledge, pb.genes, prior_edges,
                                             max_in_degree=model_config.prior_max_in_degree)
     result: TrainResult = train_grape(
         pb, split, graph, node_index, model_config=model_config, train_config=train_config,
@@ -281,13 +379,11 @@ def train_bundle(
     )
     is_coding = knowledge.table["is_coding"].astype(bool).to_numpy()
     genes = list(knowledge.genes)
-    learned = named_edges(learned_graph(result.members, graph), genes, is_coding)
+    learned_index = learned_graph(result.members, graph)
+    learned = named_edges(learned_index, genes, is_coding)
+    learned["in_prior"] = learned_index["in_prior"].to_numpy(dtype=bool)
     prior_named = named_edges(prior, genes, is_coding)
-    pair = set(zip(prior_named["source"], prior_named["target"]))
-    learned["in_prior"] = [(s, t) in pair for s, t in zip(learned["source"], learned["target"])]
     source = adata.uns.get(keys.UNS_SOURCE, {})
-    epochs_run = pd.DataFrame(result.history).groupby("member")["epoch"].max().to_dict() \
-        if result.history else {}
     manifest = Manifest(
         name=name,
         command=command,
@@ -309,16 +405,15 @@ def train_bundle(
         configs=ConfigsInfo(model=model_config.to_dict(), train=train_config.to_dict(),
                             feature=knowledge.configs["feature"], graph=knowledge.configs["graph"]),
         encoder_args=dict(knowledge.encoder_args),
+        model_sizes=dataclasses.asdict(result.members[0].sizes),
         ensemble=len(result.members),
         training=TrainingInfo(
-            seconds=round(result.seconds, 2), best_epochs=tuple(result.best_epochs),
+            seconds=round(result.seconds, 2),
             train_conditions=tuple(result.train_conditions),
             val_conditions=tuple(result.val_conditions),
-            members=tuple(MemberInfo(best_epoch=int(e), seed=train_config.seed + m,
-                                     epochs=int(epochs_run.get(m, e)))
-                          for m, e in enumerate(result.best_epochs))),
-        graph=GraphInfo(prior=model_config.prior, prior_edges=int(len(prior)),
-                        learned_edges=int(len(learned)),
+            members=tuple(MemberInfo(**record) for record in result.member_records)),
+        graph=GraphInfo(prior=model_config.prior, prior_sources=tuple(prior_sources),
+                        prior_edges=int(len(prior)), learned_edges=int(len(learned)),
                         learned_in_prior=int(learned["in_prior"].sum()) if len(learned) else 0),
     )
     bundle = Bundle(
@@ -339,7 +434,7 @@ def train_bundle(
         bundle = bundle.replace(manifest=manifest, metrics=report.long_frame(split))
     if ablations and held_out:
         bundle = bundle.replace(ablations=run_ablations(bundle, adata, knowledge=knowledge,
-                                                        progress=progress, pb=pb))
+                                                        progress=progress, pb=pb, priors=priors))
     training = bundle.manifest.training
     return bundle.replace(manifest=bundle.manifest.replace(training=dataclasses.replace(
         training, total_seconds=round(time.perf_counter() - start, 2))))
@@ -347,18 +442,24 @@ def train_bundle(
 
 ABLATIONS: dict[str, dict[str, Any]] = {
     "grape": {},
+    "no_graph": {"propagation_steps": 0},
     "no_structure_learning": {"structure_learning": False},
+    "no_interventional_consistency": {"interventional_consistency": False},
     "homogeneous_graph": {"heterogeneous": False},
+    "linear_messages": {"nonlinear_messages": False},
     "no_text_view": {"use_text": False},
     "no_dna_view": {"use_dna": False},
-    "no_global_path": {"global_path": False},
+    "with_global_path": {"global_path": True},
+    "no_shared_head": {"shared_head": False},
+    "no_gene_correction": {"gene_correction": False},
     "no_shared_shift": {"shared_shift": False},
     "no_additive_pairs": {"additive_pairs": False},
-    "paper_flags": {"detach_structure": True, "perturbation_encoding": "paper",
-                    "global_path": False},
+    "paper_flags": {k: v for k, v in ModelConfig.paper().to_dict().items()
+                    if v != getattr(ModelConfig(), k)},
 }
-"""Variant name -> changes to the model's config. ``paper_flags`` restores the published
-code's three choices (detached structure learning, zero-then-negate marking, no global path)."""
+"""Variant name -> changes to the model's config. ``no_graph``: only the perturbed gene
+itself changes (no propagation). ``paper_flags`` restores the published code's choices
+(:meth:`ModelConfig.paper`)."""
 
 
 def run_ablations(
@@ -366,15 +467,17 @@ def run_ablations(
     adata,
     *,
     variants: Sequence[str] | None = None,
-    epochs: int | None = None,
+    steps: int | None = None,
     progress: bool = True,
     knowledge=None,
     pb: PseudoBulk | None = None,
+    priors: Sequence[Any] | None = None,
 ) -> pd.DataFrame:
     """Retrain each variant on the bundle's split with one seed; held-out metrics per variant.
 
     Every row (``grape`` included) is trained the same way (one member, same seed, same
-    epochs), so differences come from the variant alone.
+    step budget), so differences come from the variant alone. ``priors``: the bundle's
+    prior specification (default: its built-in prior names).
     """
     from .config import FeatureConfig, GraphConfig
     from .knowledge.build import knowledge_for_adata
@@ -389,17 +492,24 @@ def run_ablations(
             graph_config=GraphConfig.from_dict(configs.graph) if configs.graph else None,
             progress=progress,
         )
+    if priors is None:
+        priors = list(bundle.model_config.prior)
+        unknown = [p for p in priors if p not in knowledge.priors]
+        if unknown:
+            raise GrapeError(f"the ablations need the prior file(s) {', '.join(unknown)} of model "
+                             f"{bundle.name!r}; pass them again (--prior FILE)")
     has_pairs = any(is_pair(c) for c in pb.conditions)
     names = list(variants or [v for v in ABLATIONS if has_pairs or v != "no_additive_pairs"])
     train_config = bundle.train_config.replace(ensemble=1)
-    if epochs:
-        train_config = train_config.replace(max_epochs=epochs)
+    if steps:
+        train_config = train_config.replace(max_steps=steps)
     rows = {}
     for name in names:
         config = bundle.model_config.replace(**ABLATIONS[name])
         start = time.perf_counter()
         variant = train_bundle(adata, bundle.split, model_config=config, train_config=train_config,
-                               knowledge=knowledge, progress=progress, name=name, pb=pb)
+                               knowledge=knowledge, progress=progress, name=name, pb=pb,
+                               priors=priors)
         found = variant.manifest.metrics
         metrics = found.test.get("grape", {}) if found is not None else {}
         rows[name] = {"n": metrics.get("n_conditions", 0),

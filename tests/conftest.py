@@ -99,7 +99,7 @@ def _train_small(adata, split, name, tmp_path_factory, **train):
     from grape_core.config import TrainConfig
     from grape_core.train import train_bundle
 
-    config = TrainConfig(ensemble=2, max_epochs=4, threads=1, **train)
+    config = TrainConfig(ensemble=2, max_steps=100, threads=1, **train)
     bundle = train_bundle(adata, split, train_config=config, progress=False, name=name)
     folder = tmp_path_factory.mktemp("models") / name
     bundle.save(folder)

@@ -364,7 +364,7 @@ def test_own_data_evaluate_and_train(app, models_dir):
     assert "grape" in metrics.index and "train_mean" in metrics.index
     app.text_input(key="train_name").set_value("tiny")  # a form: sent on submit
     app.slider(key="train_ensemble").set_value(1)
-    app.slider(key="train_epochs").set_value(5)
+    app.slider(key="train_steps").set_value(100)
     ok(app.button(key="FormSubmitter:train-Train").click().run())
     assert (models_dir / "tiny" / "manifest.json").exists(), errors(app)
     assert any("choose tiny in the sidebar" in s.value.replace("*", "").replace("\\", "") for s in app.success)

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from .. import keys
-from .baselines import fit_baselines
+from .baselines import Baseline, fit_baselines
 from ..data.pseudobulk import PseudoBulk
 from ..data.splits import Split
 from .metrics import metrics_table, summarize
@@ -109,6 +109,9 @@ def evaluate_models(
     *,
     part: str = "test",
     include_baselines: bool = True,
+    baselines: Mapping[str, Baseline] | None = None,
+    prior: pd.DataFrame | None = None,
+    genes: Sequence[str] | None = None,
 ) -> Report:
     """Metrics of every model and baseline on the split's held-out conditions.
 
@@ -122,13 +125,21 @@ def evaluate_models(
         Extra models by name (e.g. ``{"grape": ...}``), evaluated before the baselines.
     part
         ``"test"`` or ``"val"``.
+    baselines
+        Baselines already fitted (e.g. on exactly the conditions a model was fitted on);
+        else they are fitted here on ``split.train``.
+    prior, genes
+        A prior graph (edges with gene symbols) and its nodes, for the ``propagation``
+        baseline (:func:`~grape_core.evaluation.baselines.fit_baselines`).
     """
     held_out = [c for c in getattr(split, part) if c in pb and c != keys.CTRL]
     if not held_out:
         raise ValueError(f"no measured {part} conditions in split {split.name!r}")
     models: dict[str, Predictor] = dict(predictors or {})
     if include_baselines:
-        for name, baseline in fit_baselines(pb, split.train).items():
+        fitted = baselines if baselines is not None else fit_baselines(
+            pb, split.train, prior=prior, genes=genes)
+        for name, baseline in fitted.items():
             models.setdefault(name, baseline.predict)
     rows = pb.rows(held_out)
     truth = pb.means[rows].astype(np.float64)

@@ -19,7 +19,8 @@ import numpy as np
 import pandas as pd
 
 MODEL_LABELS = {"grape": "GRAPE", "control": "control (no change)", "train_mean": "train mean",
-                "linear": "linear (PCA + ridge)", "additive": "additive (A + B)"}
+                "linear": "linear (PCA + ridge)", "additive": "additive (A + B)",
+                "propagation": "propagation (prior graph)"}
 METRIC_LABELS = {
     "pearson_delta": "Pearson of shifts, all genes",
     "pearson_delta_de": "Pearson of shifts, top-20 DE genes",

@@ -584,3 +584,34 @@ def knowledge_for_adata(
                                 ensembl_ids=ids, feature_config=feature_config,
                                 graph_config=graph_config, paths=paths, progress=progress,
                                 cache=cache, device=device)
+
+
+def data_priors(adata, *, graph_config: GraphConfig | None = None,
+                paths: Paths | None = None) -> tuple[list[str], dict[str, pd.DataFrame]]:
+    """The priors that need no embeddings, for a screen: GO (from the gene annotation) and
+    co-expression (control cells), and their union. Cheap: what ``benchmark`` uses for the
+    ``propagation`` baseline when no prior is given.
+
+    Returns
+    -------
+    symbols, priors
+        The node order (:func:`genes_of_adata`) and ``{"go", "coexpression", "union"}`` edge
+        lists over it.
+    """
+    from .genes import gene_table
+    from .graphs import coexpression_prior, go_prior, union_prior
+
+    graph_config = graph_config or GraphConfig()
+    paths = paths or Paths.from_env()
+    symbols, measured, ids = genes_of_adata(adata)
+    table = gene_table(symbols, ensembl_ids=ids, paths=paths, sequences="none")
+    priors = {"go": go_prior(table, top_k=graph_config.go_top_k,
+                             min_jaccard=graph_config.go_min_jaccard,
+                             propagate=graph_config.go_propagate)}
+    ctrl = (adata.obs[keys.CONDITION].astype(str) == keys.CTRL).to_numpy()
+    position = {s: i for i, s in enumerate(symbols)}
+    priors["coexpression"] = coexpression_prior(
+        adata.X[ctrl], [position[s] for s in measured], len(symbols),
+        threshold=graph_config.coexpression_threshold, top_k=graph_config.coexpression_top_k)
+    priors["union"] = union_prior([priors["go"], priors["coexpression"]])
+    return symbols, priors

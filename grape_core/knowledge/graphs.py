@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -614,3 +615,193 @@ def format_graph_stats(stats: dict[str, Any]) -> str:
         if by:
             lines.append(f"isolated in {source}: " + ", ".join(f"{k} {v}" for k, v in list(by.items())[:8]))
     return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------
+# user priors: edge-list files or DataFrames
+# ----------------------------------------------------------------------------------------
+PRIOR_COLUMNS = ("source", "target")
+"""Required columns of a user prior (gene symbols; ``source`` regulates ``target``), plus an
+optional numeric ``weight`` (> 0; the sign of a regulation is learned)."""
+
+
+def read_prior_table(path: str | Path) -> pd.DataFrame:
+    """A prior edge list from a CSV, TSV (``.tsv``/``.txt``) or Parquet file.
+
+    Raises
+    ------
+    GrapeError
+        The file is missing, a folder, unreadable or empty (one line naming the file).
+    """
+    from ..errors import GrapeError
+
+    path = Path(path)
+    if not path.exists():
+        raise GrapeError(f"prior file not found: {path}")
+    if path.is_dir():
+        raise GrapeError(f"prior {path} is a folder; give a CSV, TSV or Parquet edge list")
+    suffix = "".join(path.suffixes[-2:]).lower()
+    try:
+        if suffix.endswith(".parquet"):
+            table = pd.read_parquet(path)
+        else:
+            sep = "\t" if any(suffix.endswith(s) for s in (".tsv", ".txt", ".tsv.gz")) else ","
+            table = pd.read_csv(path, sep=sep, dtype={"source": str, "target": str},
+                                keep_default_na=False)
+    except pd.errors.EmptyDataError as exc:
+        raise GrapeError(f"prior {path} is empty; it needs columns source,target[,weight]") from exc
+    except (UnicodeDecodeError, ValueError, OSError) as exc:
+        raise GrapeError(f"prior {path} cannot be read as a CSV, TSV or Parquet table "
+                         f"({type(exc).__name__}: {str(exc).splitlines()[0][:120]})") from exc
+    table.attrs["name"] = path.name
+    return table
+
+
+def _examples(items, n: int = 3) -> str:
+    items = list(items)
+    more = f" and {len(items) - n} more" if len(items) > n else ""
+    return ", ".join(str(i) for i in items[:n]) + more
+
+
+def prior_from_table(table: pd.DataFrame, genes: Sequence[str], *, name: str = "user prior"
+                     ) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Validate a user prior and map it onto the model's nodes.
+
+    Parameters
+    ----------
+    table
+        Columns ``source``, ``target`` (gene symbols; ``source`` regulates ``target``) and
+        optionally ``weight`` (finite, > 0; default 1).
+    genes
+        The model's node symbols. Symbols match exactly, else case-insensitively when that
+        is unambiguous.
+    name
+        How errors and the manifest name this prior (a file name).
+
+    Returns
+    -------
+    edges, report
+        Standard edge list (``source`` = ``name``) over the known genes, and a summary:
+        ``edges`` kept, ``unknown_genes`` (count) and ``unknown_examples``.
+
+    Raises
+    ------
+    GrapeError
+        Missing columns, an empty table, non-numeric, non-finite or non-positive weights,
+        self-loops, duplicated edges, or no edge between the model's genes; each message
+        names the prior, the rows or genes and what to do.
+    """
+    from ..errors import GrapeError
+
+    columns = {str(c).strip().lower(): c for c in table.columns}
+    missing = [c for c in PRIOR_COLUMNS if c not in columns]
+    if missing:
+        raise GrapeError(f"prior {name!r} has no column {', '.join(repr(m) for m in missing)} "
+                         f"(found: {_examples(map(str, table.columns), 6) or 'none'}); it needs "
+                         "source,target[,weight] with gene symbols, source regulating target")
+    src = table[columns["source"]].astype(str).str.strip().to_numpy()
+    dst = table[columns["target"]].astype(str).str.strip().to_numpy()
+    if len(src) == 0:
+        raise GrapeError(f"prior {name!r} has no edges; it needs rows source,target[,weight]")
+    if "weight" in columns:
+        raw = table[columns["weight"]]
+        weight = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64)
+        bad = np.flatnonzero(~np.isfinite(weight))
+        if bad.size:
+            shown = _examples(f"row {i + 2}: {raw.iloc[i]!r}" for i in bad)
+            raise GrapeError(f"prior {name!r}: {bad.size} weight(s) are not finite numbers "
+                             f"({shown}); give numbers or drop the weight column")
+        bad = np.flatnonzero(weight <= 0)
+        if bad.size:
+            raise GrapeError(f"prior {name!r}: {bad.size} weight(s) are <= 0 (e.g. row "
+                             f"{bad[0] + 2}: {weight[bad[0]]:g}); weights are confidences > 0 "
+                             "(the model learns each edge's sign)")
+    else:
+        weight = np.ones(len(src))
+    empty = np.flatnonzero((src == "") | (dst == ""))
+    if empty.size:
+        raise GrapeError(f"prior {name!r}: row {empty[0] + 2} has an empty gene name")
+    loops = np.flatnonzero(src == dst)
+    if loops.size:
+        raise GrapeError(f"prior {name!r} has {loops.size} self-loop(s) "
+                         f"({_examples(f'{src[i]}->{dst[i]}' for i in loops)}); remove them "
+                         "(a perturbed gene's effect on itself is learned separately)")
+    pairs = pd.Series(list(zip(src, dst)))
+    dup = pairs.duplicated(keep="first").to_numpy()
+    if dup.any():
+        raise GrapeError(f"prior {name!r} lists {int(dup.sum())} edge(s) twice "
+                         f"({_examples(f'{a}->{b}' for a, b in pairs[dup])}); keep one row per "
+                         "edge")
+    index = {g: i for i, g in enumerate(genes)}
+    upper: dict[str, list[int]] = {}
+    for g, i in index.items():
+        upper.setdefault(g.upper(), []).append(i)
+
+    def node(symbol: str) -> int:
+        if symbol in index:
+            return index[symbol]
+        hits = upper.get(symbol.upper(), [])
+        return hits[0] if len(hits) == 1 else -1
+
+    s_idx = np.array([node(g) for g in src], dtype=np.int64)
+    d_idx = np.array([node(g) for g in dst], dtype=np.int64)
+    unknown = sorted({g for g, i in zip(src, s_idx) if i < 0} | {g for g, i in zip(dst, d_idx) if i < 0})
+    keep = (s_idx >= 0) & (d_idx >= 0)
+    if not keep.any():
+        raise GrapeError(f"prior {name!r}: none of its {len(src)} edges joins two genes of the "
+                         f"model ({len(unknown)} unknown genes, e.g. {_examples(unknown)}); use "
+                         "the screen's gene symbols")
+    if unknown:
+        log.warning("prior %r: %d of %d edges dropped, their %d genes are not in the model (e.g. %s)",
+                    name, int((~keep).sum()), len(src), len(unknown), _examples(unknown))
+    edges = edge_frame(s_idx[keep], d_idx[keep], weight[keep], name)
+    report = {"name": name, "edges": int(keep.sum()), "dropped_edges": int((~keep).sum()),
+              "unknown_genes": len(unknown), "unknown_examples": unknown[:10]}
+    return edges, report
+
+
+def resolve_priors(specs: Sequence[Any], builtin: Mapping[str, pd.DataFrame],
+                   genes: Sequence[str]) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+    """One prior edge list from built-in names, files and DataFrames (several are merged by
+    :func:`union_prior`).
+
+    Parameters
+    ----------
+    specs
+        Each a built-in prior name (a key of ``builtin``), a path to an edge-list file, or
+        a DataFrame with columns ``source,target[,weight]``.
+    builtin
+        The gene knowledge's priors (``GeneKnowledge.priors``).
+    genes
+        The model's node symbols.
+
+    Returns
+    -------
+    edges, sources
+        The merged edge list and one record per prior: ``name``, ``kind`` (builtin, file or
+        table), ``edges`` and, for user priors, ``sha256`` (files), ``unknown_genes``.
+    """
+    from ..errors import GrapeError
+    from ..io import sha256_file
+
+    if not len(specs):
+        raise GrapeError("no prior given; name a built-in prior "
+                         f"({', '.join(builtin)}) or an edge-list file")
+    frames, sources = [], []
+    for spec in specs:
+        if isinstance(spec, pd.DataFrame):
+            name = str(spec.attrs.get("name", "table"))
+            edges, report = prior_from_table(spec, genes, name=name)
+            sources.append({**report, "kind": "table"})
+        elif isinstance(spec, str) and spec in builtin:
+            edges = builtin[spec]
+            sources.append({"name": spec, "kind": "builtin", "edges": int(len(edges))})
+        elif isinstance(spec, (str, Path)) and (Path(spec).suffix or Path(spec).exists()):
+            edges, report = prior_from_table(read_prior_table(spec), genes, name=Path(spec).name)
+            sources.append({**report, "kind": "file", "sha256": sha256_file(spec)})
+        else:
+            raise GrapeError(f"unknown prior {str(spec)!r}: give a built-in prior "
+                             f"({', '.join(builtin)}) or a CSV/TSV/Parquet edge-list file")
+        frames.append(edges)
+    merged = frames[0] if len(frames) == 1 else union_prior(frames)
+    return merged, sources

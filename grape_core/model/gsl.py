@@ -1,106 +1,145 @@
-r"""Graph-structure learning: a learned gene-gene adjacency mixed with the prior.
+r"""Graph-structure learning: signed, learned weights for the prior's edges and a few
+learned-only edges.
+
+For an edge :math:`e = (u \to v)` of biotype relation :math:`r` with prior weight
+:math:`p_e` (0 for a learned-only edge):
 
 .. math::
-    Z = \mathrm{GCN}(H, A_{prior}), \qquad
-    S_{ij} = \frac{1}{K}\sum_{k=1}^{K} \cos(w_k \odot z_i,\; w_k \odot z_j), \qquad
-    A_{learn} = \mathrm{rownorm}(\mathrm{ReLU}(\mathrm{top}_k(S))),
+    w_e = a_r\, p_e + \theta_e + \beta_r\, S_{uv}, \qquad
+    S_{uv} = \frac{1}{K}\sum_{k=1}^{K} \cos\big(m_k \odot q_u,\; m_k \odot q_v\big), \qquad
+    q = \mathrm{GCN}(z, A_{prior}),
 
-    A = (1 - \alpha) A_{prior} + \alpha A_{learn}, \qquad
-    \mathcal{R} = \lVert A_{learn} - A_{prior} \rVert^2_{\text{on the union of edges}} / n.
+    \mathcal{R} = \sum_e \lvert \theta_e \rvert + \sum_r \lvert \beta_r \rvert .
+
+:math:`a_r` scales the prior per relation (the prior says *where* to look, the data say how
+strongly and with which sign), :math:`\theta_e` reweights, flips or prunes one edge, and
+:math:`\beta_r S_{uv}` is the paper's metric learner (a GCN over the prior, then a
+multi-head weighted cosine of gene embeddings). Learned-only edges are the :math:`k` most
+similar non-prior sources of each gene under that metric; they enter with the weight
+:math:`\beta_r S_{uv}`, which starts at 0 (never as full neighbours). The regulariser is 0
+exactly when the learned graph is the prior scaled per relation, so it can reach zero; its
+L1 form prunes edges the data do not support.
 
 Shapes:
-    - **input:** gene embeddings ``(n_nodes, d)``, prior ``edge_index (2, n_edges)``,
-      ``edge_weight (n_edges,)`` (row-normalised per destination).
-    - **output:** mixed ``edge_index (2, n_mixed)``, ``edge_weight (n_mixed,)`` and the
-      regulariser (a scalar).
-
-Edges point from source to destination (messages flow ``src -> dst``); the top-k
-neighbours of a node are its sources. The learned weights keep their gradient unless
-``detach`` reproduces the published code, which cut it.
+    - **input:** gene embeddings ``(n_nodes, d)``, prior ``edge_index (2, n_prior)`` and
+      ``edge_weight (n_prior,)``, node type ``(n_nodes,)``.
+    - **output:** :class:`Edges` with ``n_prior + n_learned`` edges; the prior's edges come
+      first, in the prior's order.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.nn import GCNConv
-from torch_geometric.utils import coalesce, scatter
 
 
-def row_normalise(edge_index: Tensor, weight: Tensor, n_nodes: int) -> Tensor:
-    """Divide each edge weight by the sum of weights into its destination."""
-    total = scatter(weight, edge_index[1], dim=0, dim_size=n_nodes, reduce="sum")
-    return weight / total[edge_index[1]].clamp_min(1e-12)
+@dataclass
+class Edges:
+    """A weighted, relation-typed edge list (messages flow ``src -> dst``)."""
+
+    src: Tensor
+    dst: Tensor
+    rel: Tensor
+    """Relation id ``src_type * n_types + dst_type``."""
+    weight: Tensor
+    n_prior: int
+    """The first ``n_prior`` edges are the prior's (same order); the rest are learned-only."""
 
 
-class GraphLearner(nn.Module):
-    """GCN learner + multi-head weighted cosine metric, top-k per node, mixed with the prior."""
+def relation_ids(src: Tensor, dst: Tensor, node_type: Tensor, n_types: int) -> Tensor:
+    return node_type[src] * n_types + node_type[dst]
 
-    def __init__(self, dim: int, *, heads: int = 4, top_k: int = 10, mix: float = 0.5,
-                 detach: bool = False, refresh: int = 1, chunk: int = 1024):
+
+class StructureLearner(nn.Module):
+    """Signed edge weights over the prior plus learned-only edges (see the module docstring).
+
+    Parameters
+    ----------
+    d_in
+        Width of the gene embeddings.
+    n_prior
+        Number of prior edges (one :math:`\\theta_e` each).
+    n_relations
+        Biotype relations (4, or 1 for the homogeneous ablation).
+    learn
+        ``False``: weights are :math:`a_r p_e` only (no structure learning).
+    detach
+        Reproduces the published code: the learned part gets no gradient from the
+        prediction loss (only from the regulariser).
+    """
+
+    def __init__(self, d_in: int, n_nodes: int, n_prior: int, n_relations: int, *,
+                 metric_dim: int = 16, heads: int = 4, top_k: int = 5, learn: bool = True,
+                 detach: bool = False, chunk: int = 2048):
         super().__init__()
-        self.gcn = GCNConv(dim, dim)
-        self.metric = nn.Parameter(torch.empty(heads, dim))
+        self.learn, self.detach, self.top_k, self.chunk = learn, detach, top_k, chunk
+        self.scale = nn.Parameter(torch.zeros(n_relations))
+        self.theta = nn.Parameter(torch.zeros(n_prior))
+        self.beta = nn.Parameter(torch.zeros(n_relations))
+        self.gcn = GCNConv(d_in, metric_dim)
+        self.metric = nn.Parameter(torch.empty(heads, metric_dim))
         nn.init.xavier_uniform_(self.metric)
-        self.top_k, self.mix, self.detach, self.chunk = top_k, mix, detach, chunk
-        self.refresh = max(1, refresh)
-        self._sources: Tensor | None = None
-        self._steps = 0
+        k = max(0, min(top_k, n_nodes - 1)) if learn else 0
+        # learned-only candidates: each gene's k sources (rows = destinations); a fixed shape,
+        # with the slots that hold no usable candidate switched off
+        self.register_buffer("learned_sources", torch.arange(n_nodes).unsqueeze(1).repeat(1, k))
+        self.register_buffer("learned_valid", torch.zeros(n_nodes, k, dtype=torch.bool))
 
-    def learned(self, h: Tensor, edge_index: Tensor, edge_weight: Tensor) -> tuple[Tensor, Tensor]:
-        """Top-k learned edges ``(2, n_nodes * k)`` and their row-normalised weights."""
-        n = h.size(0)
-        z = self.gcn(h, edge_index, edge_weight)
-        # all heads in one matrix: cos averaged over heads = <u_i, u_j> with u = [..]/sqrt(K)
-        u = F.normalize(z.unsqueeze(0) * self.metric.unsqueeze(1), dim=-1)  # (K, n, d)
-        u = u.permute(1, 0, 2).reshape(n, -1) / self.metric.size(0) ** 0.5
-        k = min(self.top_k, n - 1)
-        # the top-k choice is discrete (no gradient): pick neighbours without autograd, then
-        # recompute the chosen similarities with it, so the backward pass is per edge, not
-        # n x n. In training the choice is refreshed every `refresh` steps (it moves slowly).
-        stale = (self._sources is None or self._sources.size(0) != n * k
-                 or not self.training or self._steps % self.refresh == 0)
-        if self.training:
-            self._steps += 1
-        if stale:
-            self._sources = self._select(u.detach(), k)
-        src = self._sources
-        dst = torch.arange(n, device=h.device).repeat_interleave(k)
-        # node i's k sources against u_i: one batched product, no gather of u[dst]
-        weight = F.relu(torch.bmm(u[src].view(n, k, -1), u.unsqueeze(2)).reshape(-1))
-        learned_index = torch.stack([src, dst])
-        keep = weight > 0
-        learned_index, weight = learned_index[:, keep], weight[keep]
-        return learned_index, row_normalise(learned_index, weight, n)
+    def metric_embedding(self, z: Tensor, prior_index: Tensor, prior_weight: Tensor) -> Tensor:
+        """``(n_nodes, heads * metric_dim)`` rows whose dot product is :math:`S_{uv}`."""
+        q = self.gcn(z, prior_index, prior_weight)
+        u = F.normalize(q.unsqueeze(0) * self.metric.unsqueeze(1), dim=-1)  # (K, n, d)
+        return u.permute(1, 0, 2).reshape(q.size(0), -1) / self.metric.size(0) ** 0.5
 
     @torch.no_grad()
-    def _select(self, u: Tensor, k: int) -> Tensor:
-        """Indices of each node's ``k`` most similar other nodes, flattened ``(n * k,)``."""
-        n = u.size(0)
-        sources = []
+    def refresh(self, z: Tensor, prior_index: Tensor, prior_weight: Tensor) -> None:
+        """Choose the learned-only candidates: each gene's ``top_k`` most similar sources
+        under the current metric, prior edges and self excluded. The choice is discrete (no
+        gradient); their weights are differentiable."""
+        n, k = self.learned_sources.shape
+        if k == 0:
+            return
+        u = self.metric_embedding(z, prior_index, prior_weight)
+        prior_key = torch.sort(prior_index[1] * n + prior_index[0]).values
+        sources, valid = [], []
         for start in range(0, n, self.chunk):
-            sim = u[start:start + self.chunk] @ u.T  # (chunk, n)
             rows = torch.arange(start, min(start + self.chunk, n), device=u.device)
-            sim[rows - start, rows] = -2.0  # no self-edges: the model adds self-loops
-            sources.append(sim.topk(k, dim=1).indices)
-        return torch.cat(sources).reshape(-1)
+            sim = u[rows] @ u.T  # (chunk, n): row = destination, column = source
+            sim[rows - start, rows] = -2.0
+            top = sim.topk(k, dim=1)
+            key = rows.unsqueeze(1) * n + top.indices
+            pos = torch.searchsorted(prior_key, key).clamp(max=max(prior_key.numel() - 1, 0))
+            in_prior = (prior_key[pos] == key) if prior_key.numel() else torch.zeros_like(key, dtype=torch.bool)
+            sources.append(top.indices)
+            valid.append((top.values > -2.0) & ~in_prior)
+        self.learned_sources.copy_(torch.cat(sources))
+        self.learned_valid.copy_(torch.cat(valid))
 
-    def forward(self, h: Tensor, edge_index: Tensor, edge_weight: Tensor
-                ) -> tuple[Tensor, Tensor, Tensor, tuple[Tensor, Tensor]]:
-        """Mixed graph, regulariser, and the learned edges (for export)."""
-        n = h.size(0)
-        learned_index, learned_weight = self.learned(h, edge_index, edge_weight)
+    def forward(self, z: Tensor, prior_index: Tensor, prior_weight: Tensor, node_type: Tensor,
+                n_types: int) -> Edges:
+        src, dst = prior_index
+        rel = relation_ids(src, dst, node_type, n_types)
+        weight = self.scale[rel] * prior_weight
+        if not self.learn:
+            return Edges(src, dst, rel, weight, src.numel())
+        u = self.metric_embedding(z, prior_index, prior_weight)
+        learned = self.theta + self.beta[rel] * (u[src] * u[dst]).sum(-1)
+        ld, slot = self.learned_valid.nonzero(as_tuple=True)
+        ls = self.learned_sources[ld, slot]
+        lrel = relation_ids(ls, ld, node_type, n_types)
+        learned_only = self.beta[lrel] * (u[ls] * u[ld]).sum(-1)
         if self.detach:
-            learned_weight = learned_weight.detach()
-        mixed_index, mixed_weight = coalesce(
-            torch.cat([edge_index, learned_index], dim=1),
-            torch.cat([(1 - self.mix) * edge_weight, self.mix * learned_weight]),
-            num_nodes=n, reduce="sum",
-        )
-        _, diff = coalesce(
-            torch.cat([edge_index, learned_index], dim=1),
-            torch.cat([-edge_weight, learned_weight]), num_nodes=n, reduce="sum",
-        )
-        reg = (diff * diff).sum() / n
-        return mixed_index, mixed_weight, reg, (learned_index, learned_weight)
+            learned, learned_only = learned.detach(), learned_only.detach()
+        return Edges(torch.cat([src, ls]), torch.cat([dst, ld]), torch.cat([rel, lrel]),
+                     torch.cat([weight + learned, learned_only]), src.numel())
+
+    def regulariser(self) -> Tensor:
+        """:math:`\\sum_e |\\theta_e| + \\sum_r |\\beta_r|`: zero when the learned graph is the
+        prior scaled per relation."""
+        if not self.learn:
+            return self.theta.new_zeros(())
+        return self.theta.abs().sum() + self.beta.abs().sum()

@@ -1,71 +1,69 @@
-r"""Heterogeneous GAT: one GAT per biotype pair, outputs summed (PyG ``HeteroConv``).
+r"""Heterogeneous propagation of a perturbation: one message function per biotype relation,
+signed edge weights inside the messages, summed at each gene (PyG ``HeteroConv`` style).
 
 .. math::
-    h^{(l+1)}_v = \sigma\Big(\sum_{r \in \mathcal{R}} \mathrm{GAT}^{(l)}_r\big(h^{(l)}, A_r\big)_v\Big),
-    \quad \mathcal{R} = \{cc, cn, nc, nn\},
+    \delta^{(0)} = x_0, \qquad
+    \delta^{(l+1)}_v = x_{0,v} + \sum_{r \in \mathcal{R}} \sum_{u \to v \in E_r}
+        w_{uv}\, \psi_r\big(\delta^{(l)}_u\big), \qquad
+    \psi_r(x) = x + \sum_{h} c_{rh} \tanh(b_{rh}\, x),
 
-where the edge weight of the (mixed) graph enters each attention logit as an edge feature,
-so the structure learner receives the gradient of the prediction loss through it.
+with :math:`x_0` the change the perturbation makes at the perturbed genes (the
+knock-down or activation itself), :math:`w` the learned signed weights
+(:mod:`~grape_core.model.gsl`) and :math:`\psi_r` a small monotone-at-start message
+function per relation (:math:`c = 0` at initialisation, so messages start linear). With
+linear messages, ``L`` steps give :math:`\sum_{l \le L} W^l x_0`, the steady state
+:math:`(I - W)^{-1} x_0` truncated. The state is the perturbation-induced change of every
+gene, zero where the perturbation does not reach, so every sample of a batch is
+independent of the others, and no attention normalises the marked gene's signal away.
 
 Shapes:
-    - **input:** ``x_dict[type] (n_type, d_in)``, ``edge_index_dict[rel] (2, n_rel_edges)``
-      in per-type indices, ``edge_weight_dict[rel] (n_rel_edges,)``.
-    - **output:** ``x_dict[type] (n_type, d_out)``.
-
-Self-loops are part of the graph given to the layer (same-type relations), never added
-inside ``GATConv``: that keeps a layer exact on a bipartite sub-graph, which the
-perturbation pass relies on (see :mod:`grape_core.model.grape`).
+    - **input:** ``x0 (n_nodes, batch)`` (genes in rows: gathering a source reads one
+      contiguous row for the whole batch), :class:`~grape_core.model.gsl.Edges`.
+    - **output:** ``(n_nodes, batch)``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-import torch.nn.functional as F
+import torch
 from torch import Tensor, nn
-from torch_geometric.nn import GATConv, HeteroConv
 
-EdgeType = tuple[str, str, str]
+from .gsl import Edges
 
 
-class HeteroGAT(nn.Module):
-    """Stack of ``HeteroConv`` layers of per-relation ``GATConv``."""
+class RelationMessages(nn.Module):
+    """:math:`\\psi_r`: a residual, saturating message function per relation."""
 
-    def __init__(self, relations: Sequence[EdgeType], dims: Sequence[int], *, heads: int = 4,
-                 dropout: float = 0.4):
+    def __init__(self, n_relations: int, hidden: int = 8, *, nonlinear: bool = True):
         super().__init__()
-        self.relations = [tuple(r) for r in relations]
-        self.dropout = dropout
-        self.layers = nn.ModuleList()
-        for d_in, d_out in zip(dims[:-1], dims[1:]):
-            if d_out % heads:
-                raise ValueError(f"layer width {d_out} is not divisible by {heads} heads")
-            # heads are concatenated (d_out / heads each): per-edge work scales with d_out
-            self.layers.append(HeteroConv({
-                rel: GATConv(d_in, d_out // heads, heads=heads, concat=True, dropout=dropout,
-                             add_self_loops=False, edge_dim=1)
-                for rel in self.relations
-            }, aggr="sum"))
+        self.nonlinear = nonlinear and hidden > 0
+        self.c = nn.Parameter(torch.zeros(n_relations, max(hidden, 0)))
+        self.b = nn.Parameter(torch.linspace(0.25, 2.0, max(hidden, 0)).repeat(n_relations, 1))
 
-    def layer(self, i: int, x_dict: dict[str, Tensor], edge_index_dict: dict[EdgeType, Tensor],
-              edge_weight_dict: dict[EdgeType, Tensor]) -> dict[str, Tensor]:
-        """Layer ``i`` (activation included except after the last layer)."""
-        present = {r: e for r, e in edge_index_dict.items() if e.numel()}
-        attr = {r: edge_weight_dict[r].unsqueeze(-1) for r in present}
-        out = self.layers[i](x_dict, present, edge_attr_dict=attr)
-        for node_type, x in x_dict.items():  # a type that receives no edge keeps a zero message
-            if node_type not in out:
-                out[node_type] = x.new_zeros(x.size(0), self._out_dim(i))
-        if i < len(self.layers) - 1:
-            out = {t: F.dropout(F.elu(x), self.dropout, self.training) for t, x in out.items()}
-        return out
+    def forward(self, x: Tensor, rel: Tensor) -> Tensor:
+        """``x (n_edges, batch)`` source values, ``rel (n_edges,)`` -> messages before weighting."""
+        if not self.nonlinear:
+            return x
+        c, b = self.c[rel].unsqueeze(1), self.b[rel].unsqueeze(1)  # (E, 1, H)
+        return x + (c * torch.tanh(x.unsqueeze(-1) * b)).sum(-1)
 
-    def _out_dim(self, i: int) -> int:
-        conv = next(iter(self.layers[i].convs.values()))
-        return conv.out_channels * conv.heads
 
-    def forward(self, x_dict: dict[str, Tensor], edge_index_dict: dict[EdgeType, Tensor],
-                edge_weight_dict: dict[EdgeType, Tensor]) -> dict[str, Tensor]:
-        for i in range(len(self.layers)):
-            x_dict = self.layer(i, x_dict, edge_index_dict, edge_weight_dict)
-        return x_dict
+class HeteroPropagation(nn.Module):
+    """``steps`` rounds of relation-typed, weighted message passing (see the module docstring)."""
+
+    def __init__(self, n_relations: int, *, steps: int = 4, hidden: int = 8, nonlinear: bool = True):
+        super().__init__()
+        if steps < 0:
+            raise ValueError(f"propagation_steps={steps}: must be >= 0 (0: no propagation)")
+        self.steps = steps
+        self.messages = RelationMessages(n_relations, hidden, nonlinear=nonlinear)
+
+    def step(self, state: Tensor, x0: Tensor, edges: Edges) -> Tensor:
+        """One round: ``x0`` plus the weighted messages of ``state``."""
+        msg = self.messages(state[edges.src], edges.rel) * edges.weight.unsqueeze(1)
+        return x0.index_add(0, edges.dst, msg)
+
+    def forward(self, x0: Tensor, edges: Edges) -> Tensor:
+        state = x0
+        for _ in range(self.steps):
+            state = self.step(state, x0, edges)
+        return state

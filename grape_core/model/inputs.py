@@ -26,22 +26,27 @@ from ..errors import GrapeError
 from .grape import GRAPE, GraphInputs
 
 
-def graph_inputs(knowledge, measured: Sequence[str], *, prior: str = "union",
+def graph_inputs(knowledge, measured: Sequence[str], prior: pd.DataFrame, *,
                  max_in_degree: int = 15) -> tuple[GraphInputs, dict[str, int], pd.DataFrame]:
     """Tensors of the gene graph for a model, the node index, and the prior it uses.
 
-    The prior keeps, for each gene, its ``max_in_degree`` strongest in-edges and is
-    row-normalised per destination.
+    Parameters
+    ----------
+    knowledge
+        :class:`~grape_core.knowledge.build.GeneKnowledge` (node order, views, biotypes).
+    measured
+        Measured genes, in output order.
+    prior
+        Edge list over the knowledge's nodes (``src``, ``dst``, ``weight``), e.g. from
+        :func:`~grape_core.knowledge.graphs.resolve_priors`. Each gene keeps its
+        ``max_in_degree`` strongest in-edges, row-normalised per destination.
     """
     genes = list(knowledge.genes)
     node_index = {g: i for i, g in enumerate(genes)}
     missing = [g for g in measured if g not in node_index]
     if missing:
         raise GrapeError(f"{len(missing)} measured genes have no node (e.g. {', '.join(missing[:3])})")
-    if prior not in knowledge.priors:
-        raise GrapeError(f"unknown prior {prior!r}; available: {', '.join(knowledge.priors)}")
-    edges = knowledge.priors[prior]
-    edges = edges[edges["src"] != edges["dst"]]
+    edges = prior[prior["src"] != prior["dst"]]
     edges = (edges.sort_values(["dst", "weight"], ascending=[True, False], kind="stable")
              .groupby("dst", sort=False).head(max_in_degree).reset_index(drop=True))
     weight = edges["weight"].to_numpy(dtype=np.float64)
@@ -72,16 +77,17 @@ def perturbation_tensor(conditions: Sequence[str], node_index: dict[str, int]) -
 
 
 @torch.no_grad()
-def predict_shifts(model: GRAPE, graph: GraphInputs, perts: torch.Tensor, *, batch_size: int = 64,
+def predict_shifts(model: GRAPE, graph: GraphInputs, perts: torch.Tensor, *, batch_size: int = 256,
                    outputs: torch.Tensor | None = None) -> torch.Tensor:
     """Shifts ``(n_conds, n_measured)`` of one member, in eval mode (only the measured
-    positions ``outputs`` when given)."""
+    positions ``outputs`` when given). Each sample is computed on its own, so the batch
+    size changes the speed, never the result."""
     if model.training:
         model.eval()
     out = [model(graph, perts[i:i + batch_size], outputs=outputs).shift
            for i in range(0, perts.size(0), batch_size)]
     width = graph.measured.numel() if outputs is None else outputs.numel()
-    return torch.cat(out) if out else torch.zeros(0, width)
+    return torch.cat(out).cpu() if out else torch.zeros(0, width)
 
 
 def named_edges(edges: pd.DataFrame, genes: Sequence[str], is_coding: np.ndarray) -> pd.DataFrame:
@@ -100,27 +106,36 @@ def named_edges(edges: pd.DataFrame, genes: Sequence[str], is_coding: np.ndarray
 
 
 @torch.no_grad()
-def learned_graph(members: Sequence[GRAPE], graph: GraphInputs) -> pd.DataFrame:
-    """Ensemble mean of the learned adjacency (``src``, ``dst``, ``weight``)."""
+def learned_graph(members: Sequence[GRAPE], graph: GraphInputs, *,
+                  keep_fraction: float = 0.05) -> pd.DataFrame:
+    """The graph the ensemble propagates perturbations on: ``src``, ``dst``, ``weight``
+    (signed ensemble mean), ``in_prior``.
+
+    An edge is kept when its mean absolute weight reaches ``keep_fraction`` of the 99th
+    percentile of all absolute weights: prior edges below that were pruned by structure learning,
+    and learned-only edges below it carry nothing.
+    """
     frames = []
     for model in members:
-        if model.learner is None:
-            continue
         model.eval()
-        x = model.encode(graph)
-        index, weight = model.learner.learned(x, graph.prior_index, graph.prior_weight)
-        frames.append(pd.DataFrame({"src": index[0].numpy(), "dst": index[1].numpy(),
-                                    "weight": weight.numpy()}))
+        _, edges = model.graph(graph)
+        frames.append(pd.DataFrame({
+            "src": edges.src.cpu().numpy(), "dst": edges.dst.cpu().numpy(),
+            "weight": edges.weight.cpu().numpy().astype(np.float64),
+            "in_prior": np.arange(edges.src.numel()) < edges.n_prior}))
     if not frames:
         return pd.DataFrame({"src": np.zeros(0, np.int64), "dst": np.zeros(0, np.int64),
-                             "weight": np.zeros(0, np.float32)})
-    edges = pd.concat(frames).groupby(["src", "dst"], as_index=False)["weight"].sum()
-    edges["weight"] /= len(frames)
-    return edges
+                             "weight": np.zeros(0, np.float32), "in_prior": np.zeros(0, bool)})
+    edges = (pd.concat(frames).groupby(["src", "dst"], as_index=False)
+             .agg(weight=("weight", "sum"), in_prior=("in_prior", "max")))
+    edges["weight"] = (edges["weight"] / len(frames)).astype(np.float32)
+    magnitude = edges["weight"].abs()
+    cut = keep_fraction * float(np.quantile(magnitude, 0.99)) if len(edges) else 0.0
+    return edges[magnitude >= max(cut, 1e-12)].reset_index(drop=True)
 
 
 @torch.no_grad()
 def fused_embeddings(model: GRAPE, graph: GraphInputs) -> np.ndarray:
-    """The fine-tuned gene encoder's output ``(n_nodes, d)``."""
+    """The gene encoder's output ``(n_nodes, d)`` as the model sees it."""
     model.eval()
-    return model.encoder(graph.text, graph.dna, graph.dna_missing).numpy()
+    return model.encode(graph).cpu().numpy()

@@ -1,10 +1,15 @@
 r"""Training loss on pseudo-bulk shifts.
 
 .. math::
-    \mathcal{L} = \mathrm{MSE}(\hat\Delta, \Delta) + \mathrm{Huber}_{\delta}(\hat\Delta, \Delta)
-    + \lambda\, \mathcal{R}_{graph}
+    \mathcal{L} = \mathrm{MSE}(\hat\Delta / s, \Delta / s) + \mathrm{Huber}_{\delta}(\hat\Delta / s, \Delta / s)
+    + \mu\, \mathcal{L}_{cons} + \lambda\, \mathcal{R}_{graph} + \nu\, \overline{g^2}
 
-Shapes: ``pred``, ``target`` ``(batch, n_measured)``; ``reg`` a scalar.
+with :math:`s` the typical size of a training shift (so one setting of :math:`\lambda`
+means the same on screens of any scale), :math:`\mathcal{L}_{cons}` the interventional
+consistency (:meth:`~grape_core.model.grape.GRAPE.consistency_loss`), :math:`\mathcal{R}`
+the structure regulariser and :math:`g` the per-gene gains.
+
+Shapes: ``pred``, ``target`` ``(batch, n_outputs)``; the other terms are scalars.
 """
 
 from __future__ import annotations
@@ -18,16 +23,22 @@ from torch import Tensor
 @dataclass
 class LossOutput:
     total: Tensor
-    mse: Tensor
-    huber: Tensor
+    fit: Tensor
+    """Scaled MSE + Huber of the prediction."""
+    consistency: Tensor
     reg: Tensor
+    """Structure regulariser (before its weight)."""
 
     def items(self) -> dict[str, float]:
-        return {k: float(getattr(self, k).detach()) for k in ("total", "mse", "huber", "reg")}
+        return {k: float(getattr(self, k).detach()) for k in ("total", "fit", "consistency", "reg")}
 
 
-def grape_loss(pred: Tensor, target: Tensor, reg: Tensor, *, huber_delta: float = 0.7,
-               reg_weight: float = 0.1) -> LossOutput:
-    mse = F.mse_loss(pred, target)
-    huber = F.huber_loss(pred, target, delta=huber_delta)
-    return LossOutput(total=mse + huber + reg_weight * reg, mse=mse, huber=huber, reg=reg)
+def grape_loss(pred: Tensor, target: Tensor, *, scale: Tensor | float, reg: Tensor,
+               consistency: Tensor, gains: Tensor, huber_delta: float = 0.7,
+               consistency_weight: float = 1.0, reg_weight: float = 0.0,
+               gain_weight: float = 0.0) -> LossOutput:
+    pred, target = pred / scale, target / scale
+    fit = F.mse_loss(pred, target) + F.huber_loss(pred, target, delta=huber_delta)
+    total = (fit + consistency_weight * consistency + reg_weight * reg
+             + gain_weight * (gains ** 2).mean())
+    return LossOutput(total=total, fit=fit, consistency=consistency, reg=reg)
