@@ -198,6 +198,13 @@ class GRAPE(nn.Module):
         self.known_shift = (torch.stack(table) if table
                             else self.head_b.new_zeros(0, self.head_b.numel()))
 
+    def index_tensors(self) -> dict[str, int]:
+        """Integer tensors of :meth:`state_dict` that index other data: name -> exclusive
+        upper bound of their values (``-1`` means "none"). A loaded model folder is checked
+        against these bounds, so a stored index can never point outside what it indexes.
+        """
+        return {"known_row": int(self.known_shift.size(0))}
+
     # ------------------------------------------------------------------ graph
     def _graph(self, g: GraphInputs, x: Tensor):
         n = g.n_nodes
