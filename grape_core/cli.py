@@ -259,9 +259,6 @@ def _configs(args):
 
 
 def cmd_train(args) -> int:
-    from .data.pseudobulk import pseudobulk
-    from .train import train_bundle
-
     from contextlib import nullcontext
 
     from .io import check_writable, reserve
@@ -276,6 +273,9 @@ def cmd_train(args) -> int:
         out, what="model folder", hint="wait for it to finish, choose another --out or pass "
         "--overwrite")
     with hold:
+        from .data.pseudobulk import pseudobulk  # torch and the model: after the checks
+        from .train import train_bundle
+
         adata = _read(args)
         pb = pseudobulk(adata)  # once for the whole command
         split = _split_for(args, pb.conditions)
