@@ -5,6 +5,7 @@ import streamlit as st
 from explorer import charts, jobs, layout, loaders, widgets
 
 
+@layout.guarded
 def home() -> None:
     sel = layout.page("GRAPE Explorer", layout.APP_ICON)
     st.markdown(
@@ -21,7 +22,7 @@ def home() -> None:
     st.subheader("Models")
     st.dataframe(layout.models_table(entries), hide_index=True, width="stretch")
     if sel.ok:
-        st.subheader(f"Model card: {sel.model}")
+        st.subheader(f"Model card: {layout.md(sel.model)}")
         layout.model_card(sel)
     own_data(sel)
     jobs.warm_up()
@@ -54,7 +55,7 @@ def own_data(sel: layout.Selection) -> None:
     with evaluate:
         st.markdown(f"**Evaluate {layout.md(sel.model or 'a model')} on this file** "
                     "(needs the same measured genes)")
-        if sel.ok and st.button(f"Evaluate {sel.model}", key="evaluate"):
+        if sel.ok and st.button(f"Evaluate {layout.md(sel.model)}", key="evaluate"):
             result = widgets.evaluate_on(sel, path)
             if result is not None:
                 metrics, verdict = result

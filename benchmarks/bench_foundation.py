@@ -179,7 +179,7 @@ def main(argv=None) -> int:
 
     if args.generate_only:
         info = generate(Path(args.generate_only), **params)
-        print(json.dumps(info))
+        print(json.dumps(info, allow_nan=False))
         return 0
 
     with tempfile.TemporaryDirectory() as tmp:

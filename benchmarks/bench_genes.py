@@ -105,7 +105,8 @@ def run_phase(n_genes: int, n_cells: int, *, count_tokens: bool) -> dict:
 
 
 def child(args) -> int:
-    print(json.dumps(run_phase(args.genes, args.cells, count_tokens=args.phase == "cold")))
+    print(json.dumps(run_phase(args.genes, args.cells, count_tokens=args.phase == "cold"),
+                     allow_nan=False))
     return 0
 
 

@@ -37,13 +37,31 @@ _LAYOUT = dict(template="plotly_white", margin=dict(l=10, r=10, t=40, b=10),
                font=dict(size=13))
 
 
+def esc(value: Any) -> Any:
+    """Text from data (a gene, condition or model name) made safe for plotly, which reads
+    ``<b>``, ``<a href>``... in every label, tick and hover text: ``&``, ``<`` and ``>`` become
+    entities that plotly shows as typed. Lists, arrays and Series are escaped element-wise."""
+    if isinstance(value, str):
+        return value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    if isinstance(value, pd.Series):
+        return value.astype(str).map(esc)
+    if isinstance(value, (list, tuple, np.ndarray, pd.Index)):
+        return [esc(str(v)) for v in value]
+    return esc(str(value))
+
+
+def unesc(value: str) -> str:
+    """The text :func:`esc` escaped."""
+    return value.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
 def _figure(*, title: str = "", **layout: Any) -> go.Figure:
-    """An empty figure in the app's style; the title sits above the legend."""
+    """An empty figure in the app's style; the title (plain text) sits above the legend."""
     fig = go.Figure()
     top = 20 + (34 if title else 0) + (30 if layout.get("showlegend", True) else 0)
     fig.update_layout(**{**_LAYOUT, "margin": dict(l=10, r=10, t=top, b=10), **layout})
     if title:
-        fig.update_layout(title=dict(text=title, x=0, xanchor="left", y=1, yanchor="top",
+        fig.update_layout(title=dict(text=esc(title), x=0, xanchor="left", y=1, yanchor="top",
                                      pad=dict(t=8, l=4), font=dict(size=16)))
     return fig
 
@@ -62,7 +80,7 @@ def shift_chart(pred: Prediction, *, top: int = 20, title: str = "") -> go.Figur
     ``baseline:<name>``, so tests and readers can find the numbers behind the bars.
     """
     rows = pred.to_frame(top=top, baselines=True)
-    genes = rows["gene"].tolist()
+    genes = esc(rows["gene"].tolist())
     fig = _figure(title=title, barmode="group", height=460, bargap=0.25,
                   yaxis_title=SHIFT_AXIS, hovermode="closest")
     for coding in (True, False):
@@ -71,11 +89,11 @@ def shift_chart(pred: Prediction, *, top: int = 20, title: str = "") -> go.Figur
             continue
         kind = biotype_class(coding)
         fig.add_bar(
-            x=part["gene"], y=part["shift"], name=f"GRAPE · {kind} gene",
+            x=esc(part["gene"]), y=part["shift"], name=f"GRAPE · {kind} gene",
             marker_color=BIOTYPE_COLORS[kind], offsetgroup="predicted", meta="predicted",
             error_y=dict(type="data", array=part["std"].to_numpy(), visible=True,
                          color="#1a202c", thickness=1.2, width=3),
-            customdata=np.stack([part["biotype"].astype(str), part["std"]], axis=-1),
+            customdata=np.stack([esc(part["biotype"]), part["std"]], axis=-1),
             hovertemplate="%{x} (%{customdata[0]})<br>predicted shift %{y:.3f}"
                           " ± %{customdata[1]:.3f}<extra></extra>",
         )
@@ -110,13 +128,14 @@ def array(values: Any) -> np.ndarray:
 
 def chart_values(fig: go.Figure | Mapping[str, Any], meta: str, field: str = "y") -> dict[str, float]:
     """``{x: y}`` of the traces whose ``meta`` is ``meta`` (a figure or its JSON dict);
-    ``field="error_y"`` gives the error bars."""
+    ``field="error_y"`` gives the error bars. Names are given as typed (see :func:`esc`)."""
     data = fig["data"] if isinstance(fig, Mapping) else fig.to_plotly_json()["data"]
     out: dict[str, float] = {}
     for trace in data:
         if trace.get("meta") == meta:
             values = trace["error_y"]["array"] if field == "error_y" else trace[field]
-            out.update(zip(array(trace["x"]).tolist(), array(values).astype(float).tolist()))
+            xs = [unesc(x) if isinstance(x, str) else x for x in array(trace["x"]).tolist()]
+            out.update(zip(xs, array(values).astype(float).tolist()))
     return out
 
 
@@ -132,7 +151,7 @@ def scatter_measured(pred: Prediction, *, highlight: int = 10) -> go.Figure:
             continue
         kind = biotype_class(coding)
         fig.add_scatter(x=part["measured_shift"], y=part["shift"], mode="markers",
-                        name=f"{kind} gene", meta=f"scatter:{kind}", text=part["gene"],
+                        name=f"{kind} gene", meta=f"scatter:{kind}", text=esc(part["gene"]),
                         marker=dict(color=BIOTYPE_COLORS[kind], size=7, opacity=0.7),
                         hovertemplate="%{text}<br>measured %{x:.3f}<br>predicted %{y:.3f}<extra></extra>")
     lo = float(np.nanmin([frame["shift"].min(), frame["measured_shift"].min()]))
@@ -140,7 +159,7 @@ def scatter_measured(pred: Prediction, *, highlight: int = 10) -> go.Figure:
     fig.add_scatter(x=[lo, hi], y=[lo, hi], mode="lines", name="perfect prediction",
                     line=dict(color="#a0aec0", dash="dash"), hoverinfo="skip")
     top = frame.head(highlight)
-    fig.add_scatter(x=top["measured_shift"], y=top["shift"], mode="text", text=top["gene"],
+    fig.add_scatter(x=top["measured_shift"], y=top["shift"], mode="text", text=esc(top["gene"]),
                     textposition="top center", showlegend=False, hoverinfo="skip",
                     textfont=dict(size=11, color="#2d3748"))
     fig.layout.meta = {"pearson": r}
@@ -160,12 +179,24 @@ def prediction_table(pred: Prediction) -> pd.DataFrame:
 def interaction_summary(report: Mapping[str, Any]) -> pd.DataFrame:
     """Genetic-interaction scores of a pair report as a small two-column table."""
     rows = [("interaction type", str(report.get("gi_type", ""))),
-            ("magnitude vs additive (1 = additive)", f"{report.get('rel_mag', np.nan):.2f}"),
-            ("weight of gene A (c1)", f"{report.get('c1', np.nan):.2f}"),
-            ("weight of gene B (c2)", f"{report.get('c2', np.nan):.2f}"),
-            ("fit of the additive model (r)", f"{report.get('corr_fit', np.nan):.2f}"),
-            ("dominance (|log10 c1/c2|)", f"{report.get('dominance', np.nan):.2f}")]
+            ("magnitude vs additive (1 = additive)", number(report.get("rel_mag"))),
+            ("weight of gene A (c1)", number(report.get("c1"))),
+            ("weight of gene B (c2)", number(report.get("c2"))),
+            ("fit of the additive model (r)", number(report.get("corr_fit"))),
+            ("dominance (|log10 c1/c2|)", number(report.get("dominance")))]
     return pd.DataFrame(rows, columns=["score", "value"])
+
+
+def number(value: Any, digits: int = 2) -> str:
+    """``value`` to ``digits`` decimals, ``n/a`` when it is missing or not finite (never
+    ``nan``)."""
+    if isinstance(value, bool):
+        return "n/a"
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return "n/a"
+    return f"{value:.{digits}f}" if np.isfinite(value) else "n/a"
 
 
 # ----------------------------------------------------------------------------- Network
@@ -190,7 +221,7 @@ def degree_figure(deg: pd.DataFrame, table: pd.DataFrame) -> go.Figure:
             continue
         kind = biotype_class(flag)
         fig.add_scatter(x=part["prior_degree"], y=part["learned_degree"], mode="markers",
-                        name=f"{kind} gene", text=part["gene"],
+                        name=f"{kind} gene", text=esc(part["gene"]),
                         marker=dict(color=BIOTYPE_COLORS[kind], size=7, opacity=0.65),
                         hovertemplate="%{text}<br>prior %{x} · learned %{y}<extra></extra>")
     top = float(max(deg["prior_degree"].max(), deg["learned_degree"].max(), 1))
@@ -202,9 +233,10 @@ def degree_figure(deg: pd.DataFrame, table: pd.DataFrame) -> go.Figure:
 # ----------------------------------------------------------------------------- Benchmark
 def metric_bars(overview: pd.DataFrame, metric: str) -> go.Figure:
     fig = _figure(title=metric_label(metric), height=360, showlegend=False)
-    fig.add_bar(x=overview["model"], y=overview[metric], meta=f"metric:{metric}",
+    fig.add_bar(x=esc(overview["model"]), y=overview[metric], meta=f"metric:{metric}",
                 marker_color=[MODEL_COLORS.get(k, "#718096") for k in overview["key"]],
-                text=[f"{v:.3f}<br>n={n}" for v, n in zip(overview[metric], overview["held-out conditions"])],
+                text=[f"{number(v, 3)}<br>n={n}"
+                      for v, n in zip(overview[metric], overview["held-out conditions"])],
                 textposition="outside", cliponaxis=False)
     return fig
 
@@ -215,12 +247,13 @@ def per_condition_figure(metrics: pd.DataFrame, metric: str) -> go.Figure:
     fig = _figure(title=f"Per held-out perturbation: {metric_label(metric)}", height=420,
                   xaxis_title="held-out perturbation", yaxis_title=METRIC_LABELS.get(metric, metric))
     for name, part in metrics.groupby("model", sort=False):
-        fig.add_scatter(x=part["condition"], y=part[metric], mode="markers", name=model_label(str(name)),
+        fig.add_scatter(x=esc(part["condition"]), y=part[metric], mode="markers",
+                        name=esc(model_label(str(name))),
                         marker=dict(color=MODEL_COLORS.get(str(name), "#718096"),
                                     size=13 if name == "grape" else 9,
                                     symbol="circle" if name == "grape" else
                                     BASELINE_SYMBOLS.get(str(name), "circle-open")))
-    fig.update_xaxes(categoryorder="array", categoryarray=conds, tickangle=-45)
+    fig.update_xaxes(categoryorder="array", categoryarray=esc(conds), tickangle=-45)
     return fig
 
 
@@ -228,7 +261,7 @@ def subgroup_figure(table: pd.DataFrame, metric: str) -> go.Figure:
     fig = _figure(title=f"Per subgroup: {metric_label(metric)}", barmode="group", height=380)
     names = {model_label(k): k for k in MODEL_COLORS}
     for col in table.columns:
-        fig.add_bar(x=table.index, y=table[col], name=col,
+        fig.add_bar(x=esc(table.index), y=table[col], name=esc(col),
                     marker_color=MODEL_COLORS.get(names.get(col, ""), "#718096"))
     return fig
 
@@ -258,9 +291,10 @@ def ablation_figure(ablations: pd.DataFrame, metric: str) -> go.Figure:
     if "variant" not in frame:
         frame = frame.rename(columns={frame.columns[0]: "variant"})
     fig = _figure(title=f"Ablations (one seed each): {metric_label(metric)}", height=380, showlegend=False)
-    fig.add_bar(x=frame["variant"].str.replace("_", " "), y=frame[metric],
+    fig.add_bar(x=esc(frame["variant"].astype(str).str.replace("_", " ")), y=frame[metric],
                 marker_color=[GRAPE_COLOR if v == "grape" else "#a0aec0" for v in frame["variant"]],
-                text=[f"{v:.3f}" for v in frame[metric]], textposition="outside", cliponaxis=False)
+                text=[number(v, 3) for v in frame[metric]], textposition="outside",
+                cliponaxis=False)
     fig.update_xaxes(tickangle=-30)
     return fig
 
@@ -268,9 +302,10 @@ def ablation_figure(ablations: pd.DataFrame, metric: str) -> go.Figure:
 def screen_check_figure(check: pd.DataFrame) -> go.Figure:
     fig = _figure(title="Does the screen rank held-out perturbations right? (Spearman, higher is better)",
                   height=340, showlegend=False)
-    fig.add_bar(x=[model_label(m) for m in check.index], y=check["spearman"],
+    fig.add_bar(x=esc([model_label(m) for m in check.index]), y=check["spearman"],
                 marker_color=[MODEL_COLORS.get(m, "#718096") for m in check.index],
-                text=[f"{v:.2f}" for v in check["spearman"]], textposition="outside", cliponaxis=False)
+                text=[number(v) for v in check["spearman"]], textposition="outside",
+                cliponaxis=False)
     return fig
 
 
@@ -286,13 +321,15 @@ def embedding_figure(overview: pd.DataFrame, coords: np.ndarray, *, highlight: s
         kind = biotype_class(flag)
         part = overview[mask]
         fig.add_scatter(x=coords[mask, 0], y=coords[mask, 1], mode="markers", name=f"{kind} gene",
-                        customdata=part["gene"], text=part["biotype"],
+                        customdata=part["gene"], hovertext=esc(part["gene"]),
+                        text=esc(part["biotype"]),
                         marker=dict(color=BIOTYPE_COLORS[kind], size=8, opacity=0.75,
                                     line=dict(width=0.5, color="white")),
-                        hovertemplate="%{customdata} (%{text})<extra></extra>")
+                        hovertemplate="%{hovertext} (%{text})<extra></extra>")
     if highlight is not None and highlight in set(overview["gene"]):
         i = int(np.flatnonzero(overview["gene"].to_numpy() == highlight)[0])
-        fig.add_scatter(x=[coords[i, 0]], y=[coords[i, 1]], mode="markers+text", text=[highlight],
+        fig.add_scatter(x=[coords[i, 0]], y=[coords[i, 1]], mode="markers+text",
+                        text=[esc(highlight)],
                         textposition="top center", name="chosen gene", hoverinfo="skip",
                         marker=dict(size=18, color="rgba(0,0,0,0)", line=dict(width=3, color="#1a202c")))
     return fig
@@ -314,7 +351,7 @@ def screen_figure(result: ScreenResult, *, label_top: int = 6) -> go.Figure:
         kind = biotype_class(flag)
         label = "coding gene(s) perturbed" if flag else "a non-coding gene perturbed"
         fig.add_scatter(x=part["off_target"], y=part["effect"], mode="markers+text", name=label,
-                        meta=f"screen:{kind}", text=[g if r <= label_top else "" for g, r in
+                        meta=f"screen:{kind}", text=[esc(g) if r <= label_top else "" for g, r in
                                                      zip(part["genes"], part["rank"])],
                         textposition="top center",
                         customdata=np.stack([part["rank"], part["effect_std"]], axis=-1),
@@ -323,7 +360,7 @@ def screen_figure(result: ScreenResult, *, label_top: int = 6) -> go.Figure:
                         marker=dict(color=BIOTYPE_COLORS[kind], size=11,
                                     symbol=["diamond" if k == "pair" else "circle" for k in part["kind"]]),
                         textfont=dict(size=11),
-                        hovertext=part["genes"],
+                        hovertext=esc(part["genes"]),
                         hovertemplate="#%{customdata[0]} %{hovertext}<br>effect %{y:.3f} ± "
                                       "%{customdata[1]:.3f}<br>off-target %{x:.3f}<extra></extra>")
     return fig

@@ -20,7 +20,7 @@ import streamlit as st
 
 from grape_core.errors import GrapeError
 
-from .layout import show_error
+from .layout import md, show_error
 from .loaders import load_model, model_entries
 from .state import Selection
 from .widgets import read_data
@@ -111,10 +111,12 @@ def wait_for_screen(sel: Selection, n_genes: int, n_members: int) -> None:
 
 def train_model(sel: Selection, path: str | Path, *, name: str, ensemble: int, max_steps: int) -> Path | None:
     """Train a model on the user's file and save it into the models folder; progress in an
-    ``st.status``. Returns the new folder, or ``None`` after a message."""
-    from grape_core.config import TrainConfig
-    from grape_core.data.splits import make_split
-    from grape_core.train import train_bundle
+    ``st.status``. Returns the new folder, or ``None`` after a message.
+
+    The models folder is checked before the work, and the model's name is reserved (a lock
+    file) while it trains: another session cannot train a model of the same name meanwhile.
+    """
+    from grape_core.io import check_writable, reserve
 
     name = name.strip()
     if not _NAME.fullmatch(name):
@@ -125,12 +127,35 @@ def train_model(sel: Selection, path: str | Path, *, name: str, ensemble: int, m
     if target.exists() or name in {e.name for e in model_entries(sel.models_dir)}:
         show_error(f"a model named {name!r} already exists; choose another name")
         return None
+    where = ("choose a folder you can write in Settings ('Folder with your own models', "
+             "or the GRAPE_MODELS_DIR setting)")
+    try:  # before the work: a read-only models folder is not found after training
+        check_writable(target, what="model", hint=where)
+    except GrapeError as exc:
+        show_error(exc)
+        return None
     data = read_data(path)
     if data is None:
         return None
     adata, _, pb = data
+    try:
+        with reserve(target, what="model", hint="wait for that training to finish or choose "
+                     "another name"):
+            return _train_and_save(adata, pb, target, name=name, ensemble=ensemble,
+                                   epochs=epochs, where=where)
+    except GrapeError as exc:
+        show_error(exc)
+        return None
+
+
+def _train_and_save(adata, pb, target: Path, *, name: str, ensemble: int, epochs: int,
+                    where: str) -> Path | None:
+    from grape_core.config import TrainConfig
+    from grape_core.data.splits import make_split
+    from grape_core.train import train_bundle
+
     outcome: dict[str, Any] = {}
-    with st.status(f"Training model {name}…", expanded=True) as status:
+    with st.status(f"Training model {md(name)}…", expanded=True) as status:
         try:
             st.write("Splitting the perturbations (GEARS simulation split, seed 1)…")
             split = make_split(pb.conditions)
@@ -152,15 +177,20 @@ def train_model(sel: Selection, path: str | Path, *, name: str, ensemble: int, m
                 raise outcome["error"]
             folder = outcome["bundle"].save(target)
         except GrapeError as exc:
-            status.update(label=f"Training {name} failed", state="error")
+            status.update(label=f"Training {md(name)} failed", state="error")
             show_error(exc)
             return None
+        except OSError as exc:  # writing the model folder
+            status.update(label=f"Saving {md(name)} failed", state="error")
+            show_error(f"cannot save model {name} in the models folder {target.parent} "
+                       f"({exc.strerror or exc}); {where}")
+            return None
         except Exception as exc:  # noqa: BLE001 - a message, not a traceback
-            status.update(label=f"Training {name} failed", state="error")
+            status.update(label=f"Training {md(name)} failed", state="error")
             show_error(f"training failed ({type(exc).__name__}: {exc}); check the file with "
                        "`python -m grape_core describe` and try again")
             return None
-        status.update(label=f"Model {name} trained in {seconds:.0f} s and saved",
+        status.update(label=f"Model {md(name)} trained in {seconds:.0f} s and saved",
                       state="complete", expanded=False)
     return folder
 

@@ -8,8 +8,10 @@ tables, links between pages and the model card.
 
 from __future__ import annotations
 
+import functools
+import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pandas as pd
@@ -20,6 +22,7 @@ from grape_core.config import Paths
 from grape_core.data.conditions import label, short_label
 from grape_core.errors import GrapeError  # noqa: F401 - pages catch it as layout.GrapeError
 
+from .charts import number  # noqa: F401 - pages format numbers with layout.number
 from .loaders import held_out_metrics, load_model, model_entries, verified
 from .state import ModelEntry, Selection, changed, remember, restore
 
@@ -40,7 +43,8 @@ DEFAULT_MODEL = "norman"
 SHIFT_SENTENCE = ("A **shift** is how much a gene's expression (log scale) changes in perturbed "
                   "cells compared with unperturbed control cells: above 0 the gene goes up, below 0 "
                   "it goes down.")
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]<>#|~$])")
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]<>#|~$!:])")
+log = logging.getLogger(__name__)
 
 
 # ----------------------------------------------------------------------------- messages
@@ -55,6 +59,29 @@ def show_error(exc: BaseException | str, *, context: str = "") -> None:
     text = str(exc).strip()
     text = text.splitlines()[0] if text else type(exc).__name__
     st.error((f"{context}: " if context else "") + md(text), icon=":material/error:")
+
+
+def run(body: Callable[[], None]) -> None:
+    """Run a page's body: a :class:`GrapeError` becomes one ``st.error`` line, and so does
+    anything unexpected (its traceback goes to the server log, never to the page)."""
+    try:
+        body()
+    except GrapeError as exc:
+        show_error(exc)
+    except Exception as exc:  # noqa: BLE001 - a page never shows a traceback
+        log.exception("page failed")
+        show_error(f"unexpected {type(exc).__name__}: {exc}; reload the page, or choose another "
+                   "model or input")
+
+
+def guarded(body: Callable[[], None]) -> Callable[[], None]:
+    """:func:`run` as a decorator (for page functions given to ``st.Page``)."""
+
+    @functools.wraps(body)
+    def page_body() -> None:
+        run(body)
+
+    return page_body
 
 
 def fmt_seconds(seconds: float | None) -> str:
@@ -123,7 +150,7 @@ def sidebar() -> Selection:
     """The model picker and a short model card; returns the :class:`Selection`."""
     restore("models_dir", str(Paths.from_env().models_dir))
     models_dir = str(st.session_state["models_dir"])
-    entries = model_entries(models_dir)
+    entries = model_entries(models_dir)  # never raises: a broken folder is listed with its reason
     usable = {e.name: e for e in entries if e.ok}
     names = list(usable)
     chosen: ModelEntry | None = None
@@ -168,7 +195,7 @@ def _sidebar_card(man: Manifest) -> None:
     subset = f" · {', '.join(data.subset)}" if data.subset else ""
     st.markdown(f"**{md(data.name or '?')}**{md(subset)}")
     grape = man.metrics.test.get("grape") if man.metrics is not None else None
-    held = (f"  \nheld out: Pearson of shifts **{grape.get('pearson_delta', float('nan')):.2f}**"
+    held = (f"  \nheld out: Pearson of shifts **{number(grape.get('pearson_delta'))}**"
             if grape else "")
     st.caption(
         f"{data.cells:,} cells · {data.genes:,} genes  \n"
@@ -186,23 +213,28 @@ def model(sel: Selection):
         st.info("Choose a model in the sidebar (or train one on the Home page).")
         st.stop()
     try:
-        with st.spinner(f"Loading model {sel.model}…"):
+        with st.spinner(f"Loading model {md(sel.model)}…"):
             return load_model(sel.folder, sel.stamp)
     except GrapeError as exc:
         show_error(exc)
+        st.stop()
+    except Exception as exc:  # noqa: BLE001 - a damaged folder the checks did not foresee
+        log.exception("loading %s failed", sel.folder)
+        show_error(f"model {sel.model!r} cannot be loaded ({type(exc).__name__}: {exc}); restore "
+                   "the model folder or retrain it")
         st.stop()
 
 
 def open_in(genes: Sequence[str], sel: Selection, *, pages: Sequence[str] = ("Predict", "Network")) -> None:
     """Links that open ``genes`` on other pages (the genes travel in the URL)."""
-    shown = label(genes)
+    shown = md(label(genes))  # a label is Markdown: a gene name must not be a link or image
     cols = st.columns(len(pages))
     for col, (path, title, icon) in zip(cols, [p for p in PAGES if p[1] in pages]):
         try:
             col.page_link(path, label=f"Open {shown} in {title}", icon=icon,
                           query_params={"genes": list(genes), "model": sel.model})
         except Exception:  # noqa: BLE001 - a page run on its own has no navigation
-            col.caption(f"{title}: choose {md(shown)} there.")
+            col.caption(f"{title}: choose {shown} there.")
 
 
 # ----------------------------------------------------------------------------- model card
@@ -226,7 +258,7 @@ def model_card(sel: Selection) -> None:
         return
     data, split, training = man.dataset, man.split, man.training
     cols = st.columns(4)
-    cols[0].metric("cells seen", f"{data.cells:,}", help=f"file {data.file or '?'}")
+    cols[0].metric("cells seen", f"{data.cells:,}", help=f"file {md(data.file or '?')}")
     cols[1].metric("measured genes", f"{data.genes:,}",
                    help=f"{man.genes.n_nodes if man.genes else '?'} genes in the graph")
     cols[2].metric("perturbations", data.conditions,

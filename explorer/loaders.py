@@ -44,11 +44,14 @@ def file_stamp(path: str | Path) -> str:
 
 @st.cache_data(max_entries=64, show_spinner=False)
 def verified(folder: str, stamp: str) -> tuple[Manifest | None, str]:
-    """The folder's manifest (checked: SHA-256 of every file), or ``None`` and why not."""
+    """The folder's manifest (checked: SHA-256 of every file), or ``None`` and why not
+    (never an exception: a broken folder is listed with its reason)."""
     try:
         return verify_bundle(folder), ""
     except GrapeError as exc:
         return None, str(exc)
+    except Exception as exc:  # noqa: BLE001 - e.g. a folder that cannot be read
+        return None, f"cannot be checked ({type(exc).__name__}: {exc}); restore the model folder"
 
 
 def model_entries(models_dir: str) -> list[ModelEntry]:

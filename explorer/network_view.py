@@ -1,8 +1,9 @@
 """The interactive network view: a self-contained pyvis page of a neighbourhood.
 
-Offline (no CDN: every ``<link>``/``<script src>`` to another server is removed) and safe
-(every label and tooltip HTML-escaped). The neighbourhood itself comes from
-:func:`grape_core.network.neighbourhood`.
+Offline (no CDN: every ``<link>``/``<script src>`` to another server is removed) and safe:
+labels and tooltips are data (vis-network draws them as text; the page holds them as JSON
+with ``<``, ``>``, ``&`` and quotes escaped), the legend is HTML-escaped. The neighbourhood
+itself comes from :func:`grape_core.network.neighbourhood`.
 """
 
 from __future__ import annotations
@@ -52,8 +53,8 @@ def _legend_html(focus: Sequence[str]) -> str:
 
 def network_html(edges: pd.DataFrame, genes: pd.DataFrame, focus: Sequence[str], *,
                  height: int = 600) -> str:
-    """A self-contained interactive pyvis page of a :func:`neighbourhood` (no CDN, every
-    label and tooltip HTML-escaped).
+    """A self-contained interactive pyvis page of a :func:`neighbourhood` (no CDN; names
+    shown as typed, never as HTML).
 
     ``genes``: the bundle's gene table (index symbol; ``biotype``, ``is_coding``,
     ``full_name``).
@@ -69,8 +70,10 @@ def network_html(edges: pd.DataFrame, genes: pd.DataFrame, focus: Sequence[str],
         coding = bool(info["is_coding"]) if info is not None else True
         biotype = str(info["biotype"]) if info is not None else "unknown"
         name = str(info.get("full_name", "")) if info is not None else ""
-        label = html.escape(str(gene))
-        title = html.escape(f"{gene} · {biotype}" + (f" · {name}" if name else ""))
+        # vis-network draws labels on a canvas and shows tooltips as text (never HTML), and
+        # the page embeds them as JSON with <, > and & escaped: names are shown as typed
+        label = str(gene)
+        title = f"{gene} · {biotype}" + (f" · {name}" if name else "")
         is_focus = gene in focus
         net.add_node(label, label=label, title=title,
                      color={"background": BIOTYPE_COLORS[biotype_class(coding)],
@@ -81,8 +84,8 @@ def network_html(edges: pd.DataFrame, genes: pd.DataFrame, focus: Sequence[str],
                      font={"size": 20 if is_focus else 14, "strokeWidth": 3, "strokeColor": "#ffffff"})
     wmax = float(edges["weight"].max()) if len(edges) else 1.0
     for row in edges.itertuples(index=False):
-        title = html.escape(f"{row.source} → {row.target} · {row.status} · weight {row.weight:.3f}")
-        net.add_edge(html.escape(str(row.source)), html.escape(str(row.target)), title=title,
+        title = f"{row.source} → {row.target} · {row.status} · weight {row.weight:.3f}"
+        net.add_edge(str(row.source), str(row.target), title=title,
                      width=1 + 7 * float(row.weight) / max(wmax, 1e-12),
                      color=EDGE_STATUS_COLORS[row.status], dashes=row.status == "prior only")
     net.set_options(json.dumps({

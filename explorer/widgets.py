@@ -62,7 +62,7 @@ def resolve(model, genes: Sequence[str], *, key: str = "genes") -> tuple[str, ..
         if exc.suggestions:
             cols = st.columns(min(len(exc.suggestions), 5))
             for col, suggestion in zip(cols, exc.suggestions):
-                col.button(f"Use {suggestion}", key=f"suggest-{key}-{suggestion}",
+                col.button(f"Use {md(suggestion)}", key=f"suggest-{key}-{suggestion}",
                            on_click=replace_gene, args=(key, exc.gene, suggestion))
         return None
     except GrapeError as exc:
@@ -131,7 +131,7 @@ def read_data(path: str | Path, *, display_name: str = "") -> tuple[Any, dict, A
         show_error(f"file not found: {shown}; give the full path of a .h5ad file on this computer")
         return None
     try:
-        with st.spinner(f"Reading and checking {shown}…"):
+        with st.spinner(f"Reading and checking {md(shown)}…"):
             return screen_data(str(path), file_stamp(path))
     except GrapeError as exc:
         show_error(str(exc).replace(str(path), shown))
@@ -142,7 +142,7 @@ def evaluate_on(sel: Selection, path: str | Path):
     """Held-out metrics of the chosen model on the user's data (same genes required):
     ``(table, verdict)``, or ``None`` after one message."""
     try:
-        with st.spinner(f"Evaluating {sel.model} on your data…"):
+        with st.spinner(f"Evaluating {md(sel.model)} on your data…"):
             return evaluation(sel.folder, sel.stamp, str(path), file_stamp(path))
     except GrapeError as exc:
         show_error(exc)

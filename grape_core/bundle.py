@@ -20,10 +20,12 @@ Layout (scvi-tools style, without pickle)::
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import logging
 import os
 import platform
+import re
 import shutil
 import tempfile
 import types
@@ -42,8 +44,9 @@ from .config import ModelConfig, TrainConfig
 from .data.conditions import genes_of
 from .data.pseudobulk import PseudoBulk
 from .data.splits import Split
-from .errors import BundleError
-from .io import read_safetensors_numpy, sha256_file, write_json, write_safetensors, write_table
+from .errors import BundleError, GrapeError
+from .io import (check_writable, read_safetensors_numpy, remove_stale, sha256_file, temp_prefix,
+                 write_json, write_safetensors, write_table)
 
 if TYPE_CHECKING:  # torch and the model are imported where used: listing and verifying
     # bundles (the app's first page) must not pay for importing torch
@@ -74,7 +77,8 @@ def _type_name(tp: Any) -> str:
         return "null"
     origin = typing.get_origin(tp)
     if origin in (Union, types.UnionType):
-        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+        args = [a for a in typing.get_args(tp) if not (a is int and float in typing.get_args(tp))]
+        return " or ".join(_type_name(a) for a in args)
     if origin is tuple:
         return f"a list of {_type_name(typing.get_args(tp)[0])}"
     if origin is dict or tp is dict:
@@ -91,12 +95,14 @@ def _checked(value: Any, tp: Any, key: str, source: str) -> Any:
         args = typing.get_args(tp)
         if value is None and type(None) in args:
             return None
-        for arg in args:
-            if arg is not type(None):
-                try:
-                    return _checked(value, arg, key, source)
-                except BundleError:
-                    pass
+        others = [a for a in args if a is not type(None)]
+        if len(others) == 1:  # X | None: X's own message names the key inside it
+            return _checked(value, others[0], key, source)
+        for arg in others:
+            try:
+                return _checked(value, arg, key, source)
+            except BundleError:
+                pass
     elif tp is Any:
         return value
     elif tp is bool:
@@ -117,14 +123,21 @@ def _checked(value: Any, tp: Any, key: str, source: str) -> Any:
             return tuple(_checked(v, inner, f"{key}[{i}]", source) for i, v in enumerate(value))
     elif origin is dict or tp is dict:
         if isinstance(value, dict):
-            return dict(value)
+            args = typing.get_args(tp)
+            if not args or args[1] is Any:
+                return dict(value)
+            return {k: _checked(v, args[1], f"{key}.{k}", source) for k, v in value.items()}
     elif dataclasses.is_dataclass(tp):
         if isinstance(value, dict):
             return _section(tp, value, key, source)
+    raise BundleError(f"{source}: manifest key {key!r} must be {_type_name(tp)}, not "
+                      f"{_shown(value)}; restore the model folder or retrain it")
+
+
+def _shown(value: Any) -> str:
+    """A manifest value as JSON, cut to 40 characters."""
     shown = json.dumps(value, default=str)
-    shown = shown if len(shown) <= 40 else shown[:37] + "..."
-    raise BundleError(f"{source}: manifest key {key!r} must be {_type_name(tp)}, not {shown}; "
-                      "restore the model folder or retrain it")
+    return shown if len(shown) <= 40 else shown[:37] + "..."
 
 
 def _section(cls: type, data: dict[str, Any], where: str, source: str):
@@ -277,9 +290,28 @@ class GraphInfo(_Section):
 class MetricsInfo(_Section):
     """Held-out metrics: ``test[model][metric]``, ``subgroups[model][group][metric]``."""
 
-    test: dict[str, Any] = field(default_factory=dict)
-    subgroups: dict[str, Any] = field(default_factory=dict)
+    test: dict[str, dict[str, int | float | None]] = field(default_factory=dict)
+    """Model -> metric -> value (``null`` where a metric is undefined)."""
+    subgroups: dict[str, dict[str, dict[str, int | float | None]]] = field(default_factory=dict)
     verdict: str = ""
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:  # null on disk (strict JSON) is NaN in memory
+        object.__setattr__(self, "test", _nan_for_null(self.test))
+        object.__setattr__(self, "subgroups", _nan_for_null(self.subgroups))
+
+
+@dataclass(frozen=True)
+class PseudoBulkMeta(_Section):
+    """Schema of the manifest's ``pseudobulk`` object (:meth:`PseudoBulk.to_arrays`
+    metadata); checked when a manifest is read, kept as a dict on :class:`Manifest`."""
+
+    genes: tuple[str, ...]
+    conditions: tuple[str, ...]
+    n_control: int
+    dataset: str = ""
+    sha256: str = ""
+    de_source: str = ""
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
@@ -304,7 +336,9 @@ class Manifest(_Section):
 
     OPTIONAL = ("metrics", "uncertainty", "genes", "created")
     REQUIRED_ON_DISK = ("dataset", "split", "configs", "encoder_args", "model_sizes", "ensemble",
-                        "training", "genes", "pseudobulk", "files")
+                        "training", "genes", "pseudobulk")
+    """Keys every saved manifest has. ``files`` is not among them: a manifest without
+    checksums is read, and refused by :func:`verify_bundle` unless loaded unverified."""
 
     name: str = ""
     command: str = ""
@@ -319,7 +353,7 @@ class Manifest(_Section):
     graph: GraphInfo = field(default_factory=GraphInfo)
     metrics: MetricsInfo | None = None
     """Held-out metrics; ``None`` when the split held nothing out."""
-    uncertainty: dict[str, Any] = field(default_factory=dict)
+    uncertainty: dict[str, int | float | str | None] = field(default_factory=dict)
     """Does the ensemble's spread go with the error (:func:`~grape_core.evaluation.evaluate.uncertainty_check`)."""
     format_version: int = FORMAT_VERSION
     grape_core_version: str = __version__
@@ -333,24 +367,72 @@ class Manifest(_Section):
     """SHA-256 of every file of the folder, by key of :data:`FILES`."""
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
+    def __post_init__(self) -> None:  # null on disk (strict JSON) is NaN in memory
+        object.__setattr__(self, "uncertainty", _nan_for_null(self.uncertainty))
+
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, source: str = "manifest.json") -> "Manifest":
         """Validate and type a manifest dict; ``source`` names the file in errors."""
         if not isinstance(data, dict):
-            raise BundleError(f"{source}: the manifest must be a JSON object; restore the model "
-                              "folder or retrain it")
-        return _section(cls, data, "", source)
+            raise BundleError(f"{source} must hold a JSON object, not {_json_kind(data)}; "
+                              "restore the model folder or retrain it")
+        manifest = _section(cls, data, "", source)
+        manifest._check(source)
+        return manifest
+
+    def _check(self, source: str) -> None:
+        """What types alone do not say: checksums are SHA-256 digests, sizes agree."""
+        fix = "restore the model folder or retrain it"
+        for key, digest in self.files.items():
+            if not _SHA256.fullmatch(digest):
+                raise BundleError(f"{source}: manifest key 'files.{key}' must be a SHA-256 "
+                                  f"(64 hex digits), not {_shown(digest)}; {fix}")
+        if self.genes is not None:
+            nodes = self.genes.nodes
+            if self.genes.n_nodes != len(nodes):
+                raise BundleError(f"{source}: 'genes.n_nodes' is {self.genes.n_nodes} but "
+                                  f"'genes.nodes' lists {len(nodes)} genes; {fix}")
+            if not 0 < self.genes.n_measured <= len(nodes):
+                raise BundleError(f"{source}: 'genes.n_measured' is {self.genes.n_measured}, "
+                                  f"not between 1 and the {len(nodes)} nodes; {fix}")
+            if len(set(nodes)) < len(nodes):
+                twice = next(g for g in nodes if nodes.count(g) > 1)
+                raise BundleError(f"{source}: 'genes.nodes' lists {_shown(twice)} twice; {fix}")
+        if self.pseudobulk:
+            meta = _section(PseudoBulkMeta, self.pseudobulk, "pseudobulk", source)
+            if self.genes is not None and len(meta.genes) != self.genes.n_measured:
+                raise BundleError(f"{source}: 'pseudobulk.genes' lists {len(meta.genes)} genes but "
+                                  f"'genes.n_measured' is {self.genes.n_measured}; {fix}")
 
     @classmethod
     def read(cls, path: str | Path) -> "Manifest":
-        """Read and validate ``manifest.json`` (the file, or a model folder)."""
+        """Read and validate ``manifest.json`` (the file, or a model folder).
+
+        Raises
+        ------
+        BundleError
+            Not a file, unreadable, not JSON, not a JSON object, another format version, a
+            key missing or of the wrong type, checksums that are not SHA-256 digests, sizes
+            that disagree.
+        """
         path = Path(path)
         file = path / FILES["manifest"] if path.is_dir() else path
+        fix = "restore the model folder or retrain it"
+        if file.is_dir():
+            raise BundleError(f"{file} is a folder, not a file; {fix}")
         try:
-            data = json.loads(file.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise BundleError(f"{file} is corrupted (not valid JSON: {exc})") from exc
-        version = data.get("format_version") if isinstance(data, dict) else None
+            data = json.loads(file.read_bytes().decode("utf-8"))
+        except FileNotFoundError as exc:
+            raise BundleError(f"{file} is missing; {fix}") from exc
+        except OSError as exc:
+            raise BundleError(f"cannot read {file} ({exc.strerror or exc}); check its "
+                              "permissions, or restore the model folder") from exc
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+            reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+            raise BundleError(f"{file} is corrupted (not valid JSON: {reason}); {fix}") from exc
+        if not isinstance(data, dict):
+            raise BundleError(f"{file} must hold a JSON object, not {_json_kind(data)}; {fix}")
+        version = data.get("format_version")
         if version != FORMAT_VERSION:
             raise BundleError(
                 f"{file.parent} uses bundle format {version!r}, this grape_core reads format "
@@ -365,6 +447,27 @@ class Manifest(_Section):
     def replace(self, **changes: Any) -> "Manifest":
         return dataclasses.replace(self, **changes)
 
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def _nan_for_null(value: Any) -> Any:
+    """``None`` -> NaN in nested dicts of numbers (strict JSON writes NaN as ``null``)."""
+    if isinstance(value, dict):
+        return {k: _nan_for_null(v) for k, v in value.items()}
+    return float("nan") if value is None else value
+
+
+def _json_kind(data: Any) -> str:
+    if data is None:
+        return "null"
+    if isinstance(data, bool):
+        return "true or false"
+    if isinstance(data, list):
+        return f"a list ({_shown(data)})"
+    if isinstance(data, str):
+        return f"a string ({_shown(data)})"
+    return f"a number ({_shown(data)})"
 
 
 @dataclass(frozen=True)
@@ -451,22 +554,31 @@ class Bundle:
 
     # ------------------------------------------------------------------ save
     def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
-        """Write the bundle folder atomically (a temporary folder renamed into place)."""
+        """Write the bundle folder atomically: a temporary folder beside ``path``, renamed
+        into place.
+
+        Safe when several processes save to the same ``path`` at once (the last one wins;
+        none fails half-way), and what a killed save left beside ``path`` is removed by the
+        next one.
+
+        Raises
+        ------
+        BundleError
+            ``path`` exists and ``overwrite`` is False.
+        GrapeError
+            ``path`` cannot be written (a parent is a file, a read-only folder).
+        """
         path = Path(path)
-        if path.exists() and not overwrite:
+        if os.path.lexists(path) and not overwrite:
             raise BundleError(f"{path} already exists; pass overwrite=True (--overwrite) to replace it")
+        check_writable(path, what="model folder")
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+        remove_stale(path)
+        tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=temp_prefix(path), suffix=".tmp"))
         try:
+            os.chmod(tmp, 0o777 & ~_umask())  # a model folder, not a private one
             self._write(tmp)
-            if path.exists():
-                old = path.with_name(f".{path.name}.old")
-                shutil.rmtree(old, ignore_errors=True)
-                os.replace(path, old)
-                os.replace(tmp, path)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(tmp, path)
+            _install(tmp, path, overwrite=overwrite)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         return path
@@ -510,106 +622,357 @@ class Bundle:
 
     # ------------------------------------------------------------------ load
     @classmethod
-    def load(cls, path: str | Path) -> "Bundle":
+    def load(cls, path: str | Path, *, unverified: bool = False) -> "Bundle":
         """Load and verify a bundle folder.
+
+        Every file is checked against the manifest's SHA-256, and every tensor against the
+        model the manifest describes (shapes, dtypes, index ranges, finite values): nothing
+        is resized to fit.
+
+        Parameters
+        ----------
+        unverified
+            Also load a folder whose manifest has no checksums (``files`` missing or
+            empty, or files without one). Checksums that are there are still checked, and
+            so is every tensor.
 
         Raises
         ------
         BundleError
             Not a folder, a missing file, a checksum mismatch (corrupted or edited file),
-            another format version, or weights that do not fit the manifest.
+            no checksums (unless ``unverified``), another format version, or tensors that
+            do not fit the manifest.
         """
         path = Path(path)
-        manifest = verify_bundle(path)
+        manifest = verify_bundle(path, unverified=unverified)
         try:
             return cls._read(path, manifest)
-        except BundleError:
+        except GrapeError:
             raise
         except Exception as exc:  # safetensors/parquet raise various types on bad content
-            raise BundleError(f"model {path.name!r} cannot be read ({type(exc).__name__}: {exc})") from exc
+            reason = str(exc).splitlines()[0][:200] if str(exc) else ""
+            raise BundleError(f"model {path.name!r} cannot be read ({type(exc).__name__}: "
+                              f"{reason}); restore the model folder or retrain it") from exc
 
     @classmethod
     def _read(cls, path: Path, manifest: Manifest) -> "Bundle":
-        import torch
-        from safetensors.torch import load_file
+        from .model.grape import GraphInputs
 
-        from .model.grape import GRAPE, GraphInputs, ModelSizes
-
-        graph_t = load_file(str(path / FILES["graph"]))
-        graph = GraphInputs(**{k: graph_t[k] for k in GRAPH_KEYS})
-        weights = load_file(str(path / FILES["weights"]))
-        config = manifest.configs.model_config
-        n_members = manifest.ensemble
-        members = []
-        for i in range(n_members):
-            state = {k.split(".", 1)[1]: v for k, v in weights.items() if k.startswith(f"member{i}.")}
-            model = GRAPE(config, ModelSizes(**manifest.model_sizes),
-                          encoder_args=manifest.encoder_args)
-            try:
-                model.load_state_dict(state, strict=True)
-            except RuntimeError as exc:
-                raise BundleError(
-                    f"model {path.name!r}: weights of member {i} do not fit the manifest's "
-                    f"architecture ({str(exc).splitlines()[0]})"
-                ) from exc
-            model.eval()
-            members.append(model)
-        pb = PseudoBulk.from_arrays(read_safetensors_numpy(path / FILES["pseudobulk"]),
-                                    manifest.pseudobulk)
+        check = _Checker(path.name)
         if manifest.genes is None:
             raise BundleError(f"model {path.name!r}: the manifest lists no genes; retrain the model")
         genes = manifest.genes.nodes
-        table = pd.read_csv(path / FILES["genes"], keep_default_na=False)
+        table = pd.read_csv(path / FILES["genes"], keep_default_na=False, dtype={"symbol": str})
+        missing = [c for c in ("symbol", "biotype", "is_coding") if c not in table]
+        if missing:
+            raise BundleError(f"model {path.name!r}: {FILES['genes']} has no {missing[0]!r} "
+                              "column; restore the model folder or retrain it")
         table.index = pd.Index(table["symbol"].astype(str))
         if tuple(table.index) != genes:
-            raise BundleError(f"model {path.name!r}: genes.csv does not list the manifest's genes in order")
+            raise BundleError(f"model {path.name!r}: {FILES['genes']} does not list the "
+                              "manifest's genes in order; restore the model folder or retrain it")
+        pb = check.pseudobulk(read_safetensors_numpy(path / FILES["pseudobulk"]), manifest)
+        graph_t = check.graph(_load_torch(path / FILES["graph"]), manifest)
+        graph = GraphInputs(**{k: graph_t[k] for k in GRAPH_KEYS})
         if tuple(genes[i] for i in graph.measured.tolist()) != pb.genes:
-            raise BundleError(f"model {path.name!r}: measured genes do not match the graph")
+            raise BundleError(f"model {path.name!r}: the measured genes of {FILES['graph']} and "
+                              f"{FILES['pseudobulk']} differ; restore the model folder or "
+                              "retrain it")
+        members = check.members(_load_torch(path / FILES["weights"]), manifest, graph, pb)
+        ablations = path / OPTIONAL_FILES["ablations"]
         return cls(
             manifest=manifest, members=members, graph=graph, genes=genes, table=table,
             pseudobulk=pb, split=Split.load(path / FILES["split"]),
             prior_edges=pd.read_parquet(path / FILES["prior"]),
             learned_edges=pd.read_parquet(path / FILES["learned"]),
             history=pd.read_csv(path / FILES["history"]),
-            metrics=pd.read_csv(path / FILES["metrics"]),
+            metrics=pd.read_csv(path / FILES["metrics"], dtype={"condition": str}),
             fused=graph_t["fused"].numpy(), path=path,
-            ablations=(pd.read_csv(path / OPTIONAL_FILES["ablations"], index_col="variant")
-                       if "ablations" in manifest.files else None),
+            ablations=(pd.read_csv(ablations, index_col="variant") if ablations.is_file()
+                       else None),
         )
 
 
-def verify_bundle(path: str | Path) -> Manifest:
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_TAKEN = (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR, errno.EISDIR)
+
+
+def _install(tmp: Path, path: Path, *, overwrite: bool) -> None:
+    """Rename the written folder ``tmp`` onto ``path``. With ``overwrite``, whatever is at
+    ``path`` is moved aside first (to a temporary name) and removed; when another save puts
+    its folder there in between, that one is moved aside in turn: the last save wins and no
+    save fails with "Directory not empty"."""
+    for _ in range(50):
+        try:
+            os.rename(tmp, path)
+            return
+        except OSError as exc:
+            if exc.errno not in _TAKEN:
+                raise
+        if not overwrite:
+            raise BundleError(f"{path} already exists (written meanwhile by another run); pass "
+                              "overwrite=True (--overwrite) to replace it")
+        aside = Path(tempfile.mkdtemp(dir=path.parent, prefix=temp_prefix(path), suffix=".old"))
+        try:
+            os.rename(path, aside / path.name)
+        except FileNotFoundError:
+            pass  # another save moved it first
+        finally:
+            shutil.rmtree(aside, ignore_errors=True)
+    raise BundleError(f"could not replace {path}: other runs keep writing it; try again")
+
+
+def _load_torch(file: Path) -> dict[str, Any]:
+    from safetensors.torch import load_file
+
+    return load_file(str(file))
+
+
+class _Checker:
+    """Every tensor of a model folder against what the manifest and the model class say it
+    must be; one :class:`BundleError` line naming the file, the tensor, the expected and the
+    found shape (or range)."""
+
+    FIX = "restore the model folder or retrain it"
+
+    def __init__(self, model: str) -> None:
+        self.model = model
+
+    def fail(self, text: str) -> None:
+        raise BundleError(f"model {self.model!r}: {text}; {self.FIX}")
+
+    @staticmethod
+    def dtype_name(dtype: Any) -> str:
+        text = str(dtype)
+        return text.removeprefix("torch.") if text.startswith("torch.") else str(np.dtype(dtype))
+
+    def describe(self, shape: tuple, dtype: Any) -> str:
+        dims = ", ".join("?" if d is None else str(d) for d in shape)
+        return f"({dims}{',' if len(shape) == 1 else ''}) {self.dtype_name(dtype)}"
+
+    def tensors(self, file: str, found: dict[str, Any], expected: dict[str, tuple[tuple, Any]],
+                *, prefix: str = "") -> None:
+        """Shapes (``None``: any size) and dtypes; floating tensors must be finite."""
+        for name, (shape, dtype) in expected.items():
+            if name not in found:
+                self.fail(f"{file} has no tensor {prefix + name!r}")
+            t = found[name]
+            got_shape = tuple(t.shape)
+            fits = len(got_shape) == len(shape) and all(
+                e is None or e == g for e, g in zip(shape, got_shape))
+            if not fits or self.dtype_name(t.dtype) != self.dtype_name(dtype):
+                found_as = self.describe(got_shape, t.dtype)
+                self.fail(f"{file}: tensor {prefix + name!r} is {found_as}; the manifest says "
+                          f"{self.describe(shape, dtype)}")
+            if _is_float(t) and not bool(_finite(t)):
+                self.fail(f"{file}: tensor {prefix + name!r} holds non-finite values (NaN or "
+                          "infinite)")
+
+    def indices(self, file: str, values: Any, name: str, bound: int, *, low: int = 0,
+                prefix: str = "") -> None:
+        """Integer values in ``low .. bound - 1``."""
+        if (values.size if isinstance(values, np.ndarray) else values.numel()) == 0:
+            return
+        lo, hi = int(values.min()), int(values.max())
+        if lo < low or hi >= bound:
+            bad = lo if lo < low else hi
+            self.fail(f"{file}: tensor {prefix + name!r} holds index {bad}, outside "
+                      f"{low}..{bound - 1}")
+
+    # -------------------------------------------------------------- the three tensor files
+    def pseudobulk(self, arrays: dict[str, np.ndarray], manifest: Manifest) -> PseudoBulk:
+        meta = manifest.pseudobulk
+        n_genes, n_conds = len(meta["genes"]), len(meta["conditions"])
+        file = FILES["pseudobulk"]
+        de = arrays.get("de_idx")
+        self.tensors(file, arrays, {
+            "means": ((n_conds, n_genes), np.float32),
+            "control_mean": ((n_genes,), np.float32),
+            "n_cells": ((n_conds,), np.int64),
+            "de_idx": ((n_conds, None), np.int64),
+        })
+        self.indices(file, de, "de_idx", n_genes)
+        return PseudoBulk.from_arrays(arrays, meta)
+
+    def graph(self, tensors: dict[str, Any], manifest: Manifest) -> dict[str, Any]:
+        import torch
+
+        assert manifest.genes is not None
+        n_nodes, n_measured = manifest.genes.n_nodes, manifest.genes.n_measured
+        enc = manifest.encoder_args
+        width = {k: enc.get(k) if isinstance(enc.get(k), int) else None
+                 for k in ("text_dim", "dna_dim", "out_dim")}
+        index = tensors.get("prior_index")
+        n_edges = int(index.shape[1]) if index is not None and index.dim() == 2 else None
+        expected = {
+            "text": ((n_nodes, width["text_dim"]), torch.float32),
+            "dna": ((n_nodes, width["dna_dim"]), torch.float32),
+            "dna_missing": ((n_nodes,), torch.bool),
+            "is_coding": ((n_nodes,), torch.bool),
+            "prior_index": ((2, None), torch.int64),
+            "prior_weight": ((n_edges,), torch.float32),
+            "measured": ((n_measured,), torch.int64),
+            "fused": ((n_nodes, width["out_dim"]), torch.float32),
+        }
+        file = FILES["graph"]
+        for key in GRAPH_KEYS:
+            if key not in tensors:
+                self.fail(f"{file} has no tensor {key!r}")
+        self.tensors(file, tensors, expected)
+        self.indices(file, tensors["prior_index"], "prior_index", n_nodes)
+        measured = tensors["measured"]
+        self.indices(file, measured, "measured", n_nodes)
+        if torch.unique(measured).numel() != measured.numel():
+            self.fail(f"{file}: tensor 'measured' lists a node twice")
+        return tensors
+
+    def members(self, weights: dict[str, Any], manifest: Manifest, graph: GraphInputs,
+                pb: PseudoBulk) -> list[GRAPE]:
+        """One model per ensemble member, each a fresh model built from the manifest (and
+        prepared as training prepares it) whose every tensor the stored one must match."""
+        file = FILES["weights"]
+        n = manifest.ensemble
+        if n < 1:
+            self.fail(f"the manifest's ensemble is {n}, not a number of members")
+        states: dict[int, dict[str, Any]] = {}
+        for key, value in weights.items():
+            head, dot, rest = key.partition(".")
+            number = head.removeprefix("member")
+            if not head.startswith("member") or not number.isdigit() or not dot:
+                self.fail(f"{file} holds tensor {key!r}, not one of a member (member<i>.<name>)")
+            states.setdefault(int(number), {})[rest] = value
+        extra = sorted(set(states) - set(range(n)))
+        if extra:
+            self.fail(f"{file} holds member {extra[0]}, but the manifest's ensemble has {n} "
+                      f"member(s)")
+        members = []
+        for i in range(n):
+            model = _fresh_member(self, manifest, graph, pb)
+            state = states.get(i, {})
+            expected = model.state_dict()
+            unknown = sorted(set(state) - set(expected))
+            if unknown:
+                self.fail(f"{file} holds tensor 'member{i}.{unknown[0]}', which the manifest's "
+                          "model does not have")
+            self.tensors(file, state, {k: (tuple(v.shape), v.dtype) for k, v in expected.items()},
+                         prefix=f"member{i}.")
+            for name, bound in model.index_tensors().items():
+                self.indices(file, state[name], name, bound, low=-1, prefix=f"member{i}.")
+            model.load_state_dict(state, strict=True)
+            model.eval()
+            members.append(model)
+        return members
+
+
+def _is_float(t: Any) -> bool:
+    return t.is_floating_point() if hasattr(t, "is_floating_point") else \
+        np.issubdtype(np.asarray(t).dtype, np.floating)
+
+
+def _finite(t: Any) -> bool:
+    if hasattr(t, "is_floating_point"):
+        import torch
+
+        return bool(torch.isfinite(t).all())
+    return bool(np.isfinite(t).all())
+
+
+def _fresh_member(check: _Checker, manifest: Manifest, graph: GraphInputs, pb: PseudoBulk) -> GRAPE:
+    """A new, untrained member built from the manifest's config and sizes: the tensors a
+    stored member must match exactly. The sizes must agree with the genes and the graph."""
+    from .model.grape import GRAPE, ModelSizes
+
+    assert manifest.genes is not None
+    try:
+        sizes = ModelSizes(**manifest.model_sizes)
+    except TypeError as exc:
+        check.fail(f"manifest key 'model_sizes' is not a set of model sizes ({exc})")
+    expected = {"n_nodes": manifest.genes.n_nodes, "n_measured": manifest.genes.n_measured,
+                "n_prior_edges": int(graph.prior_index.shape[1])}
+    for key, value in expected.items():
+        if getattr(sizes, key) != value:
+            check.fail(f"manifest key 'model_sizes.{key}' is {getattr(sizes, key)}, but the model "
+                       f"has {value}")
+    if not 0 <= sizes.n_known <= len(manifest.training.train_conditions):
+        check.fail(f"manifest key 'model_sizes.n_known' is {sizes.n_known}, more than the "
+                   "training conditions")
+    try:
+        return GRAPE(manifest.configs.model_config, sizes, encoder_args=manifest.encoder_args)
+    except Exception as exc:  # noqa: BLE001 - a config this version cannot build
+        reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+        check.fail(f"the manifest's 'configs.model' and 'encoder_args' do not describe a model "
+                   f"this grape_core can build ({reason})")
+
+
+def verify_bundle(path: str | Path, *, unverified: bool = False) -> Manifest:
     """Check a model folder without loading it (no torch): manifest (validated, see
     :meth:`Manifest.read`), format, every file's SHA-256. Returns the manifest.
+
+    Parameters
+    ----------
+    unverified
+        Accept files that have no checksum in the manifest (``files`` missing or empty);
+        without it such a folder is refused.
 
     Raises
     ------
     BundleError
         Not a folder, no or unreadable manifest, another format version, a manifest key
-        missing or of the wrong type, a missing file or a checksum mismatch (corrupted or
-        edited file).
+        missing or of the wrong type, a missing file, a folder where a file should be, no
+        checksums (unless ``unverified``) or a checksum mismatch (corrupted or edited file).
     """
     path = Path(path)
     if not path.is_dir():
         raise BundleError(f"model folder not found: {path}")
-    if not (path / FILES["manifest"]).exists():
+    if not os.path.lexists(path / FILES["manifest"]):
         raise BundleError(f"{path} is not a GRAPE model: {FILES['manifest']} is missing")
     manifest = Manifest.read(path)
     if manifest.grape_core_version != __version__:
         log.warning("%s was written by grape_core %s (this is %s)", path,
                     manifest.grape_core_version, __version__)
+    fix = "restore the model folder or retrain it"
     files = manifest.files
+    unchecked = []
     for key, name in {**FILES, **OPTIONAL_FILES}.items():
-        if key == "manifest" or (key in OPTIONAL_FILES and key not in files):
+        if key == "manifest":
             continue
         file = path / name
-        if not file.exists():
+        if not os.path.lexists(file):
+            if key in OPTIONAL_FILES and key not in files:
+                continue
             raise BundleError(f"model {path.name!r} is missing {name}; copy the whole folder or retrain")
-        if files.get(key) and sha256_file(file) != files[key]:
+        if file.is_dir():
+            raise BundleError(f"model {path.name!r}: {name} is a folder, not a file; {fix}")
+        if not file.is_file():
+            raise BundleError(f"model {path.name!r}: {name} is not a regular file (a broken "
+                              f"link?); {fix}")
+        if not files.get(key):
+            unchecked.append(name)
+            continue
+        try:
+            digest = sha256_file(file)
+        except OSError as exc:
+            raise BundleError(f"model {path.name!r}: cannot read {name} ({exc.strerror or exc}); "
+                              "check its permissions, or restore the model folder") from exc
+        if digest != files[key]:
             raise BundleError(
                 f"model {path.name!r}: {name} is corrupted (its SHA-256 does not match the "
                 "manifest); restore the folder or retrain"
             )
+    if unchecked and not unverified:
+        what = ("has no checksums (manifest key 'files' is missing or empty)" if not files else
+                f"has no checksum for {', '.join(unchecked)} in its manifest")
+        raise BundleError(f"model {path.name!r} {what}, so its files cannot be verified; "
+                          f"{fix}, or load it unverified (--unverified; Python: "
+                          "load(..., unverified=True))")
+    if unchecked:
+        log.warning("model %r loaded unverified: no checksum for %s", path.name,
+                    ", ".join(unchecked))
     return manifest
 
 
@@ -633,6 +996,10 @@ def list_bundles(*folders: str | Path) -> dict[str, Path]:
         if not folder.is_dir():
             continue
         for sub in sorted(folder.iterdir()):
-            if (sub / FILES["manifest"]).exists() and not sub.name.startswith("."):
+            try:
+                is_model = os.path.lexists(sub / FILES["manifest"])
+            except OSError:  # a folder this user cannot read: not listed
+                continue
+            if is_model and not sub.name.startswith("."):
                 found.setdefault(sub.name, sub)
     return found

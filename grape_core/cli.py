@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,6 +21,56 @@ from .errors import GrapeError
 # ----------------------------------------------------------------------------------------
 # shared options
 # ----------------------------------------------------------------------------------------
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line (``error: ...; see --help``), exit code 2."""
+
+    def error(self, message: str):  # type: ignore[override]
+        from .errors import echo
+
+        if len(message) > 200:  # e.g. an argument that holds a huge paste
+            message = echo(message, limit=200)
+        self.exit(2, f"error: {message}; see '{self.prog} --help'\n")
+
+
+def _at_least_one(text: str) -> int:
+    """An argparse type: a whole number >= 1."""
+    from .errors import echo
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be a whole number, 1 or more, not {echo(text)}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
+    return value
+
+
+def _add_model_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="model folder")
+    p.add_argument("--unverified", action="store_true",
+                   help="also load a model folder whose manifest has no checksums (every tensor "
+                        "is still checked)")
+
+
+def _load(args):
+    from .predict import load
+
+    model = load(args.model, unverified=args.unverified)
+    if args.unverified:
+        print(f"warning: model {model.name!r} loaded with --unverified: files without a checksum "
+              "were not verified", file=sys.stderr)
+    return model
+
+
+def _writable(path: str | None, flag: str) -> None:
+    """Fail before the work when the output ``path`` of ``flag`` cannot be written."""
+    if path:
+        from .io import check_writable
+
+        check_writable(path, what=f"{flag}", hint=f"choose another {flag}")
+
+
 def _add_data_options(p: argparse.ArgumentParser, *, required: bool = True) -> None:
     p.add_argument("--data", required=required, help="a .h5ad file or a known dataset (adamson, norman)")
     p.add_argument("--condition-key", help="obs column with the perturbation (default: auto)")
@@ -109,6 +160,7 @@ def cmd_split(args) -> int:
     from .config import SplitConfig
     from .data.splits import make_split, read_conditions
 
+    _writable(args.out, "--out")
     conditions = read_conditions(args.conditions)
     split = make_split(conditions, SplitConfig(name=args.split, seed=args.seed,
                                                train_gene_set_size=args.train_gene_set_size))
@@ -126,6 +178,7 @@ def cmd_benchmark(args) -> int:
     from .knowledge.graphs import resolve_priors
     from .model.inputs import named_edges
 
+    _writable(args.json, "--json")
     adata = _read(args)
     pb = pseudobulk(adata)
     split = _split_for(args, pb.conditions)
@@ -155,6 +208,8 @@ def cmd_genes(args) -> int:
     if (out / "knowledge.json").exists() and not args.overwrite:
         raise GrapeError(f"{out} already holds gene knowledge; pass --overwrite or choose "
                          "another --out folder")
+    _writable(str(out / "knowledge.json"), "--out")
+    _writable(args.json, "--json")
     paths = Paths.from_env()
     for field_name, value in (("gene_sources", args.gene_sources), ("text_model", args.text_model),
                               ("dna_model", args.dna_model)):
@@ -214,21 +269,33 @@ def _configs(args):
 
 
 def cmd_train(args) -> int:
-    from .data.pseudobulk import pseudobulk
-    from .train import train_bundle
+    from contextlib import nullcontext
+
+    from .io import check_writable, reserve
 
     out = Path(args.out)
-    if out.exists() and not args.overwrite:
+    if os.path.lexists(out) and not args.overwrite:
         raise GrapeError(f"{out} already exists; pass --overwrite or choose another --out")
-    adata = _read(args)
-    pb = pseudobulk(adata)  # once for the whole command
-    split = _split_for(args, pb.conditions)
-    model_config, train_config = _configs(args)
-    command = "python -m grape_core " + " ".join(_argv_for_record(args._argv))
-    bundle = train_bundle(adata, split, model_config=model_config, train_config=train_config,
-                          progress=_progress(args), name=args.name or out.name, command=command,
-                          ablations=args.ablations, pb=pb, priors=args.prior or None)
-    bundle.save(out, overwrite=args.overwrite)
+    check_writable(out, what="model folder", hint="choose another --out")  # before the work
+    # a second run for the same --out stops here, not after training (unless --overwrite:
+    # then the last run to finish wins)
+    hold = nullcontext() if args.overwrite else reserve(
+        out, what="model folder", hint="wait for it to finish, choose another --out or pass "
+        "--overwrite")
+    with hold:
+        from .data.pseudobulk import pseudobulk  # torch and the model: after the checks
+        from .train import train_bundle
+
+        adata = _read(args)
+        pb = pseudobulk(adata)  # once for the whole command
+        split = _split_for(args, pb.conditions)
+        model_config, train_config = _configs(args)
+        command = "python -m grape_core " + " ".join(_argv_for_record(args._argv))
+        bundle = train_bundle(adata, split, model_config=model_config, train_config=train_config,
+                              progress=_progress(args), name=args.name or out.name,
+                              command=command, ablations=args.ablations, pb=pb,
+                              priors=args.prior or None)
+        bundle.save(out, overwrite=args.overwrite)
     manifest = bundle.manifest
     t = manifest.training
     steps = ", ".join(str(m.refit_steps or m.best_step) for m in t.members)
@@ -241,7 +308,8 @@ def cmd_train(args) -> int:
         from .evaluation.evaluate import HEADLINE
 
         table = pd.DataFrame(manifest.metrics.test).T
-        print(table[["n_conditions", *HEADLINE]].to_string(float_format=lambda v: f"{v:.4f}"))
+        print(table[["n_conditions", *HEADLINE]].to_string(float_format=lambda v: f"{v:.4f}",
+                                                          na_rep="n/a"))
         print(manifest.metrics.verdict)
     if bundle.ablations is not None:
         print("\nablations (one member each, same split and seed):")
@@ -259,9 +327,10 @@ def _argv_for_record(argv: list[str]) -> list[str]:
 
 def cmd_evaluate(args) -> int:
     from .data.pseudobulk import pseudobulk
-    from .predict import evaluate, load
+    from .predict import evaluate
 
-    model = load(args.model)
+    _writable(args.json, "--json")
+    model = _load(args)
     bundle = model.bundle
     adata = _read(args) if args.data else None
     pb = pseudobulk(adata) if adata is not None else bundle.pseudobulk
@@ -289,9 +358,10 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from .predict import load, predict
+    from .predict import predict
 
-    model = load(args.model)
+    _writable(args.json, "--json")
+    model = _load(args)
     pred = predict(model, args.perturbation, baselines=False)
     for w in pred.warnings:
         print(f"warning: {w}", file=sys.stderr)
@@ -299,7 +369,8 @@ def cmd_predict(args) -> int:
         _emit_json(pred.to_dict(top=args.top), args.json)
         return 0
     print(f"{pred.condition} ({pred.part}), model {model.name}")
-    print(pred.to_frame(top=args.top).to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    print(pred.to_frame(top=args.top).to_string(index=False, float_format=lambda v: f"{v:.4f}",
+                                                na_rep="-"))
     gi = pred.interaction
     if gi:
         for kind, rep in gi.items():
@@ -308,21 +379,26 @@ def cmd_predict(args) -> int:
 
 
 def cmd_screen(args) -> int:
-    from .predict import load
     from .screen import read_signature, screen
 
-    model = load(args.model)
     if bool(args.target) == bool(args.signature):
         raise GrapeError("give target genes with --target GENE[,GENE...] or a --signature file (not both)")
+    _writable(args.json, "--json")
     targets = read_signature(args.signature) if args.signature else \
         [t.strip() for t in args.target.split(",") if t.strip()]
+    model = _load(args)
     result = screen(model, targets, direction=args.direction, pairs=args.pairs, top=args.top)
+    for note in result.notes:
+        print(f"warning: {note}", file=sys.stderr)
     if args.json:
         _emit_json(result.to_dict(), args.json)
-    print(f"{'raise' if args.direction == 'up' else 'lower'} {', '.join(result.targets)} "
+    shown_targets = ", ".join(result.targets[:8])
+    if len(result.targets) > 8:
+        shown_targets = f"{len(result.targets)} target genes ({shown_targets}, ...)"
+    print(f"{'raise' if args.direction == 'up' else 'lower'} {shown_targets} "
           f"(model {model.name}; effect = mean predicted shift of the targets, higher is better)")
     shown = result.table.drop(columns=["perturbation"]).rename(columns={"genes": "perturbation"})
-    print(shown.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    print(shown.to_string(index=False, float_format=lambda v: f"{v:.4f}", na_rep="-"))
     return 0
 
 
@@ -346,6 +422,7 @@ def cmd_simulate(args) -> int:
     out = Path(args.out)
     if out.exists() and not args.overwrite:  # checked before the work
         raise GrapeError(f"{out} already exists; pass --overwrite or choose another --out")
+    _writable(args.out, "--out")
     config = SimulationConfig()
     if args.config:
         try:
@@ -386,13 +463,14 @@ def cmd_simulate(args) -> int:
 # parser
 # ----------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m grape_core",
         description="GRAPE: perturbation response prediction on Perturb-seq screens.",
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     parser.add_argument("--quiet", action="store_true", help="no progress bars or info logs")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                parser_class=_Parser)
 
     p = sub.add_parser("describe", help="summarise a Perturb-seq .h5ad")
     p.add_argument("path", help="a .h5ad file or a known dataset name")
@@ -469,7 +547,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="GRAPE and every baseline on a model's held-out conditions")
-    p.add_argument("--model", required=True, help="model folder")
+    _add_model_option(p)
     _add_data_options(p, required=False)
     p.add_argument("--json", help="write the report as JSON here")
     p.add_argument("--ablations", action="store_true", help="also retrain the ablations (needs --data)")
@@ -479,19 +557,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("predict", help="predicted expression shifts for one gene or a pair")
-    p.add_argument("--model", required=True, help="model folder")
+    _add_model_option(p)
     p.add_argument("--perturbation", required=True, help="GENE or GENE_A+GENE_B")
-    p.add_argument("--top", type=int, default=20, help="genes to show (largest |shift|)")
+    p.add_argument("--top", type=_at_least_one, default=20,
+                   help="genes to show (largest |shift|; 1 or more)")
     p.add_argument("--json", help="write the full prediction as JSON here")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("screen", help="rank perturbations that move target genes up or down")
-    p.add_argument("--model", required=True, help="model folder")
+    _add_model_option(p)
     p.add_argument("--target", help="target gene(s), comma separated")
     p.add_argument("--signature", help="file of gene and weight per line (instead of --target)")
     p.add_argument("--direction", choices=["up", "down"], default="up")
     p.add_argument("--pairs", action="store_true", help="also score pairs of the best singles")
-    p.add_argument("--top", type=int, default=20)
+    p.add_argument("--top", type=_at_least_one, default=20, help="candidates to show (1 or more)")
     p.add_argument("--json", help="write the ranking as JSON here")
     p.set_defaults(func=cmd_screen)
 
@@ -544,14 +623,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.ERROR if args.quiet else logging.WARNING,
                         format="%(levelname)s: %(message)s")
     if args.quiet:
-        import os
         os.environ["TQDM_DISABLE"] = "1"
     try:
         return int(args.func(args) or 0)
     except GrapeError as exc:
         if args.debug:
             raise
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
@@ -559,6 +637,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - one line for the user, details with --debug
         if args.debug:
             raise
-        print(f"error: unexpected {type(exc).__name__}: {exc} (run with --debug for details)",
-              file=sys.stderr)
+        print(f"error: unexpected {type(exc).__name__}: {_one_line(exc, 300)} (run with --debug "
+              "for details)", file=sys.stderr)
         return 1
+
+
+def _one_line(exc: BaseException, limit: int = 1000) -> str:
+    """An error message on one line, cut to about ``limit`` characters."""
+    text = " ".join(str(exc).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -37,3 +37,13 @@ class DownloadError(GrapeError):
 
 class SplitError(GrapeError, ValueError):
     """A split cannot be built or does not match the data."""
+
+
+def echo(value: object, *, limit: int = 60) -> str:
+    """User input quoted for a message (``repr`` of a string), cut to about ``limit``
+    characters so that a huge input does not make a huge message."""
+    text = repr(value) if isinstance(value, str) else str(value)
+    if len(text) <= limit:
+        return text
+    size = f" ({len(value):,} characters)" if isinstance(value, str) else ""
+    return text[: limit - 1] + "…" + size

@@ -25,7 +25,7 @@ import pandas as pd
 
 from .bundle import Bundle
 from .data.conditions import format_condition, genes_of, label, parse_condition
-from .errors import ConditionError, UnknownGeneError
+from .errors import BundleError, ConditionError, GrapeError, UnknownGeneError, echo
 from .evaluation.baselines import Baseline, fit_baselines
 from .evaluation.evaluate import Report, evaluate_models
 
@@ -63,9 +63,10 @@ class Model:
         """Measured position -> members' shifts of every single ``(n_members, n_nodes)``."""
 
     @classmethod
-    def load(cls, path: str | Path) -> "Model":
-        """Load and verify a model folder (:meth:`Bundle.load`)."""
-        return cls(Bundle.load(path))
+    def load(cls, path: str | Path, *, unverified: bool = False) -> "Model":
+        """Load and verify a model folder (:meth:`Bundle.load`; ``unverified`` also loads
+        one whose manifest has no checksums)."""
+        return cls(Bundle.load(path, unverified=unverified))
 
     def __repr__(self) -> str:
         return f"Model({self.name!r}, {len(self.bundle.members)} members, {len(self.genes)} genes)"
@@ -101,16 +102,22 @@ def as_model(model: Model | Bundle) -> Model:
     return model if isinstance(model, Model) else Model(model)
 
 
-def load(path: str | Path) -> Model:
+def load(path: str | Path, *, unverified: bool = False) -> Model:
     """A model folder, loaded and verified, ready for :func:`predict` and
     :func:`~grape_core.screen.screen`.
+
+    Parameters
+    ----------
+    unverified
+        Also load a folder whose manifest has no checksums (refused otherwise). Every
+        tensor is still checked against the manifest.
 
     Raises
     ------
     BundleError
         Missing, corrupted or incompatible folder (one line saying what to do).
     """
-    return Model.load(path)
+    return Model.load(path, unverified=unverified)
 
 
 # ----------------------------------------------------------------------------- genes
@@ -127,9 +134,15 @@ def resolve_gene(model: Model | Bundle, symbol: str) -> str:
     text = symbol.strip()
     if text in bundle.node_index:
         return text
-    lower = {g.lower(): g for g in bundle.genes}
-    if text.lower() in lower:
-        return lower[text.lower()]
+    folded = text.lower()
+    same = [g for g in bundle.genes if g.lower() == folded]
+    if len(same) == 1:
+        return same[0]
+    if len(same) > 1:
+        raise UnknownGeneError(
+            f"{echo(text)} is ambiguous in model {bundle.name!r}: its genes "
+            f"{' and '.join(same[:4])} differ only in case; type the exact symbol",
+            gene=text, suggestions=tuple(same[:5]))
     if "resolved_symbol" in bundle.table:  # current official symbol given for an old one
         hits = bundle.table.index[bundle.table["resolved_symbol"].astype(str).str.lower() == text.lower()]
         if len(hits) == 1:
@@ -142,7 +155,7 @@ def resolve_gene(model: Model | Bundle, symbol: str) -> str:
             f"the {len(bundle.genes)} genes of its training data){hint}",
             gene=text, suggestions=suggestions,
         )
-    raise UnknownGeneError(f"unknown gene {text!r} for model {bundle.name!r}{hint}",
+    raise UnknownGeneError(f"unknown gene {echo(text)} for model {bundle.name!r}{hint}",
                            gene=text, suggestions=suggestions)
 
 
@@ -164,21 +177,25 @@ def resolve_perturbation(model: Model | Bundle, perturbation: str | Sequence[str
     measured order.
     """
     bundle = as_model(model).bundle
+    known = bundle.node_index
     if isinstance(perturbation, str):
-        genes = parse_condition(perturbation)
+        genes = parse_condition(perturbation, known=known)
         text = perturbation
     else:
-        genes = tuple(g for item in perturbation if item and item.strip()
-                      for g in parse_condition(item))
+        items = [item for item in perturbation if item and item.strip()]
+        if len(items) > 2:
+            raise ConditionError(f"condition {echo(label(items))} perturbs {len(items)} genes; "
+                                 "only single genes and pairs are supported")
+        genes = tuple(g for item in items for g in parse_condition(item, known=known))
         text = label(genes)
         if len(genes) > 2:
-            raise ConditionError(f"condition {text!r} perturbs {len(genes)} genes; only single "
+            raise ConditionError(f"condition {echo(text)} perturbs {len(genes)} genes; only single "
                                  "genes and pairs are supported")
     if not genes:
         raise ConditionError("choose at least one gene to perturb (control is the baseline)")
     genes = tuple(resolve_gene(bundle, g) for g in genes)
     if len(genes) == 2 and genes[0] == genes[1]:
-        raise ConditionError(f"{text!r} names the same gene twice")
+        raise ConditionError(f"{echo(text)} names the same gene twice")
     condition = format_condition(genes)
     measured = bundle.pseudobulk.find(condition)
     return measured or condition
@@ -205,6 +222,10 @@ def predict_conditions(model: Model | Bundle, conditions: Sequence[str]) -> tupl
     perts = perturbation_tensor(list(conditions), bundle.node_index)
     with torch.inference_mode():
         shifts = torch.stack([predict_shifts(m, bundle.graph, perts) for m in bundle.members]).numpy()
+    if not np.isfinite(shifts).all():
+        raise BundleError(f"model {bundle.name!r} predicts non-finite values (NaN or infinite) "
+                          f"for {echo(', '.join(conditions))}; its weights may be "
+                          "damaged: restore the model folder or retrain it")
     expression = bundle.pseudobulk.control_mean[None, None, :] + shifts
     std = expression.std(axis=0, ddof=1) if len(bundle.members) > 1 else np.zeros_like(expression[0])
     return expression.mean(axis=0), std
@@ -295,6 +316,9 @@ class Prediction:
                     frame[f"{name}_shift"] = shift
             if self.additive is not None:
                 frame["additive_shift"] = self.additive
+        if top is not None and (isinstance(top, bool) or not isinstance(top, (int, np.integer))
+                                or top < 1):
+            raise GrapeError(f"top must be a whole number of genes, 1 or more, not {echo(top)}")
         frame = frame.iloc[self.order()].reset_index(drop=True)
         return frame.head(top) if top is not None else frame
 

@@ -15,6 +15,7 @@ scored by the model and by the additive expectation (sum of the two singles' shi
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -27,65 +28,122 @@ import pandas as pd
 
 from .bundle import Bundle
 from .data.conditions import format_condition, genes_of, label
-from .errors import GrapeError
+from .errors import GrapeError, echo
 from .predict import Model, as_model, baseline_predictions, predict_conditions, resolve_gene
 
 
 def read_signature(path: str | Path) -> dict[str, float]:
-    """A gene signature file: ``gene<TAB or comma>weight`` per line (weight optional, 1)."""
+    """A gene signature file: ``gene<TAB or comma>weight`` per line (weight optional, 1).
+
+    Raises
+    ------
+    GrapeError
+        Not found, a folder, not text (a binary file), or what :func:`parse_signature`
+        refuses.
+    """
     path = Path(path)
+    fix = "give a text file with one gene and weight per line"
+    if path.is_dir():
+        raise GrapeError(f"signature file {path} is a folder; {fix}")
     try:
-        text = path.read_text()
+        data = path.read_bytes()
     except FileNotFoundError as exc:
         raise GrapeError(f"signature file not found: {path}") from exc
+    except OSError as exc:
+        raise GrapeError(f"cannot read signature file {path} ({exc.strerror or exc})") from exc
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise GrapeError(f"signature file {path} is not text (byte {exc.start} is not UTF-8; "
+                         f"a binary or spreadsheet file?); {fix}") from exc
+    if "\x00" in text:
+        raise GrapeError(f"signature file {path} is not text (it holds NUL bytes); {fix}")
     return parse_signature(text, source=str(path))
 
 
 def parse_signature(text: str, *, source: str = "the pasted signature") -> dict[str, float]:
     """A gene signature given as text, one ``gene<TAB, comma or space>weight`` per line
-    (weight optional, 1; ``#`` comments and a ``gene weight`` header skipped).
+    (weight optional, 1; ``#`` comments and a ``gene weight`` header skipped). With a tab or
+    a comma on the line, a gene symbol may hold spaces.
 
     Raises
     ------
     GrapeError
-        A weight that is not a number (naming ``source`` and the line), or no gene at all.
+        A weight that is not a finite, non-zero number, a gene listed twice (also in
+        another case: ``HSPA5`` and ``hspa5``), naming ``source`` and the line; or no gene
+        at all.
     """
-    lines = text.splitlines()
     path = source
     out: dict[str, float] = {}
-    for n, line in enumerate(lines, 1):
+    seen: dict[str, tuple[int, str]] = {}  # case-folded gene -> (line, as written)
+    for n, line in enumerate(text.splitlines(), 1):
         line = line.strip()
         if not line or line.startswith("#"):
             continue
-        parts = [p for p in line.replace(",", "\t").split() if p]
+        if "\t" in line or "," in line:  # a symbol may hold spaces ("my gene<TAB>1")
+            parts = [p.strip() for p in re.split(r"[\t,]", line) if p.strip()]
+        else:
+            parts = line.split()
         if n == 1 and len(parts) == 2 and parts[1].lower() in {"weight", "w"}:
             continue  # header
+        gene = parts[0]
         try:
-            out[parts[0]] = float(parts[1]) if len(parts) > 1 else 1.0
+            weight = float(parts[1]) if len(parts) > 1 else 1.0
         except ValueError as exc:
-            raise GrapeError(f"{path}, line {n}: weight {parts[1]!r} is not a number") from exc
+            raise GrapeError(f"{path}, line {n}: weight {echo(parts[1])} is not a number") from exc
+        if not np.isfinite(weight):
+            raise GrapeError(f"{path}, line {n}: weight {echo(parts[1])} of {echo(gene)} is not a "
+                             "finite number; give a number such as 1 or -0.5")
+        if weight == 0:
+            raise GrapeError(f"{path}, line {n}: weight of {echo(gene)} is 0; leave the gene out "
+                             "or give it a non-zero weight")
+        folded = gene.lower()
+        if folded in seen:
+            first, written = seen[folded]
+            again = "again" if written == gene else f"as {echo(written)} on line {first} too"
+            raise GrapeError(f"{path}, line {n}: {echo(gene)} is listed {again}"
+                             f"{'' if written != gene else f' (first on line {first})'}; give each "
+                             "gene once")
+        seen[folded] = (n, gene)
+        out[gene] = weight
     if not out:
         raise GrapeError(f"signature {path} lists no genes")
     return out
 
 
 def _targets(bundle: Bundle, targets: Sequence[str] | Mapping[str, float]) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    if isinstance(targets, str):
+        targets = [targets]
     weights = dict(targets) if isinstance(targets, Mapping) else {t: 1.0 for t in targets}
     if not weights:
         raise GrapeError("choose at least one target gene")
     position = {g: i for i, g in enumerate(bundle.measured)}
     idx, w, names = [], [], []
+    given: dict[str, str] = {}  # model symbol -> as given
     for gene, weight in weights.items():
         symbol = resolve_gene(bundle, gene)
         if symbol not in position:
             raise GrapeError(f"{symbol} is in the graph but not measured by model {bundle.name!r}: "
                              "a target must be a measured gene")
+        if symbol in given:
+            raise GrapeError(f"{echo(given[symbol])} and {echo(gene)} are the same gene ({symbol}) "
+                             f"of model {bundle.name!r}; give each target gene once")
+        try:
+            value = float(weight)
+        except (TypeError, ValueError) as exc:
+            raise GrapeError(f"the weight of target {symbol} is {echo(weight)}, not a "
+                             "number") from exc
+        if not np.isfinite(value):
+            raise GrapeError(f"the weight of target {symbol} is {value}, not a finite number; give "
+                             "a number such as 1 or -0.5")
+        given[symbol] = gene
         idx.append(position[symbol])
-        w.append(float(weight))
+        w.append(value)
         names.append(symbol)
-    w = np.asarray(w)
+    w = np.asarray(w, dtype=np.float64)
     if not np.any(w):
-        raise GrapeError("all signature weights are zero")
+        raise GrapeError("all signature weights are zero; give at least one non-zero weight")
+    w = w / np.abs(w).max()  # first to the largest: huge or tiny weights stay finite
     return np.asarray(idx), w / np.abs(w).sum(), names
 
 
@@ -121,6 +179,9 @@ def all_member_shifts(model: Model | Bundle, conditions: Sequence[str], *,
             for m, model in enumerate(bundle.members):
                 out[m, start:start + chunk] = predict_shifts(
                     model, bundle.graph, perts, batch_size=chunk, outputs=out_t).numpy()
+    if not np.isfinite(out).all():
+        raise GrapeError(f"model {bundle.name!r} predicts non-finite values (NaN or infinite); its "
+                         "weights may be damaged: restore the model folder or retrain it")
     return out
 
 
@@ -164,8 +225,11 @@ def _score(shifts: np.ndarray, idx: np.ndarray, w: np.ndarray, sign: float) -> n
 
 
 def _off_target(shifts: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """RMS shift of the genes that are not targets; 0 when every gene is a target."""
     mask = np.ones(shifts.shape[-1], dtype=bool)
     mask[idx] = False
+    if not mask.any():
+        return np.zeros(shifts.shape[:-1])
     return np.sqrt((shifts[..., mask] ** 2).mean(-1))
 
 
@@ -190,13 +254,15 @@ class ScreenResult:
     """The genes of each row's perturbation."""
     all_coding: np.ndarray
     """Per row: are all perturbed genes protein-coding, ``(n_rows,)`` bool."""
+    notes: tuple[str, ...] = ()
+    """What to know when reading the ranking (e.g. no gene left for the off-target cost)."""
 
     def __len__(self) -> int:
         return len(self.table)
 
     def to_dict(self) -> dict:
         return {"model": self.model, "targets": list(self.targets), "direction": self.direction,
-                "typical_effect": self.typical_effect,
+                "typical_effect": self.typical_effect, "notes": list(self.notes),
                 "candidates": self.table.to_dict(orient="records")}
 
 
@@ -242,7 +308,9 @@ def screen(
     model = as_model(model)
     bundle = model.bundle
     if direction not in ("up", "down"):
-        raise GrapeError(f"direction must be 'up' or 'down', not {direction!r}")
+        raise GrapeError(f"direction must be 'up' or 'down', not {echo(direction)}")
+    if isinstance(top, bool) or not isinstance(top, (int, np.integer)) or top < 1:
+        raise GrapeError(f"top must be a whole number of rows, 1 or more, not {echo(top)}")
     idx, w, names = _targets(bundle, targets)
     sign = 1.0 if direction == "up" else -1.0
     genes = screened_genes(bundle, idx)
@@ -250,8 +318,15 @@ def screen(
     conditions, members = single_shifts(model, genes)
     target_genes = set(names)
     keep = [i for i, c in enumerate(conditions) if genes_of(c)[0] not in target_genes]
+    if not keep:
+        raise GrapeError(f"every gene of model {bundle.name!r} is a target, so no perturbation is "
+                         "left to rank; leave some genes out of the targets")
     conditions = [conditions[i] for i in keep]
     members = members[:, keep]
+    notes = []
+    if len(idx) == len(genes):
+        notes.append(f"every measured gene is a target: no other gene is left to measure the "
+                     "off-target cost, so off_target is 0")
     scores = _score(members, idx, w, sign)  # (n_members, n_singles)
     mean_shift = members.mean(0)
     frame = _frame(bundle, conditions, scores, _off_target(mean_shift, idx), genes[idx], w, sign)
@@ -282,7 +357,8 @@ def screen(
                         weights=tuple(float(x) for x in w), direction=direction,
                         typical_effect=typical, perturbed=perturbed,
                         all_coding=np.array([all(bool(coding.get(g, True)) for g in p)
-                                             for p in perturbed], dtype=bool))
+                                             for p in perturbed], dtype=bool),
+                        notes=tuple(notes))
 
 
 def _frame(bundle: Bundle, conditions: list[str], scores: np.ndarray, off: np.ndarray,

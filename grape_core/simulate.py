@@ -429,7 +429,8 @@ class PlantedScreen:
             # one metadata key: safetensors writes several keys in a random order, and the
             # file's bytes (and SHA-256) must not depend on the process
             metadata={"index": json.dumps({"format": FORMAT, "genes": genes["gene"].tolist(),
-                                           "conditions": list(self.conditions)})},
+                                           "conditions": list(self.conditions)},
+                                          allow_nan=False)},
         )
 
 

@@ -26,7 +26,8 @@ def main() -> None:
     perturbed = widgets.resolve(model, genes)
     if perturbed is None:
         return
-    with st.spinner(f"Predicting {layout.label(perturbed)} with {len(model.bundle.members)} models…"):
+    with st.spinner(f"Predicting {layout.md(layout.label(perturbed))} with "
+                    f"{len(model.bundle.members)} models…"):
         pred = loaders.prediction(sel.folder, sel.stamp, perturbed)
     for warning in pred.warnings:
         st.warning(layout.md(warning), icon=":material/warning:")
@@ -65,4 +66,4 @@ def interaction(pred) -> None:
             st.dataframe(charts.interaction_summary(report), hide_index=True, width="stretch")
 
 
-main()
+layout.run(main)

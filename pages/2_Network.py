@@ -55,4 +55,4 @@ def main() -> None:
                      max_value=float(b.learned_edges["weight"].max()))})
 
 
-main()
+layout.run(main)

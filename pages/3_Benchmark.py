@@ -52,7 +52,8 @@ def main() -> None:
     st.plotly_chart(charts.history_figure(b.history), key="history")
     if man.uncertainty:
         st.caption(f"Error bars mean something: across held-out genes, the ensemble's spread and the "
-                   f"actual error correlate (Spearman {man.uncertainty.get('spearman_std_vs_error', float('nan')):.2f}).")
+                   f"actual error correlate (Spearman "
+                   f"{layout.number(man.uncertainty.get('spearman_std_vs_error'))}).")
     if b.ablations is not None and metric in b.ablations:
         st.subheader("Ablations: what each part of the model buys")
         st.plotly_chart(charts.ablation_figure(b.ablations, metric), key="ablations")
@@ -72,4 +73,4 @@ def main() -> None:
                f"{layout.md(charts.model_label(best))}.")
 
 
-main()
+layout.run(main)

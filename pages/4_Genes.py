@@ -60,4 +60,4 @@ def _picked(shown) -> str | None:
     return None
 
 
-main()
+layout.run(main)

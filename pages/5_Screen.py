@@ -40,8 +40,13 @@ def main() -> None:
     except layout.GrapeError as exc:
         layout.show_error(exc)
         return
+    for note in result.notes:
+        st.info(layout.md(note), icon=":material/info:")
     st.plotly_chart(charts.screen_figure(result), key="screen_chart")
-    st.caption(f"Targets: {layout.md(', '.join(result.targets))} ({args[1]}). Top left is best: a strong "
+    shown = ", ".join(result.targets[:8])
+    if len(result.targets) > 8:
+        shown += f" and {len(result.targets) - 8} more"
+    st.caption(f"Targets: {layout.md(shown)} ({args[1]}). Top left is best: a strong "
                "effect on your targets and little else changed. Error bars: the ensemble's spread. "
                f"A typical perturbation scores {result.typical_effect:.3f}; 'vs typical' is what is "
                "specific to a candidate.")
@@ -58,4 +63,4 @@ def main() -> None:
         st.caption("Select a row to open that candidate in Predict or Network.")
 
 
-main()
+layout.run(main)

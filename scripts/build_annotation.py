@@ -219,7 +219,7 @@ def main(argv=None) -> int:
         "gene_types": {str(k): int(v) for k, v in genes["gene_type"].value_counts().items()},
         "sha256": {name: _sha256(args.out / name) for name in outputs},
     }
-    (args.out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    (args.out / "manifest.json").write_text(json.dumps(manifest, indent=2, allow_nan=False) + "\n")
     for name, frame in outputs.items():
         size = (args.out / name).stat().st_size
         print(f"{name}: {len(frame):,} rows, {size / 1e6:.2f} MB")

@@ -122,3 +122,82 @@ def norman_model(norman, tmp_path_factory):
 
     split = simulation_split(pseudobulk(norman).conditions, seed=1)
     return _train_small(norman, split, "norman-test", tmp_path_factory)
+
+
+# ----------------------------------------------------------------------------------------
+# broken model folders: copies of a bundled model, edited
+# ----------------------------------------------------------------------------------------
+BUNDLED = ROOT / "assets" / "models"
+
+
+def copy_model(parent: Path, name: str = "model", source: str = "adamson") -> Path:
+    """A copy of a bundled model folder under ``parent``."""
+    folder = Path(parent) / name
+    shutil.copytree(BUNDLED / source, folder)
+    return folder
+
+
+def read_manifest(folder: Path) -> dict:
+    import json
+
+    return json.loads((Path(folder) / "manifest.json").read_text())
+
+
+def write_manifest(folder: Path, data) -> None:
+    import json
+
+    (Path(folder) / "manifest.json").write_text(json.dumps(data, indent=1))
+
+
+def rehash(folder: Path) -> None:
+    """Make the manifest's checksums match the (edited) files again."""
+    import hashlib
+
+    manifest = read_manifest(folder)
+    names = {"weights": "weights.safetensors", "graph": "graph.safetensors",
+             "pseudobulk": "pseudobulk.safetensors", "genes": "genes.csv", "split": "split.json",
+             "prior": "prior_edges.parquet", "learned": "learned_edges.parquet",
+             "history": "history.csv", "metrics": "metrics.csv", "ablations": "ablations.csv"}
+    for key in list(manifest.get("files", {})):
+        manifest["files"][key] = hashlib.sha256((Path(folder) / names[key]).read_bytes()).hexdigest()
+    write_manifest(folder, manifest)
+
+
+def edit_tensors(folder: Path, file: str, change) -> None:
+    """Apply ``change(tensors)`` (a dict of numpy arrays) to a safetensors file, then rehash."""
+    from safetensors.numpy import load_file, save_file
+
+    path = Path(folder) / file
+    tensors = dict(load_file(str(path)))
+    change(tensors)
+    save_file(tensors, str(path))
+    rehash(folder)
+
+
+def rename_gene(folder: Path, old: str, new: str) -> None:
+    """Rename a gene everywhere in a model folder (manifest, genes.csv, edge tables), then
+    rehash: a model of data where the gene had that name."""
+    manifest = read_manifest(folder)
+
+    def swap(items):
+        return [new if g == old else g for g in items]
+
+    manifest["genes"]["nodes"] = swap(manifest["genes"]["nodes"])
+    manifest["pseudobulk"]["genes"] = swap(manifest["pseudobulk"]["genes"])
+    write_manifest(folder, manifest)
+    table = pd.read_csv(Path(folder) / "genes.csv", keep_default_na=False, dtype={"symbol": str})
+    table["symbol"] = swap(table["symbol"])
+    table.to_csv(Path(folder) / "genes.csv", index=False)
+    for name in ("prior_edges.parquet", "learned_edges.parquet"):
+        edges = pd.read_parquet(Path(folder) / name)
+        for column in ("source", "target"):
+            edges[column] = swap(edges[column])
+        edges.to_parquet(Path(folder) / name, index=False)
+    rehash(folder)
+
+
+def unperturbed_measured_genes(folder: Path) -> list[str]:
+    """Measured genes of a model that no condition perturbs (safe to rename)."""
+    manifest = read_manifest(folder)
+    perturbed = {g for c in manifest["pseudobulk"]["conditions"] for g in c.split("+")}
+    return [g for g in manifest["pseudobulk"]["genes"] if g not in perturbed]

@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import ADAMSON, make_adata
+from conftest import (ADAMSON, copy_model, edit_tensors, make_adata, read_manifest,
+                      rename_gene, unperturbed_measured_genes, write_manifest)
 
 pytest.importorskip("streamlit.testing.v1")
 from streamlit.testing.v1 import AppTest  # noqa: E402
@@ -370,3 +371,184 @@ def test_own_data_evaluate_and_train(app, models_dir):
     assert any("choose tiny in the sidebar" in s.value.replace("*", "").replace("\\", "") for s in app.success)
     ok(app.run())
     assert any(o.startswith("tiny") for o in app.sidebar.selectbox(key="model").options)
+
+
+# ----------------------------------------------------------------------------- issue 14
+def _broken_models(models_dir: Path) -> dict[str, str]:
+    """Damaged copies of the adamson model in the models folder: name -> phrase of its reason."""
+    reasons = {}
+
+    def manifest_text(name, text, phrase):
+        folder = copy_model(models_dir, name)
+        (folder / "manifest.json").write_text(text)
+        reasons[name] = phrase
+
+    manifest_text("list-manifest", "[1, 2, 3]", "must hold a JSON object, not a list")
+    manifest_text("null-manifest", "null", "must hold a JSON object, not null")
+    folder = copy_model(models_dir, "files-list")
+    data = read_manifest(folder)
+    data["files"] = []
+    write_manifest(folder, data)
+    reasons["files-list"] = "manifest key 'files' must be an object"
+    folder = copy_model(models_dir, "manifest-dir")
+    (folder / "manifest.json").unlink()
+    (folder / "manifest.json").mkdir()
+    reasons["manifest-dir"] = "manifest.json is a folder, not a file"
+    folder = copy_model(models_dir, "weights-dir")
+    (folder / "weights.safetensors").unlink()
+    (folder / "weights.safetensors").mkdir()
+    reasons["weights-dir"] = "weights.safetensors is a folder, not a file"
+    folder = copy_model(models_dir, "text-metric")
+    data = read_manifest(folder)
+    data["metrics"]["test"]["grape"]["pearson_delta"] = "0.99"
+    data["dataset"]["cells"] = "many"
+    write_manifest(folder, data)
+    reasons["text-metric"] = "must be"
+    folder = copy_model(models_dir, "no-checksums")
+    data = read_manifest(folder)
+    del data["files"]
+    write_manifest(folder, data)
+    reasons["no-checksums"] = "has no checksums"
+    return reasons
+
+
+def test_broken_model_folders_are_listed_and_never_break_a_page(models_dir):
+    reasons = _broken_models(models_dir)
+    at = ok(AppTest.from_file(APP, default_timeout=TIMEOUT).run())
+    options = at.sidebar.selectbox(key="model").options
+    assert not any(o.startswith(tuple(reasons)) for o in options)
+    shown = errors(at)
+    for name, phrase in reasons.items():
+        assert any(f"{name} is unusable" in e and phrase in e for e in shown), (name, shown)
+    status = at.dataframe[0].value.set_index("model")["status"]
+    assert all(status[name].startswith("unusable") for name in reasons)
+    for name in PAGES:  # every page still works with the usable models
+        ok(at.switch_page(PAGES[name]).run())
+        assert at.title and not at.exception
+
+
+def test_a_model_whose_tensors_do_not_fit_is_one_error_on_every_page(models_dir):
+    folder = copy_model(models_dir, "narrow-tensor")  # checksums updated: found when loaded
+    edit_tensors(folder, "pseudobulk.safetensors",
+                 lambda t: t.__setitem__("control_mean", t["control_mean"][:150].copy()))
+    at = ok(AppTest.from_file(APP, default_timeout=TIMEOUT).run())
+    ok(at.sidebar.selectbox(key="model").set_value("narrow-tensor").run())
+    for name in PAGES:
+        ok(at.switch_page(PAGES[name]).run())
+        shown = errors(at)
+        assert any("tensor 'control_mean' is (150,) float32; the manifest says (160,) float32"
+                   in e for e in shown), (name, shown)
+
+
+def test_a_model_with_undefined_metrics_shows_na(models_dir):
+    folder = copy_model(models_dir, "undefined")
+    data = read_manifest(folder)
+    data["metrics"]["test"]["grape"]["pearson_delta"] = None  # written for NaN (strict JSON)
+    data["uncertainty"]["spearman_std_vs_error"] = None
+    write_manifest(folder, data)
+    at = ok(AppTest.from_file(APP, default_timeout=TIMEOUT).run())
+    ok(at.sidebar.selectbox(key="model").set_value("undefined").run())
+    assert "Pearson of shifts n/a" in plain("\n".join(c.value for c in at.sidebar.caption))
+    page(at, "benchmark")
+    assert "Spearman n/a" in texts(at)
+    assert "nan" not in texts(at).lower().replace("nano", "")
+
+
+MD_GENE = "![x](https:evil.example/x.png)"
+HTML_GENE = "<b>bold</b>&amp"
+MD_FOLDER = "**bold**_[link](https:evil.example)"
+
+
+def _markup(text: str) -> str:
+    """What Markdown would still read as syntax once escapes are taken out."""
+    bare = re.sub(r"\\.", "", text)
+    return "".join(m for m in ("](", "![", "**bold**", "<b>", "<a") if m in bare)
+
+
+def _all_markdown(at: AppTest) -> list[str]:
+    parts = [m.value for m in at.markdown] + [c.value for c in at.caption]
+    parts += [s.value for s in at.subheader] + [e.value for e in at.error]
+    parts += [w.value for w in at.warning] + [i.value for i in at.info]
+    parts += [link.proto.label for link in at.get("page_link")]
+    parts += [b.label for b in at.button]
+    return parts
+
+
+def no_markup(at: AppTest) -> AppTest:
+    for text in _all_markdown(at):
+        assert not _markup(text), text
+    return at
+
+
+def test_names_from_data_are_shown_as_typed_never_as_markup(models_dir):
+    folder = copy_model(models_dir, MD_FOLDER)
+    free = unperturbed_measured_genes(folder)
+    rename_gene(folder, free[0], MD_GENE)
+    rename_gene(folder, free[1], HTML_GENE)
+    rename_gene(folder, free[2], "Y_RNA")
+    at = ok(AppTest.from_file(APP, default_timeout=TIMEOUT).run())
+    ok(at.sidebar.selectbox(key="model").set_value(MD_FOLDER).run())
+    assert f"Model card: {MD_FOLDER}" in [plain(s.value) for s in at.subheader]
+    no_markup(at)
+    no_markup(page(at, "predict", genes=[MD_GENE, HTML_GENE]))
+    assert not errors(at)
+    links = [plain(link.proto.label) for link in at.get("page_link")]
+    assert f"Open {MD_GENE} + {HTML_GENE} in Network" in links
+    fig = chart(at, "shift_chart")
+    assert all("<" not in str(x) for t in fig["data"] for x in array(t.get("x", [])))
+    from explorer.charts import shift_chart
+    from grape_core import load, predict
+
+    everything = shift_chart(predict(load(folder), [MD_GENE, HTML_GENE]), top=200).to_plotly_json()
+    assert "&lt;b&gt;bold&lt;/b&gt;&amp;amp" in {x for t in everything["data"] for x in t["x"]}
+    assert {MD_GENE, HTML_GENE} <= set(chart_values(everything, "predicted"))  # as typed
+    no_markup(page(at, "network", genes=[MD_GENE]))
+    frame = at.get("iframe")[0].proto.srcdoc
+    assert "&lt;b&gt;" not in frame.split("new vis.DataSet")[1][:20000]  # nodes: the names
+    page(at, "genes")
+    no_markup(ok(at.selectbox(key="gene_pick").set_value(MD_GENE).run()))
+    assert f"Open {MD_GENE} in Predict" in [plain(x.proto.label) for x in at.get("page_link")]
+    page(at, "screen")
+    at.multiselect(key="targets").set_value(["Y_RNA", MD_GENE])
+    ok(at.button(key="FormSubmitter:screen-Run the screen").click().run())
+    assert not errors(at) and len(at.dataframe[0].value)
+    no_markup(at)
+
+
+def test_case_clash_and_bad_signatures_in_the_app(models_dir):
+    folder = copy_model(models_dir, "clash")
+    rename_gene(folder, unperturbed_measured_genes(folder)[0], "hspa5")
+    at = ok(AppTest.from_file(APP, default_timeout=TIMEOUT).run())
+    ok(at.sidebar.selectbox(key="model").set_value("clash").run())
+    page(at, "predict", genes=["Hspa5"])
+    assert any("'Hspa5' is ambiguous" in e and "HSPA5 and hspa5" in e for e in errors(at))
+    ok(at.button(key="suggest-genes-hspa5").click().run())  # one click picks the exact gene
+    assert at.multiselect(key="genes").value == ["hspa5"] and not errors(at)
+    page(at, "screen")
+    for text, phrase in (("HSPA5 nan", "is not a finite number"),
+                         ("HSPA5 1\nhspa5 -1", "give each gene once"),
+                         ("HSPA5 1e400", "is not a finite number")):
+        at.text_area(key="signature").set_value(text)
+        ok(at.button(key="FormSubmitter:screen-Run the screen").click().run())
+        assert any(phrase in e and "pasted signature" in e for e in errors(at)), (text, errors(at))
+
+
+def test_read_only_models_folder_is_named_before_training(models_dir, monkeypatch):
+    import os
+
+    import grape_core.train
+
+    monkeypatch.setattr(grape_core.train, "train_bundle",
+                        lambda *a, **k: (_ for _ in ()).throw(AssertionError("training started")))
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode, *a, **k: False if Path(p) == models_dir
+                        and mode & os.W_OK else real(p, mode, *a, **k))
+    at = ok(AppTest.from_file(APP, default_timeout=TIMEOUT).run())
+    ok(at.text_input(key="data_path").set_value(str(ADAMSON)).run())
+    at.text_input(key="train_name").set_value("tiny")
+    ok(at.button(key="FormSubmitter:train-Train").click().run())
+    shown = errors(at)
+    assert any(f"the folder {models_dir} is read-only" in e and "Folder with your own models" in e
+               for e in shown), shown
+    assert not any(ADAMSON.name in e for e in shown)  # not the data file
+    assert not (models_dir / "tiny").exists()

@@ -38,12 +38,17 @@ playwright_api = pytest.importorskip("playwright.sync_api")
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def home(tmp_path_factory) -> Path:
+    """The server's home: its log and its models folder (``home / "models"``)."""
+    return tmp_path_factory.mktemp("browser-home")
+
+
+@pytest.fixture(scope="module")
+def server(home):
     """``streamlit run app.py`` on 127.0.0.1:<free port> (:mod:`explorer.server`); yields
     the base URL and fails on any traceback in the server log."""
     from explorer import server as app_server
 
-    home = tmp_path_factory.mktemp("browser-home")
     env = {"GRAPE_MODELS_DIR": str(home / "models"),
            "GRAPE_CACHE_DIR": os.environ.get("GRAPE_CACHE_DIR", str(home / "cache"))}
     with app_server.running(home, env=env) as running:
@@ -226,3 +231,47 @@ def test_gene_names_never_run_as_code(page):
     page.wait_for_timeout(500)
     assert page.evaluate("() => window.__pwned") is None
     assert not dialogs
+
+
+MD_GENE = "![x](https:evil.example/x.png)"
+HTML_GENE = "<b>bold</b>"
+MD_FOLDER = "![m](https:evil.example)"  # a folder name cannot hold '/'
+
+
+def test_markdown_names_are_shown_as_typed_and_fetch_nothing(page, server, home):
+    """A gene and a model folder named like Markdown images (and a gene named like HTML):
+    every page shows them as typed and the browser asks no other host for anything (the
+    ``page`` fixture checks every request)."""
+    from urllib.parse import quote
+
+    from conftest import copy_model, rename_gene, unperturbed_measured_genes
+
+    (home / "models").mkdir(exist_ok=True)
+    folder = copy_model(home / "models", MD_FOLDER)
+    try:
+        free = unperturbed_measured_genes(folder)
+        rename_gene(folder, free[0], MD_GENE)
+        rename_gene(folder, free[1], HTML_GENE)
+        model = quote(MD_FOLDER, safe="")
+        page.goto(f"{server}/?model={model}")
+        page.get_by_text(f"Model card: {MD_FOLDER}", exact=True).wait_for()
+        _settle(page)
+        _no_exception(page)
+        genes = f"genes={quote(MD_GENE, safe='')}&genes={quote(HTML_GENE, safe='')}"
+        page.goto(f"{server}/Predict?model={model}&{genes}")
+        _charts(page, 1)
+        _settle(page)
+        _no_exception(page)
+        page.get_by_text(f"Open {MD_GENE} + {HTML_GENE} in Network", exact=True).wait_for()
+        page.goto(f"{server}/Network?model={model}&{genes}")
+        page.frame_locator("iframe").first.locator("canvas").first.wait_for()
+        _settle(page)
+        _no_exception(page)
+        labels = next(found for frame in page.frames if (found := frame.evaluate(
+            "() => typeof nodes === 'undefined' ? null : nodes.get().map(n => n.label)")))
+        assert MD_GENE in labels and HTML_GENE in labels  # as typed, not &lt;b&gt;
+        assert not any("&lt;" in label or "&amp;" in label for label in labels)
+        assert page.locator("img[src*='evil']").count() == 0
+        assert "evil.example" not in page.hosts
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

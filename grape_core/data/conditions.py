@@ -9,17 +9,22 @@ spaces around ``+``.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 
 from .. import keys
-from ..errors import ConditionError
+from ..errors import ConditionError, echo
 
-_BAD_SEPARATORS = re.compile(r"[,;|/&_\s]")
+_NEVER_IN_A_SYMBOL = re.compile(r"[,;|/&]")
+_MAYBE_A_SEPARATOR = re.compile(r"[_\s]+")
 _CONTROL_WORDS = {c.lower() for c in keys.CONTROL_CANDIDATES}
 
 
-def parse_condition(label: str, *, control_label: str | None = None) -> tuple[str, ...]:
+def parse_condition(label: str, *, control_label: str | None = None,
+                    known: Collection[str] | None = None, trusted: bool = False) -> tuple[str, ...]:
     """Genes perturbed in a condition label.
+
+    Gene symbols are data: ``_``, ``.``, ``-`` and spaces inside a symbol (GENCODE's
+    ``Y_RNA``, ``HLA-A``) are kept. Only ``+`` separates genes.
 
     Parameters
     ----------
@@ -27,6 +32,13 @@ def parse_condition(label: str, *, control_label: str | None = None) -> tuple[st
         ``"ctrl"``, ``"A+ctrl"``, ``"ctrl+A"``, ``"A"``, ``"A+B"`` (spaces around ``+`` allowed).
     control_label
         The file's own control label when it is not one of the usual words.
+    known
+        The symbols of the data or model. A gene written with ``_`` or a space is then
+        refused only when its pieces are known genes (``KLF1_MAP2K6``: a pair written with
+        the wrong separator); without it, ``_`` and spaces are refused.
+    trusted
+        The label was written by this project (a canonical condition, a split file): its
+        genes are taken as written (only ``, ; | / &``, never part of a symbol, are refused).
 
     Returns
     -------
@@ -35,11 +47,11 @@ def parse_condition(label: str, *, control_label: str | None = None) -> tuple[st
     Raises
     ------
     ConditionError
-        Empty label, empty gene (``A++B``), an unknown separator (``A,B``, ``A_B``, ``A B``)
-        or more than two genes.
+        Empty label, empty gene (``A++B``), an unknown separator (``A,B``; ``A_B``, ``A B``
+        as said above) or more than two genes. Long labels are cut in the message.
     """
     if not isinstance(label, str):
-        raise ConditionError(f"condition {label!r} is not a string")
+        raise ConditionError(f"condition {echo(label)} is not a string")
     text = label.strip()
     if not text:
         raise ConditionError("empty condition label; write 'GENE', 'GENE+ctrl' or 'A+B'")
@@ -50,23 +62,38 @@ def parse_condition(label: str, *, control_label: str | None = None) -> tuple[st
         return ()
     parts = [p.strip() for p in text.split(keys.SEP)]
     if any(not p for p in parts):
-        raise ConditionError(f"condition {label!r} has an empty gene; write 'A+B' or 'A+ctrl'")
+        raise ConditionError(f"condition {echo(label)} has an empty gene; write 'A+B' or 'A+ctrl'")
     genes = tuple(p for p in parts if p.lower() not in controls)
-    for gene in genes:
-        bad = _BAD_SEPARATORS.search(gene)
-        if bad:
-            raise ConditionError(
-                f"condition {label!r}: unexpected {bad.group()!r} in {gene!r}; "
-                "separate the genes of a pair with '+', e.g. 'A+B'"
-            )
     if len(genes) > 2:
         raise ConditionError(
-            f"condition {label!r} perturbs {len(genes)} genes; only single genes and pairs "
+            f"condition {echo(label)} perturbs {len(genes)} genes; only single genes and pairs "
             "are supported"
         )
+    for gene in genes:
+        _check_symbol(gene, label, known, trusted)
     if len(genes) == 2 and genes[0] == genes[1]:
-        raise ConditionError(f"condition {label!r} names the same gene twice")
+        raise ConditionError(f"condition {echo(label)} names the same gene twice")
     return genes
+
+
+def _check_symbol(gene: str, label: str, known: Collection[str] | None, trusted: bool) -> None:
+    if known is not None and gene in known:
+        return
+    bad = _NEVER_IN_A_SYMBOL.search(gene)
+    if bad is None:
+        if trusted:
+            return
+        bad = _MAYBE_A_SEPARATOR.search(gene)
+        if bad is None:
+            return
+        if known is not None:
+            pieces = [p for p in _MAYBE_A_SEPARATOR.split(gene) if p]
+            if len(pieces) < 2 or not all(p in known for p in pieces):
+                return  # a symbol of its own, e.g. Y_RNA
+    raise ConditionError(
+        f"condition {echo(label)}: unexpected {bad.group()[0]!r} in {echo(gene)}; "
+        "separate the genes of a pair with '+', e.g. 'A+B'"
+    )
 
 
 def format_condition(genes: Sequence[str]) -> str:
@@ -81,14 +108,24 @@ def format_condition(genes: Sequence[str]) -> str:
     raise ConditionError(f"{len(genes)} genes given; only single genes and pairs are supported")
 
 
-def canonical(label: str, *, control_label: str | None = None) -> str:
-    """``format_condition(parse_condition(label))``."""
-    return format_condition(parse_condition(label, control_label=control_label))
+def canonical(label: str, *, control_label: str | None = None,
+              known: Collection[str] | None = None, trusted: bool = False) -> str:
+    """``format_condition(parse_condition(label, ...))``."""
+    return format_condition(parse_condition(label, control_label=control_label, known=known,
+                                            trusted=trusted))
 
 
 def genes_of(condition: str) -> tuple[str, ...]:
-    """Genes of a canonical condition (``()`` for ``ctrl``)."""
-    return parse_condition(condition)
+    """Genes of a canonical condition (``()`` for ``ctrl``; ``ctrl+A`` gives ``("A",)``).
+
+    Symbols are data and taken as written, whatever characters they hold: only ``+``
+    separates genes (use :func:`parse_condition` for labels typed by people or read from
+    files).
+    """
+    if not isinstance(condition, str):
+        raise ConditionError(f"condition {echo(condition)} is not a string")
+    return tuple(p for p in (part.strip() for part in condition.split(keys.SEP))
+                 if p and p.lower() not in _CONTROL_WORDS)
 
 
 def is_pair(condition: str) -> bool:
@@ -110,7 +147,8 @@ def condition_label(condition: str) -> str:
     return label(genes_of(condition))
 
 
-def canonical_map(labels: Iterable[str], *, control_label: str | None = None) -> dict[str, str]:
+def canonical_map(labels: Iterable[str], *, control_label: str | None = None,
+                  known: Collection[str] | None = None) -> dict[str, str]:
     """Map each raw label to its canonical form.
 
     ``ctrl+A`` and ``A+ctrl`` map to ``A+ctrl``. A pair keeps the order written in the file
@@ -118,7 +156,7 @@ def canonical_map(labels: Iterable[str], *, control_label: str | None = None) ->
     both map to the alphabetically sorted form so the two are one condition.
     """
     labels = list(dict.fromkeys(labels))
-    parsed = {raw: parse_condition(raw, control_label=control_label) for raw in labels}
+    parsed = {raw: parse_condition(raw, control_label=control_label, known=known) for raw in labels}
     pairs = {g for g in parsed.values() if len(g) == 2}
     out = {}
     for raw, genes in parsed.items():
@@ -129,11 +167,14 @@ def canonical_map(labels: Iterable[str], *, control_label: str | None = None) ->
 
 
 def find_condition(query: str, conditions: Iterable[str]) -> str | None:
-    """The condition among ``conditions`` that perturbs the same genes as ``query``.
+    """The condition among ``conditions`` (canonical) that perturbs the same genes as
+    ``query`` (any layout; symbols of ``conditions`` are known).
 
     Pair order does not matter: ``B+A`` finds ``A+B``. Returns ``None`` when absent.
     """
-    wanted = frozenset(parse_condition(query))
+    conditions = list(conditions)
+    known = {g for c in conditions for g in genes_of(c)}
+    wanted = frozenset(parse_condition(query, known=known))
     for cond in conditions:
         if frozenset(genes_of(cond)) == wanted:
             return cond

@@ -20,7 +20,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from .. import keys
-from .conditions import find_condition, genes_of, parse_condition
+from .conditions import find_condition, genes_of
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ class PseudoBulk:
     def find(self, condition: str) -> str | None:
         """The measured condition that perturbs the same genes as ``condition`` (pair order
         and ``ctrl+A`` / ``A+ctrl`` do not matter), or ``None``."""
-        return self._by_genes.get(frozenset(parse_condition(condition)))
+        return self._by_genes.get(frozenset(genes_of(condition)))
 
     @property
     def shifts(self) -> np.ndarray:

@@ -161,10 +161,21 @@ def _detect_gene_names(adata, requested: str | None, path: Path) -> tuple[np.nda
     return adata.var_names.to_numpy(dtype=str), "index"
 
 
+def _case_clashes(symbols) -> list[tuple[str, ...]]:
+    """Groups of gene names that differ only in case (``HSPA5``, ``hspa5``)."""
+    groups: dict[str, list[str]] = {}
+    for s in map(str, symbols):
+        groups.setdefault(s.lower(), []).append(s)
+    return [tuple(g) for g in groups.values() if len(g) > 1]
+
+
 def _check_values(X, path: Path) -> None:
     values = X.data if sp.issparse(X) else np.asarray(X).ravel()
     if values.size == 0:
         raise DataFormatError(f"expression matrix X of {path} is empty")
+    if not (np.issubdtype(values.dtype, np.number) or values.dtype == bool):
+        raise DataFormatError(f"X of {path} holds {values.dtype} values, not numbers; give "
+                              "log-normalised expression")
     finite = np.isfinite(values)
     if not finite.all():
         n_bad = int((~finite).sum())
@@ -251,7 +262,10 @@ def read_perturbseq(
                 f"with --subset {column}=<name>"
             )
     if adata.n_obs == 0:
-        raise DataFormatError(f"no cells left in {path} after subsetting with {', '.join(subset)}")
+        if subset:
+            raise DataFormatError(f"no cells left in {path} after subsetting with "
+                                  f"{', '.join(subset)}; check the --subset values")
+        raise DataFormatError(f"{path} holds no cells (0 rows in obs); give a screen with cells")
 
     key = _detect_condition_key(adata, condition_key, path)
     unlabelled = adata.obs[key].isna().to_numpy()
@@ -260,10 +274,25 @@ def read_perturbseq(
     if unlabelled.any():  # astype(str) would turn them into a perturbation of gene 'nan'
         adata = adata[~unlabelled].copy()
         warnings.append(f"{int(unlabelled.sum())} cell(s) without a label in obs[{key!r}] left out")
+    symbols, gene_key = _detect_gene_names(adata, gene_name_key, path)
+    dup = pd.Series(symbols)[pd.Series(symbols).duplicated()].unique()
+    if len(dup):
+        raise DataFormatError(
+            f"{path}: {len(dup)} duplicated gene name(s) in var[{gene_key!r}] (e.g. "
+            f"{', '.join(map(str, dup[:5]))}); make them unique (adata.var_names_make_unique()) "
+            "or choose another column with --gene-name-key"
+        )
+    clashes = _case_clashes(symbols)
+    if clashes:
+        warnings.append(
+            f"{len(clashes)} gene name(s) in var[{gene_key!r}] differ only in case (e.g. "
+            f"{' and '.join(clashes[0])}); they stay separate genes: type their exact symbols"
+        )
+
     raw = adata.obs[key].astype(str).str.strip()
     control = _detect_control(raw, control_label, path, key)
     try:
-        mapping = canonical_map(raw.unique(), control_label=control)
+        mapping = canonical_map(raw.unique(), control_label=control, known=set(symbols))
     except ConditionError as exc:
         raise DataFormatError(f"{path}, obs[{key!r}]: {exc}") from exc
     condition = raw.map(mapping)
@@ -273,26 +302,29 @@ def read_perturbseq(
             f"{path} holds only control cells ({n_ctrl}); a perturbation screen needs perturbed cells"
         )
     merged = sorted({c for r, c in mapping.items() if c != keys.CTRL and r != c and r.strip() != c})
-    if len(set(mapping.values())) < len(mapping):
-        warnings.append("some conditions are written in two orders (e.g. ctrl+A and A+ctrl); merged")
-
-    symbols, gene_key = _detect_gene_names(adata, gene_name_key, path)
-    dup = pd.Series(symbols)[pd.Series(symbols).duplicated()].unique()
-    if len(dup):
-        raise DataFormatError(
-            f"{path}: {len(dup)} duplicated gene name(s) in var[{gene_key!r}] (e.g. "
-            f"{', '.join(map(str, dup[:5]))}); make them unique (adata.var_names_make_unique()) "
-            "or choose another column with --gene-name-key"
-        )
+    controls = sorted(r for r, c in mapping.items() if c == keys.CTRL)
+    if len(controls) > 1:
+        shown = ", ".join(map(repr, controls[:4]))
+        warnings.append(f"control cells are labelled in {len(controls)} ways in obs[{key!r}] "
+                        f"({shown}); all of them are used as control")
+    written: dict[str, set[str]] = {}  # ignoring spaces and case, as parse_condition does
+    for r, c in mapping.items():
+        if c != keys.CTRL:
+            written.setdefault(c, set()).add("".join(r.split()).lower())
+    orders = [c for c, forms in written.items() if len(forms) > 1]
+    if orders:
+        example = " and ".join(sorted(r for r, c in mapping.items() if c == orders[0])[:2])
+        warnings.append(f"{len(orders)} condition(s) are written in two orders (e.g. {example}); "
+                        "merged")
 
     X = adata.X
     if X is None:
         raise DataFormatError(f"{path} has no expression matrix X")
+    _check_values(X, path)  # before float32: a finite 1e39 in float64 is not "non-finite"
     if sp.issparse(X):
         X = sp.csr_matrix(X, dtype=np.float32)
     else:
         X = np.asarray(X, dtype=np.float32)
-    _check_values(X, path)
 
     import anndata
 

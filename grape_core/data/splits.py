@@ -50,7 +50,8 @@ class Split:
     def from_dict(cls, data: dict[str, Any], *, name: str = "file", seed: int = -1) -> "Split":
         """Our JSON layout, or GEARS' ``{train, val, test}`` (subgroups are then recomputed)."""
         try:
-            parts = {k: [canonical(c) for c in data.get(k, [])] for k in ("train", "val", "test")}
+            parts = {k: [canonical(c, trusted=True) for c in data.get(k, [])]
+                     for k in ("train", "val", "test")}
         except Exception as exc:
             raise SplitError(f"split lists cannot be parsed: {exc}") from exc
         if not parts["train"] and not parts["test"]:
@@ -62,7 +63,8 @@ class Split:
             else:
                 train_genes = _perturbed_genes(parts["train"])
                 subgroups = {k: _subgroups(parts[k], train_genes) for k in ("test", "val")}
-        subgroups = {k: {g: [canonical(c) for c in v] for g, v in d.items()} for k, d in subgroups.items()}
+        subgroups = {k: {g: [canonical(c, trusted=True) for c in v] for g, v in d.items()}
+                     for k, d in subgroups.items()}
         return cls(
             name=str(data.get("name", name)),
             seed=int(data.get("seed", seed)),
@@ -210,7 +212,7 @@ def simulation_split(
     conditions
         Canonical conditions (``A+ctrl``, ``A+B``; ``ctrl`` is ignored, then added to train).
     """
-    conditions = [canonical(c) for c in conditions]
+    conditions = [canonical(c, trusted=True) for c in conditions]
     perts = sorted(set(c for c in conditions if c != keys.CTRL))
     if not perts:
         raise SplitError("no perturbation conditions to split")
@@ -236,7 +238,7 @@ def grape_split(
     """The paper's split: a seeded random ``test_fraction`` of the single perturbations is
     test; pairs, when present, are split the same way on their own; validation is a
     ``val_fraction`` of what remains."""
-    conditions = [canonical(c) for c in conditions]
+    conditions = [canonical(c, trusted=True) for c in conditions]
     perts = sorted(set(c for c in conditions if c != keys.CTRL))
     if not perts:
         raise SplitError("no perturbation conditions to split")

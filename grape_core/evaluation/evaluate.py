@@ -21,6 +21,7 @@ from .. import keys
 from .baselines import Baseline, fit_baselines
 from ..data.pseudobulk import PseudoBulk
 from ..data.splits import Split
+from ..errors import SplitError
 from .metrics import metrics_table, summarize
 from .verdicts import Verdict, verdict
 
@@ -133,8 +134,16 @@ def evaluate_models(
         baseline (:func:`~grape_core.evaluation.baselines.fit_baselines`).
     """
     held_out = [c for c in getattr(split, part) if c in pb and c != keys.CTRL]
+    data = f" of {pb.dataset}" if pb.dataset else ""
     if not held_out:
-        raise ValueError(f"no measured {part} conditions in split {split.name!r}")
+        raise SplitError(f"no measured {part} conditions in split {split.name!r}{data} "
+                         f"({len(pb.conditions)} perturbation(s) in the data); give data with "
+                         "more perturbations or another split")
+    if include_baselines and not any(c in pb and c != keys.CTRL for c in split.train):
+        raise SplitError(f"split {split.name!r}{data} leaves no measured training condition "
+                         f"({len(pb.conditions)} perturbation(s) in the data, {len(held_out)} held "
+                         "out): the baselines have nothing to learn from; give data with more "
+                         "perturbations")
     models: dict[str, Predictor] = dict(predictors or {})
     if include_baselines:
         fitted = baselines if baselines is not None else fit_baselines(
