@@ -113,7 +113,8 @@ def warm_start(model: GRAPE, graph: GraphInputs, pb: PseudoBulk, train: list[str
     self-effect starts at 1 and the prior's scale at ``c``.
     """
     n, measured = graph.n_nodes, graph.measured
-    adj = torch.sparse_coo_tensor(graph.prior_index.flip(0), graph.prior_weight, (n, n)).coalesce()
+    adj = torch.sparse_coo_tensor(graph.prior_index.flip(0), graph.prior_weight, (n, n),
+                                  check_invariants=True).coalesce()
     perts = perturbation_tensor(train, node_index)
     e = GRAPE.indicator(perts, n)  # (n, batch)
     target = torch.as_tensor(pb.shifts[pb.rows(train)], dtype=torch.float32).T
@@ -217,8 +218,9 @@ def train_member(
             model.refresh_structure(graph)
         idx = torch.randint(0, len(train), (min(tc.batch_size, len(train)),), generator=generator)
         idx = idx.to(device)
-        out = model(graph, x_train[idx])
-        consistency = (model.consistency_loss(graph, x_train[idx], y_train[idx])
+        structure = model.graph(graph)
+        out = model(graph, x_train[idx], structure=structure)
+        consistency = (model.consistency_loss(graph, x_train[idx], y_train[idx], structure=structure)
                        if model_config.structure_learning and model_config.interventional_consistency
                        else out.reg.new_zeros(()))
         loss = grape_loss(out.shift, y_train[idx], scale=model.scale, reg=out.reg,

@@ -150,6 +150,7 @@ class GRAPE(nn.Module):
         self.register_buffer("known_shift", torch.zeros(sizes.n_known, sizes.n_measured))
         self.register_buffer("known_row", torch.full((n,), -1, dtype=torch.long))
         self._cache: tuple[GraphInputs, Tensor, Edges] | None = None
+        self._frozen: tuple[GraphInputs, Tensor] | None = None
 
     # ------------------------------------------------------------------ bookkeeping
     def train(self, mode: bool = True) -> "GRAPE":
@@ -157,8 +158,12 @@ class GRAPE(nn.Module):
         return super().train(mode)
 
     def load_state_dict(self, *args, **kwargs):
-        self._cache = None
+        self._cache = self._frozen = None
         return super().load_state_dict(*args, **kwargs)
+
+    def _apply(self, fn, recurse=True):  # .to(device): cached tensors stay where they were
+        self._cache = self._frozen = None
+        return super()._apply(fn, recurse)
 
     def index_tensors(self) -> dict[str, int]:
         """Integer tensors and the exclusive upper bound of their values (``-1`` allowed as
@@ -182,13 +187,22 @@ class GRAPE(nn.Module):
 
     # ------------------------------------------------------------------ pieces
     def encode(self, g: GraphInputs) -> Tensor:
-        """Fused gene embeddings ``(n_nodes, d)`` from the text and DNA views."""
+        """Fused gene embeddings ``(n_nodes, d)`` from the text and DNA views. A frozen encoder
+        (``finetune_encoder=False``) runs once per graph, in eval mode (no dropout)."""
         c = self.config
-        if c.finetune_encoder and torch.is_grad_enabled():
+        if c.finetune_encoder and self.training:
             return self.encoder(g.text, g.dna, g.dna_missing, use_text=c.use_text, use_dna=c.use_dna)
+        cached = self._frozen
+        if not c.finetune_encoder and cached is not None and cached[0] is g:
+            return cached[1]
+        mode = self.encoder.training
+        self.encoder.eval()
         with torch.no_grad():
-            return self.encoder(g.text, g.dna, g.dna_missing, use_text=c.use_text,
-                                use_dna=c.use_dna)
+            z = self.encoder(g.text, g.dna, g.dna_missing, use_text=c.use_text, use_dna=c.use_dna)
+        self.encoder.train(mode)
+        if not c.finetune_encoder:
+            self._frozen = (g, z)
+        return z
 
     def node_type(self, g: GraphInputs) -> Tensor:
         """0 coding, 1 non-coding (``keys.NODE_TYPES`` order); all 0 when homogeneous."""
@@ -263,12 +277,15 @@ class GRAPE(nn.Module):
         return self.amplitude_of(perts, z) * self.mean_shift[outputs] + delta
 
     # ------------------------------------------------------------------ forward
-    def forward(self, g: GraphInputs, perts: Tensor, *, outputs: Tensor | None = None) -> ModelOutput:
-        """Shifts of the measured genes (or of the measured positions ``outputs`` only)."""
+    def forward(self, g: GraphInputs, perts: Tensor, *, outputs: Tensor | None = None,
+                structure: tuple[Tensor, Edges] | None = None) -> ModelOutput:
+        """Shifts of the measured genes (or of the measured positions ``outputs`` only).
+        ``structure``: :meth:`graph`'s result when the caller has it already (a training
+        step uses one graph for the prediction and the consistency loss)."""
         perts = perts.to(g.device)
         if outputs is None:
             outputs = torch.arange(g.measured.numel(), device=g.device)
-        z, edges = self.graph(g)
+        z, edges = structure if structure is not None else self.graph(g)
         reg = self.structure.regulariser()
         is_pair = (perts >= 0).sum(1) == 2
         if not self.config.additive_pairs or not bool(is_pair.any()):
@@ -294,7 +311,8 @@ class GRAPE(nn.Module):
         known = self.known_shift[row.clamp_min(0)][:, outputs]
         return torch.where((row >= 0).unsqueeze(1), known, predicted)
 
-    def consistency_loss(self, g: GraphInputs, perts: Tensor, target: Tensor) -> Tensor:
+    def consistency_loss(self, g: GraphInputs, perts: Tensor, target: Tensor, *,
+                         structure: tuple[Tensor, Edges] | None = None) -> Tensor:
         """Interventional consistency: one propagation step from a training condition's
         *measured* changes (what is left after the shared response) must give them back.
 

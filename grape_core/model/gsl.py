@@ -48,6 +48,9 @@ class Edges:
     weight: Tensor
     n_prior: int
     """The first ``n_prior`` edges are the prior's (same order); the rest are learned-only."""
+    node_type: Tensor
+    """``(n_nodes,)`` type id of every node."""
+    n_types: int
 
 
 def relation_ids(src: Tensor, dst: Tensor, node_type: Tensor, n_types: int) -> Tensor:
@@ -125,7 +128,7 @@ class StructureLearner(nn.Module):
         rel = relation_ids(src, dst, node_type, n_types)
         weight = self.scale[rel] * prior_weight
         if not self.learn:
-            return Edges(src, dst, rel, weight, src.numel())
+            return Edges(src, dst, rel, weight, src.numel(), node_type, n_types)
         u = self.metric_embedding(z, prior_index, prior_weight)
         learned = self.theta + self.beta[rel] * (u[src] * u[dst]).sum(-1)
         ld, slot = self.learned_valid.nonzero(as_tuple=True)
@@ -135,7 +138,7 @@ class StructureLearner(nn.Module):
         if self.detach:
             learned, learned_only = learned.detach(), learned_only.detach()
         return Edges(torch.cat([src, ls]), torch.cat([dst, ld]), torch.cat([rel, lrel]),
-                     torch.cat([weight + learned, learned_only]), src.numel())
+                     torch.cat([weight + learned, learned_only]), src.numel(), node_type, n_types)
 
     def regulariser(self) -> Tensor:
         """:math:`\\sum_e |\\theta_e| + \\sum_r |\\beta_r|`: zero when the learned graph is the

@@ -39,12 +39,20 @@ class RelationMessages(nn.Module):
         self.c = nn.Parameter(torch.zeros(n_relations, max(hidden, 0)))
         self.b = nn.Parameter(torch.linspace(0.25, 2.0, max(hidden, 0)).repeat(n_relations, 1))
 
-    def forward(self, x: Tensor, rel: Tensor) -> Tensor:
-        """``x (n_edges, batch)`` source values, ``rel (n_edges,)`` -> messages before weighting."""
+    def forward(self, state: Tensor, edges: Edges) -> Tensor:
+        """Messages of every edge before weighting, ``(n_edges, batch)``.
+
+        :math:`\\psi_r` depends on the source's value and the relation only, so it is
+        evaluated once per node and destination type (``n_nodes x n_types``), not per edge.
+        """
         if not self.nonlinear:
-            return x
-        c, b = self.c[rel].unsqueeze(1), self.b[rel].unsqueeze(1)  # (E, 1, H)
-        return x + (c * torch.tanh(x.unsqueeze(-1) * b)).sum(-1)
+            return state[edges.src]
+        t = edges.n_types
+        rel = edges.node_type.unsqueeze(1) * t + torch.arange(t, device=state.device)  # (n, T)
+        c, b = self.c[rel].unsqueeze(2), self.b[rel].unsqueeze(2)  # (n, T, 1, H)
+        x = state.unsqueeze(1)  # (n, 1, B)
+        sent = x + (c * torch.tanh(x.unsqueeze(-1) * b)).sum(-1)  # (n, T, B)
+        return sent[edges.src, edges.rel % t]
 
 
 class HeteroPropagation(nn.Module):
@@ -59,7 +67,7 @@ class HeteroPropagation(nn.Module):
 
     def step(self, state: Tensor, x0: Tensor, edges: Edges) -> Tensor:
         """One round: ``x0`` plus the weighted messages of ``state``."""
-        msg = self.messages(state[edges.src], edges.rel) * edges.weight.unsqueeze(1)
+        msg = self.messages(state, edges) * edges.weight.unsqueeze(1)
         return x0.index_add(0, edges.dst, msg)
 
     def forward(self, x0: Tensor, edges: Edges) -> Tensor:
