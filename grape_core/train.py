@@ -16,7 +16,7 @@ import dataclasses
 import logging
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -90,8 +90,12 @@ def train_member(
     val: list[str], *, model_config: ModelConfig, train_config: TrainConfig, seed: int,
     encoder_state: dict[str, torch.Tensor] | None, encoder_args: dict,
     progress: bool = True, member: int = 0,
+    on_epoch: Callable[[int, int, int], None] | None = None,
 ) -> tuple[GRAPE, list[dict[str, float]], int]:
-    """Train one ensemble member; returns the best checkpoint, its history and best epoch."""
+    """Train one ensemble member; returns the best checkpoint, its history and best epoch.
+
+    ``on_epoch(member, epoch, max_epochs)`` is called after every epoch (progress for the
+    app); an exception it raises (e.g. :class:`~grape_core.errors.Cancelled`) stops training."""
     from tqdm.auto import tqdm
 
     seed_everything(seed)
@@ -149,6 +153,8 @@ def train_member(
         else:
             score = row["train_loss"]
         history.append(row)
+        if on_epoch is not None:
+            on_epoch(member, epoch, epochs)
         bar.set_postfix(loss=f"{row['train_loss']:.4f}",
                         **({"val_mse": f"{row['val_mse']:.4f}"} if val else {}))
         if score < best_score - 1e-7:
@@ -175,6 +181,7 @@ def train_grape(
     encoder_state: dict[str, torch.Tensor] | None = None,
     encoder_args: dict | None = None,
     progress: bool = True,
+    on_epoch: Callable[[int, int, int], None] | None = None,
 ) -> TrainResult:
     """Train an ensemble of GRAPE models on the split's training conditions.
 
@@ -188,6 +195,8 @@ def train_grape(
         training conditions is held out instead.
     graph, node_index
         Gene graph (see :func:`grape_core.bundle.graph_inputs`) and symbol -> node index.
+    on_epoch
+        Called after every epoch of every member (see :func:`train_member`).
     """
     model_config = model_config or ModelConfig()
     train_config = train_config or TrainConfig()
@@ -207,7 +216,7 @@ def train_grape(
         model, hist, epoch = train_member(
             pb, graph, node_index, train, val, model_config=model_config,
             train_config=train_config, seed=train_config.seed + m, encoder_state=encoder_state,
-            encoder_args=encoder_args, progress=progress, member=m,
+            encoder_args=encoder_args, progress=progress, member=m, on_epoch=on_epoch,
         )
         members.append(model)
         history += hist
@@ -232,6 +241,7 @@ def train_bundle(
     knowledge=None,
     ablations: bool = False,
     pb: PseudoBulk | None = None,
+    on_epoch: Callable[[int, int, int], None] | None = None,
 ) -> Bundle:
     """Gene knowledge -> graph -> trained ensemble -> held-out evaluation -> :class:`Bundle`.
 
@@ -249,6 +259,9 @@ def train_bundle(
     pb
         The pseudo-bulk of ``adata`` when the caller has it already (computed once per
         command).
+    on_epoch
+        ``on_epoch(member, epoch, max_epochs)`` after every epoch (the app's progress bar);
+        an exception it raises stops training.
 
     Returns
     -------
@@ -277,7 +290,7 @@ def train_bundle(
     result: TrainResult = train_grape(
         pb, split, graph, node_index, model_config=model_config, train_config=train_config,
         encoder_state=knowledge.encoder_state, encoder_args=knowledge.encoder_args,
-        progress=progress,
+        progress=progress, on_epoch=on_epoch,
     )
     is_coding = knowledge.table["is_coding"].astype(bool).to_numpy()
     genes = list(knowledge.genes)
