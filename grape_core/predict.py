@@ -411,6 +411,34 @@ def _interaction_genes(bundle: Bundle, n: int = 500) -> np.ndarray:
     return np.argsort(-ctrl, kind="stable")[: min(n, ctrl.size)]
 
 
+def example_condition(model: Model | Bundle) -> str | None:
+    """A perturbation to open on: held out (measured by the screen, never seen in training),
+    the one of median held-out accuracy (``pearson_delta`` in ``metrics.csv``), so neither
+    the model's best nor its worst. ``None`` when nothing was held out.
+
+    Examples
+    --------
+    >>> import grape_core as gc
+    >>> from grape_core.predict import example_condition
+    >>> model = gc.load("assets/models/norman")
+    >>> example_condition(model) in model.bundle.split.test
+    True
+    """
+    bundle = as_model(model).bundle
+    pb = bundle.pseudobulk
+    held = sorted(c for c in bundle.split.test if c in pb and genes_of(c))
+    if not held:
+        return None
+    metrics = bundle.metrics
+    if {"model", "condition", "pearson_delta"} <= set(metrics.columns):
+        rows = metrics[(metrics["model"] == "grape") & metrics["condition"].isin(held)]
+        rows = rows.dropna(subset=["pearson_delta"]).sort_values(["pearson_delta", "condition"],
+                                                                 kind="stable")
+        if len(rows):
+            return str(rows["condition"].iloc[(len(rows) - 1) // 2])
+    return held[0]
+
+
 # ----------------------------------------------------------------------------- evaluation
 def evaluate(model: Model | Bundle, pb=None, *, part: str = "test") -> Report:
     """GRAPE (row ``grape``) and every baseline on the model's held-out conditions.

@@ -14,6 +14,7 @@ def main() -> None:
                       intro="Choose a gene to perturb, or two for a pair, and see which genes respond. "
                             + layout.SHIFT_SENTENCE)
     model = layout.model(sel)
+    example = widgets.open_on_example(model, sel)
     left, right = st.columns([3, 1])
     with left:
         genes = widgets.gene_picker(model)
@@ -28,6 +29,11 @@ def main() -> None:
         return
     with st.spinner(f"Predicting {layout.label(perturbed)} with {len(model.bundle.members)} models…"):
         pred = loaders.prediction(sel.folder, sel.stamp, perturbed)
+    if perturbed == example:
+        st.info(f"An example to start with: **{layout.md(layout.label(perturbed))}** was measured but held "
+                "out, so you can compare the prediction with the measurement. Of the model's held-out "
+                "perturbations it is the one of median accuracy. Choose your own gene above.",
+                icon=":material/lightbulb:")
     for warning in pred.warnings:
         st.warning(layout.md(warning), icon=":material/warning:")
     st.markdown(f"**{layout.md(pred.condition)}** {PARTS.get(pred.part, '')}.")
