@@ -295,6 +295,14 @@ class Prediction:
         frame = frame.iloc[self.order()].reset_index(drop=True)
         return frame.head(top) if top is not None else frame
 
+    def to_anndata(self):
+        """This prediction as an AnnData ``1 × n_measured`` for scanpy
+        (:func:`grape_core.export.to_anndata`: ``X`` predicted expression, ``var['biotype']``,
+        layers ``shift``, ``ensemble_std``, ``measured`` when measured)."""
+        from .export import to_anndata
+
+        return to_anndata(self)
+
     def to_dict(self, *, top: int | None = None) -> dict[str, Any]:
         """JSON-able: ``condition``, ``part``, ``genes`` (rows of :meth:`to_frame`),
         ``interaction``."""
