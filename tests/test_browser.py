@@ -226,3 +226,66 @@ def test_gene_names_never_run_as_code(page):
     page.wait_for_timeout(500)
     assert page.evaluate("() => window.__pwned") is None
     assert not dialogs
+
+
+def test_report_works_offline_with_the_network_blocked(browser, shots, tmp_path):
+    """The collaborator report, opened from disk in chromium with every non-file request
+    aborted: its charts and network draw, it names both genes, and it tried no request (and
+    its content-security policy refused none). A gene named like HTML stays text."""
+    import dataclasses
+
+    import grape_core as gc
+    from explorer.report import prediction_report_html
+
+    model = gc.load(ROOT / "assets" / "models" / "norman")
+    pred = gc.predict(model, "KLF1+MAP2K6")
+    report = tmp_path / "report.html"
+    report.write_text(prediction_report_html(model, pred))
+    evil = ("<script>window.__pwned=1</script>", "<img src=x onerror='window.__pwned=2'>")
+    bad = dataclasses.replace(pred, perturbed=evil, genes=(*evil, *pred.genes[2:]), warnings=evil,
+                              condition="+".join(evil))
+    evil_report = tmp_path / "evil.html"
+    evil_report.write_text(prediction_report_html(model, bad))
+
+    context = browser.new_context(viewport={"width": 1280, "height": 1100}, device_scale_factor=1)
+    attempted: list[str] = []
+    local = ("file:", "data:", "about:", "blob:")
+
+    def block(route):
+        if route.request.url.startswith(local):
+            route.continue_()
+        else:
+            attempted.append(route.request.url)
+            route.abort()
+
+    context.route("**/*", block)
+    context.add_init_script("window.__csp = []; document.addEventListener("
+                            "'securitypolicyviolation', e => window.__csp.push(e.blockedURI));")
+    tab = context.new_page()
+    requests: list[str] = []
+    refused: list[str] = []
+    dialogs: list[str] = []
+    tab.on("request", lambda r: requests.append(r.url))
+    tab.on("console", lambda m: refused.append(m.text) if "Content Security Policy" in m.text else None)
+    tab.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    tab.set_default_timeout(90_000)
+    try:
+        tab.goto(report.as_uri())
+        _charts(tab, 2)
+        tab.frame_locator("iframe").first.locator("canvas").first.wait_for()
+        text = tab.inner_text("body")
+        assert "KLF1" in text and "MAP2K6" in text and "How far to trust this" in text
+        assert tab.evaluate("() => window.__csp") == []
+        tab.wait_for_timeout(1500)  # the network's physics settles
+        _shot(tab, shots, "report")
+
+        tab.goto(evil_report.as_uri())
+        _charts(tab, 2)
+        tab.wait_for_timeout(500)
+        assert tab.evaluate("() => window.__pwned") is None and not dialogs
+        assert evil[0] in tab.inner_text("body")  # shown as text
+    finally:
+        context.close()
+    assert not attempted, f"the report tried to reach {attempted}"
+    assert all(u.startswith(local) for u in requests), [u for u in requests if not u.startswith(local)]
+    assert not refused, refused
