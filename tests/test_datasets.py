@@ -308,6 +308,9 @@ def test_registry_override_file(tmp_path, monkeypatch, server):
     override.write_text(json.dumps({"other": {"size": 3}}))
     with pytest.raises(DownloadError, match="adds 'other' without a url"):
         datasets.registry()
+    override.write_text(json.dumps({"adamson": {"size": "big"}}))
+    with pytest.raises(DownloadError, match="adamson.size must be a positive whole number"):
+        datasets.registry()
     override.write_text("{not json")
     with pytest.raises(DownloadError, match="cannot read the registry override"):
         datasets.registry()

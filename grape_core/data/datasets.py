@@ -103,6 +103,13 @@ def registry() -> dict[str, RegistryEntry]:
         if unknown:
             raise DownloadError(f"the registry override {path} gives unknown field(s) "
                                 f"{', '.join(unknown)} for {key!r} (known: {', '.join(sorted(allowed))}); {fix}")
+        for field_name, value in fields.items():
+            ok = (isinstance(value, int) and not isinstance(value, bool) and value > 0
+                  if field_name == "size" else isinstance(value, str))
+            if not ok and not (value is None and field_name in ("sha256", "size")):
+                raise DownloadError(f"the registry override {path}: {key}.{field_name} must be "
+                                    f"{'a positive whole number' if field_name == 'size' else 'a string'}, "
+                                    f"not {value!r}; {fix}")
         key = str(key).lower()
         if key in found:
             found[key] = dataclasses.replace(found[key], **fields)
