@@ -28,7 +28,7 @@ import streamlit as st
 from grape_core.errors import GrapeError
 
 from .layout import md, show_error
-from .loaders import load_model, model_entries
+from .loaders import load_model, model_entries, torch_threads
 from .state import JOBS, JOBS_LOCK, PublicJob, Selection, job_key, public_job
 from .widgets import read_data
 
@@ -206,6 +206,7 @@ def start_public(dataset: str, models_dir: str, *, ensemble: int, epochs: int) -
 
     def work() -> None:
         try:
+            torch_threads()  # the app's setting (GRAPE_APP_THREADS): sessions stay responsive
             job.folder = str(train_public(dataset, models_dir=models_dir, model_name=name,
                                           train_config=config, on_progress=progress,
                                           stop=job.stop))
@@ -246,9 +247,11 @@ def full_screen_section(sel: Selection) -> None:
                        format_func=lambda n: n.capitalize())
     entry = known[dataset]
     size = f"{entry.size / 1e6:,.0f} MB" if entry.size else "size not recorded"
+    check = ("checked against its SHA-256" if entry.sha256 else
+             "checked for size only (no checksum recorded)" if entry.size else
+             "not checked (the registry records no checksum for it)")
     st.caption(f"{md(entry.description)}. Download: {size} from "
-               f"{md(urlparse(entry.url).hostname or entry.url)}, checked against its SHA-256"
-               f"{'' if entry.sha256 else ' (no checksum recorded: size only)'}. "
+               f"{md(urlparse(entry.url).hostname or entry.url)}, {check}. "
                f"{md(ESTIMATES.get(dataset, ''))}")
     with st.expander("Training settings"):
         ensemble = st.slider("Models in the ensemble", 1, 5, 3, key="full_ensemble",
@@ -271,7 +274,8 @@ def full_screen_section(sel: Selection) -> None:
 
 
 ESTIMATES = {
-    "adamson": "",
-    "norman": "",
+    "adamson": "After the download, about 5 minutes on a 2-core laptop CPU.",
+    "norman": "After the download, about 7 minutes on a 2-core laptop CPU.",
 }
-"""Time after the download on a laptop CPU (README, "Full public screens")."""
+"""Time after the download, estimated on generated screens of the real size
+(``benchmarks/bench_full_screen.py``; README, "Full public screens from the app")."""

@@ -1,5 +1,6 @@
-"""The page frame every page shares: page setup, sidebar (model picker and card), messages,
-tables, links between pages and the model card.
+"""The page frame every page shares: page setup, sidebar (model picker and card, and the
+progress of a full public screen being prepared), messages, tables, links between pages and
+the model card.
 
 - :func:`page` sets the page up and draws the sidebar. Every page calls it first, so a page
   also works when run on its own (``AppTest`` does that).
