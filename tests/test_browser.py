@@ -149,6 +149,11 @@ def test_predict_pair(page, server, shots):
     _no_exception(page)
     assert page.get_by_text("Genetic interaction").count() == 1
     _shot(page, shots, "predict", scroll_to="[data-testid='stPlotlyChart']")
+    with page.expect_download() as download:  # the report is made when the button is clicked
+        page.get_by_role("button", name="Download report (HTML)").click()
+    assert download.value.suggested_filename == "grape_norman_KLF1+MAP2K6.html"
+    report = Path(download.value.path()).read_text()
+    assert "Predicted response to KLF1 + MAP2K6" in report and "How far to trust this" in report
     # warm interaction: choose another gene, wait for its chart
     box = page.locator("[data-testid='stMultiSelect'] input").first
     page.locator("[data-testid='stMultiSelect'] [aria-label='Clear all']").first.click()
