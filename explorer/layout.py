@@ -296,7 +296,7 @@ def _job_view(job: PublicJob) -> None:
                   on_click=cancel_job, args=(job.key,), disabled=job.stop.is_set())
         return
     if job.state == "done":
-        st.success(f"**{name}** is ready (trained on the full {md(job.dataset)} screen in "
+        st.success(f"**{name}** is ready (trained on the full {md(job.dataset.capitalize())} screen in "
                    f"{job.elapsed() / 60:.1f} min).", icon=":material/check_circle:")
         st.button(f"Use {job.model_name}", key=f"use-{job.key}", on_click=_use_model,
                   args=(job.model_name,))
