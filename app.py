@@ -24,6 +24,7 @@ def home() -> None:
     if sel.ok:
         st.subheader(f"Model card: {layout.md(sel.model)}")
         layout.model_card(sel)
+    jobs.full_screen_section(sel)
     own_data(sel)
     jobs.warm_up()
 

@@ -1,9 +1,15 @@
-"""Background work: the warm-up import, every single's screen shifts, training a model.
+"""Background work: the warm-up import, every single's screen shifts, training a model,
+and getting a full public screen (download + training).
 
 Threads are registered here, stopped and joined at exit (the interpreter must not tear a
 thread down inside torch); a session waits for one with :func:`follow`, the one progress
 loop of the app. The two thread singletons (one per process / per model) are
 ``st.cache_resource`` entries: cached resources are shared by every session.
+
+A full-screen run (:class:`~.state.PublicJob`, started by :func:`start_public`) lives in
+this process, not in a session: it is keyed by dataset and models folder, so a page reload,
+another page or another tab finds it. Its progress shows in the sidebar of every page
+(:func:`.layout.job_panel`, refreshed every second while it runs) with a Cancel button.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import re
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +28,8 @@ import streamlit as st
 from grape_core.errors import GrapeError
 
 from .layout import md, show_error
-from .loaders import load_model, model_entries
-from .state import Selection
+from .loaders import load_model, model_entries, torch_threads
+from .state import JOBS, JOBS_LOCK, PublicJob, Selection, job_key, public_job
 from .widgets import read_data
 
 STOP = threading.Event()
@@ -33,6 +40,8 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 @atexit.register
 def _at_exit() -> None:
     STOP.set()
+    for job in list(JOBS.values()):
+        job.stop.set()
     for thread in _THREADS:
         thread.join(timeout=30)
 
@@ -142,13 +151,13 @@ def train_model(sel: Selection, path: str | Path, *, name: str, ensemble: int, m
         with reserve(target, what="model", hint="wait for that training to finish or choose "
                      "another name"):
             return _train_and_save(adata, pb, target, name=name, ensemble=ensemble,
-                                   epochs=epochs, where=where)
+                                   max_steps=max_steps, where=where)
     except GrapeError as exc:
         show_error(exc)
         return None
 
 
-def _train_and_save(adata, pb, target: Path, *, name: str, ensemble: int, epochs: int,
+def _train_and_save(adata, pb, target: Path, *, name: str, ensemble: int, max_steps: int,
                     where: str) -> Path | None:
     from grape_core.config import TrainConfig
     from grape_core.data.splits import make_split
@@ -194,3 +203,110 @@ def _train_and_save(adata, pb, target: Path, *, name: str, ensemble: int, epochs
                       state="complete", expanded=False)
     return folder
 
+
+
+# ----------------------------------------------------------------------------- full screens
+def start_public(dataset: str, models_dir: str, *, ensemble: int, max_steps: int) -> PublicJob | None:
+    """Start (or find, if it is already running) the full-screen run of ``dataset``;
+    ``None`` after a message when another run is busy or the model exists already."""
+    from grape_core.config import TrainConfig
+    from grape_core.recipes import failure_kind, public_model_name, train_public
+
+    name = public_model_name(dataset)
+    key = job_key(dataset, models_dir)
+    with JOBS_LOCK:
+        current = JOBS.get(key)
+        if current is not None and current.running:
+            return current
+        busy = [j for j in JOBS.values() if j.running]
+        if busy:
+            show_error(f"the full {busy[0].dataset} screen is being prepared; wait for it or "
+                       "cancel it (sidebar) before starting another")
+            return None
+        if (Path(models_dir).expanduser() / name).exists():
+            show_error(f"a model named {name!r} already exists in your models folder; choose "
+                       "it in the sidebar, or delete its folder to train it again")
+            return None
+        job = PublicJob(key=key, dataset=dataset, model_name=name, models_dir=models_dir)
+        JOBS[key] = job
+    config = TrainConfig(ensemble=int(ensemble), max_steps=int(max_steps))
+
+    def progress(update) -> None:
+        job.progress = update
+
+    def work() -> None:
+        try:
+            torch_threads()  # the app's setting (GRAPE_APP_THREADS): sessions stay responsive
+            job.folder = str(train_public(dataset, models_dir=models_dir, model_name=name,
+                                          train_config=config, on_progress=progress,
+                                          stop=job.stop))
+            job.state = "done"
+        except BaseException as exc:  # noqa: BLE001 - reported by the panel, never raised
+            job.kind = failure_kind(exc)
+            text = str(exc).strip()
+            job.message = text.splitlines()[0] if text else type(exc).__name__
+            job.state = "cancelled" if job.kind == "cancelled" else "failed"
+        finally:
+            job.finished = time.time()
+
+    start(f"grape-public-{dataset}", work)
+    return job
+
+
+def full_screen_section(sel: Selection) -> None:
+    """Home: "Get the full Adamson (or Norman) screen": the only outbound call of the app,
+    made when the user asks for it."""
+    from urllib.parse import urlparse
+
+    from grape_core.data.datasets import registry
+    from grape_core.recipes import public_model_name
+
+    st.subheader("Get a full public screen")
+    st.markdown("The bundled models saw only a few dozen perturbations, so their screens rank "
+                "candidates by noise. A model trained on a whole published screen gives "
+                "rankings that mean something. This downloads the screen (the only time the app "
+                "goes online), checks it, trains in the background and adds the model to your "
+                "list. Progress shows in the sidebar on every page.")
+    try:
+        known = registry()
+    except GrapeError as exc:
+        show_error(exc)
+        return
+    names = list(known)
+    dataset = st.radio("Screen", names, key="full_dataset", horizontal=True,
+                       format_func=lambda n: n.capitalize())
+    entry = known[dataset]
+    size = f"{entry.size / 1e6:,.0f} MB" if entry.size else "size not recorded"
+    check = ("checked against its SHA-256" if entry.sha256 else
+             "checked for size only (no checksum recorded)" if entry.size else
+             "not checked (the registry records no checksum for it)")
+    st.caption(f"{md(entry.description)}. Download: {size} from "
+               f"{md(urlparse(entry.url).hostname or entry.url)}, {check}. "
+               f"{md(ESTIMATES.get(dataset, ''))}")
+    with st.expander("Training settings"):
+        ensemble = st.slider("Models in the ensemble", 1, 5, 3, key="full_ensemble",
+                             help="Their spread is the uncertainty; each adds training time.")
+        max_steps = st.slider("Maximum optimisation steps per model", 100, 3000, 2000, step=100,
+                              key="full_steps", help="Training stops earlier when held-back "
+                              "perturbations stop improving.")
+    job = public_job(dataset, sel.models_dir)
+    name = public_model_name(dataset)
+    if job is not None and job.running:
+        st.info(f"Getting the full {md(dataset.capitalize())} screen in the background: progress "
+                "and Cancel are in the sidebar, on every page.", icon=":material/downloading:")
+        return
+    exists = (Path(sel.models_dir).expanduser() / name).exists()
+    if exists:
+        st.caption(f"Already done: **{md(name)}** is in your models (choose it in the sidebar).")
+    if st.button(f"Get the full {dataset.capitalize()} screen", key="full_start", type="primary",
+                 icon=":material/download:", disabled=exists):
+        if start_public(dataset, sel.models_dir, ensemble=ensemble, max_steps=max_steps) is not None:
+            st.rerun()  # the sidebar panel shows it from now on
+
+
+ESTIMATES = {
+    "adamson": "After the download, about 5 minutes on a 2-core laptop CPU.",
+    "norman": "After the download, about 7 minutes on a 2-core laptop CPU.",
+}
+"""Time after the download, estimated on generated screens of the real size
+(``benchmarks/bench_full_screen.py``; README, "Full public screens from the app")."""

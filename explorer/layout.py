@@ -1,5 +1,6 @@
-"""The page frame every page shares: page setup, sidebar (model picker and card), messages,
-tables, links between pages and the model card.
+"""The page frame every page shares: page setup, sidebar (model picker and card, and the
+progress of a full public screen being prepared), messages, tables, links between pages and
+the model card.
 
 - :func:`page` sets the page up and draws the sidebar. Every page calls it first, so a page
   also works when run on its own (``AppTest`` does that).
@@ -24,7 +25,8 @@ from grape_core.errors import GrapeError  # noqa: F401 - pages catch it as layou
 
 from .charts import number  # noqa: F401 - pages format numbers with layout.number
 from .loaders import held_out_metrics, load_model, model_entries, verified
-from .state import ModelEntry, Selection, changed, remember, restore
+from .state import (ModelEntry, PublicJob, Selection, cancel_job, changed, dismiss_job, public_jobs,
+                    remember, restore)
 
 APP_TITLE = "GRAPE Explorer"
 APP_ICON = ":material/hub:"
@@ -155,6 +157,7 @@ def sidebar() -> Selection:
     names = list(usable)
     chosen: ModelEntry | None = None
     with st.sidebar:
+        job_panel()  # a full screen being prepared: its progress on every page
         if names:
             restore("model", DEFAULT_MODEL if DEFAULT_MODEL in usable else names[0], url=True,
                     valid=lambda n: n in usable)
@@ -296,3 +299,66 @@ def data_summary(desc: dict[str, Any], name: str) -> None:
                f"{md(', '.join(desc['cell_types']))}.")
     for warning in desc.get("warnings", []):
         st.warning(md(warning), icon=":material/warning:")
+
+
+# ----------------------------------------------------------------------------- full screens
+FAILURE_TITLES = {
+    "network": "No network: the download server could not be reached",
+    "http": "The server refused the download",
+    "disk": "The disk is full",
+    "checksum": "The downloaded file failed its check",
+    "interrupted": "The download was interrupted (trying again resumes it)",
+    "error": "Getting the full screen failed",
+}
+
+
+def _use_model(name: str) -> None:
+    st.session_state["_model"] = name
+
+
+def _job_view(job: PublicJob) -> None:
+    """One run: its progress bar and Cancel while it runs, its outcome after."""
+    name = md(job.model_name)
+    if job.running:
+        stopping = " (cancelling: stops after the current step)" if job.stop.is_set() else ""
+        st.progress(job.fraction, text=f"**{name}**: {md(job.line)}{stopping}")
+        st.caption(f"{job.elapsed():.0f} s elapsed · runs in the background: keep using the app, "
+                   "or reload the page")
+        st.button("Cancel", key=f"cancel-{job.key}", icon=":material/cancel:",
+                  on_click=cancel_job, args=(job.key,), disabled=job.stop.is_set())
+        return
+    if job.state == "done":
+        st.success(f"**{name}** is ready (trained on the full {md(job.dataset.capitalize())} screen in "
+                   f"{job.elapsed() / 60:.1f} min).", icon=":material/check_circle:")
+        st.button(f"Use {job.model_name}", key=f"use-{job.key}", on_click=_use_model,
+                  args=(job.model_name,))
+    elif job.state == "cancelled":
+        st.warning(f"Cancelled: {md(job.message)}", icon=":material/cancel:")
+    else:
+        title = FAILURE_TITLES.get(job.kind, FAILURE_TITLES["error"])
+        st.error(f"{title}: {md(job.message)}", icon=":material/error:")
+    st.button("Dismiss", key=f"dismiss-{job.key}", on_click=dismiss_job, args=(job.key,))
+
+
+@st.fragment(run_every=1.0)
+def _live_panel(keys: tuple[str, ...]) -> None:
+    jobs = [j for j in public_jobs() if j.key in keys]
+    for job in jobs:
+        _job_view(job)
+    if not any(j.running for j in jobs):  # finished: rerun the page (the model list changes)
+        st.rerun()
+
+
+def job_panel() -> None:
+    """The full-screen runs of this process, in the sidebar of every page: refreshed every
+    second while one runs, its outcome shown until dismissed."""
+    jobs = public_jobs()
+    if not jobs:
+        return
+    st.markdown("**Full screens**")
+    if any(j.running for j in jobs):
+        _live_panel(tuple(j.key for j in jobs))
+    else:
+        for job in jobs:
+            _job_view(job)
+    st.divider()

@@ -89,7 +89,7 @@ def held_out_metrics(folder: str, stamp: str) -> pd.DataFrame:
         return pd.DataFrame()
 
 
-def _torch_threads() -> None:
+def torch_threads() -> None:
     """One torch thread per computation by default (``GRAPE_APP_THREADS``): the app serves
     sessions concurrently, and on a busy laptop more threads than free cores make every
     prediction many times slower (measured: 0.25 s vs up to 8 s per gene on 2 busy cores)."""
@@ -109,7 +109,7 @@ def load_model(folder: str, stamp: str):
     mode) and its caches are thread-safe."""
     from grape_core.predict import load
 
-    _torch_threads()
+    torch_threads()
     return load(folder)
 
 

@@ -1,4 +1,5 @@
-"""What a session chose, and how choices survive page switches and travel in the URL.
+"""What a session chose, and how choices survive page switches and travel in the URL; and
+the one piece of server-side state, the full-screen runs (:class:`PublicJob`).
 
 Choices live in ``st.session_state`` only (widget keys ``model``, ``genes``, ``models_dir``,
 each remembered under ``_<key>`` so it survives page switches), so no session sees
@@ -8,8 +9,11 @@ links between pages, and shared links, carry them.
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import streamlit as st
@@ -90,3 +94,79 @@ def replace_gene(key: str, old: str, new: str) -> None:
     current = list(st.session_state.get(key, []))
     st.session_state[key] = [new if g.strip().lower() == old.strip().lower() else g for g in current]
     st.session_state[f"_{key}"] = st.session_state[key]
+
+
+# ----------------------------------------------------------------------------- full screens (server-side)
+@dataclass
+class PublicJob:
+    """Download a registry screen and train on all of it, in a background thread.
+
+    Shared by every session of this process (:data:`JOBS`); ``state`` is ``running``,
+    ``done``, ``failed`` or ``cancelled``. Written only by its own thread, read by pages.
+    """
+
+    key: str
+    dataset: str
+    model_name: str
+    models_dir: str
+    progress: Any = None
+    """The latest :class:`grape_core.recipes.Progress`."""
+    state: str = "running"
+    kind: str = ""
+    """For a failed run: :func:`grape_core.recipes.failure_kind`."""
+    message: str = ""
+    folder: str = ""
+    started: float = field(default_factory=time.time)
+    finished: float | None = None
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def running(self) -> bool:
+        return self.state == "running"
+
+    @property
+    def fraction(self) -> float:
+        return float(self.progress.fraction) if self.progress is not None else 0.0
+
+    @property
+    def line(self) -> str:
+        return self.progress.message if self.progress is not None else "Starting…"
+
+    def elapsed(self) -> float:
+        return (self.finished or time.time()) - self.started
+
+
+JOBS: dict[str, PublicJob] = {}
+"""Full-screen runs of this process, by :func:`job_key` (kept until dismissed)."""
+JOBS_LOCK = threading.Lock()
+
+
+def job_key(dataset: str, models_dir: str) -> str:
+    return f"{dataset}@{Path(models_dir).expanduser()}"
+
+
+def public_jobs() -> list[PublicJob]:
+    """Every full-screen run of this process, oldest first."""
+    with JOBS_LOCK:
+        return sorted(JOBS.values(), key=lambda j: j.started)
+
+
+def public_job(dataset: str, models_dir: str) -> PublicJob | None:
+    with JOBS_LOCK:
+        return JOBS.get(job_key(dataset, models_dir))
+
+
+def cancel_job(key: str) -> None:
+    """Ask a run to stop (at its next download block or training epoch)."""
+    with JOBS_LOCK:
+        job = JOBS.get(key)
+    if job is not None:
+        job.stop.set()
+
+
+def dismiss_job(key: str) -> None:
+    """Forget a finished run (its message goes away)."""
+    with JOBS_LOCK:
+        job = JOBS.get(key)
+        if job is not None and not job.running:
+            del JOBS[key]

@@ -49,6 +49,26 @@ def gene_picker(model, *, key: str = "genes", label: str = "Gene or pair to pert
     return genes
 
 
+def open_on_example(model, sel: Selection, *, key: str = "genes") -> tuple[str, ...]:
+    """Fill the gene picker with the model's example (a held-out measured perturbation,
+    :func:`grape_core.predict.example_condition`) on a session's first visit when no gene
+    is chosen or linked, and again when the model changes while the example is shown.
+    Returns the example's genes (empty when the model held nothing out)."""
+    from grape_core.data.conditions import genes_of
+    from grape_core.predict import example_condition
+
+    condition = example_condition(model)
+    example = list(genes_of(condition)) if condition else []
+    shown = st.session_state.get("_example")  # (model, genes) last filled in
+    current = list(st.session_state.get(f"_{key}", []))
+    first = shown is None and not current and not st.query_params.get_all(key)
+    switched = shown is not None and shown[0] != sel.model and current == shown[1]
+    if example and (first or switched):
+        st.session_state[f"_{key}"] = example
+        st.session_state["_example"] = (sel.model, example)
+    return tuple(example)
+
+
 def resolve(model, genes: Sequence[str], *, key: str = "genes") -> tuple[str, ...] | None:
     """The model's genes for the chosen ones (a measured pair in its measured order), or
     ``None`` after showing why not (with one-click suggestions for a mistyped symbol)."""

@@ -7,7 +7,7 @@ The public API (everything in ``__all__``), by stage::
     knowledge  knowledge_for_adata, GeneKnowledge, the prior graphs     (grape_core.knowledge)
     train      fit(adata, split) -> Bundle (saved with Bundle.save)    (grape_core.train)
     load       load(folder) -> Model (a read-only bundle and its caches)
-    predict    predict(model, "A+B") -> Prediction
+    predict    predict(model, "A+B") -> Prediction; to_anndata(predictions) for scanpy
     screen     screen(model, targets, direction=...) -> ScreenResult
     evaluate   evaluate(model) -> Report, evaluate_models, fit_baselines (grape_core.evaluation)
 
@@ -44,6 +44,7 @@ from .knowledge.features import describe_genes, dna_features, kmer_features, tex
 from .knowledge.genes import coverage, gene_table
 from .knowledge.graphs import (coexpression_prior, go_prior, graph_stats, similarity_prior,
                                to_edge_index_dict, union_prior)
+from .export import to_anndata
 from .predict import Model, Prediction, evaluate, load, predict
 from .screen import ScreenResult, screen
 
@@ -77,7 +78,7 @@ __all__ = [
     "go_prior", "coexpression_prior", "union_prior", "to_edge_index_dict", "graph_stats",
     # train, load, predict, screen, evaluate
     "fit", "Bundle", "Manifest", "verify_bundle",
-    "load", "Model", "predict", "Prediction", "screen", "ScreenResult",
+    "load", "Model", "predict", "Prediction", "to_anndata", "screen", "ScreenResult",
     "evaluate", "evaluate_models", "Report", "fit_baselines", "condition_metrics", "metrics_table",
     # settings
     "DataConfig", "SplitConfig", "ModelConfig", "TrainConfig", "FeatureConfig", "GraphConfig",

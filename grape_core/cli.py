@@ -3,6 +3,10 @@
 Each handler parses arguments, calls the library and prints; heavy imports happen inside
 handlers. Errors print one line ``error: ...`` on stderr and exit 1 (usage errors exit 2);
 ``--debug`` shows the traceback instead.
+
+``--report`` draws its charts with the app's figure code (``explorer.report``, plotly and
+pyvis, no Streamlit), imported only by that option: the library itself imports no plotting
+toolkit.
 """
 
 from __future__ import annotations
@@ -357,14 +361,38 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def _report_maker(name: str):
+    """``explorer.report.<name>`` (plotly and pyvis charts), or a one-line error."""
+    try:
+        from explorer import report
+    except ImportError as exc:  # plotly / pyvis missing, or run outside the project folder
+        raise GrapeError(f"--report needs plotly and pyvis and the app package explorer/ ({exc}); "
+                         "run from the project folder after pip install -r requirements.txt") from exc
+    return getattr(report, name)
+
+
+def _command(args) -> str:
+    return "python -m grape_core " + " ".join(_argv_for_record(args._argv))
+
+
 def cmd_predict(args) -> int:
     from .predict import predict
 
     _writable(args.json, "--json")
     model = _load(args)
-    pred = predict(model, args.perturbation, baselines=False)
+    pred = predict(model, args.perturbation, baselines=bool(args.report))
     for w in pred.warnings:
         print(f"warning: {w}", file=sys.stderr)
+    if args.h5ad:
+        from .export import to_anndata, write_h5ad
+
+        write_h5ad(to_anndata(pred), args.h5ad)
+        print(f"wrote {args.h5ad}", file=sys.stderr)
+    if args.report:
+        from .io import write_text
+
+        write_text(args.report, _report_maker("prediction_report_html")(model, pred, command=_command(args)))
+        print(f"wrote {args.report}", file=sys.stderr)
     if args.json:
         _emit_json(pred.to_dict(top=args.top), args.json)
         return 0
@@ -392,6 +420,13 @@ def cmd_screen(args) -> int:
         print(f"warning: {note}", file=sys.stderr)
     if args.json:
         _emit_json(result.to_dict(), args.json)
+    if args.report:
+        from .io import write_text
+
+        maker = _report_maker("screen_report_html")
+        check = _report_maker("check_or_none")(model)
+        write_text(args.report, maker(model, result, check=check, command=_command(args)))
+        print(f"wrote {args.report}", file=sys.stderr)
     shown_targets = ", ".join(result.targets[:8])
     if len(result.targets) > 8:
         shown_targets = f"{len(result.targets)} target genes ({shown_targets}, ...)"
@@ -562,6 +597,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top", type=_at_least_one, default=20,
                    help="genes to show (largest |shift|; 1 or more)")
     p.add_argument("--json", help="write the full prediction as JSON here")
+    p.add_argument("--h5ad", metavar="FILE", help="also write the prediction as AnnData (.h5ad) "
+                   "for scanpy: X predicted expression, var['biotype'], layers shift, "
+                   "ensemble_std, measured")
+    p.add_argument("--report", metavar="FILE.html", help="also write a self-contained offline "
+                   "HTML report for collaborators (charts, network, interaction, model card, "
+                   "how far to trust it)")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("screen", help="rank perturbations that move target genes up or down")
@@ -572,6 +613,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pairs", action="store_true", help="also score pairs of the best singles")
     p.add_argument("--top", type=_at_least_one, default=20, help="candidates to show (1 or more)")
     p.add_argument("--json", help="write the ranking as JSON here")
+    p.add_argument("--report", metavar="FILE.html",
+                   help="also write the ranking as a self-contained offline HTML report")
     p.set_defaults(func=cmd_screen)
 
     p = sub.add_parser("simulate", help="a planted-truth screen: known gene network, "

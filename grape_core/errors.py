@@ -32,7 +32,23 @@ class BundleError(GrapeError):
 
 
 class DownloadError(GrapeError):
-    """A dataset could not be downloaded or failed its checksum."""
+    """A dataset could not be downloaded or failed its checksum.
+
+    ``reason`` says which, for callers that react differently (the app's messages): ``network``
+    (no connection), ``http`` (the server refused: ``status`` holds the HTTP code),
+    ``interrupted`` (resumable), ``disk`` (no space left), ``checksum`` (wrong size or
+    SHA-256), ``archive`` or empty (other). A download the user stops raises
+    :class:`Cancelled` instead.
+    """
+
+    def __init__(self, message: str, *, reason: str = "", status: int | None = None):
+        super().__init__(message)
+        self.reason = reason
+        self.status = status
+
+
+class Cancelled(GrapeError):
+    """Long work stopped because the user asked (a cancel button, a stop event)."""
 
 
 class SplitError(GrapeError, ValueError):

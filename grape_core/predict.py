@@ -322,6 +322,14 @@ class Prediction:
         frame = frame.iloc[self.order()].reset_index(drop=True)
         return frame.head(top) if top is not None else frame
 
+    def to_anndata(self):
+        """This prediction as an AnnData ``1 × n_measured`` for scanpy
+        (:func:`grape_core.export.to_anndata`: ``X`` predicted expression, ``var['biotype']``,
+        layers ``shift``, ``ensemble_std``, ``measured`` when measured)."""
+        from .export import to_anndata
+
+        return to_anndata(self)
+
     def to_dict(self, *, top: int | None = None) -> dict[str, Any]:
         """JSON-able: ``condition``, ``part``, ``genes`` (rows of :meth:`to_frame`),
         ``interaction``."""
@@ -436,6 +444,34 @@ def _interaction_genes(bundle: Bundle, n: int = 500) -> np.ndarray:
     """Genes with the highest control expression (GEARS fits interactions on these)."""
     ctrl = bundle.pseudobulk.control_mean
     return np.argsort(-ctrl, kind="stable")[: min(n, ctrl.size)]
+
+
+def example_condition(model: Model | Bundle) -> str | None:
+    """A perturbation to open on: held out (measured by the screen, never seen in training),
+    the one of median held-out accuracy (``pearson_delta`` in ``metrics.csv``), so neither
+    the model's best nor its worst. ``None`` when nothing was held out.
+
+    Examples
+    --------
+    >>> import grape_core as gc
+    >>> from grape_core.predict import example_condition
+    >>> model = gc.load("assets/models/norman")
+    >>> example_condition(model) in model.bundle.split.test
+    True
+    """
+    bundle = as_model(model).bundle
+    pb = bundle.pseudobulk
+    held = sorted(c for c in bundle.split.test if c in pb and genes_of(c))
+    if not held:
+        return None
+    metrics = bundle.metrics
+    if {"model", "condition", "pearson_delta"} <= set(metrics.columns):
+        rows = metrics[(metrics["model"] == "grape") & metrics["condition"].isin(held)]
+        rows = rows.dropna(subset=["pearson_delta"]).sort_values(["pearson_delta", "condition"],
+                                                                 kind="stable")
+        if len(rows):
+            return str(rows["condition"].iloc[(len(rows) - 1) // 2])
+    return held[0]
 
 
 # ----------------------------------------------------------------------------- evaluation

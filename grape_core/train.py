@@ -16,7 +16,7 @@ import dataclasses
 import logging
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -151,10 +151,14 @@ def train_member(
     val: list[str], *, model_config: ModelConfig, train_config: TrainConfig, seed: int,
     encoder_state: dict[str, torch.Tensor] | None, encoder_args: dict | None,
     progress: bool = True, member: int = 0, steps: int | None = None,
+    on_step: Callable[[int, int, int], None] | None = None,
 ) -> tuple[GRAPE, list[dict[str, float]], dict[str, int]]:
     """Train one ensemble member for at most ``steps`` (default ``max_steps``) optimisation
     steps of ``batch_size`` conditions, checking the validation MSE every ``eval_every``
     steps and keeping the best checkpoint (none when ``val`` is empty: the last one).
+
+    ``on_step(member, step, max_steps)`` is called at every check (progress for the app); an
+    exception it raises (e.g. :class:`~grape_core.errors.Cancelled`) stops training.
 
     Returns the member (CPU, eval mode), its history and ``{best_step, steps}``.
     """
@@ -236,6 +240,8 @@ def train_member(
         losses.append(float(loss.total.detach()))
         if step % tc.eval_every and step != total:
             continue
+        if on_step is not None:
+            on_step(member, step, total)
         validate(step)
         if val and stale >= tc.patience:
             break
@@ -259,6 +265,7 @@ def train_grape(
     encoder_state: dict[str, torch.Tensor] | None = None,
     encoder_args: dict | None = None,
     progress: bool = True,
+    on_step: Callable[[int, int, int], None] | None = None,
 ) -> TrainResult:
     """Train an ensemble of GRAPE models on the split's training conditions.
 
@@ -273,6 +280,8 @@ def train_grape(
         member is then trained again on every training condition for that many steps.
     graph, node_index
         Gene graph (:func:`~grape_core.model.inputs.graph_inputs`) and symbol -> node index.
+    on_step
+        Called at every validation check of every member (see :func:`train_member`).
     """
     model_config = model_config or ModelConfig()
     train_config = train_config or TrainConfig()
@@ -289,7 +298,8 @@ def train_grape(
     start = time.perf_counter()
     members, history, records = [], [], []
     common = dict(model_config=model_config, train_config=train_config,
-                  encoder_state=encoder_state, encoder_args=encoder_args, progress=progress)
+                  encoder_state=encoder_state, encoder_args=encoder_args, progress=progress,
+                  on_step=on_step)
     for m in range(train_config.ensemble):
         seed = train_config.seed + m
         model, hist, record = train_member(pb, graph, node_index, fit_on, val, seed=seed,
@@ -324,6 +334,7 @@ def train_bundle(
     ablations: bool = False,
     pb: PseudoBulk | None = None,
     priors: Sequence[Any] | None = None,
+    on_step: Callable[[int, int, int], None] | None = None,
 ) -> Bundle:
     """Gene knowledge -> graph -> trained ensemble -> held-out evaluation -> :class:`Bundle`.
 
@@ -345,6 +356,9 @@ def train_bundle(
         The prior graph(s): built-in names, edge-list files (CSV, TSV, Parquet) or
         DataFrames with columns ``source,target[,weight]``; several are merged
         (:func:`~grape_core.knowledge.graphs.resolve_priors`). Default: ``model_config.prior``.
+    on_step
+        ``on_step(member, step, max_steps)`` at every validation check (the app's progress
+        bar); an exception it raises stops training.
 
     Returns
     -------
@@ -377,7 +391,7 @@ def train_bundle(
     result: TrainResult = train_grape(
         pb, split, graph, node_index, model_config=model_config, train_config=train_config,
         encoder_state=knowledge.encoder_state, encoder_args=knowledge.encoder_args,
-        progress=progress,
+        progress=progress, on_step=on_step,
     )
     is_coding = knowledge.table["is_coding"].astype(bool).to_numpy()
     genes = list(knowledge.genes)

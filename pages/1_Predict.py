@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from explorer import charts, layout, loaders, widgets
+from explorer import charts, layout, loaders, report, widgets
 
 PARTS = {"train": "was measured and used for training", "val": "was measured and used for early stopping",
          "test": "was measured but **held out**: the model never saw it",
@@ -14,6 +14,7 @@ def main() -> None:
                       intro="Choose a gene to perturb, or two for a pair, and see which genes respond. "
                             + layout.SHIFT_SENTENCE)
     model = layout.model(sel)
+    example = widgets.open_on_example(model, sel)
     left, right = st.columns([3, 1])
     with left:
         genes = widgets.gene_picker(model)
@@ -29,6 +30,11 @@ def main() -> None:
     with st.spinner(f"Predicting {layout.md(layout.label(perturbed))} with "
                     f"{len(model.bundle.members)} models…"):
         pred = loaders.prediction(sel.folder, sel.stamp, perturbed)
+    if perturbed == example:
+        st.info(f"An example to start with: **{layout.md(layout.label(perturbed))}** was measured but held "
+                "out, so you can compare the prediction with the measurement. Of the model's held-out "
+                "perturbations it is the one of median accuracy. Choose your own gene above.",
+                icon=":material/lightbulb:")
     for warning in pred.warnings:
         st.warning(layout.md(warning), icon=":material/warning:")
     st.markdown(f"**{layout.md(pred.condition)}** {PARTS.get(pred.part, '')}.")
@@ -47,9 +53,15 @@ def main() -> None:
     table = charts.prediction_table(pred)
     with st.expander(f"All {len(table)} genes (table)", expanded=False):
         st.dataframe(table, hide_index=True, width="stretch", height=360)
-    st.download_button("Download the prediction (CSV)", table.to_csv(index=False).encode(),
-                       file_name=f"grape_{sel.model}_{pred.condition}.csv", mime="text/csv",
-                       icon=":material/download:")
+    csv, html = st.columns(2)
+    csv.download_button("Download the prediction (CSV)", table.to_csv(index=False).encode(),
+                        file_name=f"grape_{sel.model}_{pred.condition}.csv", mime="text/csv",
+                        icon=":material/download:")
+    html.download_button("Download report (HTML)", lambda: report.prediction_report_html(model, pred),
+                         file_name=f"grape_{sel.model}_{pred.condition}.html", mime="text/html",
+                         icon=":material/description:", on_click="ignore", key="report",
+                         help="One offline file for collaborators: charts, network, interaction, "
+                              "model card and how far to trust it.")
     layout.open_in(pred.perturbed, sel, pages=("Network",))
 
 

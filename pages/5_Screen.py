@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from explorer import charts, jobs, layout, loaders, widgets
+from explorer import charts, jobs, layout, loaders, report, widgets
 
 
 def main() -> None:
@@ -53,9 +53,12 @@ def main() -> None:
     table = st.dataframe(result.table, hide_index=True, width="stretch", key="screen_table",
                          on_select="rerun", selection_mode="single-row",
                          column_config={"measured": st.column_config.CheckboxColumn("measured in screen")})
-    st.download_button("Download the ranking (CSV)", result.table.to_csv(index=False).encode(),
-                       file_name=f"grape_{sel.model}_screen.csv", mime="text/csv",
-                       icon=":material/download:")
+    csv, html = st.columns(2)
+    csv.download_button("Download the ranking (CSV)", result.table.to_csv(index=False).encode(),
+                        file_name=f"grape_{sel.model}_screen.csv", mime="text/csv", icon=":material/download:")
+    html.download_button("Download report (HTML)", key="report", mime="text/html", on_click="ignore",
+                         data=lambda: report.screen_report_html(model, result, check=report.check_or_none(model)),
+                         file_name=f"grape_{sel.model}_screen.html", icon=":material/description:")
     rows = table.selection.rows if table else []
     if rows:
         layout.open_in(result.perturbed[rows[0]], sel)

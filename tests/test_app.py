@@ -154,6 +154,25 @@ def test_predict_pair_shows_interaction_and_additive(app, norman):
     np.testing.assert_allclose([shown[g] for g in expected["gene"][:20]], expected["shift"][:20], atol=1e-6)
 
 
+def test_predict_opens_on_a_held_out_example(app, norman):
+    from grape_core.data.conditions import genes_of
+    from grape_core.predict import example_condition
+
+    ok(app.switch_page(PAGES["predict"]).run())
+    condition = example_condition(norman)
+    assert condition in norman.bundle.split.test and condition in norman.bundle.pseudobulk
+    assert app.multiselect(key="genes").value == list(genes_of(condition))
+    line = [plain(i.value) for i in app.info if "An example to start with" in i.value]
+    assert line and "held out" in line[0] and "median accuracy" in line[0]
+    assert chart(app, "shift_chart") and chart(app, "scatter")  # measured: the comparison shows
+    ok(app.sidebar.selectbox(key="model").set_value("adamson").run())  # the example follows the model
+    assert app.multiselect(key="genes").value == list(genes_of(example_condition(app_bundle("adamson"))))
+    ok(app.multiselect(key="genes").set_value([]).run())  # cleared by the user: stays empty
+    assert not app.get("plotly_chart") and not any("An example" in i.value for i in app.info)
+    ok(app.sidebar.selectbox(key="model").set_value("norman").run())
+    assert app.multiselect(key="genes").value == []
+
+
 def test_pair_of_unseen_genes_warns_but_predicts(app):
     page(app, "predict", genes=["FOXO4", "PERM1"])
     assert any("extrapolation" in w for w in warnings(app))

@@ -154,6 +154,11 @@ def test_predict_pair(page, server, shots):
     _no_exception(page)
     assert page.get_by_text("Genetic interaction").count() == 1
     _shot(page, shots, "predict", scroll_to="[data-testid='stPlotlyChart']")
+    with page.expect_download() as download:  # the report is made when the button is clicked
+        page.get_by_role("button", name="Download report (HTML)").click()
+    assert download.value.suggested_filename == "grape_norman_KLF1+MAP2K6.html"
+    report = Path(download.value.path()).read_text()
+    assert "Predicted response to KLF1 + MAP2K6" in report and "How far to trust this" in report
     # warm interaction: choose another gene, wait for its chart
     box = page.locator("[data-testid='stMultiSelect'] input").first
     page.locator("[data-testid='stMultiSelect'] [aria-label='Clear all']").first.click()
@@ -275,3 +280,66 @@ def test_markdown_names_are_shown_as_typed_and_fetch_nothing(page, server, home)
         assert "evil.example" not in page.hosts
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_report_works_offline_with_the_network_blocked(browser, shots, tmp_path):
+    """The collaborator report, opened from disk in chromium with every non-file request
+    aborted: its charts and network draw, it names both genes, and it tried no request (and
+    its content-security policy refused none). A gene named like HTML stays text."""
+    import dataclasses
+
+    import grape_core as gc
+    from explorer.report import prediction_report_html
+
+    model = gc.load(ROOT / "assets" / "models" / "norman")
+    pred = gc.predict(model, "KLF1+MAP2K6")
+    report = tmp_path / "report.html"
+    report.write_text(prediction_report_html(model, pred))
+    evil = ("<script>window.__pwned=1</script>", "<img src=x onerror='window.__pwned=2'>")
+    bad = dataclasses.replace(pred, perturbed=evil, genes=(*evil, *pred.genes[2:]), warnings=evil,
+                              condition="+".join(evil))
+    evil_report = tmp_path / "evil.html"
+    evil_report.write_text(prediction_report_html(model, bad))
+
+    context = browser.new_context(viewport={"width": 1280, "height": 1100}, device_scale_factor=1)
+    attempted: list[str] = []
+    local = ("file:", "data:", "about:", "blob:")
+
+    def block(route):
+        if route.request.url.startswith(local):
+            route.continue_()
+        else:
+            attempted.append(route.request.url)
+            route.abort()
+
+    context.route("**/*", block)
+    context.add_init_script("window.__csp = []; document.addEventListener("
+                            "'securitypolicyviolation', e => window.__csp.push(e.blockedURI));")
+    tab = context.new_page()
+    requests: list[str] = []
+    refused: list[str] = []
+    dialogs: list[str] = []
+    tab.on("request", lambda r: requests.append(r.url))
+    tab.on("console", lambda m: refused.append(m.text) if "Content Security Policy" in m.text else None)
+    tab.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    tab.set_default_timeout(90_000)
+    try:
+        tab.goto(report.as_uri())
+        _charts(tab, 2)
+        tab.frame_locator("iframe").first.locator("canvas").first.wait_for()
+        text = tab.inner_text("body")
+        assert "KLF1" in text and "MAP2K6" in text and "How far to trust this" in text
+        assert tab.evaluate("() => window.__csp") == []
+        tab.wait_for_timeout(1500)  # the network's physics settles
+        _shot(tab, shots, "report")
+
+        tab.goto(evil_report.as_uri())
+        _charts(tab, 2)
+        tab.wait_for_timeout(500)
+        assert tab.evaluate("() => window.__pwned") is None and not dialogs
+        assert evil[0] in tab.inner_text("body")  # shown as text
+    finally:
+        context.close()
+    assert not attempted, f"the report tried to reach {attempted}"
+    assert all(u.startswith(local) for u in requests), [u for u in requests if not u.startswith(local)]
+    assert not refused, refused

@@ -32,11 +32,15 @@ def _zip_of(data: bytes, member: str) -> bytes:
 
 
 class Server:
-    """Serves ``files`` (path -> bytes) with Range support; ``abort`` paths send only half."""
+    """Serves ``files`` (path -> bytes) with Range support; ``abort`` paths send only half;
+    ``refuse`` paths answer their HTTP status; ``hold`` paths send half, then trickle 64 bytes
+    every 50 ms until their event is set, then the rest."""
 
     def __init__(self) -> None:
         self.files: dict[str, bytes] = {}
         self.abort: set[str] = set()
+        self.refuse: dict[str, int] = {}
+        self.hold: dict[str, threading.Event] = {}
         self.requests: list[tuple[str, str | None]] = []
         owner = self
 
@@ -44,6 +48,9 @@ class Server:
             def do_GET(self):  # noqa: N802 - http.server API
                 rng = self.headers.get("Range")
                 owner.requests.append((self.path, rng))
+                if self.path in owner.refuse:
+                    self.send_error(owner.refuse[self.path])
+                    return
                 data = owner.files.get(self.path)
                 if data is None:
                     self.send_error(404, "Not Found")
@@ -70,6 +77,20 @@ class Server:
                     self.wfile.write(body[: len(body) // 2])
                     self.wfile.flush()
                     self.close_connection = True
+                    return
+                gate = owner.hold.get(self.path)
+                if gate is not None:
+                    sent = len(body) // 2
+                    self.wfile.write(body[:sent])
+                    try:
+                        while not gate.is_set() and sent < len(body):
+                            self.wfile.write(body[sent:sent + 64])
+                            self.wfile.flush()
+                            sent += 64
+                            gate.wait(0.05)
+                        self.wfile.write(body[sent:])
+                    except OSError:  # the client gave up (cancelled)
+                        pass
                     return
                 self.wfile.write(body)
 
@@ -263,3 +284,93 @@ def _quiet(fn):
         return fn(*args, **kwargs)
 
     return wrapped
+
+
+# ----------------------------------------------------------------------------------------
+# registry override, progress, stop, and the reasons the app tells apart
+def test_registry_override_file(tmp_path, monkeypatch, server):
+    override = tmp_path / "registry.json"
+    override.write_text(json.dumps({
+        "Adamson": {"url": server.url("/adamson.h5ad"), "sha256": H5AD_SHA, "size": len(H5AD)},
+        "mini": {"url": server.url("/adamson.zip"), "description": "a local mirror"}}))
+    monkeypatch.setenv(datasets.REGISTRY_ENV, str(override))
+    known = datasets.registry()
+    assert known["adamson"].url == server.url("/adamson.h5ad") and known["adamson"].size == len(H5AD)
+    assert known["adamson"].citation == REGISTRY["adamson"].citation  # other fields kept
+    assert known["mini"].name == "mini" and known["mini"].sha256 is None
+    assert REGISTRY["adamson"].url.startswith("https://")  # the built-in registry is unchanged
+    path = fetch("adamson", data_dir=tmp_path / "data", progress=False)
+    assert path.read_bytes() == H5AD and server.requests == [("/adamson.h5ad", None)]
+
+    override.write_text(json.dumps({"adamson": {"link": "x"}}))
+    with pytest.raises(DownloadError, match="unknown field.*link.*GRAPE_REGISTRY"):
+        datasets.registry()
+    override.write_text(json.dumps({"other": {"size": 3}}))
+    with pytest.raises(DownloadError, match="adds 'other' without a url"):
+        datasets.registry()
+    override.write_text(json.dumps({"adamson": {"size": "big"}}))
+    with pytest.raises(DownloadError, match="adamson.size must be a positive whole number"):
+        datasets.registry()
+    override.write_text("{not json")
+    with pytest.raises(DownloadError, match="cannot read the registry override"):
+        datasets.registry()
+
+
+def test_progress_callback_and_reasons(server, tmp_path):
+    seen = []
+    fetch("adamson", data_dir=tmp_path, entry=entry_for(server.url("/adamson.h5ad")), progress=False,
+          on_progress=lambda got, total: seen.append((got, total)))
+    assert seen[0] == (0, len(H5AD)) and seen[-1] == (len(H5AD), len(H5AD))
+    assert all(a[0] <= b[0] for a, b in zip(seen, seen[1:]))
+
+    server.refuse["/forbidden"] = 403
+    with pytest.raises(DownloadError) as info:
+        fetch("adamson", data_dir=tmp_path / "b", entry=entry_for(server.url("/forbidden")),
+              progress=False)
+    assert info.value.reason == "http" and info.value.status == 403 and "HTTP 403" in str(info.value)
+    with pytest.raises(DownloadError) as info:
+        fetch("adamson", data_dir=tmp_path / "c", entry=entry_for(server.url("/adamson.h5ad"),
+                                                                   sha256="0" * 64), progress=False)
+    assert info.value.reason == "checksum"
+
+
+def test_full_disk_keeps_the_part_and_says_so(server, tmp_path, monkeypatch):
+    import errno
+
+    def full(fh, block):
+        fh.write(block[:10])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(datasets, "_write_block", full)
+    with pytest.raises(DownloadError) as info:
+        fetch("adamson", data_dir=tmp_path, entry=entry_for(server.url("/adamson.h5ad")), progress=False)
+    assert info.value.reason == "disk"
+    text = str(info.value)
+    assert text.startswith("the disk is full") and "GRAPE_DATA_DIR" in text and "\n" not in text
+    assert (tmp_path / "adamson" / "download.part").exists()  # resumed once there is space
+    monkeypatch.undo()
+    path = fetch("adamson", data_dir=tmp_path, entry=entry_for(server.url("/adamson.h5ad")), progress=False)
+    assert path.read_bytes() == H5AD and server.requests[-1] == ("/adamson.h5ad", "bytes=10-")
+
+
+def test_stop_cancels_and_the_next_run_resumes(server, tmp_path):
+    from grape_core.errors import Cancelled
+
+    stop = threading.Event()
+    gate = server.hold["/adamson.h5ad"] = threading.Event()
+
+    def halfway(got, total):
+        if got >= total // 2:
+            stop.set()
+
+    entry = entry_for(server.url("/adamson.h5ad"))
+    with pytest.raises(Cancelled, match="cancelled after .* MB; they are kept"):
+        fetch("adamson", data_dir=tmp_path, entry=entry, progress=False, on_progress=halfway,
+              stop=stop)
+    part = tmp_path / "adamson" / "download.part"
+    kept = part.stat().st_size
+    assert len(H5AD) // 2 <= kept < len(H5AD)
+    gate.set()
+    path = fetch("adamson", data_dir=tmp_path, entry=entry, progress=False)
+    assert path.read_bytes() == H5AD
+    assert server.requests[-1] == ("/adamson.h5ad", f"bytes={kept}-")  # resumed, not restarted

@@ -87,6 +87,25 @@ def test_no_library_module_imports_a_ui_toolkit():
         assert not toolkits, f"{path.relative_to(ROOT)} imports {toolkits}"
 
 
+def test_the_library_reaches_the_app_package_only_for_cli_reports():
+    """``predict --report`` draws its charts with ``explorer.report`` (plotly, pyvis): the
+    command line imports it inside the option's handler, nothing else in the library does,
+    and that module never needs Streamlit."""
+    for path in (ROOT / "grape_core").rglob("*.py"):
+        uses = {m for m in _imports(path) if m.split(".")[0] == "explorer"}
+        if path.name == "cli.py":
+            top = {m for node in ast.parse(path.read_text()).body
+                   if isinstance(node, (ast.Import, ast.ImportFrom))
+                   for m in ([a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""])}
+            assert not {m for m in top if m.split(".")[0] == "explorer"}, "cli.py imports explorer at the top"
+            continue
+        assert not uses, f"{path.relative_to(ROOT)} imports {uses}"
+    assert "streamlit" not in {m.split(".")[0] for m in _imports(ROOT / "explorer" / "report.py")}
+    code = "import sys, explorer.report; print('streamlit' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False", out.stdout + out.stderr
+
+
 def test_import_grape_core_loads_no_ui_toolkit_and_no_torch():
     code = ("import sys, grape_core; "
             f"print(sorted(m for m in {UI + ('torch',)!r} if m in sys.modules))")

@@ -1,0 +1,226 @@
+"""How far to trust a prediction or a screen, in plain language, as data.
+
+Built only from what was measured: the model's held-out metrics against the simple
+baselines (overall and for perturbations like this one), how well the ensemble's spread
+tracked the held-out errors (``manifest.uncertainty``), this prediction's own spread, and,
+when the screen measured the perturbation, how close the prediction came. A :class:`Trust`
+has a ``level`` for code to branch on and ``sentences`` for people.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+import pandas as pd
+
+from .metrics import pearson
+from .verdicts import Comparison, compare, model_label, verdict_of_metrics
+
+if TYPE_CHECKING:
+    from ..predict import Model, Prediction
+    from ..screen import ScreenResult
+
+Level = Literal["low", "moderate", "fair"]
+FEW_HELD_OUT = 5
+"""Fewer held-out perturbations than this: any comparison is anecdotal (trust is low)."""
+ENOUGH_HELD_OUT = 30
+"""Fewer than this: trust is at most moderate."""
+SUBGROUP_WORDS = {
+    "unseen_single": "a single gene not perturbed in training",
+    "combo_seen0": "a pair of genes neither of which was perturbed in training",
+    "combo_seen1": "a pair with one gene perturbed in training",
+    "combo_seen2": "a pair with both genes perturbed in training",
+}
+BOTTOM_LINE = {
+    "low": "In short: treat this as a hypothesis to check at the bench, not as a result.",
+    "moderate": "In short: useful to choose what to test first; confirm it before relying on it.",
+    "fair": "In short: a reasonable guide for ranking what to test; single gene values can "
+            "still be off.",
+}
+
+
+@dataclass(frozen=True)
+class Trust:
+    """``level`` (``low``, ``moderate``, ``fair``) and the sentences that justify it."""
+
+    level: Level
+    sentences: tuple[str, ...]
+
+    @property
+    def text(self) -> str:
+        return " ".join(self.sentences)
+
+
+def _rivals(metrics: pd.DataFrame | None, conditions=None) -> tuple[int, float, list[Comparison]]:
+    """GRAPE's mean ``pearson_delta`` over ``conditions`` (default: all held out), how many,
+    and its comparison with each baseline on the conditions both predict (best first)."""
+    if metrics is None or not len(metrics) or not {"model", "condition", "pearson_delta"} <= set(metrics):
+        return 0, float("nan"), []
+    if conditions is not None:
+        metrics = metrics[metrics["condition"].isin(list(conditions))]
+    own = metrics[metrics["model"] == "grape"]
+    found = compare(metrics, "pearson_delta")
+    return (len(own), float(own["pearson_delta"].mean()) if len(own) else float("nan"),
+            sorted(found, key=lambda c: -c.baseline_value))
+
+
+def _versus(found: list[Comparison], n: int, *, partial: bool = True) -> tuple[str, bool]:
+    """Words for the best baseline on the same conditions (``", against 0.27 for the train
+    mean baseline"``, plus a sentence for one that covers only some of them, the additive
+    one), and whether a baseline is as good or better there."""
+    full = [c for c in found if c.n_conditions == n]
+    words = ""
+    if full:
+        best = full[0]
+        words = f", against {best.baseline_value:.2f} for the {model_label(best.baseline)} baseline"
+    words += "."
+    for c in [c for c in found if c.n_conditions < n][:int(partial)]:
+        words += (f" On the {_n(c.n_conditions, 'pair')} whose two singles were measured, the "
+                  f"{model_label(c.baseline)} baseline scored {c.baseline_value:.2f} against "
+                  f"{c.model_value:.2f}.")
+    return words, any(c.baseline_value >= c.model_value for c in found)
+
+
+def _n(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+def subgroup_like(model: Model, perturbation: tuple[str, ...]) -> str | None:
+    """The GEARS subgroup a perturbation would belong to if it were held out
+    (``unseen_single``, ``combo_seen0/1/2``); ``None`` for a single gene that training
+    perturbed (no held-out group is like it)."""
+    seen = model.bundle.trained_genes
+    n_seen = sum(g in seen for g in perturbation)
+    if len(perturbation) == 1:
+        return None if n_seen else "unseen_single"
+    return f"combo_seen{n_seen}"
+
+
+def _evidence(model: Model) -> tuple[list[str], Level, int]:
+    """Sentences about the held-out test as a whole; the level they allow; how many
+    perturbations were held out."""
+    n, ours, found = _rivals(model.bundle.metrics)
+    if not n:
+        return (["This model was not tested on perturbations it never saw (its split held "
+                 "nothing out), so nothing measures how far to trust it."], "low", 0)
+    vs, beaten = _versus(found, n)
+    out = [f"The model was tested on {_n(n, 'perturbation')} that the screen measured but "
+           f"training never saw. Its predicted shifts matched the measured ones with an average "
+           f"correlation of {ours:.2f} (Pearson over all measured genes: 1 is perfect, 0 is no "
+           f"better than predicting no change){vs}"]
+    level: Level = "fair" if n >= ENOUGH_HELD_OUT else "moderate"
+    verdict = verdict_of_metrics(model.bundle.metrics)
+    if verdict is not None and verdict.beaten:
+        names = ", ".join(model_label(w.baseline) for w in verdict.beaten_by)
+        out.append(f"Simpler baselines ({names}) do as well or better on both correlation and "
+                   "error: on this evidence the model adds little to the screen's average "
+                   "response.")
+        level = "low"
+    elif beaten:
+        level = "low"
+    if n < FEW_HELD_OUT:
+        out.append(f"With only {_n(n, 'held-out perturbation')} these figures are anecdotes, "
+                   "not statistics.")
+        level = "low"
+    return out, level, n
+
+
+def _spread(model: Model, shift: np.ndarray, std: np.ndarray, *, top: int = 20) -> list[str]:
+    """This prediction's spread on its largest shifts, and how well spreads tracked errors."""
+    members = len(model.bundle.members)
+    out = []
+    if members > 1:
+        order = np.argsort(-np.abs(shift), kind="stable")[:top]
+        size = float(np.median(np.abs(shift[order])))
+        spread = float(np.median(std[order]))
+        agree = "agree closely" if spread < 0.25 * size else (
+            "partly disagree" if spread < size else "disagree")
+        out.append(f"The {members} models of the ensemble {agree} on the {len(order)} largest "
+                   f"shifts (typical spread {spread:.3f} against a typical shift of {size:.3f}).")
+    else:
+        out.append("The model is a single network: there is no ensemble spread to show doubt.")
+    unc = model.bundle.manifest.uncertainty or {}
+    rho, within = unc.get("spearman_std_vs_error"), unc.get("within_2_std")
+    if rho is not None and within is not None and np.isfinite(rho):
+        tracks = ("a larger spread went with a larger error" if rho >= 0.5 else
+                  "the spread said little about the error")
+        out.append(f"On held-out data {tracks} (rank correlation {rho:.2f}), and "
+                   f"{100 * within:.0f} % of errors were within two spreads: read the spread as "
+                   "a ranking of doubt, not as an error bar.")
+    return out
+
+
+def prediction_trust(model: Model, pred: Prediction) -> Trust:
+    """How far to trust ``pred`` (see the module docstring).
+
+    Examples
+    --------
+    >>> import grape_core as gc
+    >>> from grape_core.evaluation.trust import prediction_trust
+    >>> model = gc.load("assets/models/adamson")
+    >>> prediction_trust(model, gc.predict(model, "TARS")).level
+    'low'
+    """
+    sentences, level, _ = _evidence(model)
+    bundle = model.bundle
+    group = bundle.split.subgroup_of(pred.condition) or subgroup_like(model, pred.perturbed)
+    members = [c for part in ("test", "val") for c in bundle.split.subgroups.get(part, {}).get(group or "", [])]
+    n, ours, found = _rivals(bundle.metrics, members) if group else (0, float("nan"), [])
+    if n:
+        vs, beaten = _versus(found, n, partial=False)  # the overall sentence names it
+        sentences.append(f"For perturbations like this one ({SUBGROUP_WORDS.get(group, group)}; "
+                         f"{n} held out) it was {ours:.2f}{vs}")
+        if beaten:
+            level = "low"
+    elif group is None:
+        sentences.append("Training saw this gene perturbed, so this is not a prediction for an "
+                         "unseen perturbation.")
+    if group == "combo_seen0":
+        level = "low"  # neither gene was ever perturbed: the furthest extrapolation
+    if pred.measured_shift is not None:
+        r = float(pearson(pred.shift, pred.measured_shift))
+        if pred.part == "test":
+            sentences.append(f"This perturbation was held out, and its prediction correlates "
+                             f"with the measurement at {r:.2f}.")
+        else:
+            sentences.append(f"This perturbation was used in training, so its agreement with the "
+                             f"measurement ({r:.2f}) says little about new perturbations.")
+    sentences += _spread(model, pred.shift, pred.std)
+    return Trust(level=level, sentences=(*sentences, BOTTOM_LINE[level]))
+
+
+def screen_trust(model: Model, result: ScreenResult, check: pd.DataFrame | None = None) -> Trust:
+    """How far to trust a screen's ranking: whether the top candidates stand out from a
+    typical perturbation by more than the ensemble's spread, the screen check (does the
+    model rank held-out perturbations like the measurements; ``screen_check()``), and the
+    held-out evidence."""
+    sentences, level, _ = _evidence(model)
+    table = result.table
+    if len(table):
+        top = table.iloc[0]
+        specific, spread = float(top["vs_typical"]), float(top["effect_std"])
+        if abs(specific) <= 2 * spread or abs(specific) < 0.1 * abs(result.typical_effect):
+            sentences.append(f"No candidate stands out: most of the predicted effect "
+                             f"({float(top['effect']):.3f} for the top one) is shared by every "
+                             f"perturbation (typical {result.typical_effect:.3f}), and what is "
+                             f"specific to the top candidate ({specific:.3f}) is small against "
+                             f"the ensemble's spread ({spread:.3f}). The order is mostly noise.")
+            level = "low"
+        else:
+            sentences.append(f"The top candidate's specific effect ({specific:.3f} beyond a "
+                             f"typical perturbation) is larger than the ensemble's spread "
+                             f"({spread:.3f}).")
+    if check is not None and "grape" in check.index:
+        rho = float(check.loc["grape", "spearman"])
+        others = check.drop(index="grape")["spearman"]
+        line = (f"Screen check: across {int(check.loc['grape', 'n_conditions'])} held-out "
+                f"perturbations, predicted effects ranked them like the measurements with "
+                f"Spearman {rho:.2f}")
+        if len(others):
+            line += f" (best baseline {float(others.max()):.2f})"
+        sentences.append(line + ".")
+        if rho < 0.3:
+            level = "low"
+    return Trust(level=level, sentences=(*sentences, BOTTOM_LINE[level]))
