@@ -85,7 +85,8 @@ def test_benchmark_real_adamson(capsys, tmp_path):
     assert {"dataset", "split", "seed", "test_conditions", "models", "per_condition"} <= set(report)
     assert report["dataset"] == "adamson_gears_mini"
     assert report["split"] == "simulation" and report["seed"] == 1
-    assert set(report["models"]) == {"control", "train_mean", "linear"}  # no pairs: no additive
+    # no pairs: no additive; the propagation baseline over the default prior (GO + co-expression)
+    assert set(report["models"]) == {"control", "train_mean", "linear", "propagation"}
     # the held-out conditions are those of the GEARS simulation split of the slice
     expected = simulation_split(_conditions(ADAMSON), seed=1)
     assert report["test_conditions"] == [c for c in expected.test]
@@ -140,7 +141,7 @@ def test_benchmark_real_norman19_has_pairs_and_additive(capsys, tmp_path):
                          "--json", out_json)
     assert code == 0, err
     report = json.loads(out_json.read_text())
-    assert set(report["models"]) == {"control", "train_mean", "linear", "additive"}
+    assert set(report["models"]) == {"control", "train_mean", "linear", "additive", "propagation"}
     test = report["test_conditions"]
     pairs = [c for c in test if not c.endswith("+ctrl")]
     assert pairs and any(c.endswith("+ctrl") for c in test)

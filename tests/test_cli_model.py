@@ -12,7 +12,7 @@ from grape_core.cli import main
 def test_train_evaluate_predict_adamson(tmp_path, capsys):
     out = tmp_path / "model"
     code = main(["--quiet", "train", "--data", str(ADAMSON), "--split-file", str(ADAMSON_SPLIT),
-                 "--seed", "1", "--out", str(out), "--ensemble", "2", "--epochs", "3",
+                 "--seed", "1", "--out", str(out), "--ensemble", "2", "--max-steps", "50",
                  "--threads", "1"])
     printed = capsys.readouterr().out
     assert code == 0

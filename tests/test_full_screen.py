@@ -85,11 +85,11 @@ def wait_for(job, seconds: float = 150) -> None:
     assert not job.running, f"still running after {seconds} s: {job.line}"
 
 
-def start(models, *, ensemble: int = 1, epochs: int = 5) -> AppTest:
+def start(models, *, ensemble: int = 1, max_steps: int = 100) -> AppTest:
     at = ok(AppTest.from_file(APP, default_timeout=TIMEOUT).run())
     ok(at.radio(key="full_dataset").set_value("adamson").run())
     at.slider(key="full_ensemble").set_value(ensemble)
-    at.slider(key="full_epochs").set_value(epochs)
+    at.slider(key="full_steps").set_value(max_steps)
     assert at.button(key="full_start").proto.label == "Get the full Adamson screen"
     return ok(at.button(key="full_start").click().run())
 

@@ -152,7 +152,7 @@ def test_screen_report(tmp_path, capsys):
     check = pd.DataFrame({"spearman": [0.31, 0.0], "n_targets": [20, 20], "n_conditions": [16, 16]},
                          index=["grape", "train_mean"])
     page = screen_report_html(adamson, result, check=check)
-    assert "what would lower HSPA5, SEC61A1" in page and "No candidate stands out" in page
+    assert "what would lower HSPA5, SEC61A1" in page
     assert "Screen check" in page and "Spearman 0.31 (best baseline 0.00)" in page
     assert page.count("Plotly.newPlot") == 1 and not OUTSIDE.search(page)
     for gene in result.table["genes"]:
@@ -170,7 +170,8 @@ def test_trust_levels_follow_the_evidence(model, pair):
 
     adamson = gc.load(BUNDLED_MODELS / "adamson")
     low = prediction_trust(adamson, gc.predict(adamson, "TARS"))
-    assert low.level == "low" and "anecdotes" in low.text and "do as well or better" in low.text
+    # 2 held-out perturbations: whatever the scores, the verdict stays low
+    assert low.level == "low" and "anecdotes" in low.text
     seen = prediction_trust(model, gc.predict(model, "MAPK1+TGFBR2"))  # combo_seen2, GRAPE ahead
     assert seen.level == "moderate" and "both genes perturbed in training" in seen.text
     assert prediction_trust(model, pair).level == "low"  # combo_seen0: the furthest extrapolation

@@ -152,15 +152,16 @@ def test_bundled_manifests_read_typed_and_write_back_unchanged(name):
     folder = ROOT / "assets" / "models" / name
     manifest = Manifest.read(folder)
     assert manifest.to_dict() == json.loads((folder / "manifest.json").read_text())
-    assert manifest.ensemble == len(manifest.training.member_info) == 3
-    assert manifest.configs.model_config.prior == "union"
+    assert manifest.ensemble == len(manifest.training.members) == 3
+    assert all(m.best_step >= 0 and m.steps >= m.best_step for m in manifest.training.members)
+    assert manifest.configs.model_config.prior == ("union",)
 
 
 @pytest.mark.parametrize("change, message", [
     (lambda m: m["training"].update(seconds="fast"), "'training.seconds' must be a number"),
     (lambda m: m.pop("ensemble"), "'ensemble' is missing"),
     (lambda m: m["dataset"].update(subset="dataset=norman19"), "'dataset.subset' must be a list"),
-    (lambda m: m["training"].update(members=[{"seed": 1}]), "'training.members[0].best_epoch' is missing"),
+    (lambda m: m["training"].update(members=[{"seed": 1}]), "'training.members[0].best_step' is missing"),
 ])
 def test_a_bad_manifest_is_one_line_naming_key_and_file(tmp_path, change, message):
     from grape_core.bundle import Manifest

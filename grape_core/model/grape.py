@@ -286,7 +286,7 @@ class GRAPE(nn.Module):
         if outputs is None:
             outputs = torch.arange(g.measured.numel(), device=g.device)
         z, edges = structure if structure is not None else self.graph(g)
-        reg = self.structure.regulariser()
+        reg = edges.change
         is_pair = (perts >= 0).sum(1) == 2
         if not self.config.additive_pairs or not bool(is_pair.any()):
             return ModelOutput(self.decode(perts, z, edges, g, outputs), reg)

@@ -9,7 +9,8 @@ For an edge :math:`e = (u \to v)` of biotype relation :math:`r` with prior weigh
     S_{uv} = \frac{1}{K}\sum_{k=1}^{K} \cos\big(m_k \odot q_u,\; m_k \odot q_v\big), \qquad
     q = \mathrm{GCN}(z, A_{prior}),
 
-    \mathcal{R} = \sum_e \lvert \theta_e \rvert + \sum_r \lvert \beta_r \rvert .
+    \mathcal{R} = \sum_e \big\lvert w_e - a_r\, p_e \big\rvert
+               = \sum_e \big\lvert \theta_e + \beta_r S_{uv} \big\rvert .
 
 :math:`a_r` scales the prior per relation (the prior says *where* to look, the data say how
 strongly and with which sign), :math:`\theta_e` reweights, flips or prunes one edge, and
@@ -18,7 +19,8 @@ multi-head weighted cosine of gene embeddings). Learned-only edges are the :math
 similar non-prior sources of each gene under that metric; they enter with the weight
 :math:`\beta_r S_{uv}`, which starts at 0 (never as full neighbours). The regulariser is 0
 exactly when the learned graph is the prior scaled per relation, so it can reach zero; its
-L1 form prunes edges the data do not support.
+L1 form, edge by edge, prunes what the data do not support (the metric term pays for every
+edge it moves, not once).
 
 Shapes:
     - **input:** gene embeddings ``(n_nodes, d)``, prior ``edge_index (2, n_prior)`` and
@@ -51,6 +53,8 @@ class Edges:
     node_type: Tensor
     """``(n_nodes,)`` type id of every node."""
     n_types: int
+    change: Tensor
+    """:math:`\\mathcal{R}`: the L1 norm of what structure learning changed (a scalar)."""
 
 
 def relation_ids(src: Tensor, dst: Tensor, node_type: Tensor, n_types: int) -> Tensor:
@@ -128,21 +132,17 @@ class StructureLearner(nn.Module):
         rel = relation_ids(src, dst, node_type, n_types)
         weight = self.scale[rel] * prior_weight
         if not self.learn:
-            return Edges(src, dst, rel, weight, src.numel(), node_type, n_types)
+            return Edges(src, dst, rel, weight, src.numel(), node_type, n_types,
+                         weight.new_zeros(()))
         u = self.metric_embedding(z, prior_index, prior_weight)
         learned = self.theta + self.beta[rel] * (u[src] * u[dst]).sum(-1)
         ld, slot = self.learned_valid.nonzero(as_tuple=True)
         ls = self.learned_sources[ld, slot]
         lrel = relation_ids(ls, ld, node_type, n_types)
         learned_only = self.beta[lrel] * (u[ls] * u[ld]).sum(-1)
+        change = learned.abs().sum() + learned_only.abs().sum()
         if self.detach:
             learned, learned_only = learned.detach(), learned_only.detach()
         return Edges(torch.cat([src, ls]), torch.cat([dst, ld]), torch.cat([rel, lrel]),
-                     torch.cat([weight + learned, learned_only]), src.numel(), node_type, n_types)
-
-    def regulariser(self) -> Tensor:
-        """:math:`\\sum_e |\\theta_e| + \\sum_r |\\beta_r|`: zero when the learned graph is the
-        prior scaled per relation."""
-        if not self.learn:
-            return self.theta.new_zeros(())
-        return self.theta.abs().sum() + self.beta.abs().sum()
+                     torch.cat([weight + learned, learned_only]), src.numel(), node_type, n_types,
+                     change)
