@@ -235,7 +235,7 @@ def test_agreement_with_norman_labels():
 def test_report_for_wet_lab_users():
     a, b, _ = _singles(14)
     rep = interaction_report(a, b, 1.6 * (a + b), names=("CBL", "CNN1"))
-    assert set(rep) == set(SCORE_KEYS) | {"rel_mag", "gi_type", "explanation"}
+    assert set(rep) == set(SCORE_KEYS) | {"rel_mag", "condition", "gi_type", "explanation"}
     assert rep["gi_type"] == "synergy" and rep["rel_mag"] == pytest.approx(1.6)
     assert rep["explanation"].startswith("The pair's effect is 1.60x the sum")
     assert "synergy" in rep["explanation"] and "CBL" in rep["explanation"]
@@ -249,3 +249,32 @@ def test_report_for_wet_lab_users():
 def test_thresholds_are_named_constants():
     assert gi.SUPPRESSOR_MAX_REL_MAG < 1.0 < gi.SYNERGY_MIN_REL_MAG
     assert gi.ADDITIVE_MAG == pytest.approx(math.sqrt(2))
+
+
+def test_ill_conditioned_fit_is_reported_in_words_not_as_a_ratio():
+    """Nearly identical singles: c1 and c2 can take any split (HSPA5+GBF1 on the first
+    Adamson model was called "synergy, 1016.72x ... c1=1017.54, c2=-1015.89")."""
+    from grape_core.evaluation.interactions import interaction_report
+
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=300)
+    b = a + rng.normal(scale=1e-3, size=300)
+    rep = interaction_report(a, b, 1.3 * (a + b), names=("HSPA5", "GBF1"))
+    assert rep["gi_type"] == "unresolved" and rep["condition"] > 30
+    assert "nearly the same effect" in rep["explanation"] and "x the sum" not in rep["explanation"]
+    weak = interaction_report(a, 1e-4 * rng.normal(size=300), a, names=("KLF1", "MAP2K6"))
+    assert weak["gi_type"] == "unresolved" and "MAP2K6 alone barely changes" in weak["explanation"]
+    none = interaction_report(1e-4 * a, 1e-4 * b, rng.normal(size=300), names=("A", "B"))
+    assert none["gi_type"] == "unresolved" and "neither A nor B" in none["explanation"]
+    fine = interaction_report(a, rng.normal(size=300), a + rng.normal(size=300))
+    assert fine["gi_type"] in GI_TYPES and fine["condition"] < 30
+
+
+def test_genes_that_no_condition_moves_do_not_collapse_the_fit():
+    """Sparse screens: genes with exactly zero shift in A, B and AB carry no information, and
+    left in, they drag the Theil-Sen median of pairwise solutions to c1 = c2 = 0."""
+    rng = np.random.default_rng(1)
+    a, b = np.zeros(500), np.zeros(500)
+    a[:40], b[20:60] = rng.normal(size=40), rng.normal(size=40)
+    s = interaction_scores(a, b, a + b)
+    assert s["c1"] == pytest.approx(1.0, abs=0.01) and s["c2"] == pytest.approx(1.0, abs=0.01)

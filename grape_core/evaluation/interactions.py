@@ -101,6 +101,14 @@ EPISTASIS_MAX_EQ_CONTR = 0.30
 SYNERGY_MIN_REL_MAG = 1.05
 SUPPRESSOR_MAX_REL_MAG = 0.80
 
+#: Above this condition number of ``[shift_A, shift_B]`` the split of the pair's effect
+#: into ``c1`` and ``c2`` is not identifiable (two nearly identical singles, or one that
+#: barely moves any gene): the report names no type and says why.
+CONDITION_MAX = 30.0
+#: A single whose shift is below this share of the pair's does not explain any of it.
+WEAK_SINGLE = 0.05
+UNRESOLVED = "unresolved"
+
 # Theil-Sen settings used by GEARS (sklearn TheilSenRegressor(max_iter=1000), tol 1e-3).
 _MAX_ITER = 1000
 
@@ -251,7 +259,8 @@ def interaction_scores(
         ``(n_genes,)`` shifts (prediction − control mean) of single A, single B and double AB.
     genes
         Optional ``(n_sel,)`` integer indices or ``(n_genes,)`` boolean mask of the genes to
-        use (GEARS: high-mean genes). Default: all genes.
+        use (GEARS: high-mean genes). Default: all genes. Genes whose shift is exactly 0 in
+        all three are left out of the fit (they carry no information).
     seed
         Seed for the Theil-Sen subsets (used only beyond ``max_subsets`` gene pairs).
     max_subsets
@@ -287,6 +296,11 @@ def interaction_scores(
     a, b, ab = a[idx], b[idx], ab[idx]
     if len(a) < 2:
         raise ValueError(f"need at least 2 selected genes, got {len(a)}")
+    # a gene that no condition moves is uninformative, and in sparse screens such genes make
+    # most Theil-Sen subsets degenerate (their median collapses to c1 = c2 = 0)
+    moved = (a != 0) | (b != 0) | (ab != 0)
+    if 2 <= moved.sum() < len(a):
+        a, b, ab = a[moved], b[moved], ab[moved]
 
     singles = np.stack([a, b], axis=1)
     c1, c2 = (float(c) for c in theil_sen(singles, ab, seed=seed, max_subsets=max_subsets))
@@ -377,6 +391,43 @@ def _explain(gi_type: str, s: Mapping[str, float], rel: float, names: tuple[str,
             f"c2={s['c2']:.2f}): epistasis, {lead} masks {other}.")
 
 
+def fit_problem(shift_a: np.ndarray, shift_b: np.ndarray, shift_ab: np.ndarray, *,
+                genes: np.ndarray | None = None, names: tuple[str, str] = ("A", "B")
+                ) -> tuple[float, str]:
+    """Is the fit ``shift_AB ≈ c1 shift_A + c2 shift_B`` well posed?
+
+    Returns
+    -------
+    condition, problem
+        The condition number of ``[shift_A, shift_B]`` over the selected genes and, when the
+        fit cannot be trusted, a plain-language reason (else ``""``): the pair moves no gene,
+        neither single moves the genes the pair moves, one single is close to zero, or the
+        two singles are nearly the same (then any split of the pair between them fits).
+    """
+    idx = _select(genes, len(shift_a))
+    a, b, ab = (np.asarray(v, dtype=np.float64)[idx] for v in (shift_a, shift_b, shift_ab))
+    na, nb, nab = (float(np.linalg.norm(v)) for v in (a, b, ab))
+    gram = np.array([[a @ a, a @ b], [a @ b, b @ b]])
+    low, high = np.linalg.eigvalsh(gram)
+    condition = math.sqrt(high / low) if low > 1e-12 * max(high, 1e-300) else math.inf
+    first, second = names
+    if nab == 0.0:
+        return condition, "the pair changes none of these genes"
+    if max(na, nb) < WEAK_SINGLE * nab:
+        return condition, (f"neither {first} nor {second} alone moves the genes the pair moves "
+                           "(each single's shift is under 5 % of the pair's)")
+    if condition > CONDITION_MAX:
+        if min(na, nb) < WEAK_SINGLE * max(na, nb):
+            weak = first if na < nb else second
+            return condition, (f"{weak} alone barely changes expression, so its share of the "
+                               "pair's effect cannot be measured")
+        r = _pearson_or_nan(a, b)
+        return condition, (f"{first} and {second} alone have nearly the same effect (r = {r:.2f}), "
+                           "so the pair's effect cannot be split between them: any mix of the "
+                           "two fits equally well")
+    return condition, ""
+
+
 def interaction_report(
     shift_a: np.ndarray,
     shift_b: np.ndarray,
@@ -400,8 +451,10 @@ def interaction_report(
     -------
     dict
         The ten scores of :func:`interaction_scores` plus ``rel_mag`` (float,
-        ``mag / sqrt(2)``), ``gi_type`` (str, :func:`classify_interaction`) and
-        ``explanation`` (str, one sentence).
+        ``mag / sqrt(2)``), ``condition`` (float, see :func:`fit_problem`), ``gi_type`` (str,
+        :func:`classify_interaction`, or ``"unresolved"`` when the fit is not well posed) and
+        ``explanation`` (str, one sentence; for an unresolved fit it says why, in plain words,
+        and reports no ratio).
 
     Examples
     --------
@@ -415,7 +468,13 @@ def interaction_report(
     """
     scores = interaction_scores(shift_a, shift_b, shift_ab, genes=genes, seed=seed,
                                 max_subsets=max_subsets)
-    gi_type = classify_interaction(scores)
     rel = relative_magnitude(scores)
-    return {**scores, "rel_mag": rel, "gi_type": gi_type,
+    condition, problem = fit_problem(shift_a, shift_b, shift_ab, genes=genes, names=tuple(names))
+    if problem:
+        explanation = (f"No interaction type: {problem}. Compare the pair with the additive "
+                       "expectation gene by gene instead.")
+        return {**scores, "rel_mag": rel, "condition": condition, "gi_type": UNRESOLVED,
+                "explanation": explanation}
+    gi_type = classify_interaction(scores)
+    return {**scores, "rel_mag": rel, "condition": condition, "gi_type": gi_type,
             "explanation": _explain(gi_type, scores, rel, tuple(names))}
