@@ -1,25 +1,31 @@
-"""GRAPE training, prediction and screening at full scale, on SYNTHETIC (generated) data.
+"""GRAPE training, prediction and screening at full scale, on GENERATED data.
 
-Two generated screens shaped like the GEARS files:
+Generated screens (:func:`grape_core.simulate.generated_screen`: random gene knowledge of the
+real widths, a random prior with 20 in-edges per gene, of which the model keeps its 15
+strongest, low-rank shifts plus noise) shaped like the GEARS files:
 
-- Adamson size: 87 conditions (86 singles + ctrl) x 5,060 measured genes;
-- Norman size: 236 conditions (105 singles + 131 pairs) x 5,045 measured genes;
+- ``adamson``: 86 singles x 5,060 measured genes;
+- ``norman``: 105 singles + 131 pairs x 5,045 measured genes;
+- ``genome``: 2,000 singles + 300 pairs x 20,000 genes, a quarter of them non-coding.
 
-each with a random gene graph of about 100k prior edges (20 in-edges per gene; the model
-keeps its ``prior_max_in_degree`` strongest) and random text / DNA view features of the
-real widths (384 and 342). Shifts are low-rank plus noise so that training has something
-to learn. Only timings and memory mean anything here; quality on real data is measured by
-``python -m grape_core evaluate`` (see the README).
+Only timings and memory mean anything here; quality is measured by
+``benchmarks/bench_planted.py`` (planted truth) and ``python -m grape_core evaluate`` (real
+slices). Measured, through the same code the command line runs (``train_bundle``):
 
-Measured: ensemble training (default TrainConfig: 3 members, early stopping on a carved
-validation set, at most ``--epochs`` epochs), peak RSS, one warm prediction (one condition,
-the whole ensemble) and scoring every single perturbation for the screen (cold: the first
-screen of a model, which computes every single's shift at the targets and the off-target
-sample; new target: a later screen for a gene not computed yet; cached: nothing new). Goals on 2 cores: Adamson < 60 s, Norman < 3 min, prediction
-< 100 ms, < 2 GB, screen < 2 s.
+- ``train_s``: the ensemble (default TrainConfig: 3 members, early stopping on a carved
+  validation set when the split has none), plus storing every single's prediction;
+- ``load_s``: loading the saved model folder (every checksum and tensor checked);
+- ``predict_ms_median``: one warm prediction (one condition, the whole ensemble);
+- ``screen_all_singles_cold_s``: the first screen of every single on the freshly loaded model
+  (a lookup in the stored predictions; genome-scale models store none and compute them);
+- ``peak_rss_gb`` of the process, and the device.
 
-    python benchmarks/bench_model.py                # both sizes, writes results/model.json
-    python benchmarks/bench_model.py --size adamson --epochs 20
+Goals on a 2-core CPU: Adamson < 60 s, Norman < 120 s, prediction < 50 ms, screen < 2 s,
+< 2 GB. On an H100: Norman < 5 s.
+
+    python benchmarks/bench_model.py                        # adamson and norman, CPU
+    python benchmarks/bench_model.py --size genome --ensemble 1
+    python benchmarks/bench_model.py --device cuda --size norman genome
 """
 
 from __future__ import annotations
@@ -27,9 +33,10 @@ from __future__ import annotations
 import argparse
 import platform
 import resource
+import shutil
 import sys
+import tempfile
 import time
-from itertools import combinations
 from pathlib import Path
 
 import numpy as np
@@ -38,149 +45,118 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-DATA_LABEL = "synthetic (generated) data"
+DATA_LABEL = "generated data (random gene knowledge and prior, low-rank shifts)"
 SIZES = {"adamson": {"genes": 5060, "singles": 86, "pairs": 0},
-         "norman": {"genes": 5045, "singles": 105, "pairs": 131}}
-GOALS = {"adamson": 60.0, "norman": 180.0}
+         "norman": {"genes": 5045, "singles": 105, "pairs": 131},
+         "genome": {"genes": 20000, "singles": 2000, "pairs": 300}}
+GOALS = {"adamson": 60.0, "norman": 120.0, "genome": None}
 
 
 def peak_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
 
 
-def synthetic_screen(genes: int, singles: int, pairs: int, seed: int = 0):
-    """PseudoBulk, gene graph and gene knowledge-like inputs of a generated screen."""
-    import pandas as pd
-
-    from grape_core.data.conditions import format_condition
-    from grape_core.data import PseudoBulk
-
-    rng = np.random.default_rng(seed)
-    names = [f"G{i:05d}" for i in range(genes)]
-    perturbed = rng.choice(genes, singles, replace=False)
-    conds = [format_condition((names[g],)) for g in perturbed]
-    all_pairs = list(combinations(perturbed.tolist(), 2))
-    chosen = rng.choice(len(all_pairs), pairs, replace=False) if pairs else []
-    conds += [format_condition((names[all_pairs[i][0]], names[all_pairs[i][1]])) for i in chosen]
-    rank = 8
-    gene_factors = rng.normal(0, 0.1, (genes, rank))
-    pert_factors = {g: rng.normal(0, 1, rank) for g in perturbed.tolist()}
-    shared = rng.normal(0, 0.05, genes)
-    ctrl = rng.gamma(2.0, 0.5, genes).astype(np.float32)
-    shifts = []
-    for c in conds:
-        idx = [names.index(x) for x in c.split("+") if x != "ctrl"]
-        s = shared + sum(gene_factors @ pert_factors[i] for i in idx)
-        shifts.append(s + rng.normal(0, 0.02, genes))
-    shifts = np.asarray(shifts, dtype=np.float32)
-    order = np.argsort(conds)
-    conds = [conds[i] for i in order]
-    shifts = shifts[order]
-    pb = PseudoBulk(genes=tuple(names), conditions=tuple(conds), means=ctrl + shifts,
-                    control_mean=ctrl, n_cells=np.full(len(conds), 500),
-                    n_control=20000, de_idx=np.argsort(-np.abs(shifts), 1)[:, :20],
-                    dataset=f"synthetic-{genes}")
-    in_degree = 20
-    src = rng.integers(0, genes, genes * in_degree)
-    dst = np.repeat(np.arange(genes), in_degree)
-    keep = src != dst
-    edges = pd.DataFrame({"src": src[keep], "dst": dst[keep],
-                          "weight": rng.random(keep.sum()).astype(np.float32)})
-    coding = rng.random(genes) < 0.8
-    table = pd.DataFrame({"symbol": names, "is_coding": coding,
-                          "biotype": np.where(coding, "protein_coding", "lncRNA")}, index=names)
-    text = rng.normal(size=(genes, 384)).astype(np.float32)
-    dna = rng.random((genes, 342)).astype(np.float32)
-    missing = rng.random(genes) < 0.3
-    return pb, edges, table, text, dna, missing
-
-
-def run(size: str, epochs: int, threads: int) -> dict:
+def device_name(device) -> str:
     import torch
 
-    from grape_core.config import ModelConfig, TrainConfig
-    from grape_core.data.splits import simulation_split
-    from grape_core.train import train_grape
-    from grape_core.model.inputs import graph_inputs
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def run(size: str, *, device: str, ensemble: int, threads: int, max_steps: int | None) -> dict:
+    import torch
+
+    from grape_core.config import TrainConfig
+    from grape_core.devices import resolve_device
+    from grape_core.predict import load, predict_conditions
+    from grape_core.screen import screen
+    from grape_core.simulate import generated_screen
+    from grape_core.train import train_bundle
 
     torch.set_num_threads(threads)
+    target = resolve_device(device)
     spec = SIZES[size]
     t0 = time.perf_counter()
-    pb, edges, table, text, dna, missing = synthetic_screen(spec["genes"], spec["singles"], spec["pairs"])
-
-    class Knowledge:  # the fields graph_inputs reads
-        genes = pb.genes
-        priors = {"union": edges}
-
-    Knowledge.table, Knowledge.text, Knowledge.dna, Knowledge.dna_missing = table, text, dna, missing
-    graph, node_index, prior = graph_inputs(Knowledge, pb.genes)
-    split = simulation_split(pb.conditions, seed=1)
+    gen = generated_screen(spec["genes"], spec["singles"], spec["pairs"])
     setup = time.perf_counter() - t0
-    config = TrainConfig(max_epochs=epochs, threads=threads)
+    config = TrainConfig(ensemble=ensemble, threads=threads, device=str(target),
+                         **({"max_steps": max_steps} if max_steps else {}))
+    if target.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
     t0 = time.perf_counter()
-    result = train_grape(pb, split, graph, node_index, model_config=ModelConfig(),
-                         train_config=config, progress=False)
+    bundle = train_bundle(gen.adata, gen.split, knowledge=gen.knowledge, pb=gen.pseudobulk,
+                          train_config=config, progress=False, name=f"generated-{size}")
     train_s = time.perf_counter() - t0
-    epochs_run = [sum(1 for h in result.history if h["member"] == m) for m in range(config.ensemble)]
-
-    from grape_core.bundle import Bundle, Manifest
-    from grape_core.predict import Model, predict_conditions
-    bundle = Model(Bundle(manifest=Manifest(name=size), members=result.members, graph=graph,
-                          genes=pb.genes, table=table, pseudobulk=pb, split=split, prior_edges=edges,
-                          learned_edges=edges, history=None, metrics=None, fused=np.zeros((1, 1))))
-    cond = split.test[0]
-    predict_conditions(bundle, [cond])  # warm-up
-    times = []
-    for _ in range(10):
-        t = time.perf_counter()
-        predict_conditions(bundle, [cond])
-        times.append(time.perf_counter() - t)
-    from grape_core.screen import screen, screened_genes
-    t = time.perf_counter()
-    screen(bundle, [pb.genes[0]])
-    screen_cold = time.perf_counter() - t
-    sampled = set(screened_genes(bundle.bundle, np.array([0])).tolist())
-    new_target = next(g for g in range(len(pb.genes)) if g not in sampled)
-    t = time.perf_counter()
-    screen(bundle, [pb.genes[new_target]])
-    screen_new_target = time.perf_counter() - t
-    t = time.perf_counter()
-    screen(bundle, [pb.genes[new_target]], direction="down")
-    screen_cached = time.perf_counter() - t
+    gpu_peak = torch.cuda.max_memory_allocated() / 1024**3 if target.type == "cuda" else None
+    members = bundle.manifest.training.members
+    folder = Path(tempfile.mkdtemp(prefix="grape-bench-"))
+    try:
+        saved = bundle.save(folder / "model")
+        size_mb = sum(f.stat().st_size for f in saved.iterdir()) / 1024**2
+        t0 = time.perf_counter()
+        model = load(saved, device=str(target))
+        load_s = time.perf_counter() - t0
+        cond = next(c for c in gen.split.test if c in gen.pseudobulk)
+        predict_conditions(model, [cond])  # warm-up (copies to the device, caches the graph)
+        times = []
+        for _ in range(20):
+            t = time.perf_counter()
+            predict_conditions(model, [cond])
+            times.append(time.perf_counter() - t)
+        t0 = time.perf_counter()
+        screen(model, [gen.pseudobulk.genes[0]])
+        screen_cold = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        screen(model, [gen.pseudobulk.genes[1]], direction="down")
+        screen_next = time.perf_counter() - t0
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
     return {
         "size": size, "data": DATA_LABEL, "genes": spec["genes"],
-        "conditions": len(pb.conditions), "singles": spec["singles"], "pairs": spec["pairs"],
-        "nodes": graph.n_nodes, "prior_edges_generated": int(len(edges)),
-        "prior_edges_used": int(graph.prior_index.shape[1]),
-        "train_conditions": len(result.train_conditions), "ensemble": config.ensemble,
-        "epochs_run": epochs_run, "setup_s": round(setup, 2), "train_s": round(train_s, 1),
-        "train_goal_s": GOALS[size], "predict_ms_median": round(1000 * float(np.median(times)), 1),
+        "noncoding_fraction": round(float(1 - gen.knowledge.table["is_coding"].mean()), 3),
+        "conditions": len(gen.pseudobulk.conditions), "singles": spec["singles"],
+        "pairs": spec["pairs"], "nodes": bundle.graph.n_nodes,
+        "prior_edges_used": int(bundle.graph.prior_index.shape[1]),
+        "train_conditions": len(bundle.manifest.training.train_conditions),
+        "ensemble": ensemble, "steps": [m.refit_steps or m.steps for m in members],
+        "best_steps": [m.best_step for m in members], "setup_s": round(setup, 2),
+        "train_s": round(train_s, 1), "train_goal_s": GOALS[size],
+        "model_folder_mb": round(size_mb, 1), "singles_stored": bundle.singles is not None,
+        "load_s": round(load_s, 2),
+        "predict_ms_median": round(1000 * float(np.median(times)), 1),
         "screen_all_singles_cold_s": round(screen_cold, 2),
-        "screen_all_singles_new_target_s": round(screen_new_target, 2),
-        "screen_all_singles_cached_s": round(screen_cached, 3),
-        "peak_rss_gb": round(peak_gb(), 2), "threads": threads,
+        "screen_all_singles_next_s": round(screen_next, 3),
+        "peak_rss_gb": round(peak_gb(), 2),
+        "gpu_peak_gb": round(gpu_peak, 2) if gpu_peak is not None else None,
+        "device": str(target), "device_name": device_name(target), "threads": threads,
     }
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size", choices=[*SIZES, "both"], default="both")
-    parser.add_argument("--epochs", type=int, default=40, help="at most this many epochs per member")
+    parser.add_argument("--size", nargs="+", choices=list(SIZES), default=["adamson", "norman"])
+    parser.add_argument("--device", default="cpu", help="auto, cpu, cuda, mps")
+    parser.add_argument("--ensemble", type=int, default=3)
+    parser.add_argument("--max-steps", type=int, help="cap on optimisation steps per member")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "model.json"))
     args = parser.parse_args(argv)
-    sizes = list(SIZES) if args.size == "both" else [args.size]
-    rows = [run(s, args.epochs, args.threads) for s in sizes]
-    print(f"GRAPE at full scale on {DATA_LABEL}, {args.threads} threads, "
-          f"{platform.processor() or platform.machine()}")
-    print(f"{'size':8} {'conds':>5} {'nodes':>5} {'edges':>7} {'epochs':>12} {'train s':>8} "
-          f"{'goal':>5} {'predict ms':>10} {'screen cold/new target/cached s':>31} {'peak GB':>7}")
+    rows = [run(s, device=args.device, ensemble=args.ensemble, threads=args.threads,
+                max_steps=args.max_steps) for s in args.size]
+    print(f"GRAPE at full scale on {DATA_LABEL}; {rows[0]['device_name']}")
+    print(f"{'size':8} {'conds':>5} {'nodes':>6} {'edges':>7} {'steps':>16} {'train s':>8} "
+          f"{'goal':>5} {'load s':>6} {'predict ms':>10} {'screen s':>8} {'folder MB':>9} "
+          f"{'peak GB':>7}")
     for r in rows:
-        print(f"{r['size']:8} {r['conditions']:5d} {r['nodes']:5d} {r['prior_edges_used']:7d} "
-              f"{str(r['epochs_run']):>12} {r['train_s']:8.1f} {r['train_goal_s']:5.0f} "
-              f"{r['predict_ms_median']:10.1f} {r['screen_all_singles_cold_s']:13.2f}/{r['screen_all_singles_new_target_s']:.2f}/{r['screen_all_singles_cached_s']:<8.3f} "
-              f"{r['peak_rss_gb']:7.2f}")
+        goal = f"{r['train_goal_s']:5.0f}" if r["train_goal_s"] else "    -"
+        print(f"{r['size']:8} {r['conditions']:5d} {r['nodes']:6d} {r['prior_edges_used']:7d} "
+              f"{str(r['steps']):>16} {r['train_s']:8.1f} {goal} {r['load_s']:6.2f} "
+              f"{r['predict_ms_median']:10.1f} {r['screen_all_singles_cold_s']:8.2f} "
+              f"{r['model_folder_mb']:9.1f} {r['peak_rss_gb']:7.2f}")
     from grape_core.io import write_json
+
     write_json(args.out, {"data": DATA_LABEL, "results": rows})
     print(f"wrote {args.out}")
     return 0

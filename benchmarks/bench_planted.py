@@ -46,7 +46,7 @@ DATA_LABEL = "generated planted-truth screens (not biology)"
 SHARED = Path(os.environ.get("GRAPE_SHARED_DATA", ROOT.parent / "shared" / "data"))
 ABLATION_VARIANTS = ("grape", "no_graph", "no_structure_learning", "no_interventional_consistency",
                      "homogeneous_graph", "linear_messages", "no_text_view", "no_dna_view",
-                     "with_global_path", "no_shared_head", "no_gene_correction", "no_additive_pairs",
+                     "with_global_path", "no_shared_head", "with_gene_correction", "no_additive_pairs",
                      "paper_flags")
 
 

@@ -28,7 +28,7 @@ import streamlit as st
 from grape_core.errors import GrapeError
 
 from .layout import md, show_error
-from .loaders import load_model, model_entries, torch_threads
+from .loaders import model_entries, torch_threads
 from .state import JOBS, JOBS_LOCK, PublicJob, Selection, job_key, public_job
 from .widgets import read_data
 
@@ -83,39 +83,6 @@ def _warm_up() -> threading.Thread:
 def warm_up() -> None:
     """Import the model code in the background once per process, after the first page."""
     _warm_up()
-
-
-@st.cache_resource(max_entries=4, show_spinner=False)
-def _singles_job(folder: str, stamp: str) -> threading.Thread:
-    from grape_core.screen import single_shifts
-
-    model = load_model(folder, stamp)
-
-    def work() -> None:
-        try:
-            single_shifts(model, stop=STOP)  # cached on the shared Model for every later screen
-        except Exception:  # noqa: BLE001 - screen() recomputes and reports it
-            pass
-
-    return start(f"grape-singles-{Path(folder).name}", work)
-
-
-def prepare_screen(sel: Selection) -> None:
-    """Start predicting every single perturbation of the model in the background (once per
-    model and process), while the user picks targets."""
-    _singles_job(sel.folder, sel.stamp)
-
-
-def wait_for_screen(sel: Selection, n_genes: int, n_members: int) -> None:
-    """Wait for every single perturbation of the model to be scored (once per model and
-    process, shared by all sessions), showing progress."""
-    job = _singles_job(sel.folder, sel.stamp)
-    if not job.is_alive():
-        return
-    with st.status(f"Predicting all {n_genes} genes as perturbations with {n_members} models "
-                   "(once per model; up to a minute on a laptop)…", expanded=True) as status:
-        follow(job, status)
-        status.update(label=f"All {n_genes} perturbations scored", state="complete", expanded=False)
 
 
 def train_model(sel: Selection, path: str | Path, *, name: str, ensemble: int, max_steps: int) -> Path | None:

@@ -67,8 +67,14 @@ FILES = {
     "history": "history.csv",
     "metrics": "metrics.csv",
 }
-OPTIONAL_FILES = {"ablations": "ablations.csv"}
+OPTIONAL_FILES = {"ablations": "ablations.csv", "singles": "singles.safetensors"}
 GRAPH_KEYS = ("text", "dna", "dna_missing", "is_coding", "prior_index", "prior_weight", "measured")
+SINGLES_FLOAT16_ABOVE = 16_000_000
+"""Stored single predictions with more values than this are written as float16 (a
+5,000-gene model: 3 x 5,000 x 5,000 values, 150 MB instead of 300 MB)."""
+SINGLES_MAX_VALUES = 100_000_000
+"""Above this many values (genome-scale models: 3 x 20,000 x 20,000) single predictions are
+not stored; a screen then computes the columns it needs."""
 
 
 # ----------------------------------------------------------------------------- manifest
@@ -492,6 +498,11 @@ class Bundle:
     history: pd.DataFrame
     metrics: pd.DataFrame
     fused: np.ndarray
+    singles: np.ndarray | None
+    """Every member's predicted shift of every single perturbation (each node on its own),
+    ``(n_members, n_nodes, n_measured)``: computed once at training time, so a screen is a
+    lookup (:func:`grape_core.screen.single_shifts`). ``None`` for genome-scale models
+    (more than :data:`SINGLES_MAX_VALUES` values)."""
     ablations: pd.DataFrame | None = None
     """Held-out metrics of retrained variants (see :data:`grape_core.train.ABLATIONS`)."""
     path: Path | None = None
@@ -600,6 +611,10 @@ class Bundle:
         write_table(folder / FILES["learned"], self.learned_edges)
         write_table(folder / FILES["history"], self.history)
         write_table(folder / FILES["metrics"], self.metrics)
+        if self.singles is not None:
+            singles = np.asarray(self.singles)
+            dtype = np.float16 if singles.size > SINGLES_FLOAT16_ABOVE else np.float32
+            write_safetensors(folder / OPTIONAL_FILES["singles"], {"shift": singles.astype(dtype)})
         if self.ablations is not None:
             write_table(folder / OPTIONAL_FILES["ablations"], self.ablations.reset_index(names="variant"))
         written = {**FILES, **OPTIONAL_FILES}
@@ -679,6 +694,9 @@ class Bundle:
                               f"{FILES['pseudobulk']} differ; restore the model folder or "
                               "retrain it")
         members = check.members(_load_torch(path / FILES["weights"]), manifest, graph, pb)
+        stored = path / OPTIONAL_FILES["singles"]
+        singles = (check.singles(read_safetensors_numpy(stored), manifest) if stored.is_file()
+                   else None)
         ablations = path / OPTIONAL_FILES["ablations"]
         return cls(
             manifest=manifest, members=members, graph=graph, genes=genes, table=table,
@@ -687,7 +705,7 @@ class Bundle:
             learned_edges=pd.read_parquet(path / FILES["learned"]),
             history=pd.read_csv(path / FILES["history"]),
             metrics=pd.read_csv(path / FILES["metrics"], dtype={"condition": str}),
-            fused=graph_t["fused"].numpy(), path=path,
+            fused=graph_t["fused"].numpy(), singles=singles, path=path,
             ablations=(pd.read_csv(ablations, index_col="variant") if ablations.is_file()
                        else None),
         )
@@ -830,6 +848,19 @@ class _Checker:
         if torch.unique(measured).numel() != measured.numel():
             self.fail(f"{file}: tensor 'measured' lists a node twice")
         return tensors
+
+    def singles(self, arrays: dict[str, np.ndarray], manifest: Manifest) -> np.ndarray:
+        """The stored single predictions: ``(ensemble, n_nodes, n_measured)``, float16 or
+        float32, finite."""
+        assert manifest.genes is not None
+        file = OPTIONAL_FILES["singles"]
+        shape = (manifest.ensemble, manifest.genes.n_nodes, manifest.genes.n_measured)
+        shift = arrays.get("shift")
+        if shift is None:
+            self.fail(f"{file} has no tensor 'shift'")
+        dtype = np.float16 if shift.dtype == np.float16 else np.float32
+        self.tensors(file, arrays, {"shift": (shape, dtype)})
+        return shift
 
     def members(self, weights: dict[str, Any], manifest: Manifest, graph: GraphInputs,
                 pb: PseudoBulk) -> list[GRAPE]:

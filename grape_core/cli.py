@@ -50,17 +50,27 @@ def _at_least_one(text: str) -> int:
     return value
 
 
+DEVICE_HELP = ("auto (a GPU when there is one; default), cpu, cuda, cuda:N or mps")
+
+
+def _add_device_option(p: argparse.ArgumentParser, default: str = "auto") -> None:
+    p.add_argument("--device", default=default, help=f"where tensors live: {DEVICE_HELP}")
+
+
 def _add_model_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="model folder")
     p.add_argument("--unverified", action="store_true",
                    help="also load a model folder whose manifest has no checksums (every tensor "
                         "is still checked)")
+    _add_device_option(p)
 
 
 def _load(args):
+    from .devices import resolve_device
     from .predict import load
 
-    model = load(args.model, unverified=args.unverified)
+    resolve_device(args.device)  # a device this machine lacks: one line, before any work
+    model = load(args.model, unverified=args.unverified, device=args.device)
     if args.unverified:
         print(f"warning: model {model.name!r} loaded with --unverified: files without a checksum "
               "were not verified", file=sys.stderr)
@@ -281,6 +291,9 @@ def cmd_train(args) -> int:
     if os.path.lexists(out) and not args.overwrite:
         raise GrapeError(f"{out} already exists; pass --overwrite or choose another --out")
     check_writable(out, what="model folder", hint="choose another --out")  # before the work
+    from .devices import resolve_device
+
+    resolve_device(args.device)  # a device this machine lacks: one line, before any work
     # a second run for the same --out stops here, not after training (unless --overwrite:
     # then the last run to finish wins)
     hold = nullcontext() if args.overwrite else reserve(
@@ -577,7 +590,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ablations", action="store_true",
                    help="also retrain each ablation (one member) and store its metrics in the model")
     p.add_argument("--threads", type=int, help="torch threads")
-    p.add_argument("--device", default="cpu")
+    _add_device_option(p)
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_train)
 

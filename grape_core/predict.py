@@ -44,6 +44,10 @@ class Model:
     ----------
     bundle
         A loaded (:meth:`Bundle.load`) or freshly trained bundle.
+    device
+        Where predictions run (:func:`~grape_core.devices.resolve_device`): ``cpu``,
+        ``auto``, ``cuda``, ``mps``. Off the CPU the members and the graph are copied there
+        once; the bundle's own tensors stay on the CPU.
 
     Examples
     --------
@@ -53,20 +57,34 @@ class Model:
     ('norman', 500)
     """
 
-    def __init__(self, bundle: Bundle) -> None:
+    def __init__(self, bundle: Bundle, *, device: str = "cpu") -> None:
         self.bundle = bundle
+        self.device = str(device)
+        self._on_device: tuple[list, Any] | None = None
         self._lock = threading.Lock()
         self._baselines: dict[str, Baseline] | None = None
-        self.screen_lock = threading.Lock()
-        """Guards :attr:`screen_columns` (used by :mod:`grape_core.screen`)."""
-        self.screen_columns: dict[int, np.ndarray] = {}
-        """Measured position -> members' shifts of every single ``(n_members, n_nodes)``."""
 
     @classmethod
-    def load(cls, path: str | Path, *, unverified: bool = False) -> "Model":
+    def load(cls, path: str | Path, *, unverified: bool = False, device: str = "cpu") -> "Model":
         """Load and verify a model folder (:meth:`Bundle.load`; ``unverified`` also loads
         one whose manifest has no checksums)."""
-        return cls(Bundle.load(path, unverified=unverified))
+        return cls(Bundle.load(path, unverified=unverified), device=device)
+
+    def members_and_graph(self) -> tuple[list, Any]:
+        """The ensemble members and the gene graph on :attr:`device` (copied there once)."""
+        with self._lock:
+            if self._on_device is None:
+                import copy
+
+                from .devices import resolve_device
+
+                device = resolve_device(self.device)
+                if device.type == "cpu":
+                    self._on_device = (list(self.bundle.members), self.bundle.graph)
+                else:
+                    members = [copy.deepcopy(m).to(device).eval() for m in self.bundle.members]
+                    self._on_device = (members, self.bundle.graph.to(device))
+            return self._on_device
 
     def __repr__(self) -> str:
         return f"Model({self.name!r}, {len(self.bundle.members)} members, {len(self.genes)} genes)"
@@ -102,7 +120,7 @@ def as_model(model: Model | Bundle) -> Model:
     return model if isinstance(model, Model) else Model(model)
 
 
-def load(path: str | Path, *, unverified: bool = False) -> Model:
+def load(path: str | Path, *, unverified: bool = False, device: str = "cpu") -> Model:
     """A model folder, loaded and verified, ready for :func:`predict` and
     :func:`~grape_core.screen.screen`.
 
@@ -111,13 +129,15 @@ def load(path: str | Path, *, unverified: bool = False) -> Model:
     unverified
         Also load a folder whose manifest has no checksums (refused otherwise). Every
         tensor is still checked against the manifest.
+    device
+        Where predictions run: ``cpu`` (default), ``auto``, ``cuda``, ``mps``.
 
     Raises
     ------
     BundleError
         Missing, corrupted or incompatible folder (one line saying what to do).
     """
-    return Model.load(path, unverified=unverified)
+    return Model.load(path, unverified=unverified, device=device)
 
 
 # ----------------------------------------------------------------------------- genes
@@ -220,8 +240,9 @@ def predict_conditions(model: Model | Bundle, conditions: Sequence[str]) -> tupl
         n = len(bundle.measured)
         return np.zeros((0, n)), np.zeros((0, n))
     perts = perturbation_tensor(list(conditions), bundle.node_index)
+    members, graph = as_model(model).members_and_graph()
     with torch.inference_mode():
-        shifts = torch.stack([predict_shifts(m, bundle.graph, perts) for m in bundle.members]).numpy()
+        shifts = torch.stack([predict_shifts(m, graph, perts) for m in members]).numpy()
     if not np.isfinite(shifts).all():
         raise BundleError(f"model {bundle.name!r} predicts non-finite values (NaN or infinite) "
                           f"for {echo(', '.join(conditions))}; its weights may be "

@@ -16,7 +16,6 @@ scored by the model and by the additive expectation (sum of the two singles' shi
 from __future__ import annotations
 
 import re
-import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from itertools import combinations
@@ -156,29 +155,27 @@ EXACT_OFF_TARGET_MAX = 1000
 
 
 def all_member_shifts(model: Model | Bundle, conditions: Sequence[str], *,
-                      outputs: np.ndarray | None = None, chunk: int | None = None,
-                      stop: threading.Event | None = None) -> np.ndarray:
+                      outputs: np.ndarray | None = None, chunk: int = 256) -> np.ndarray:
     """Predicted shifts of every member ``(n_members, n_perts, n_outputs)``, float32, for
-    the measured positions ``outputs`` (default: all measured genes). Setting ``stop``
-    abandons the work at the next chunk (:class:`GrapeError`)."""
+    the measured positions ``outputs`` (default: all measured genes), on the model's
+    device."""
     import torch
 
     from .model.inputs import perturbation_tensor, predict_shifts
 
-    bundle = as_model(model).bundle
+    model = as_model(model)
+    bundle = model.bundle
+    members, graph = model.members_and_graph()
     width = len(bundle.measured) if outputs is None else len(outputs)
-    # the decoder's work per chunk is chunk x width x hidden: few outputs, bigger chunks
-    chunk = chunk or int(np.clip(65536 // max(width, 1), 128, 1024))
-    out_t = None if outputs is None else torch.as_tensor(outputs, dtype=torch.long)
-    out = np.zeros((len(bundle.members), len(conditions), width), dtype=np.float32)
+    out_t = None if outputs is None else torch.as_tensor(outputs, dtype=torch.long,
+                                                         device=graph.device)
+    out = np.zeros((len(members), len(conditions), width), dtype=np.float32)
     for start in range(0, len(conditions), chunk):
-        if stop is not None and stop.is_set():
-            raise GrapeError("prediction of all perturbations was stopped")
         perts = perturbation_tensor(list(conditions[start:start + chunk]), bundle.node_index)
         with torch.inference_mode():
-            for m, model in enumerate(bundle.members):
+            for m, member in enumerate(members):
                 out[m, start:start + chunk] = predict_shifts(
-                    model, bundle.graph, perts, batch_size=chunk, outputs=out_t).numpy()
+                    member, graph, perts, batch_size=chunk, outputs=out_t).numpy()
     if not np.isfinite(out).all():
         raise GrapeError(f"model {bundle.name!r} predicts non-finite values (NaN or infinite); its "
                          "weights may be damaged: restore the model folder or retrain it")
@@ -186,9 +183,8 @@ def all_member_shifts(model: Model | Bundle, conditions: Sequence[str], *,
 
 
 def screened_genes(bundle: Bundle, idx: np.ndarray) -> np.ndarray:
-    """Measured positions a screen computes: all genes, or for large models the targets
-    plus a fixed random sample of :data:`OFF_TARGET_GENES` genes (the same sample for every
-    screen, so that computed columns are reused by the next one)."""
+    """Measured positions a screen reads: all genes, or for large models the targets plus a
+    fixed random sample of :data:`OFF_TARGET_GENES` genes for the off-target cost."""
     n = len(bundle.measured)
     if n <= max(EXACT_OFF_TARGET_MAX, OFF_TARGET_GENES + len(idx)):
         return np.arange(n)
@@ -196,27 +192,23 @@ def screened_genes(bundle: Bundle, idx: np.ndarray) -> np.ndarray:
     return np.union1d(idx, sample)
 
 
-def single_shifts(model: Model, genes: np.ndarray | None = None, *,
-                  stop: threading.Event | None = None) -> tuple[list[str], np.ndarray]:
-    """Every single perturbation of the model and its members' shifts
-    ``(n_members, n_singles, len(genes))`` at the measured positions ``genes`` (default:
-    those every screen computes, :func:`screened_genes` without targets).
+def single_shifts(model: Model | Bundle, genes: np.ndarray | None = None
+                  ) -> tuple[list[str], np.ndarray]:
+    """Every single perturbation of the model (each node on its own) and its members'
+    shifts ``(n_members, n_singles, len(genes))`` at the measured positions ``genes``
+    (default: those every screen reads, :func:`screened_genes` without targets).
 
-    Columns are cached on the :class:`~grape_core.predict.Model` one gene at a time (never
-    on the bundle): a screen for new targets computes only the columns it has not seen.
+    A lookup in the bundle's stored predictions (:attr:`Bundle.singles`, computed at training
+    time): the first screen of a freshly loaded model costs no model pass. Genome-scale
+    models store none: their columns are computed here.
     """
-    bundle = model.bundle
+    bundle = as_model(model).bundle
     if genes is None:
         genes = screened_genes(bundle, np.array([], dtype=np.int64))
     conditions = [format_condition((g,)) for g in bundle.genes]
-    with model.screen_lock:
-        columns = model.screen_columns
-        missing = np.array([g for g in genes.tolist() if g not in columns], dtype=np.int64)
-        if len(missing):
-            computed = all_member_shifts(model, conditions, outputs=missing, stop=stop)
-            for j, g in enumerate(missing.tolist()):
-                columns[g] = computed[:, :, j]
-        return conditions, np.stack([columns[g] for g in genes.tolist()], axis=-1)
+    if bundle.singles is None:
+        return conditions, all_member_shifts(model, conditions, outputs=genes)
+    return conditions, np.asarray(bundle.singles[:, :, genes], dtype=np.float32)
 
 
 def _score(shifts: np.ndarray, idx: np.ndarray, w: np.ndarray, sign: float) -> np.ndarray:

@@ -25,7 +25,7 @@ import pandas as pd
 import torch
 
 from . import keys
-from .bundle import Bundle, ConfigsInfo, DatasetInfo, GraphInfo, Manifest, MemberInfo, MetricsInfo, \
+from .bundle import SINGLES_MAX_VALUES, Bundle, ConfigsInfo, DatasetInfo, GraphInfo, Manifest, MemberInfo, MetricsInfo, \
     SplitInfo, TrainingInfo
 from .config import ModelConfig, Paths, TrainConfig
 from .data.conditions import genes_of, is_pair
@@ -36,7 +36,7 @@ from .evaluation.evaluate import uncertainty_check
 from .evaluation.metrics import pearson
 from .model.grape import GRAPE, GraphInputs, ModelSizes
 from .model.inputs import (fused_embeddings, graph_inputs, learned_graph, named_edges,
-                           perturbation_tensor, predict_shifts)
+                           perturbation_tensor, predict_shifts, single_predictions)
 from .model.loss import grape_loss
 from .knowledge.graphs import resolve_priors
 from .predict import Model, evaluate, predict_conditions
@@ -164,8 +164,10 @@ def train_member(
     """
     from tqdm.auto import tqdm
 
+    from .devices import resolve_device
+
     tc = train_config
-    device = torch.device(tc.device)
+    device = resolve_device(tc.device)
     model = new_member(pb, graph, node_index, train, model_config=model_config,
                        encoder_args=encoder_args, encoder_state=encoder_state, seed=seed).to(device)
     graph = graph.to(device)
@@ -437,6 +439,9 @@ def train_bundle(
         table=knowledge.table.copy(), pseudobulk=pb, split=split, prior_edges=prior_named,
         learned_edges=learned, history=pd.DataFrame(result.history), metrics=pd.DataFrame(),
         fused=fused_embeddings(result.members[0], graph),
+        singles=(single_predictions(result.members, graph, device=train_config.device)
+                 if len(result.members) * graph.n_nodes * graph.measured.numel()
+                 <= SINGLES_MAX_VALUES else None),
     )
     held_out = [c for c in split.test if c in pb and c != keys.CTRL]
     if held_out:
@@ -467,7 +472,7 @@ ABLATIONS: dict[str, dict[str, Any]] = {
     "no_dna_view": {"use_dna": False},
     "with_global_path": {"global_path": True},
     "no_shared_head": {"shared_head": False},
-    "no_gene_correction": {"gene_correction": False},
+    "with_gene_correction": {"gene_correction": True},
     "no_shared_shift": {"shared_shift": False},
     "no_additive_pairs": {"additive_pairs": False},
     "paper_flags": {k: v for k, v in ModelConfig.paper().to_dict().items()

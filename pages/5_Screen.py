@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from explorer import charts, jobs, layout, loaders, report, widgets
+from explorer import charts, layout, loaders, report, widgets
 
 
 def main() -> None:
@@ -11,7 +11,6 @@ def main() -> None:
                             "gene it knows as a perturbation and ranks them by how much they move your targets "
                             "that way, and by how much they disturb everything else.")
     model = layout.model(sel)
-    jobs.prepare_screen(sel)
     with st.form("screen"):
         left, right = st.columns([3, 2])
         targets = left.multiselect("Target genes", sorted(model.measured), key="targets",
@@ -33,7 +32,6 @@ def main() -> None:
     args = st.session_state.get("screen_args")
     if not args:
         return
-    jobs.wait_for_screen(sel, len(model.genes), len(model.bundle.members))
     try:
         with st.spinner("Ranking the candidates…"):
             result = loaders.screen_result(sel.folder, sel.stamp, *args)

@@ -186,4 +186,5 @@ def test_a_loaded_bundle_is_read_only():
     with pytest.raises(dataclasses.FrozenInstanceError):
         model.bundle.metrics = None  # type: ignore[misc]
     gc.screen(model, ["HSPA5"])
-    assert model.screen_columns and not hasattr(model.bundle, "_cache")
+    model.baselines()
+    assert model._baselines is not None and not hasattr(model.bundle, "_cache")

@@ -317,19 +317,18 @@ class GRAPE(nn.Module):
         *measured* changes (what is left after the shared response) must give them back.
 
         At a steady state :math:`\\delta = x_0 + W\\psi(\\delta)`; here :math:`\\delta` is read
-        from the data at measured genes (the model's own values elsewhere), so every edge
-        whose source moved in a training condition gets a direct gradient, in proportion to
-        how much it moved. Scaled like the prediction loss (:attr:`scale`).
+        from the data at measured genes (at genes outside the panel, the perturbation's own
+        change :math:`x_0`), so every edge whose source moved in a training condition gets a
+        direct gradient, in proportion to how much it moved. Scaled like the prediction loss
+        (:attr:`scale`).
         """
-        z, edges = self.graph(g)
+        z, edges = structure if structure is not None else self.graph(g)
         perts = perts.to(g.device)
         alpha = self.amplitude_of(perts, z)
         observed = target - alpha * self.mean_shift
         if self.config.gene_correction:
             observed = observed / (1.0 + self.gain.detach())
-        with torch.no_grad():
-            state = self.propagate(perts, z, edges, g)
-        state = state.index_copy(0, g.measured, observed.T.detach())
         x0 = self.indicator(perts, g.n_nodes) * self.self_effect(z, g).unsqueeze(1)
+        state = x0.detach().index_copy(0, g.measured, observed.T.detach())
         one_step = self.propagation.step(state, x0, edges)[g.measured]
         return F.mse_loss(one_step, state[g.measured]) / self.scale ** 2

@@ -39,20 +39,46 @@ class RelationMessages(nn.Module):
         self.c = nn.Parameter(torch.zeros(n_relations, max(hidden, 0)))
         self.b = nn.Parameter(torch.linspace(0.25, 2.0, max(hidden, 0)).repeat(n_relations, 1))
 
-    def forward(self, state: Tensor, edges: Edges) -> Tensor:
-        """Messages of every edge before weighting, ``(n_edges, batch)``.
+    def sent(self, state: Tensor, edges: Edges) -> Tensor:
+        """What every node sends to a destination of each type, ``(n_nodes, n_types, batch)``.
 
         :math:`\\psi_r` depends on the source's value and the relation only, so it is
-        evaluated once per node and destination type (``n_nodes x n_types``), not per edge.
+        evaluated once per node and destination type, not per edge.
         """
-        if not self.nonlinear:
-            return state[edges.src]
         t = edges.n_types
+        x = state.unsqueeze(1)  # (n, 1, B)
+        if not self.nonlinear:
+            return x.expand(-1, t, -1)
         rel = edges.node_type.unsqueeze(1) * t + torch.arange(t, device=state.device)  # (n, T)
         c, b = self.c[rel].unsqueeze(2), self.b[rel].unsqueeze(2)  # (n, T, 1, H)
-        x = state.unsqueeze(1)  # (n, 1, B)
-        sent = x + (c * torch.tanh(x.unsqueeze(-1) * b)).sum(-1)  # (n, T, B)
-        return sent[edges.src, edges.rel % t]
+        return x + (c * torch.tanh(x.unsqueeze(-1) * b)).sum(-1)
+
+    def forward(self, state: Tensor, edges: Edges) -> Tensor:
+        """Messages of every edge before weighting, ``(n_edges, batch)``."""
+        if not self.nonlinear:
+            return state[edges.src]
+        return self.sent(state, edges)[edges.src, edges.rel % edges.n_types]
+
+
+def _by_destination_type(edges: Edges) -> list[Tensor | None]:
+    """The weighted adjacency split by destination type, ``(n_nodes, n_nodes)`` sparse each
+    (row = destination); built once per :class:`Edges` (a cached eval-mode graph)."""
+    cached = getattr(edges, "_sparse", None)
+    if cached is not None:
+        return cached
+    n = edges.node_type.numel()
+    dst_type = edges.rel % edges.n_types
+    out: list[Tensor | None] = []
+    for t in range(edges.n_types):
+        keep = dst_type == t
+        if not bool(keep.any()):
+            out.append(None)
+            continue
+        index = torch.stack([edges.dst[keep], edges.src[keep]])
+        out.append(torch.sparse_coo_tensor(index, edges.weight[keep].detach(), (n, n),
+                                           check_invariants=False).coalesce())
+    edges._sparse = out
+    return out
 
 
 class HeteroPropagation(nn.Module):
@@ -66,9 +92,21 @@ class HeteroPropagation(nn.Module):
         self.messages = RelationMessages(n_relations, hidden, nonlinear=nonlinear)
 
     def step(self, state: Tensor, x0: Tensor, edges: Edges) -> Tensor:
-        """One round: ``x0`` plus the weighted messages of ``state``."""
-        msg = self.messages(state, edges) * edges.weight.unsqueeze(1)
-        return x0.index_add(0, edges.dst, msg)
+        """One round: ``x0`` plus the weighted messages of ``state``.
+
+        With autograd, per edge (gather, weight, scatter: the gradient reaches every edge
+        weight). Without (prediction, screens), one sparse product per destination type,
+        which never holds an ``n_edges x batch`` message tensor.
+        """
+        if torch.is_grad_enabled():
+            msg = self.messages(state, edges) * edges.weight.unsqueeze(1)
+            return x0.index_add(0, edges.dst, msg)
+        sent = self.messages.sent(state, edges)
+        out = x0.clone()
+        for t, matrix in enumerate(_by_destination_type(edges)):
+            if matrix is not None:
+                out += torch.sparse.mm(matrix, sent[:, t].contiguous())
+        return out
 
     def forward(self, x0: Tensor, edges: Edges) -> Tensor:
         state = x0

@@ -139,3 +139,23 @@ def fused_embeddings(model: GRAPE, graph: GraphInputs) -> np.ndarray:
     """The gene encoder's output ``(n_nodes, d)`` as the model sees it."""
     model.eval()
     return model.encode(graph).cpu().numpy()
+
+
+@torch.no_grad()
+def single_predictions(members: Sequence[GRAPE], graph: GraphInputs, *, device: str = "cpu",
+                       batch_size: int = 256) -> np.ndarray:
+    """Every member's predicted shift of every single perturbation, each node on its own:
+    ``(n_members, n_nodes, n_measured)`` float32 (what a bundle stores for screens)."""
+    import copy
+
+    from ..devices import resolve_device
+
+    target = resolve_device(device)
+    g = graph.to(target)
+    n = graph.n_nodes
+    perts = torch.stack([torch.arange(n), torch.full((n,), -1)], dim=1)
+    out = []
+    for model in members:
+        on_device = model if target.type == "cpu" else copy.deepcopy(model).to(target)
+        out.append(predict_shifts(on_device, g, perts, batch_size=batch_size).numpy())
+    return np.stack(out).astype(np.float32)

@@ -1,0 +1,90 @@
+"""Devices: ``auto`` picks what is there, a missing device is one line, and on a GPU
+(tests marked ``gpu``, skipped without one) training, prediction, screens and exactness
+behave as on the CPU."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from grape_core.cli import main
+from grape_core.devices import resolve_device
+from grape_core.errors import GrapeError
+
+from conftest import ADAMSON, ADAMSON_SPLIT
+
+HAS_CUDA = torch.cuda.is_available()
+gpu = pytest.mark.gpu
+
+
+def test_auto_takes_what_the_machine_has():
+    expected = "cuda" if HAS_CUDA else "cpu"
+    if not HAS_CUDA and getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        expected = "mps"
+    assert resolve_device("auto").type == expected
+    assert resolve_device("cpu").type == "cpu"
+
+
+@pytest.mark.parametrize("name, message", [
+    ("tpu", "unknown device 'tpu'"),
+    ("cuda:x", "not available" if not HAS_CUDA else "numbered from 0"),
+])
+def test_a_bad_device_is_one_line(name, message):
+    with pytest.raises(GrapeError, match=message) as info:
+        resolve_device(name)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.skipif(HAS_CUDA, reason="this machine has CUDA")
+def test_train_on_cuda_without_cuda_is_one_error_line(tmp_path, capsys):
+    code = main(["train", "--data", str(ADAMSON), "--split-file", str(ADAMSON_SPLIT),
+                 "--out", str(tmp_path / "m"), "--device", "cuda"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1 and err[0].startswith("error: device 'cuda' is not available")
+    assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.skipif(HAS_CUDA, reason="this machine has CUDA")
+def test_predict_on_cuda_without_cuda_is_one_error_line(adamson_model, capsys):
+    code = main(["predict", "--model", str(adamson_model), "--perturbation", "HSPA5",
+                 "--device", "cuda"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1 and "device 'cuda' is not available" in err[0]
+
+
+# ----------------------------------------------------------------------------- on a GPU
+@gpu
+@pytest.mark.skipif(not HAS_CUDA, reason="no CUDA GPU on this machine")
+def test_gpu_training_prediction_screen_and_exactness(adamson, tmp_path):
+    import grape_core as gc
+    from grape_core import Split, pseudobulk
+    from grape_core.config import TrainConfig
+    from grape_core.model.inputs import perturbation_tensor, predict_shifts
+    from grape_core.train import train_bundle
+
+    split = Split.load(ADAMSON_SPLIT).restrict(pseudobulk(adamson).conditions)
+    bundle = train_bundle(adamson, split, train_config=TrainConfig(ensemble=2, max_steps=100,
+                                                                   device="cuda"),
+                          progress=False, name="gpu")
+    folder = bundle.save(tmp_path / "gpu")
+    on_gpu = gc.load(folder, device="cuda")
+    on_cpu = gc.load(folder, device="cpu")
+    members, graph = on_gpu.members_and_graph()
+    assert graph.device.type == "cuda" and next(members[0].parameters()).is_cuda
+    for condition in ("HSPA5", "TARS", "HSPA5+TARS"):
+        np.testing.assert_allclose(gc.predict(on_gpu, condition).shift,
+                                   gc.predict(on_cpu, condition).shift, atol=1e-4)
+    # the stored singles (computed on the GPU at training time) are what the CPU predicts
+    from grape_core.screen import all_member_shifts, single_shifts
+
+    conditions, stored = single_shifts(on_cpu, np.arange(len(on_cpu.measured)))
+    np.testing.assert_allclose(stored, all_member_shifts(on_cpu, conditions), atol=1e-4)
+    gpu_hits = gc.screen(on_gpu, ["HSPA5"], direction="down", pairs=True).table
+    cpu_hits = gc.screen(on_cpu, ["HSPA5"], direction="down", pairs=True).table
+    assert gpu_hits["perturbation"].tolist()[:5] == cpu_hits["perturbation"].tolist()[:5]
+    # exactness on the device: a prediction does not depend on its batch
+    perts = perturbation_tensor(["HSPA5+ctrl", "TARS+ctrl", "HSPA5+TARS"], on_gpu.bundle.node_index)
+    together = predict_shifts(members[0], graph, perts)
+    alone = torch.cat([predict_shifts(members[0], graph, perts[i:i + 1]) for i in range(3)])
+    torch.testing.assert_close(together, alone, rtol=0, atol=1e-5)
