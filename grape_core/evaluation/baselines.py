@@ -161,9 +161,17 @@ class PropagationBaseline(Baseline):
         self.adj = sp.diags(1.0 / np.where(totals > 0, totals, 1.0)) @ adj  # row = target
         self.measured = np.array([self.node_index[g] for g in pb.genes])
         self.mean_shift = pb.shifts[pb.rows(self.train)].astype(np.float64).mean(axis=0)
-        x = self._features(self.train)  # (n_train, n_genes, n_features)
-        y = pb.shifts[pb.rows(self.train)].astype(np.float64)
-        self.coef = np.linalg.lstsq(x.reshape(-1, x.shape[-1]), y.reshape(-1), rcond=None)[0]
+        # least squares through the normal equations, a chunk of conditions at a time: the
+        # design matrix of a genome-scale screen would not fit in memory
+        k = 2 + self.steps
+        xtx, xty = np.zeros((k, k)), np.zeros(k)
+        for start in range(0, len(self.train), 64):
+            part = self.train[start:start + 64]
+            x = self._features(part).reshape(-1, k)  # (n_part * n_genes, n_features)
+            y = pb.shifts[pb.rows(part)].astype(np.float64).reshape(-1)
+            xtx += x.T @ x
+            xty += x.T @ y
+        self.coef = np.linalg.lstsq(xtx, xty, rcond=None)[0]
         return self
 
     def _features(self, conditions: Sequence[str]) -> np.ndarray:
