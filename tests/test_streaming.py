@@ -127,6 +127,14 @@ def test_generated_file_streamed_equals_in_memory(tmp_path, layout):
     assert expected.n_cells.max() < 100  # so 16-cell chunks split every condition
     assert_same_pseudobulk(pseudobulk(backed, chunk_size=16), expected)
     assert_same_pseudobulk(pseudobulk(backed), expected)
+    # control cells (all, and a sample) read from this layout
+    full = memory.X[(memory.obs[keys.CONDITION] == keys.CTRL).to_numpy()].toarray()
+    sample = control_cells(backed, max_cells=25, seed=2)
+    keep = np.sort(np.random.default_rng(2).choice(400, 25, replace=False))
+    assert sample.shape == (25, 120) and sample.dtype == np.float32
+    np.testing.assert_array_equal(sample.toarray() if sp.issparse(sample) else sample, full[keep])
+    every = control_cells(backed)
+    np.testing.assert_array_equal(every.toarray() if sp.issparse(every) else every, full)
     # the planted knock-downs are found
     own = [c for c in expected.conditions if c.endswith("+ctrl")]
     hits = [list(expected.genes).index(c.split("+")[0]) in expected.de_idx[expected.index(c)]

@@ -239,7 +239,8 @@ class CellMatrix:
             return [(a, min(a + step, n)) for a in range(0, n, step)]
         out, start = [], 0
         while start < n:
-            stop = int(np.searchsorted(offsets, offsets[start] + CHUNK_VALUES, side="right")) - 1
+            end = int(offsets[start]) + CHUNK_VALUES  # a Python int: no int32 overflow
+            stop = int(np.searchsorted(offsets, end, side="right")) - 1
             stop = min(max(stop, start + 1), n)
             out.append((start, stop))
             start = stop
