@@ -440,3 +440,18 @@ def test_cli_train_on_a_backed_file(tmp_path, capsys):
     assert "trained 1 member(s)" in capsys.readouterr().out
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["dataset"]["cells"] == 320 and manifest["dataset"]["genes"] == 160
+
+
+def test_out_of_memory_points_to_backed(monkeypatch, capsys):
+    def no_memory(*args, **kwargs):
+        try:
+            raise MemoryError("Unable to allocate 2.22 GiB for an array")
+        except MemoryError as exc:  # anndata re-raises with the key being read
+            raise RuntimeError("error while reading key 'X'") from exc
+
+    monkeypatch.setattr(anndata, "read_h5ad", no_memory)
+    with pytest.raises(GrapeError, match="not enough memory to read .* pass --backed"):
+        read_perturbseq(ADAMSON, backed=False)
+    assert main(["describe", str(ADAMSON)]) == 1
+    assert "pass --backed" in capsys.readouterr().err
+    assert is_backed(read_perturbseq(ADAMSON, backed=True))  # never calls read_h5ad

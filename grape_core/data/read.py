@@ -20,7 +20,7 @@ import scipy.sparse as sp
 
 from .. import keys
 from ..config import DataConfig
-from ..errors import ConditionError, DataFormatError
+from ..errors import ConditionError, DataFormatError, GrapeError
 from ..io import sha256_file
 from .backed import GB, STREAM_ENV, DiskMatrix, progress_bar, stream_threshold
 from .conditions import canonical_map, genes_of
@@ -75,7 +75,26 @@ def _read_anndata(path: Path):
     try:
         return anndata.read_h5ad(path)
     except Exception as exc:  # h5py/anndata raise many types for damaged files
+        if _out_of_memory(exc):
+            raise GrapeError(
+                f"not enough memory to read {path} ({_reason(exc)}); pass --backed (Python: "
+                "backed=True) to leave X in the file and read it in chunks"
+            ) from exc
         raise _unreadable(path, exc) from exc
+
+
+def _out_of_memory(exc: BaseException | None) -> bool:
+    """A MemoryError, or an error raised while handling one."""
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, MemoryError):
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
+
+
+def _reason(exc: BaseException) -> str:
+    return str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
 
 
 def _apply_subset(adata, subset: tuple[str, ...], path: Path):
@@ -285,9 +304,8 @@ def _read_without_x(path: Path):
 
 
 def _unreadable(path: Path, exc: BaseException) -> DataFormatError:
-    reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
     return DataFormatError(
-        f"could not read {path} as AnnData ({reason}); the file may be truncated or "
+        f"could not read {path} as AnnData ({_reason(exc)}); the file may be truncated or "
         "corrupted: download or export it again"
     )
 
