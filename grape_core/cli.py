@@ -92,6 +92,14 @@ def _add_data_options(p: argparse.ArgumentParser, *, required: bool = True) -> N
     p.add_argument("--gene-name-key", help="var column with gene symbols, or 'index' (default: auto)")
     p.add_argument("--subset", action="append", default=[], metavar="COLUMN=VALUE",
                    help="keep only matching cells, e.g. dataset=norman19 (repeatable)")
+    _add_backed_option(p)
+
+
+def _add_backed_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backed", action="store_true",
+                   help="leave the expression matrix in the file and read it in chunks (a file "
+                   "larger than memory); automatic when it would take more than "
+                   "GRAPE_STREAM_ABOVE_GB GB in memory (default: a quarter of free memory)")
 
 
 def _add_split_options(p: argparse.ArgumentParser) -> None:
@@ -106,7 +114,8 @@ def _read(args):
 
     return read(args.data, condition_key=args.condition_key,
                            control_label=args.control_label, gene_name_key=args.gene_name_key,
-                           subset=args.subset)
+                           subset=args.subset, backed=args.backed or None,
+                           progress=_progress(args))
 
 
 def _split_for(args, conditions):
@@ -141,7 +150,8 @@ def cmd_describe(args) -> int:
 
     adata = read(args.path, condition_key=args.condition_key,
                             control_label=args.control_label, gene_name_key=args.gene_name_key,
-                            subset=args.subset)
+                            subset=args.subset, backed=args.backed or None,
+                            progress=_progress(args))
     info = describe(adata)
     if args.json:
         _emit_json(info, None)
@@ -160,6 +170,8 @@ def cmd_describe(args) -> int:
         f"gene names        var[{info['gene_name_key']!r}]",
         f"DE genes          {info['de_genes']}",
     ]
+    if info["backed"]:
+        lines.append("expression        read in chunks from the file (backed)")
     for w in info["warnings"]:
         lines.append(f"warning           {w}")
     print("\n".join(lines))
@@ -194,7 +206,7 @@ def cmd_benchmark(args) -> int:
 
     _writable(args.json, "--json")
     adata = _read(args)
-    pb = pseudobulk(adata)
+    pb = pseudobulk(adata, progress=_progress(args))
     split = _split_for(args, pb.conditions)
     # the propagation baseline's prior: files or built-in priors that need no embeddings
     symbols, builtin = data_priors(adata)
@@ -304,7 +316,7 @@ def cmd_train(args) -> int:
         from .train import train_bundle
 
         adata = _read(args)
-        pb = pseudobulk(adata)  # once for the whole command
+        pb = pseudobulk(adata, progress=_progress(args))  # once for the whole command
         split = _split_for(args, pb.conditions)
         model_config, train_config = _configs(args)
         command = "python -m grape_core " + " ".join(_argv_for_record(args._argv))
@@ -350,7 +362,7 @@ def cmd_evaluate(args) -> int:
     model = _load(args)
     bundle = model.bundle
     adata = _read(args) if args.data else None
-    pb = pseudobulk(adata) if adata is not None else bundle.pseudobulk
+    pb = pseudobulk(adata, progress=_progress(args)) if adata is not None else bundle.pseudobulk
     report = evaluate(model, pb)
     print(f"{bundle.name}: {len(report.test_conditions)} held-out conditions of "
           f"{pb.dataset or 'the training data'} (split {report.split}, seed {report.seed})")
@@ -528,6 +540,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--subset", action="append", default=[], metavar="COLUMN=VALUE")
     p.add_argument("--conditions", action="store_true", help="also list cells per condition")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    _add_backed_option(p)
     p.set_defaults(func=cmd_describe)
 
     p = sub.add_parser("split", help="print a seeded split of a list of conditions as JSON")

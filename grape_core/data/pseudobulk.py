@@ -119,30 +119,71 @@ class PseudoBulk:
         )
 
 
-def _group_moments(adata, groups: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-group count, mean and unbiased variance, each ``(n_groups, n_genes)``."""
+def _group_moments(adata, groups: list[str], *, chunk_size: int | None = None,
+                   progress: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-group count ``(n_groups,)``, mean and unbiased variance ``(n_groups, n_genes)``.
+
+    One pass over X in chunks (:func:`~grape_core.data.backed.cell_matrix`: in memory or on
+    disk). Sums of ``x`` and ``x**2`` are float64 and taken in cell order (``np.add.at``), so
+    the result does not depend on the chunks: the same, bit for bit, for any ``chunk_size``
+    and for a screen in memory or on disk.
+    """
+    from .backed import cell_matrix, matrix_codes, progress_bar
+
     codes = pd.Categorical(adata.obs[keys.CONDITION].astype(str), categories=groups).codes
-    keep = codes >= 0
-    rows = codes[keep]
-    cols = np.flatnonzero(keep)
-    indicator = sp.csr_matrix(
-        (np.ones(len(rows)), (rows, cols)), shape=(len(groups), adata.n_obs)
-    )
-    X = adata.X
-    if sp.issparse(X):
-        X64 = X.astype(np.float64)
-        s1 = np.asarray((indicator @ X64).todense())
-        s2 = np.asarray((indicator @ X64.multiply(X64)).todense())
-    else:
-        X64 = np.asarray(X, dtype=np.float64)
-        s1 = indicator @ X64
-        s2 = indicator @ (X64 * X64)
-    n = np.asarray(indicator.sum(axis=1)).ravel()
-    mean = s1 / n[:, None]
+    n_groups, n_genes = len(groups), adata.n_vars
+    s1 = np.zeros(n_groups * n_genes)
+    s2 = np.zeros(n_groups * n_genes)
+    with cell_matrix(adata) as (cells, rows):
+        codes = matrix_codes(codes, rows, cells.shape[0])
+        spans = cells.spans(chunk_size)
+        unit = "cells" if cells.axis == 0 else "genes"
+        with progress_bar(cells.shape[cells.axis], desc="pseudo-bulk", unit=unit,
+                          progress=progress) as bar:
+            for start, stop in spans:
+                _accumulate(s1, s2, codes, cells.block(start, stop), start, n_genes=n_genes,
+                            axis=cells.axis, dtype=cells.dtype)
+                bar.update(stop - start)
+    n = np.bincount(codes[codes >= 0], minlength=n_groups).astype(np.float64)
+    s1 = s1.reshape(n_groups, n_genes)
+    s2 = s2.reshape(n_groups, n_genes)
     with np.errstate(invalid="ignore", divide="ignore"):
+        mean = s1 / n[:, None]
         var = (s2 - n[:, None] * mean**2) / (n[:, None] - 1)
     var = np.where(np.isfinite(var), np.maximum(var, 0.0), 0.0)
     return n, mean, var
+
+
+def _accumulate(s1: np.ndarray, s2: np.ndarray, codes: np.ndarray, block, start: int, *,
+                n_genes: int, axis: int, dtype) -> None:
+    """Add one chunk's ``x`` and ``x**2`` into the flat ``(n_groups * n_genes)`` sums.
+
+    ``codes``: group of each matrix row (-1: none). ``block``: rows ``start:`` (``axis`` 0,
+    CSR or dense) or columns ``start:`` (``axis`` 1, CSC) of X. Values are cast to ``dtype``
+    (the screen's in-memory type), then to float64.
+    """
+    if sp.issparse(block):
+        lengths = np.diff(block.indptr)
+        if axis == 0:
+            group = np.repeat(codes[start:start + block.shape[0]], lengths)
+            column = block.indices.astype(np.int64)
+        else:
+            group = codes[block.indices]
+            column = np.repeat(np.arange(start, start + block.shape[1], dtype=np.int64), lengths)
+        values = block.data
+        keep = group >= 0
+        if not keep.all():
+            group, column, values = group[keep], column[keep], values[keep]
+        flat = group * n_genes + column
+        x = values.astype(dtype, copy=False).astype(np.float64)
+        np.add.at(s1, flat, x)
+        np.add.at(s2, flat, x * x)
+        return
+    group = codes[start:start + block.shape[0]]
+    keep = group >= 0
+    x = np.asarray(block)[keep].astype(dtype, copy=False).astype(np.float64)
+    np.add.at(s1.reshape(-1, n_genes), group[keep], x)
+    np.add.at(s2.reshape(-1, n_genes), group[keep], x * x)
 
 
 def rank_de_genes(
@@ -154,7 +195,8 @@ def rank_de_genes(
     The t statistics are :func:`scipy.stats.ttest_ind_from_stats` (``equal_var=False``),
     vectorised over groups and genes: the Welch test of ``scipy.stats.ttest_ind`` computed
     from the group moments, so the cells are read once. An undefined t (both variances
-    zero) counts as 0.
+    zero) counts as 0. Groups are ranked in blocks, so memory stays small with thousands
+    of groups.
 
     Parameters are per-group moments ``(n_groups, n_genes)`` (``var`` unbiased) and control
     moments ``(n_genes,)``. Returns indices ``(n_groups, min(n_de, n_genes))``, strongest
@@ -162,14 +204,24 @@ def rank_de_genes(
     """
     from scipy.stats import ttest_ind_from_stats
 
-    with np.errstate(invalid="ignore", divide="ignore"):
-        t, _ = ttest_ind_from_stats(mean, np.sqrt(var), n[:, None], ctrl_mean[None, :],
-                                    np.sqrt(ctrl_var)[None, :], n_ctrl, equal_var=False)
-    t = np.asarray(t, dtype=np.float64)
-    t[~np.isfinite(t)] = 0.0
     k = min(n_de, mean.shape[1])
-    order = np.argsort(-np.abs(t), axis=1, kind="stable")
-    return order[:, :k]
+    n = np.asarray(n)
+    out = np.zeros((mean.shape[0], k), dtype=np.int64)
+    step = max(1, _DE_BLOCK // max(mean.shape[1], 1))
+    for a in range(0, mean.shape[0], step):
+        b = a + step
+        with np.errstate(invalid="ignore", divide="ignore"):
+            t, _ = ttest_ind_from_stats(mean[a:b], np.sqrt(var[a:b]), n[a:b, None],
+                                        ctrl_mean[None, :], np.sqrt(ctrl_var)[None, :], n_ctrl,
+                                        equal_var=False)
+        t = np.asarray(t, dtype=np.float64)
+        t[~np.isfinite(t)] = 0.0
+        out[a:b] = np.argsort(-np.abs(t), axis=1, kind="stable")[:, :k]
+    return out
+
+
+_DE_BLOCK = 2_000_000
+"""Group x gene t statistics computed at once by :func:`rank_de_genes`."""
 
 
 def _condition_from_de_key(name: str, cell_types: list[str], raw_to_condition: dict[str, str]) -> str | None:
@@ -196,17 +248,22 @@ def _de_from_uns(adata, conditions: list[str], n_de: int) -> dict[str, np.ndarra
     if not isinstance(stored, dict) or not stored:
         return {}
     lookup: dict[str, int] = {}
-    for i, (gid, sym) in enumerate(zip(adata.var["gene_id"], adata.var[keys.GENE_NAME])):
+    var = adata.var  # an AnnData not read by read_perturbseq: its index stands in
+    ids = var["gene_id"] if "gene_id" in var else var.index
+    symbols = var[keys.GENE_NAME] if keys.GENE_NAME in var else var.index
+    for i, (gid, sym) in enumerate(zip(ids, symbols)):
         lookup.setdefault(str(gid), i)
         lookup.setdefault(str(sym), i)
     name_to_condition: dict[str, str] = {}
     if keys.CONDITION_NAME in adata.obs:
         pairs = adata.obs[[keys.CONDITION_NAME, keys.CONDITION]].astype(str).drop_duplicates()
         name_to_condition = dict(zip(pairs[keys.CONDITION_NAME], pairs[keys.CONDITION]))
+    raw = keys.CONDITION_RAW if keys.CONDITION_RAW in adata.obs else keys.CONDITION
     raw_to_condition = dict(
-        adata.obs[[keys.CONDITION_RAW, keys.CONDITION]].astype(str).drop_duplicates().to_numpy()
+        adata.obs[[raw, keys.CONDITION]].astype(str).drop_duplicates().to_numpy()
     )
-    cell_types = sorted(map(str, adata.obs[keys.CELL_TYPE].astype(str).unique()), key=len, reverse=True)
+    cell_types = (sorted(map(str, adata.obs[keys.CELL_TYPE].astype(str).unique()), key=len, reverse=True)
+                  if keys.CELL_TYPE in adata.obs else [])
     out: dict[str, np.ndarray] = {}
     for name, genes in stored.items():
         cond = name_to_condition.get(name)
@@ -220,16 +277,28 @@ def _de_from_uns(adata, conditions: list[str], n_de: int) -> dict[str, np.ndarra
     return out
 
 
-def pseudobulk(adata, *, n_de: int = 20) -> PseudoBulk:
+def pseudobulk(adata, *, n_de: int = 20, chunk_size: int | None = None,
+               progress: bool = False) -> PseudoBulk:
     """Per-condition mean expression, control mean, cell counts and DE genes.
+
+    X is read once, in chunks: from memory, or from the file for a screen read with
+    ``read_perturbseq(path, backed=True)`` (a file larger than memory); the result is the
+    same either way (:mod:`grape_core.data.backed`).
 
     Parameters
     ----------
     adata
-        Output of :func:`read_perturbseq` (``n_cells × n_genes``).
+        Output of :func:`read_perturbseq` (``n_cells × n_genes``), X in memory or on disk;
+        or any AnnData whose ``obs['condition']`` holds canonical labels (GEARS' files),
+        also one opened by anndata in backed mode (``anndata.read_h5ad(path, backed="r")``).
     n_de
         DE genes per condition (GEARS: 20). Taken from ``uns['rank_genes_groups_cov_all']``
         when present, otherwise ranked by |Welch t| against control as scanpy's default.
+    chunk_size
+        Cells per chunk (genes per chunk for X stored by column); ``None``: about
+        :data:`~grape_core.data.backed.CHUNK_VALUES` stored values per chunk.
+    progress
+        A tqdm bar on stderr while X is read.
 
     Returns
     -------
@@ -238,7 +307,7 @@ def pseudobulk(adata, *, n_de: int = 20) -> PseudoBulk:
     labels = adata.obs[keys.CONDITION].astype(str)
     conditions = sorted(set(labels.unique()) - {keys.CTRL})
     groups = [keys.CTRL, *conditions]
-    n, mean, var = _group_moments(adata, groups)
+    n, mean, var = _group_moments(adata, groups, chunk_size=chunk_size, progress=progress)
     de_idx = rank_de_genes(mean[1:], var[1:], n[1:], mean[0], var[0], int(n[0]), n_de=n_de)
     stored = _de_from_uns(adata, conditions, n_de)
     for i, cond in enumerate(conditions):

@@ -20,8 +20,9 @@ import scipy.sparse as sp
 
 from .. import keys
 from ..config import DataConfig
-from ..errors import ConditionError, DataFormatError
+from ..errors import ConditionError, DataFormatError, GrapeError
 from ..io import sha256_file
+from .backed import GB, STREAM_ENV, DiskMatrix, progress_bar, stream_threshold
 from .conditions import canonical_map, genes_of
 
 log = logging.getLogger(__name__)
@@ -74,14 +75,30 @@ def _read_anndata(path: Path):
     try:
         return anndata.read_h5ad(path)
     except Exception as exc:  # h5py/anndata raise many types for damaged files
-        reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-        raise DataFormatError(
-            f"could not read {path} as AnnData ({reason}); the file may be truncated or "
-            "corrupted: download or export it again"
-        ) from exc
+        if _out_of_memory(exc):
+            raise GrapeError(
+                f"not enough memory to read {path} ({_reason(exc)}); pass --backed (Python: "
+                "backed=True) to leave X in the file and read it in chunks"
+            ) from exc
+        raise _unreadable(path, exc) from exc
+
+
+def _out_of_memory(exc: BaseException | None) -> bool:
+    """A MemoryError, or an error raised while handling one."""
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, MemoryError):
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
+
+
+def _reason(exc: BaseException) -> str:
+    return str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
 
 
 def _apply_subset(adata, subset: tuple[str, ...], path: Path):
+    """``(adata restricted to the cells that match every subset, their mask)``."""
     mask = np.ones(adata.n_obs, dtype=bool)
     for item in subset:
         if "=" not in item:
@@ -99,7 +116,7 @@ def _apply_subset(adata, subset: tuple[str, ...], path: Path):
                 f"no cell has {column}={value!r} in {path}; values of {column!r}: {choices}"
             )
         mask &= (values == value).to_numpy()
-    return adata[mask].copy() if not mask.all() else adata
+    return (adata[mask].copy() if not mask.all() else adata), mask
 
 
 def _detect_condition_key(adata, requested: str | None, path: Path) -> str:
@@ -169,34 +186,144 @@ def _case_clashes(symbols) -> list[tuple[str, ...]]:
     return [tuple(g) for g in groups.values() if len(g) > 1]
 
 
+class _ValueScan:
+    """What the value checks need, gathered chunk by chunk: count, non-finite count, min and
+    max, and the first :attr:`SAMPLE` values (whole numbers are judged on those)."""
+
+    SAMPLE = 200_000
+
+    def __init__(self, dtype) -> None:
+        self.dtype = np.dtype(dtype)
+        self.numeric = np.issubdtype(self.dtype, np.number) or self.dtype == bool
+        self.size = 0
+        self.n_bad = 0
+        self.vmin, self.vmax = np.inf, -np.inf
+        self.sample: list[np.ndarray] = []
+        self.n_sample = 0
+
+    def add(self, values: np.ndarray) -> None:
+        if values.size == 0:
+            return
+        self.size += values.size
+        if not self.numeric:
+            return
+        lo, hi = float(values.min()), float(values.max())
+        if not (np.isfinite(lo) and np.isfinite(hi)):  # NaN or inf somewhere: count them
+            self.n_bad += int(values.size - np.count_nonzero(np.isfinite(values)))
+        self.vmin, self.vmax = min(self.vmin, lo), max(self.vmax, hi)
+        if self.n_sample < self.SAMPLE:
+            part = values[: self.SAMPLE - self.n_sample]
+            self.sample.append(part)
+            self.n_sample += part.size
+
+    def check(self, path: Path) -> None:
+        """Raise the first problem found, as :func:`read_perturbseq` documents."""
+        if self.size == 0:
+            raise DataFormatError(f"expression matrix X of {path} is empty")
+        if not self.numeric:
+            raise DataFormatError(f"X of {path} holds {self.dtype} values, not numbers; give "
+                                  "log-normalised expression")
+        if self.n_bad:
+            raise DataFormatError(
+                f"X of {path} holds {self.n_bad} non-finite value(s) (NaN or infinite); remove "
+                "or impute them before use"
+            )
+        vmin, vmax = self.vmin, self.vmax
+        if vmin < 0:
+            raise DataFormatError(
+                f"X of {path} has negative values (min {vmin:.3g}): it looks scaled or centred; "
+                "give log-normalised expression (sc.pp.normalize_total then sc.pp.log1p)"
+            )
+        sample = np.concatenate(self.sample)
+        integral = np.mean(np.equal(np.mod(sample, 1), 0))
+        if vmax > 50 or (integral > 0.999 and vmax > 1):
+            raise DataFormatError(
+                f"X of {path} looks like raw counts or unlogged values (max {vmax:.4g}, "
+                f"{100 * integral:.0f}% whole numbers), not log-normalised expression; run "
+                "sc.pp.normalize_total(adata) and sc.pp.log1p(adata) first"
+            )
+
+
 def _check_values(X, path: Path) -> None:
     values = X.data if sp.issparse(X) else np.asarray(X).ravel()
-    if values.size == 0:
-        raise DataFormatError(f"expression matrix X of {path} is empty")
-    if not (np.issubdtype(values.dtype, np.number) or values.dtype == bool):
-        raise DataFormatError(f"X of {path} holds {values.dtype} values, not numbers; give "
-                              "log-normalised expression")
-    finite = np.isfinite(values)
-    if not finite.all():
-        n_bad = int((~finite).sum())
-        raise DataFormatError(
-            f"X of {path} holds {n_bad} non-finite value(s) (NaN or infinite); remove or "
-            "impute them before use"
-        )
-    vmin, vmax = float(values.min()), float(values.max())
-    if vmin < 0:
-        raise DataFormatError(
-            f"X of {path} has negative values (min {vmin:.3g}): it looks scaled or centred; "
-            "give log-normalised expression (sc.pp.normalize_total then sc.pp.log1p)"
-        )
-    sample = values[: min(values.size, 200_000)]
-    integral = np.mean(np.equal(np.mod(sample, 1), 0))
-    if vmax > 50 or (integral > 0.999 and vmax > 1):
-        raise DataFormatError(
-            f"X of {path} looks like raw counts or unlogged values (max {vmax:.4g}, "
-            f"{100 * integral:.0f}% whole numbers), not log-normalised expression; run "
-            "sc.pp.normalize_total(adata) and sc.pp.log1p(adata) first"
-        )
+    scan = _ValueScan(values.dtype)
+    scan.add(values)
+    scan.check(path)
+
+
+def _check_values_on_disk(matrix: DiskMatrix, rows: np.ndarray, path: Path, *,
+                          progress: bool) -> None:
+    """:func:`_check_values` of the cells ``rows`` of X on disk, read in chunks."""
+    scan = _ValueScan(matrix.dtype)
+    keep = None
+    if len(rows) != matrix.shape[0] or np.any(rows != np.arange(matrix.shape[0])):
+        keep = np.zeros(matrix.shape[0], dtype=bool)
+        keep[rows] = True
+    with matrix.open() as cells:
+        with progress_bar(cells.shape[cells.axis], desc="checking X",
+                          unit="cells" if cells.axis == 0 else "genes", progress=progress) as bar:
+            for start, stop in cells.spans():
+                scan.add(cells.values(start, stop, keep))
+                bar.update(stop - start)
+    scan.check(path)
+
+
+def _read_without_x(path: Path):
+    """obs, var and the stored DE genes of ``path`` as an AnnData without X, and where X
+    lies (``None``: no X)."""
+    import anndata
+    import h5py
+
+    _check_hdf5(path)
+    try:
+        with h5py.File(path, "r") as fh:
+            missing = [k for k in ("obs", "var") if k not in fh]
+            if missing:
+                raise ValueError(f"no {' or '.join(missing)} in the file")
+            legacy = any("encoding-type" not in fh[k].attrs for k in ("obs", "var"))
+            uns: dict[str, Any] = {}
+            if not legacy:
+                from anndata.io import read_elem
+
+                obs, var = read_elem(fh["obs"]), read_elem(fh["var"])
+                if "uns" in fh and keys.DE_KEY in fh["uns"]:
+                    uns[keys.DE_KEY] = read_elem(fh["uns"][keys.DE_KEY])
+            matrix = DiskMatrix.inspect(path, fh)
+        if legacy:  # written by anndata < 0.7: let anndata read its old layout (X stays)
+            old = anndata.read_h5ad(path, backed="r")
+            obs, var = old.obs.copy(), old.var.copy()
+            if keys.DE_KEY in old.uns:
+                uns[keys.DE_KEY] = old.uns[keys.DE_KEY]
+            old.file.close()
+        if matrix is not None and matrix.shape != (len(obs), len(var)):
+            raise ValueError(f"X is {matrix.shape[0]} x {matrix.shape[1]} but obs and var "
+                             f"hold {len(obs)} cells and {len(var)} genes")
+    except Exception as exc:  # h5py/anndata raise many types for damaged files
+        raise _unreadable(path, exc) from exc
+    return anndata.AnnData(obs=obs, var=var, uns=uns), matrix
+
+
+def _unreadable(path: Path, exc: BaseException) -> DataFormatError:
+    return DataFormatError(
+        f"could not read {path} as AnnData ({_reason(exc)}); the file may be truncated or "
+        "corrupted: download or export it again"
+    )
+
+
+def _stream_by_default(path: Path) -> bool:
+    """``backed=None``: read X in chunks when it would take more than
+    :func:`~grape_core.data.backed.stream_threshold` bytes in memory."""
+    _check_hdf5(path)
+    threshold = stream_threshold()  # a bad setting is reported even for a small file
+    try:
+        matrix = DiskMatrix.inspect(path)
+    except Exception:  # noqa: BLE001 - the full read reports what is wrong with the file
+        return False
+    if matrix is None or matrix.memory_bytes <= threshold:
+        return False
+    log.info("%s: X takes about %.1f GB in memory, above %s (%.1f GB): read in chunks from "
+             "the file", path, matrix.memory_bytes / GB, STREAM_ENV, threshold / GB)
+    return True
 
 
 def read_perturbseq(
@@ -208,6 +335,8 @@ def read_perturbseq(
     gene_name_key: str | None = None,
     subset: tuple[str, ...] | list[str] | None = None,
     checksum: bool = True,
+    backed: bool | None = None,
+    progress: bool = False,
 ):
     """Read a Perturb-seq ``.h5ad`` into the project's standard form.
 
@@ -225,6 +354,15 @@ def read_perturbseq(
         ``("column=value", ...)``: keep only these cells (e.g. ``("dataset=norman19",)``).
     checksum
         Record the file's SHA-256 in ``uns`` (a bundle stores it).
+    backed
+        ``True``: leave X in the file (a screen larger than memory): obs and var are read,
+        X is checked by streaming over it in chunks, and the AnnData returned has no X
+        (:mod:`grape_core.data.backed`; :func:`~grape_core.data.pseudobulk.pseudobulk` and
+        the gene knowledge read X from the file in chunks). ``False``: read X into memory.
+        ``None``: backed when X would take more than ``GRAPE_STREAM_ABOVE_GB`` GB in memory
+        (default: a quarter of the memory available).
+    progress
+        A tqdm bar on stderr while a backed X is checked.
 
     Returns
     -------
@@ -233,7 +371,9 @@ def read_perturbseq(
         ``obs['condition']``: canonical labels (``ctrl``, ``A+ctrl``, ``A+B``), categorical;
         ``obs['condition_raw']``: the label as in the file; ``obs['cell_type']``;
         ``var_names`` and ``var['gene_name']``: unique gene symbols; ``var['gene_id']``:
-        the source index; ``uns['grape_source']``: path, sha256, detected keys, warnings.
+        the source index; ``uns['grape_source']``: path, sha256, detected keys, warnings,
+        ``backed``. When backed: ``X`` is ``None``, ``uns['grape_backed']`` says where X
+        lies and ``obs['grape_row']`` holds each cell's row in the file.
 
     Raises
     ------
@@ -248,11 +388,19 @@ def read_perturbseq(
     subset = tuple(subset) if subset else tuple(config.subset)
 
     path = local_file(path)
-    adata = _read_anndata(path)
+    if backed is None:
+        backed = _stream_by_default(path)
+    matrix = None
+    if backed:
+        adata, matrix = _read_without_x(path)
+    else:
+        adata = _read_anndata(path)
     warnings: list[str] = []
 
+    rows = np.arange(adata.n_obs, dtype=np.int64)  # each cell's row in the file's X
     if subset:
-        adata = _apply_subset(adata, subset, path)
+        adata, kept = _apply_subset(adata, subset, path)
+        rows = rows[kept]
     # checked after subsetting: a subset on another column (e.g. cell_type) may keep both
     for column in keys.STUDY_COLUMNS:
         if column in adata.obs and adata.obs[column].nunique() > 1:
@@ -273,6 +421,7 @@ def read_perturbseq(
         raise DataFormatError(f"obs[{key!r}] of {path} is empty (no cell has a label)")
     if unlabelled.any():  # astype(str) would turn them into a perturbation of gene 'nan'
         adata = adata[~unlabelled].copy()
+        rows = rows[~unlabelled]
         warnings.append(f"{int(unlabelled.sum())} cell(s) without a label in obs[{key!r}] left out")
     symbols, gene_key = _detect_gene_names(adata, gene_name_key, path)
     dup = pd.Series(symbols)[pd.Series(symbols).duplicated()].unique()
@@ -317,14 +466,19 @@ def read_perturbseq(
         warnings.append(f"{len(orders)} condition(s) are written in two orders (e.g. {example}); "
                         "merged")
 
-    X = adata.X
+    X = matrix if backed else adata.X
     if X is None:
         raise DataFormatError(f"{path} has no expression matrix X")
-    _check_values(X, path)  # before float32: a finite 1e39 in float64 is not "non-finite"
-    if sp.issparse(X):
-        X = sp.csr_matrix(X, dtype=np.float32)
+    # before float32: a finite 1e39 in float64 is not "non-finite"
+    if backed:
+        _check_values_on_disk(matrix, rows, path, progress=progress)
+        X = None
     else:
-        X = np.asarray(X, dtype=np.float32)
+        _check_values(X, path)
+        if sp.issparse(X):
+            X = sp.csr_matrix(X, dtype=np.float32)
+        else:
+            X = np.asarray(X, dtype=np.float32)
 
     import anndata
 
@@ -333,6 +487,8 @@ def read_perturbseq(
     obs[keys.CONDITION] = pd.Categorical(condition.to_numpy())
     if keys.CELL_TYPE not in obs:
         obs[keys.CELL_TYPE] = "unknown"
+    if backed:
+        obs[keys.FILE_ROW] = rows
     if obs[keys.CELL_TYPE].nunique() > 1:
         warnings.append(
             f"{obs[keys.CELL_TYPE].nunique()} cell types mixed; control means pool them "
@@ -345,6 +501,8 @@ def read_perturbseq(
     uns: dict[str, Any] = {}
     if keys.DE_KEY in adata.uns:
         uns[keys.DE_KEY] = adata.uns[keys.DE_KEY]
+    if backed:
+        uns[keys.UNS_BACKED] = matrix.to_dict()
     out = anndata.AnnData(X=X, obs=obs, var=var, uns=uns)
 
     measured = set(symbols)
@@ -370,6 +528,7 @@ def read_perturbseq(
         "subset": list(subset),
         "warnings": warnings,
         "reordered_labels": len(merged),
+        "backed": bool(backed),
     }
     for w in warnings:
         log.warning("%s: %s", path, w)
@@ -404,6 +563,7 @@ def describe(adata) -> dict[str, Any]:
         "control_label": source.get("control_label", ""),
         "gene_name_key": source.get("gene_name_key", ""),
         "de_genes": "stored (GEARS)" if keys.DE_KEY in adata.uns else "computed (t-test)",
+        "backed": bool(source.get("backed", False)),
         "warnings": list(source.get("warnings", [])),
         "cells_by_condition": {str(k): int(v) for k, v in counts.items()},
     }

@@ -570,15 +570,22 @@ def knowledge_for_adata(
 
     Nodes: the measured genes in ``var`` order, then the perturbed genes that are not
     measured (sorted); the co-expression prior uses the control cells
-    (``obs['condition'] == 'ctrl'``).
+    (``obs['condition'] == 'ctrl'``), at most ``graph_config.max_control_cells`` of them (a
+    sample seeded by ``feature_config.seed``). Only those cells are read from X: a screen
+    read with ``backed=True`` stays on disk.
 
     Returns
     -------
     :class:`GeneKnowledge` with ``measured == tuple(adata.var_names)``.
     """
+    from ..data.backed import control_cells
+
+    feature_config = feature_config or FeatureConfig()
+    graph_config = graph_config or GraphConfig()
     symbols, measured, ids = genes_of_adata(adata)
-    ctrl = (adata.obs[keys.CONDITION].astype(str) == keys.CTRL).to_numpy()
-    control_X = adata.X[ctrl] if ctrl.any() else None
+    # the sample build_gene_knowledge would draw, read without loading the rest of X
+    control_X = control_cells(adata, max_cells=graph_config.max_control_cells,
+                              seed=feature_config.seed)
     return build_gene_knowledge(symbols, control_X=control_X,
                                 measured=measured,
                                 ensembl_ids=ids, feature_config=feature_config,
@@ -587,10 +594,14 @@ def knowledge_for_adata(
 
 
 def data_priors(adata, *, graph_config: GraphConfig | None = None,
-                paths: Paths | None = None) -> tuple[list[str], dict[str, pd.DataFrame]]:
+                paths: Paths | None = None, seed: int = 0) -> tuple[list[str], dict[str, pd.DataFrame]]:
     """The priors that need no embeddings, for a screen: GO (from the gene annotation) and
     co-expression (control cells), and their union. Cheap: what ``benchmark`` uses for the
     ``propagation`` baseline when no prior is given.
+
+    Co-expression uses at most ``graph_config.max_control_cells`` control cells, sampled
+    with ``seed`` as :func:`knowledge_for_adata` does (default: ``FeatureConfig().seed``),
+    read in chunks when X is on disk.
 
     Returns
     -------
@@ -608,10 +619,14 @@ def data_priors(adata, *, graph_config: GraphConfig | None = None,
     priors = {"go": go_prior(table, top_k=graph_config.go_top_k,
                              min_jaccard=graph_config.go_min_jaccard,
                              propagate=graph_config.go_propagate)}
-    ctrl = (adata.obs[keys.CONDITION].astype(str) == keys.CTRL).to_numpy()
+    from ..data.backed import control_cells
+
+    control_X = control_cells(adata, max_cells=graph_config.max_control_cells, seed=seed)
+    if control_X is None:  # no control cells: an empty (0, n_genes) matrix
+        control_X = sp.csr_matrix((0, len(measured)), dtype=np.float32)
     position = {s: i for i, s in enumerate(symbols)}
     priors["coexpression"] = coexpression_prior(
-        adata.X[ctrl], [position[s] for s in measured], len(symbols),
+        control_X, [position[s] for s in measured], len(symbols),
         threshold=graph_config.coexpression_threshold, top_k=graph_config.coexpression_top_k)
     priors["union"] = union_prior([priors["go"], priors["coexpression"]])
     return symbols, priors
