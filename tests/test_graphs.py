@@ -235,3 +235,72 @@ def test_graph_stats_counts(ups_table):
     assert s["isolated"]["by_biotype"]["unknown"] == 1
     assert s["isolated"]["by_node_type"]["noncoding"] == 1  # NOTAGENE1 (MALAT1 has edges)
     assert s["reciprocal"] == pytest.approx(2 / 3)
+
+
+# ----------------------------------------------------------------------------------------
+# user priors (train --prior FILE, the API's DataFrame)
+# ----------------------------------------------------------------------------------------
+GENES = ("HSPA5", "DDIT3", "ATF4", "TP53", "MALAT1")
+
+
+def _table(rows, columns=("source", "target", "weight")):
+    return pd.DataFrame(rows, columns=list(columns))
+
+
+def test_a_user_prior_maps_symbols_onto_nodes_and_counts_unknown_genes(caplog):
+    from grape_core.knowledge.graphs import prior_from_table
+
+    table = _table([("ATF4", "DDIT3", 2.0), ("hspa5", "ATF4", 1.0), ("XBP1", "HSPA5", 1.0),
+                    ("TP53", "NOTAGENE", 0.5)])
+    edges, report = prior_from_table(table, GENES, name="upr.csv")
+    assert set(zip(edges["src"], edges["dst"])) == {(2, 1), (0, 2)}  # case-insensitive match
+    assert edges["source"].unique().tolist() == ["upr.csv"]
+    assert report["edges"] == 2 and report["dropped_edges"] == 2
+    assert report["unknown_genes"] == 2 and report["unknown_examples"] == ["NOTAGENE", "XBP1"]
+    assert "2 of 4 edges dropped" in caplog.text and "XBP1" in caplog.text
+
+
+@pytest.mark.parametrize("table, message", [
+    (_table([("ATF4", "DDIT3")], ("from", "to")), "has no column 'source', 'target'"),
+    (_table([], ("source", "target")), "has no edges"),
+    (_table([("ATF4", "DDIT3", "strong")]), r"1 weight\(s\) are not finite numbers \(row 2: 'strong'\)"),
+    (_table([("ATF4", "DDIT3", float("nan"))]), "not finite numbers"),
+    (_table([("ATF4", "DDIT3", -1.0)]), r"1 weight\(s\) are <= 0"),
+    (_table([("ATF4", "ATF4", 1.0), ("TP53", "TP53", 1.0)]), r"2 self-loop\(s\) \(ATF4->ATF4, TP53->TP53\)"),
+    (_table([("ATF4", "DDIT3", 1.0), ("ATF4", "DDIT3", 2.0)]), r"lists 1 edge\(s\) twice \(ATF4->DDIT3\)"),
+    (_table([("XBP1", "ERN1", 1.0)]), "none of its 1 edges joins two genes of the model"),
+])
+def test_a_bad_user_prior_is_one_line_naming_the_prior(table, message):
+    from grape_core.errors import GrapeError
+    from grape_core.knowledge.graphs import prior_from_table
+
+    with pytest.raises(GrapeError, match=message) as info:
+        prior_from_table(table, GENES, name="mine.csv")
+    assert "'mine.csv'" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_prior_files_csv_tsv_parquet_and_bad_files(tmp_path):
+    from grape_core.errors import GrapeError
+    from grape_core.knowledge.graphs import read_prior_table, resolve_priors
+
+    table = _table([("ATF4", "DDIT3", 1.0), ("HSPA5", "ATF4", 0.5)])
+    table.to_csv(tmp_path / "p.csv", index=False)
+    table.to_csv(tmp_path / "p.tsv", index=False, sep="\t")
+    table.to_parquet(tmp_path / "p.parquet")
+    for name in ("p.csv", "p.tsv", "p.parquet"):
+        read = read_prior_table(tmp_path / name)
+        assert read[["source", "target"]].values.tolist() == table[["source", "target"]].values.tolist()
+    (tmp_path / "empty.csv").write_text("")
+    (tmp_path / "folder.csv").mkdir()
+    for bad, message in (("empty.csv", "is empty"), ("folder.csv", "is a folder"),
+                         ("missing.csv", "not found")):
+        with pytest.raises(GrapeError, match=message):
+            read_prior_table(tmp_path / bad)
+    builtin = {"go": edge_frame([3], [1], [1.0], "go")}
+    merged, sources = resolve_priors(["go", tmp_path / "p.csv", table.assign(weight=2.0)], builtin, GENES)
+    assert [s["kind"] for s in sources] == ["builtin", "file", "table"]
+    assert len(sources[1]["sha256"]) == 64
+    assert set(zip(merged["src"], merged["dst"])) == {(3, 1), (2, 1), (0, 2)}
+    assert merged.groupby("dst")["weight"].sum().round(6).eq(1.0).all()  # the union's weights
+    with pytest.raises(GrapeError, match="unknown prior 'string'"):
+        resolve_priors(["string"], builtin, GENES)
