@@ -153,11 +153,10 @@ def rehash(folder: Path) -> None:
     """Make the manifest's checksums match the (edited) files again."""
     import hashlib
 
+    from grape_core.bundle import FILES, OPTIONAL_FILES
+
     manifest = read_manifest(folder)
-    names = {"weights": "weights.safetensors", "graph": "graph.safetensors",
-             "pseudobulk": "pseudobulk.safetensors", "genes": "genes.csv", "split": "split.json",
-             "prior": "prior_edges.parquet", "learned": "learned_edges.parquet",
-             "history": "history.csv", "metrics": "metrics.csv", "ablations": "ablations.csv"}
+    names = {**FILES, **OPTIONAL_FILES}
     for key in list(manifest.get("files", {})):
         manifest["files"][key] = hashlib.sha256((Path(folder) / names[key]).read_bytes()).hexdigest()
     write_manifest(folder, manifest)

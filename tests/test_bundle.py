@@ -41,7 +41,10 @@ def test_manifest_is_readable_and_complete(adamson_model):
     assert set(manifest["metrics"]["test"]) >= {"grape", "control", "train_mean", "linear"}
     assert manifest["split"]["name"] == "adamson_simulation_1_0.75"
     assert manifest["ensemble"] == 2 and len(manifest["genes"]["nodes"]) == 160
-    assert set(manifest["files"]) == set(FILES) - {"manifest"}
+    from grape_core.bundle import OPTIONAL_FILES
+
+    assert set(FILES) - {"manifest"} <= set(manifest["files"]) <= set(FILES) | set(OPTIONAL_FILES)
+    assert "singles" in manifest["files"]  # a small model stores every single's prediction
     assert "spearman_std_vs_error" in manifest["uncertainty"]
 
 

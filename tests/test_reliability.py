@@ -821,7 +821,7 @@ def _with_an_unmeasured_node(model):
                        control_mean=pb.control_mean[:n], n_cells=pb.n_cells,
                        n_control=pb.n_control, de_idx=np.minimum(pb.de_idx, n - 1))
     graph = dataclasses.replace(b.graph, measured=b.graph.measured[:n])
-    return Model(b.replace(graph=graph, pseudobulk=fewer))
+    return Model(b.replace(graph=graph, pseudobulk=fewer, singles=b.singles[:, :, :n]))
 
 
 def test_message_every_measured_gene_as_target(capsys, monkeypatch):
@@ -838,7 +838,7 @@ def test_message_every_measured_gene_as_target(capsys, monkeypatch):
     assert len(result.table) == 1 and np.isfinite(result.table["off_target"]).all()
     assert any("no other gene is left to measure the off-target cost" in n for n in result.notes)
     monkeypatch.setattr(importlib.import_module("grape_core.predict"), "load",
-                        lambda path, unverified=False: model)
+                        lambda path, unverified=False, device="cpu": model)
     assert main(["screen", "--model", "in-memory", "--target", ",".join(model.measured)]) == 0
     captured = capsys.readouterr()
     assert "warning: every measured gene is a target" in captured.err
