@@ -167,6 +167,8 @@ def run_screen(spec: dict, *, ensemble: int, ablations: bool, progress: bool) ->
                           for m, v in metrics.test.items()},
                "subgroups": {g: {m: v.get(g, {}).get("pearson_delta") for m, v in metrics.subgroups.items()}
                              for g in next(iter(metrics.subgroups.values()), {})},
+               "subgroups_mse": {g: {m: v.get(g, {}).get("mse") for m, v in metrics.subgroups.items()}
+                                 for g in next(iter(metrics.subgroups.values()), {})},
                "steps": [m.to_dict() for m in bundle.manifest.training.members],
                "auprc": structure_auprc(bundle, spec[prior], spec["truth"]),
                "auprc_chance": float(pd.read_csv(spec[prior]).merge(

@@ -407,3 +407,16 @@ def pipeline_svg(*, width: int = 200, height: int = 52) -> str:
                      f'font-size="13">{html.escape(line2)}</text>')
     parts.append("</svg>")
     return "".join(parts)
+
+
+def planted_ablation_figure(ablations: pd.DataFrame) -> go.Figure:
+    """pearson_delta of each ablation on each planted screen (grouped bars)."""
+    fig = _figure(title="Ablations on planted screens (one member each): Pearson of shifts",
+                  height=400)
+    for column in ablations.columns:
+        fig.add_bar(name=esc(str(column)), x=esc(ablations.index.astype(str).str.replace("_", " ")),
+                    y=ablations[column])
+    fig.update_layout(barmode="group", legend=dict(orientation="h", y=1.08))
+    fig.update_xaxes(tickangle=-30)
+    fig.update_yaxes(range=[max(0.0, float(ablations.min().min()) - 0.05), 1.0])
+    return fig

@@ -82,11 +82,12 @@ def network_html(edges: pd.DataFrame, genes: pd.DataFrame, focus: Sequence[str],
                      size=30 if is_focus else 10 + 2 * min(int(degree.get(gene, 0)), 8),
                      borderWidth=3 if is_focus else 1,
                      font={"size": 20 if is_focus else 14, "strokeWidth": 3, "strokeColor": "#ffffff"})
-    wmax = float(edges["weight"].max()) if len(edges) else 1.0
+    wmax = float(edges["weight"].abs().max()) if len(edges) else 1.0
     for row in edges.itertuples(index=False):
-        title = f"{row.source} → {row.target} · {row.status} · weight {row.weight:.3f}"
+        sign = "represses" if row.weight < 0 else "activates"
+        title = f"{row.source} {sign} {row.target} · {row.status} · weight {row.weight:.3f}"
         net.add_edge(str(row.source), str(row.target), title=title,
-                     width=1 + 7 * float(row.weight) / max(wmax, 1e-12),
+                     width=1 + 7 * abs(float(row.weight)) / max(wmax, 1e-12),
                      color=EDGE_STATUS_COLORS[row.status], dashes=row.status == "prior only")
     net.set_options(json.dumps({
         "physics": {"barnesHut": {"gravitationalConstant": -9000, "springLength": 140,
@@ -106,3 +107,10 @@ def strongest_learned(learned: pd.DataFrame, *, new_only: bool = False, n: int =
     from grape_core.network import strongest_learned as strongest
 
     return strongest(learned, new_only=new_only, n=n)
+
+
+def prior_label(graph_info) -> str:
+    """:func:`grape_core.network.prior_label` (the prior named above the structure charts)."""
+    from grape_core.network import prior_label as label
+
+    return label(graph_info)

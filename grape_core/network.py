@@ -4,6 +4,8 @@ overview and a 2-D map of the gene embeddings. Analysis only (the app draws the 
 Edge tables have one row per directed edge ``source -> target`` with a ``weight`` and a
 biotype ``relation`` (``coding->noncoding``...); merged tables add ``status``: ``both``
 (in the prior and learned), ``learned only`` (new) or ``prior only`` (dropped by learning).
+Learned weights are signed (a negative weight: the source represses the target); strength
+is the absolute weight.
 """
 
 from __future__ import annotations
@@ -65,8 +67,9 @@ def neighbourhood(prior: pd.DataFrame, learned: pd.DataFrame, focus: Iterable[st
             break
     sub = e[e["source"].isin(nodes) & e["target"].isin(nodes)].copy()
     sub["touches_focus"] = sub["source"].isin(focus) | sub["target"].isin(focus)
-    sub = sub.sort_values(["touches_focus", "weight"], ascending=[False, False], kind="stable")
-    return sub.head(int(top_k)).drop(columns="touches_focus").reset_index(drop=True)
+    sub["strength"] = sub["weight"].abs()
+    sub = sub.sort_values(["touches_focus", "strength"], ascending=[False, False], kind="stable")
+    return sub.head(int(top_k)).drop(columns=["touches_focus", "strength"]).reset_index(drop=True)
 
 
 def structure_changes(prior: pd.DataFrame, learned: pd.DataFrame) -> pd.DataFrame:
@@ -97,10 +100,14 @@ def degrees(prior: pd.DataFrame, learned: pd.DataFrame, genes: Sequence[str]) ->
 
 
 def strongest_learned(learned: pd.DataFrame, *, new_only: bool = False, n: int = 200) -> pd.DataFrame:
-    """The ``n`` strongest learned edges (``new_only``: those absent from the prior)."""
+    """The ``n`` strongest learned edges by absolute weight (``new_only``: those absent from
+    the prior): ``source, target, weight`` (signed), ``strength``, ``effect`` (activates or
+    represses), ``relation``, ``also in prior``."""
     e = learned if not new_only else learned[~learned["in_prior"].astype(bool)]
-    e = e.sort_values("weight", ascending=False, kind="stable").head(n)
-    out = e[["source", "target", "weight", "relation", "in_prior"]].copy()
+    e = e.assign(strength=e["weight"].abs()).sort_values("strength", ascending=False,
+                                                         kind="stable").head(n)
+    out = e[["source", "target", "weight", "strength", "relation", "in_prior"]].copy()
+    out.insert(4, "effect", np.where(out["weight"] >= 0, "activates", "represses"))
     out["relation"] = out["relation"].map(relation_label)
     return out.rename(columns={"in_prior": "also in prior"}).reset_index(drop=True)
 
@@ -176,3 +183,17 @@ def embedding_coords(fused: np.ndarray) -> np.ndarray:
     _, _, vt = np.linalg.svd(x, full_matrices=False)
     coords = x @ vt[:2].T
     return coords if coords.shape[1] == 2 else np.pad(coords, ((0, 0), (0, 2 - coords.shape[1])))
+
+
+def prior_label(graph_info) -> str:
+    """The prior a model started from, for people: ``union (built-in)``, ``upr.csv (your file,
+    3 of its genes not in the model)``, joined by ``+``. ``graph_info``: the manifest's
+    :class:`~grape_core.bundle.GraphInfo`."""
+    parts = []
+    for source in graph_info.prior_sources or ({"name": n, "kind": "builtin"} for n in graph_info.prior):
+        kind = {"builtin": "built-in", "file": "your file", "table": "your table"}.get(
+            str(source.get("kind", "")), str(source.get("kind", "")))
+        unknown = int(source.get("unknown_genes", 0) or 0)
+        extra = f", {unknown} of its genes not in the model" if unknown else ""
+        parts.append(f"{source.get('name', '?')} ({kind}{extra})")
+    return " + ".join(parts) or "none"

@@ -37,22 +37,23 @@ def main() -> None:
     st.subheader("What structure learning changed")
     changes, degrees = loaders.structure_summary(sel.folder, sel.stamp)
     graph = b.manifest.graph
-    st.markdown(f"Prior: **{graph.prior_edges}** edges; learned: **{graph.learned_edges}** edges, of "
-                f"which {graph.learned_in_prior} were already in the prior.")
+    st.markdown(f"Prior ({layout.md(network_view.prior_label(graph))}): **{graph.prior_edges}** edges; "
+                f"learned: **{graph.learned_edges}** edges, of which {graph.learned_in_prior} were "
+                "already in the prior.")
     a, c = st.columns(2)
     a.plotly_chart(charts.structure_figure(changes), key="changes")
     c.plotly_chart(charts.degree_figure(degrees, b.table), key="degrees")
     st.dataframe(changes, hide_index=True, width="stretch")
-    st.caption("Relations are typed by biotype (coding / non-coding): the graph network has one "
-               "attention layer per relation. Dots above the dashed line gained connections.")
+    st.caption("Relations are typed by biotype (coding / non-coding): each has its own prior "
+               "scale and message function. Dots above the dashed line gained connections.")
 
     st.subheader("Strongest learned interactions")
     new_only = st.toggle("Only those not in the prior", key="new_only")
     st.dataframe(network_view.strongest_learned(b.learned_edges, new_only=new_only), hide_index=True,
                  width="stretch", height=320,
-                 column_config={"weight": st.column_config.ProgressColumn(
-                     "weight", format="%.3f", min_value=0.0,
-                     max_value=float(b.learned_edges["weight"].max()))})
+                 column_config={"strength": st.column_config.ProgressColumn(
+                     "strength", format="%.3f", min_value=0.0,
+                     max_value=float(b.learned_edges["weight"].abs().max()))})
 
 
 layout.run(main)

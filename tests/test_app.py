@@ -259,6 +259,16 @@ def test_benchmark_page(app, norman):
     np.testing.assert_allclose(array(chart(app, "screen_check")["data"][0]["y"]), check["spearman"])
     ok(app.selectbox(key="metric").set_value("mse").run())
     assert "MSE" in chart(app, "metric_bars")["layout"]["title"]["text"]
+    # the planted-truth benchmark, from the results the benchmark script wrote
+    from grape_core.evaluation.planted import RESULTS, PlantedBenchmark
+
+    from grape_core.config import PROJECT_ROOT
+
+    planted = PlantedBenchmark.read(PROJECT_ROOT / RESULTS)
+    assert planted is not None and "Planted truth" in texts(app)
+    bars = chart(app, "planted_ablations")["data"]
+    assert len(bars) == len(planted.results)
+    np.testing.assert_allclose(array(bars[0]["y"]), planted.ablations().iloc[:, 0].to_numpy())
 
 
 # ----------------------------------------------------------------------------- Genes
