@@ -4,8 +4,10 @@ The public API (everything in ``__all__``), by stage::
 
     read       read(source), describe, pseudobulk, PseudoBulk         (grape_core.data)
     split      split(conditions), Split, simulation_split, grape_split
-    knowledge  knowledge_for_adata, GeneKnowledge, the prior graphs     (grape_core.knowledge)
-    train      fit(adata, split) -> Bundle (saved with Bundle.save)    (grape_core.train)
+    knowledge  knowledge_for_adata, GeneKnowledge, the prior graphs,
+               read_prior_table / prior_from_table (your own network)  (grape_core.knowledge)
+    simulate   simulate(SimulationConfig) -> PlantedScreen (known network)
+    train      fit(adata, split, priors=...) -> Bundle (Bundle.save)   (grape_core.train)
     load       load(folder) -> Model (a read-only bundle and its caches)
     predict    predict(model, "A+B") -> Prediction; to_anndata(predictions) for scanpy
     screen     screen(model, targets, direction=...) -> ScreenResult
@@ -42,8 +44,10 @@ from .evaluation.metrics import condition_metrics, metrics_table
 from .knowledge.build import GeneKnowledge, build_gene_knowledge, knowledge_for_adata
 from .knowledge.features import describe_genes, dna_features, kmer_features, text_features
 from .knowledge.genes import coverage, gene_table
-from .knowledge.graphs import (coexpression_prior, go_prior, graph_stats, similarity_prior,
-                               to_edge_index_dict, union_prior)
+from .knowledge.graphs import (coexpression_prior, go_prior, graph_stats, prior_from_table,
+                               read_prior_table, similarity_prior, to_edge_index_dict, union_prior)
+from .devices import resolve_device
+from .simulate import PlantedScreen, SimulationConfig, simulate
 from .export import to_anndata
 from .predict import Model, Prediction, evaluate, load, predict
 from .screen import ScreenResult, screen
@@ -76,7 +80,11 @@ __all__ = [
     "knowledge_for_adata", "build_gene_knowledge", "GeneKnowledge", "gene_table", "coverage",
     "describe_genes", "text_features", "kmer_features", "dna_features", "similarity_prior",
     "go_prior", "coexpression_prior", "union_prior", "to_edge_index_dict", "graph_stats",
+    "read_prior_table", "prior_from_table",
+    # simulate
+    "simulate", "SimulationConfig", "PlantedScreen",
     # train, load, predict, screen, evaluate
+    "resolve_device",
     "fit", "Bundle", "Manifest", "verify_bundle",
     "load", "Model", "predict", "Prediction", "to_anndata", "screen", "ScreenResult",
     "evaluate", "evaluate_models", "Report", "fit_baselines", "condition_metrics", "metrics_table",

@@ -22,7 +22,6 @@ Shapes: ``W`` ``(n_genes, n_genes)`` sparse; truth ``shifts`` ``(n_conditions, n
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -42,6 +41,7 @@ from . import keys
 from .data.conditions import format_condition
 from .config import Config, Paths
 from .errors import GrapeError
+from .io import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -375,7 +375,7 @@ class PlantedScreen:
             mode = 0o666 & ~_umask()  # as a plain open() would (some writers use 0o600)
             for name in FILES:
                 os.chmod(tmp / name, mode)
-            digests = {name: _sha256(tmp / name) for name in FILES}
+            digests = {name: sha256_file(tmp / name) for name in FILES}
             record = {
                 "format": FORMAT,
                 "format_version": FORMAT_VERSION,
@@ -1053,14 +1053,6 @@ def _priors(config: SimulationConfig, W: sp.csr_matrix, names: np.ndarray,
 # ----------------------------------------------------------------------------------------
 # helpers
 # ----------------------------------------------------------------------------------------
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _fresh_dir(parent: Path, prefix: str) -> Path:
     """A new empty folder ``parent/prefix<random>``, with the user's usual permissions
     (``tempfile.mkdtemp`` would make it private)."""
