@@ -130,7 +130,7 @@ def main(argv=None) -> int:
         "size": args.size, "data": DATA_LABEL, **SIZES[args.size],
         "file_bytes": h5ad.stat().st_size, "zip_bytes": (site / f"{args.size}.zip").stat().st_size,
         "generate_s": round(generate_s, 1), "stages_s": spans, "total_s": round(total, 1),
-        "ensemble": args.ensemble, "epochs": manifest["training"]["best_epochs"],
+        "ensemble": args.ensemble, "members": manifest["training"]["members"],
         "training_s": manifest["training"]["seconds"],
         "note": "download from 127.0.0.1: add the real transfer time; cold gene-knowledge cache",
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),

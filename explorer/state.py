@@ -157,7 +157,7 @@ def public_job(dataset: str, models_dir: str) -> PublicJob | None:
 
 
 def cancel_job(key: str) -> None:
-    """Ask a run to stop (at its next download block or training epoch)."""
+    """Ask a run to stop (at its next download block or validation check of training)."""
     with JOBS_LOCK:
         job = JOBS.get(key)
     if job is not None:

@@ -11,8 +11,8 @@
 5. save the model folder into the models folder.
 
 Progress goes to a callback as :class:`Progress` (one overall fraction and a line for
-people); a ``threading.Event`` stops the work at the next download block or training epoch
-(:class:`~grape_core.errors.Cancelled`). :func:`failure_kind` sorts any error into what the
+people); a ``threading.Event`` stops the work at the next download block or validation
+check of training (:class:`~grape_core.errors.Cancelled`). :func:`failure_kind` sorts any error into what the
 user can do about it.
 """
 
@@ -101,14 +101,14 @@ def train_public(
     model_name
         Its folder name (default :func:`public_model_name`); an existing folder is refused.
     train_config
-        Ensemble size, epochs... (default :class:`TrainConfig`).
+        Ensemble size, maximum steps... (default :class:`TrainConfig`).
     data_dir
         Download cache (default ``GRAPE_DATA_DIR``).
     on_progress
-        Receives a :class:`Progress` at every download block, stage and epoch.
+        Receives a :class:`Progress` at every download block, stage and validation check.
     stop
-        Set it to stop at the next download block or training epoch: the partial download
-        is kept (the next run resumes it), nothing is saved.
+        Set it to stop at the next download block or validation check of training: the
+        partial download is kept (the next run resumes it), nothing is saved.
 
     Returns
     -------
