@@ -143,7 +143,7 @@ def screen_enrichment(bundle, truth_file: Path, *, n_targets: int = 40, top: int
 
 
 def run_screen(spec: dict, *, ensemble: int, ablations: bool, progress: bool) -> dict:
-    from grape_core.config import ModelConfig, SplitConfig, TrainConfig
+    from grape_core.config import SplitConfig, TrainConfig
     from grape_core.data.pseudobulk import pseudobulk
     from grape_core.data.read import read_perturbseq
     from grape_core.data.splits import make_split

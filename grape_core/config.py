@@ -207,9 +207,7 @@ class TrainConfig(Config):
     """Validation checks without a better validation MSE before stopping."""
     huber_delta: float = 0.7
     consistency_weight: float = 1.0
-    consistency_batch: int = 64
-    """Conditions per step for the interventional consistency loss."""
-    structure_l1: float = 20.0
+    structure_l1: float = 30.0
     """L1 penalty on the learned change of the graph, divided by (training conditions x
     measured genes): a fixed prior belief that the evidence overrides as it grows."""
     clip_grad_norm: float = 1.0

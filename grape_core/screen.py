@@ -317,7 +317,7 @@ def screen(
     members = members[:, keep]
     notes = []
     if len(idx) == len(genes):
-        notes.append(f"every measured gene is a target: no other gene is left to measure the "
+        notes.append("every measured gene is a target: no other gene is left to measure the "
                      "off-target cost, so off_target is 0")
     scores = _score(members, idx, w, sign)  # (n_members, n_singles)
     mean_shift = members.mean(0)

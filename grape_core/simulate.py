@@ -1007,7 +1007,6 @@ def _false_edges(n: int, true_codes: np.ndarray, count: int, rng: np.random.Gene
         codes = np.arange(n * n, dtype=np.int64)
         codes = codes[(codes // n != codes % n) & ~np.isin(codes, true_codes)]
         return rng.choice(codes, count, replace=False)
-    chosen: list[np.ndarray] = []
     have = np.zeros(0, dtype=np.int64)
     while len(have) < count:
         draw = rng.integers(0, n * n, size=2 * (count - len(have)) + 16, dtype=np.int64)

@@ -17,7 +17,7 @@ import logging
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -226,15 +226,9 @@ def train_member(
         idx = idx.to(device)
         structure = model.graph(graph)
         out = model(graph, x_train[idx], structure=structure)
-        if model_config.structure_learning and model_config.interventional_consistency:
-            # one step of message passing is cheap: check it on more conditions than the
-            # prediction loss, so that every edge sees its evidence more often
-            cidx = torch.randint(0, len(train), (min(tc.consistency_batch, len(train)),),
-                                 generator=generator).to(device)
-            consistency = model.consistency_loss(graph, x_train[cidx], y_train[cidx],
-                                                 structure=structure)
-        else:
-            consistency = out.reg.new_zeros(())
+        consistency = (model.consistency_loss(graph, x_train[idx], y_train[idx], structure=structure)
+                       if model_config.structure_learning and model_config.interventional_consistency
+                       else out.reg.new_zeros(()))
         loss = grape_loss(out.shift, y_train[idx], scale=model.scale, reg=out.reg,
                           consistency=consistency, gains=model.gain,
                           huber_delta=tc.huber_delta, consistency_weight=tc.consistency_weight,

@@ -70,12 +70,12 @@ def interaction(pred) -> None:
     st.markdown(f"The additive expectation (markers: {layout.md(pred.additive_label)}) "
                 "is what the pair would do if the two genes acted independently.")
     cols = st.columns(len(pred.interaction))
-    for col, (source, report) in zip(cols, pred.interaction.items()):
+    for col, (source, fit) in zip(cols, pred.interaction.items()):
         with col:
             st.markdown(f"**{'Predicted' if source == 'predicted' else 'Measured'}: "
-                        f"{layout.md(report['gi_type'])}**")
-            st.markdown(layout.md(report["explanation"]))
-            st.dataframe(charts.interaction_summary(report), hide_index=True, width="stretch")
+                        f"{layout.md(fit['gi_type'])}**")
+            st.markdown(layout.md(fit["explanation"]))
+            st.dataframe(charts.interaction_summary(fit), hide_index=True, width="stretch")
 
 
 layout.run(main)
