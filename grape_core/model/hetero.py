@@ -24,6 +24,8 @@ Shapes:
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import Tensor, nn
 
@@ -62,7 +64,8 @@ class RelationMessages(nn.Module):
 
 def _by_destination_type(edges: Edges) -> list[Tensor | None]:
     """The weighted adjacency split by destination type, ``(n_nodes, n_nodes)`` sparse each
-    (row = destination); built once per :class:`Edges` (a cached eval-mode graph)."""
+    (row = destination); built once per :class:`Edges` (a cached eval-mode graph). CSR on a
+    CPU, where its product with a few columns is some 20 times faster than COO's."""
     cached = getattr(edges, "_sparse", None)
     if cached is not None:
         return cached
@@ -75,8 +78,13 @@ def _by_destination_type(edges: Edges) -> list[Tensor | None]:
             out.append(None)
             continue
         index = torch.stack([edges.dst[keep], edges.src[keep]])
-        out.append(torch.sparse_coo_tensor(index, edges.weight[keep].detach(), (n, n),
-                                           check_invariants=False).coalesce())
+        matrix = torch.sparse_coo_tensor(index, edges.weight[keep].detach(), (n, n),
+                                         check_invariants=False).coalesce()
+        if matrix.device.type == "cpu":
+            with warnings.catch_warnings():  # "CSR support is in beta": products are tested here
+                warnings.filterwarnings("ignore", message="Sparse CSR tensor support")
+                matrix = matrix.to_sparse_csr()
+        out.append(matrix)
     edges._sparse = out
     return out
 
