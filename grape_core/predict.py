@@ -456,11 +456,6 @@ def _interaction(model: Model, perturbed: tuple[str, ...], condition: str,
     return out
 
 
-def pair_interaction(model: Model | Bundle, condition: str) -> dict[str, dict[str, Any]]:
-    """Genetic-interaction analysis of a pair (see :attr:`Prediction.interaction`)."""
-    return predict(model, condition, baselines=False).interaction or {}
-
-
 def _interaction_genes(bundle: Bundle, n: int = 500) -> np.ndarray:
     """Genes with the highest control expression (GEARS fits interactions on these)."""
     ctrl = bundle.pseudobulk.control_mean

@@ -142,11 +142,6 @@ def short_label(condition: str) -> str:
     return keys.SEP.join(genes_of(condition))
 
 
-def condition_label(condition: str) -> str:
-    """:func:`label` of a condition: ``KLF1+ctrl`` -> ``KLF1``, ``A+B`` -> ``A + B``."""
-    return label(genes_of(condition))
-
-
 def canonical_map(labels: Iterable[str], *, control_label: str | None = None,
                   known: Collection[str] | None = None) -> dict[str, str]:
     """Map each raw label to its canonical form.
