@@ -271,8 +271,8 @@ def full_screen_section(sel: Selection) -> None:
 
 
 ESTIMATES = {
-    "adamson": "After the download, about 5 minutes on a 2-core laptop CPU.",
-    "norman": "After the download, about 7 minutes on a 2-core laptop CPU.",
+    "adamson": "After the download, about 3 minutes on a 2-core laptop CPU.",
+    "norman": "After the download, about 4 minutes on a 2-core laptop CPU.",
 }
 """Time after the download, estimated on generated screens of the real size
 (``benchmarks/bench_full_screen.py``; README, "Full public screens from the app")."""

@@ -1,6 +1,7 @@
 """The GRAPE module: batch independence and exactness on a trained model, the propagation
-equation, gradients into structure learning, the regulariser, pairs, the self-effect head,
-determinism, and learning a planted network."""
+equation, the CPU's sparse products against the per-edge form, gradients into structure
+learning, the regulariser, pairs, the self-effect head, determinism, and learning a planted
+network."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import torch
 from grape_core import pseudobulk
 from grape_core.config import ModelConfig, SplitConfig, TrainConfig
 from grape_core.data.splits import make_split
+from grape_core.model import gsl
 from grape_core.model.grape import GRAPE, ModelSizes
 from grape_core.model.inputs import graph_inputs, perturbation_tensor, predict_shifts
 from grape_core.train import new_member, train_grape
@@ -131,6 +133,37 @@ def test_the_prediction_loss_reaches_structure_learning_unless_detached(adamson_
             # per edge, the task's gradient is not negligible next to the regulariser's (the
             # first model got 1e-4 of it: it learned nothing from the task)
             assert float(grad_fit.abs().max()) > 0.05 * float(grad_reg.abs().max())
+
+
+@pytest.mark.parametrize("changes", [{}, {"heterogeneous": False},
+                                     {"nonlinear_messages": False}])
+def test_training_objective_and_gradients_equal_the_per_edge_form(adamson_graph, monkeypatch,
+                                                                   changes):
+    _, pb, graph, node_index = adamson_graph
+    model = scramble(make_model(adamson_graph, **changes)).train()
+    params = [p for p in model.parameters() if p.requires_grad]
+
+    def objective():
+        fit, consistency, reg = _losses(model, graph, node_index, pb)
+        total = fit + consistency + reg
+        return torch.stack([fit, consistency, reg]).detach(), torch.autograd.grad(
+            total, params, allow_unused=True)
+
+    sparse_losses, sparse_grads = objective()
+    assert model.structure._layouts is not None  # the CPU took the sparse form
+    monkeypatch.setattr(gsl, "sparse_products", lambda device: False)
+    model.structure._layouts = None
+    edge_losses, edge_grads = objective()
+    assert float(sparse_losses[0]) > 0
+    torch.testing.assert_close(sparse_losses, edge_losses, rtol=1e-5, atol=1e-7)
+    n_compared = 0
+    for s, e in zip(sparse_grads, edge_grads):
+        if s is None or e is None:
+            assert s is None and e is None
+            continue
+        torch.testing.assert_close(s, e, rtol=1e-4, atol=1e-6)
+        n_compared += 1
+    assert n_compared > 5
 
 
 def test_consistency_loss_trains_the_edges(adamson_graph):

@@ -38,6 +38,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.nn import GCNConv
 
+from .sparse import EdgeLayout, edge_dot
+
 
 @dataclass
 class Edges:
@@ -55,10 +57,38 @@ class Edges:
     n_types: int
     change: Tensor
     """:math:`\\mathcal{R}`: the L1 norm of what structure learning changed (a scalar)."""
+    layout: EdgeLayout | None = None
+    """CPU only: the edges as rows ``dst`` and columns ``src * n_types + type(dst)``, the
+    layout of :func:`~grape_core.model.sparse.weighted_sum` in propagation."""
 
 
 def relation_ids(src: Tensor, dst: Tensor, node_type: Tensor, n_types: int) -> Tensor:
     return node_type[src] * n_types + node_type[dst]
+
+
+def sparse_products(device: torch.device) -> bool:
+    """Edge products as CSR sparse products (:mod:`~grape_core.model.sparse`): on a CPU,
+    where they are several times faster than a gather and scatter per edge. Other devices
+    keep the per-edge form."""
+    return device.type == "cpu"
+
+
+@dataclass(frozen=True)
+class _Layouts:
+    """Both sparse layouts of one edge list, and what they were built for."""
+
+    prior_index: Tensor
+    node_type: Tensor
+    learned_src: Tensor
+    learned_dst: Tensor
+    scores: EdgeLayout
+    """rows ``dst``, columns ``src``: the metric learner's edge scores."""
+    messages: EdgeLayout
+    """rows ``dst``, columns ``src * n_types + type(dst)``: propagation."""
+
+    def fits(self, prior_index: Tensor, node_type: Tensor, ls: Tensor, ld: Tensor) -> bool:
+        return (self.prior_index is prior_index and torch.equal(self.node_type, node_type)
+                and torch.equal(self.learned_src, ls) and torch.equal(self.learned_dst, ld))
 
 
 class StructureLearner(nn.Module):
@@ -95,6 +125,7 @@ class StructureLearner(nn.Module):
         # with the slots that hold no usable candidate switched off
         self.register_buffer("learned_sources", torch.arange(n_nodes).unsqueeze(1).repeat(1, k))
         self.register_buffer("learned_valid", torch.zeros(n_nodes, k, dtype=torch.bool))
+        self._layouts: _Layouts | None = None
 
     def metric_embedding(self, z: Tensor, prior_index: Tensor, prior_weight: Tensor) -> Tensor:
         """``(n_nodes, heads * metric_dim)`` rows whose dot product is :math:`S_{uv}`."""
@@ -126,23 +157,44 @@ class StructureLearner(nn.Module):
         self.learned_sources.copy_(torch.cat(sources))
         self.learned_valid.copy_(torch.cat(valid))
 
+    def layouts(self, prior_index: Tensor, node_type: Tensor, n_types: int, ls: Tensor,
+                ld: Tensor) -> _Layouts:
+        """The sparse layouts of the prior plus the learned-only edges ``ls -> ld``; rebuilt
+        only when those edges change (a refresh), not at every step."""
+        cached = self._layouts
+        if cached is not None and cached.fits(prior_index, node_type, ls, ld):
+            return cached
+        n = node_type.numel()
+        src, dst = torch.cat([prior_index[0], ls]), torch.cat([prior_index[1], ld])
+        messages = EdgeLayout.build(dst, src * n_types + node_type[dst], n, n * n_types)
+        self._layouts = _Layouts(prior_index, node_type, ls, ld,
+                                 EdgeLayout.build(dst, src, n, n), messages)
+        return self._layouts
+
     def forward(self, z: Tensor, prior_index: Tensor, prior_weight: Tensor, node_type: Tensor,
                 n_types: int) -> Edges:
         src, dst = prior_index
         rel = relation_ids(src, dst, node_type, n_types)
         weight = self.scale[rel] * prior_weight
+        ld, slot = self.learned_valid.nonzero(as_tuple=True)
+        ls = self.learned_sources[ld, slot]  # none without structure learning (k = 0)
+        layouts = (self.layouts(prior_index, node_type, n_types, ls, ld)
+                   if sparse_products(src.device) else None)
+        messages = layouts.messages if layouts is not None else None
         if not self.learn:
             return Edges(src, dst, rel, weight, src.numel(), node_type, n_types,
-                         weight.new_zeros(()))
+                         weight.new_zeros(()), messages)
         u = self.metric_embedding(z, prior_index, prior_weight)
-        learned = self.theta + self.beta[rel] * (u[src] * u[dst]).sum(-1)
-        ld, slot = self.learned_valid.nonzero(as_tuple=True)
-        ls = self.learned_sources[ld, slot]
         lrel = relation_ids(ls, ld, node_type, n_types)
-        learned_only = self.beta[lrel] * (u[ls] * u[ld]).sum(-1)
+        all_src, all_dst = torch.cat([src, ls]), torch.cat([dst, ld])
+        score = (edge_dot(u, layouts.scores) if layouts is not None
+                 else (u[all_dst] * u[all_src]).sum(-1))
+        n_prior = src.numel()
+        learned = self.theta + self.beta[rel] * score[:n_prior]
+        learned_only = self.beta[lrel] * score[n_prior:]
         change = learned.abs().sum() + learned_only.abs().sum()
         if self.detach:
             learned, learned_only = learned.detach(), learned_only.detach()
-        return Edges(torch.cat([src, ls]), torch.cat([dst, ld]), torch.cat([rel, lrel]),
-                     torch.cat([weight + learned, learned_only]), src.numel(), node_type, n_types,
-                     change)
+        return Edges(all_src, all_dst, torch.cat([rel, lrel]),
+                     torch.cat([weight + learned, learned_only]), n_prior, node_type, n_types,
+                     change, messages)

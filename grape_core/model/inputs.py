@@ -154,8 +154,12 @@ def single_predictions(members: Sequence[GRAPE], graph: GraphInputs, *, device: 
     g = graph.to(target)
     n = graph.n_nodes
     perts = torch.stack([torch.arange(n), torch.full((n,), -1)], dim=1)
-    out = []
-    for model in members:
+    # filled in place, batch by batch: the result is the largest array a model makes (3 x
+    # 5,000 x 5,000 floats), and a list of parts joined at the end would hold it twice
+    out = np.empty((len(members), n, graph.measured.numel()), dtype=np.float32)
+    for m, model in enumerate(members):
         on_device = model if target.type == "cpu" else copy.deepcopy(model).to(target)
-        out.append(predict_shifts(on_device, g, perts, batch_size=batch_size).numpy())
-    return np.stack(out).astype(np.float32)
+        for start in range(0, n, batch_size):
+            out[m, start:start + batch_size] = predict_shifts(
+                on_device, g, perts[start:start + batch_size], batch_size=batch_size).numpy()
+    return out
