@@ -6,6 +6,8 @@ For a saved model and its held-out conditions:
   the least-squares fit of its linear part) and of the ``propagation`` baseline;
 - how far training moved the held-out predictions from the warm start, and how much of the
   measured shift no baseline explains, both as a fraction of the measured shift's norm;
+- per held-out condition: both models' ``pearson_delta`` and whether they predict the same
+  thing (the correlation of what each predicts beyond the mean training shift);
 - the training loss and the gradient norm of each part of member 1, at its warm start and
   trained (is anything starved of gradient?);
 - the held-out trajectory of ``--trajectory N`` steps of a fresh member with the held-out
@@ -118,7 +120,10 @@ def main(argv=None) -> int:
     with torch.no_grad():
         trained = torch.stack([predict_shifts(m, graph, perts) for m in b.members]).numpy()
         started = torch.stack([predict_shifts(m, graph, perts) for m in warm]).numpy()
-    propagation = model.baselines()["propagation"].predict(test) - pb.control_mean
+    baselines = model.baselines()
+    propagation = baselines["propagation"].predict(test) - pb.control_mean
+    typical = baselines["train_mean"].predict(test) - pb.control_mean
+    grape = trained.mean(0)
 
     def pd(pred):
         return float(np.mean([pearson(pred[i], measured[i]) for i in range(len(test))]))
@@ -130,12 +135,17 @@ def main(argv=None) -> int:
     result = {
         "model": b.name, "train_conditions": len(train), "held_out": test,
         "steps_kept": [m.best_step for m in b.manifest.training.members],
-        "pearson_delta": {"grape": pd(trained.mean(0)), "warm_start": pd(started.mean(0)),
+        "pearson_delta": {"grape": pd(grape), "warm_start": pd(started.mean(0)),
                           "propagation": pd(propagation)},
+        "per_condition": {c: {"grape": pearson(grape[i], measured[i]),
+                              "propagation": pearson(propagation[i], measured[i]),
+                              "beyond_mean_agreement": pearson(grape[i] - typical[i],
+                                                               propagation[i] - typical[i])}
+                          for i, c in enumerate(test)},
         "members_pearson_delta": [pd(t) for t in trained],
         "members_warm_start_mse": [float(np.mean((w - measured) ** 2)) for w in started],
-        "moved_from_warm_start": share(trained.mean(0), started.mean(0)),
-        "grape_vs_propagation": share(trained.mean(0), propagation),
+        "moved_from_warm_start": share(grape, started.mean(0)),
+        "grape_vs_propagation": share(grape, propagation),
         "unexplained_by_propagation": share(measured, propagation),
         "member1_warm_start": gradient_norms(warm[0], b, graph, train, reg_weight),
         "member1_trained": gradient_norms(b.members[0], b, graph, train, reg_weight),
@@ -159,6 +169,10 @@ def main(argv=None) -> int:
     print(f"as a share of the measured shift: training moved GRAPE {result['moved_from_warm_start']:.3f} "
           f"from its warm start; GRAPE - propagation {result['grape_vs_propagation']:.3f}; "
           f"measured - propagation {result['unexplained_by_propagation']:.3f}")
+    for c, row in result["per_condition"].items():
+        print(f"{c}: pearson_delta GRAPE {row['grape']:.3f}, propagation {row['propagation']:.3f}; "
+              f"their predictions beyond the mean training shift correlate "
+              f"{row['beyond_mean_agreement']:.2f}")
     for when in ("member1_warm_start", "member1_trained"):
         g = result[when]
         print(f"{when}: fit {g['fit']:.4f}, consistency {g['consistency']:.4f}, gradient norms "

@@ -28,4 +28,6 @@ def test_diagnosis_of_the_bundled_adamson_model(tmp_path, capsys):
     assert result["member1_trained"]["fit"] < result["member1_warm_start"]["fit"]
     assert all(0 < v < 1 for v in result["noise_share"].values())
     assert set(result["pearson_delta"]) == {"grape", "warm_start", "propagation"}
+    assert list(result["per_condition"]) == result["held_out"]
+    assert all(-1 <= row["beyond_mean_agreement"] <= 1 for row in result["per_condition"].values())
     assert "pearson_delta" in capsys.readouterr().out
