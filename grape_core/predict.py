@@ -63,6 +63,11 @@ class Model:
         self._on_device: tuple[list, Any] | None = None
         self._lock = threading.Lock()
         self._baselines: dict[str, Baseline] | None = None
+        self.single_columns: dict[int, np.ndarray] = {}
+        """Every single's shift at one measured position ``(n_members, n_singles)``, per
+        position a screen has read: only for models that store no singles (genome scale),
+        so a second screen computes only the positions it has not seen."""
+        self.single_columns_lock = threading.Lock()
 
     @classmethod
     def load(cls, path: str | Path, *, unverified: bool = False, device: str = "cpu") -> "Model":

@@ -200,15 +200,24 @@ def single_shifts(model: Model | Bundle, genes: np.ndarray | None = None
 
     A lookup in the bundle's stored predictions (:attr:`Bundle.singles`, computed at training
     time): the first screen of a freshly loaded model costs no model pass. Genome-scale
-    models store none: their columns are computed here.
+    models store none: their columns are computed here and kept on the
+    :class:`~grape_core.predict.Model` (:attr:`~grape_core.predict.Model.single_columns`).
     """
-    bundle = as_model(model).bundle
+    model = as_model(model)
+    bundle = model.bundle
     if genes is None:
         genes = screened_genes(bundle, np.array([], dtype=np.int64))
     conditions = [format_condition((g,)) for g in bundle.genes]
-    if bundle.singles is None:
-        return conditions, all_member_shifts(model, conditions, outputs=genes)
-    return conditions, np.asarray(bundle.singles[:, :, genes], dtype=np.float32)
+    if bundle.singles is not None:
+        return conditions, np.asarray(bundle.singles[:, :, genes], dtype=np.float32)
+    with model.single_columns_lock:
+        columns = model.single_columns
+        missing = np.array([g for g in genes.tolist() if g not in columns], dtype=np.int64)
+        if len(missing):
+            computed = all_member_shifts(model, conditions, outputs=missing)
+            for j, g in enumerate(missing.tolist()):
+                columns[g] = computed[:, :, j]
+        return conditions, np.stack([columns[g] for g in genes.tolist()], axis=-1)
 
 
 def _score(shifts: np.ndarray, idx: np.ndarray, w: np.ndarray, sign: float) -> np.ndarray:

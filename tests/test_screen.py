@@ -157,3 +157,28 @@ def test_stored_singles_are_the_models_own_predictions(norman_model):
     assert conditions == [format_condition((g,)) for g in model.genes]
     fresh = all_member_shifts(model, conditions)
     np.testing.assert_allclose(stored, fresh, atol=1e-5)
+
+
+def test_a_model_without_stored_singles_computes_each_column_once(constructed, monkeypatch):
+    """Genome-scale models store no singles: a screen computes the columns it reads, the
+    same values as the stored ones, and a second screen only those it has not seen."""
+    import importlib
+
+    screen_module = importlib.import_module("grape_core.screen")
+    model = Model(replace(constructed.bundle, singles=None))
+    computed = []
+    real = screen_module.all_member_shifts
+
+    def counting(m, conditions, *, outputs=None, **kwargs):
+        computed.append(0 if outputs is None else len(outputs))
+        return real(m, conditions, outputs=outputs, **kwargs)
+
+    monkeypatch.setattr(screen_module, "all_member_shifts", counting)
+    first = screen(model, ["DDIT4"], top=20).table
+    assert computed and computed[0] == len(model.measured)
+    expected = screen(constructed, ["DDIT4"], top=20).table
+    assert first["perturbation"].tolist() == expected["perturbation"].tolist()
+    np.testing.assert_allclose(first["effect"], expected["effect"], atol=1e-6)
+    n_calls = len(computed)
+    screen(model, ["SCYL1"], direction="down", top=5)
+    assert len(computed) == n_calls  # every column was computed by the first screen
