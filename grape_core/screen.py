@@ -25,7 +25,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from .bundle import Bundle
+from .bundle import SINGLES_MAX_VALUES, Bundle
 from .data.conditions import format_condition, genes_of, label
 from .errors import GrapeError, echo
 from .predict import Model, as_model, baseline_predictions, predict_conditions, resolve_gene
@@ -190,6 +190,18 @@ def screened_genes(bundle: Bundle, idx: np.ndarray) -> np.ndarray:
         return np.arange(n)
     sample = np.random.default_rng(0).choice(n, OFF_TARGET_GENES, replace=False)
     return np.union1d(idx, sample)
+
+
+def stored_singles(model: Model | Bundle) -> np.ndarray | None:
+    """What a bundle stores for screens (:attr:`Bundle.singles`): every member's shift of
+    every single perturbation, each node on its own, at every measured gene,
+    ``(n_members, n_nodes, n_measured)``; ``None`` above :data:`SINGLES_MAX_VALUES` values
+    (genome scale), where screens compute the columns they read."""
+    model = as_model(model)
+    bundle = model.bundle
+    if len(bundle.members) * len(bundle.genes) * len(bundle.measured) > SINGLES_MAX_VALUES:
+        return None
+    return all_member_shifts(model, [format_condition((g,)) for g in bundle.genes])
 
 
 def single_shifts(model: Model | Bundle, genes: np.ndarray | None = None

@@ -25,7 +25,7 @@ import pandas as pd
 import torch
 
 from . import keys
-from .bundle import SINGLES_MAX_VALUES, Bundle, ConfigsInfo, DatasetInfo, GraphInfo, Manifest, MemberInfo, MetricsInfo, \
+from .bundle import Bundle, ConfigsInfo, DatasetInfo, GraphInfo, Manifest, MemberInfo, MetricsInfo, \
     SplitInfo, TrainingInfo
 from .config import ModelConfig, Paths, TrainConfig
 from .data.conditions import genes_of, is_pair
@@ -36,10 +36,11 @@ from .evaluation.evaluate import uncertainty_check
 from .evaluation.metrics import pearson
 from .model.grape import GRAPE, GraphInputs, ModelSizes
 from .model.inputs import (fused_embeddings, graph_inputs, learned_graph, named_edges,
-                           perturbation_tensor, predict_shifts, single_predictions)
+                           perturbation_tensor, predict_shifts)
 from .model.loss import grape_loss
 from .knowledge.graphs import resolve_priors
 from .predict import Model, evaluate, predict_conditions
+from .screen import stored_singles
 
 log = logging.getLogger(__name__)
 
@@ -438,11 +439,9 @@ def train_bundle(
         manifest=manifest, members=result.members, graph=graph, genes=tuple(genes),
         table=knowledge.table.copy(), pseudobulk=pb, split=split, prior_edges=prior_named,
         learned_edges=learned, history=pd.DataFrame(result.history), metrics=pd.DataFrame(),
-        fused=fused_embeddings(result.members[0], graph),
-        singles=(single_predictions(result.members, graph, device=train_config.device)
-                 if len(result.members) * graph.n_nodes * graph.measured.numel()
-                 <= SINGLES_MAX_VALUES else None),
+        fused=fused_embeddings(result.members[0], graph), singles=None,
     )
+    bundle = bundle.replace(singles=stored_singles(Model(bundle, device=train_config.device)))
     held_out = [c for c in split.test if c in pb and c != keys.CTRL]
     if held_out:
         model = Model(bundle)

@@ -15,8 +15,7 @@ from grape_core.bundle import Bundle
 from grape_core.cli import main
 from grape_core.model.grape import ModelOutput
 from grape_core.predict import Model
-from grape_core.model.inputs import single_predictions
-from grape_core.screen import read_signature, screen, screen_check
+from grape_core.screen import read_signature, screen, screen_check, stored_singles
 
 
 class KnownEffects(torch.nn.Module):
@@ -54,8 +53,8 @@ def constructed(adamson_model):
     synergy = torch.zeros(n_measured)
     synergy[target] = 2.0
     members = [KnownEffects(effects + 0.001 * k, {tuple(sorted((a, b))): synergy}) for k in range(2)]
-    singles = single_predictions(members, bundle.graph)  # what training stores in a bundle
-    return Model(replace(bundle, members=members, singles=singles))
+    bundle = replace(bundle, members=members)
+    return Model(replace(bundle, singles=stored_singles(bundle)))  # what training stores
 
 
 def test_known_best_single_ranks_first(constructed):

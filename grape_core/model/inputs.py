@@ -139,27 +139,3 @@ def fused_embeddings(model: GRAPE, graph: GraphInputs) -> np.ndarray:
     """The gene encoder's output ``(n_nodes, d)`` as the model sees it."""
     model.eval()
     return model.encode(graph).cpu().numpy()
-
-
-@torch.no_grad()
-def single_predictions(members: Sequence[GRAPE], graph: GraphInputs, *, device: str = "cpu",
-                       batch_size: int = 256) -> np.ndarray:
-    """Every member's predicted shift of every single perturbation, each node on its own:
-    ``(n_members, n_nodes, n_measured)`` float32 (what a bundle stores for screens)."""
-    import copy
-
-    from ..devices import resolve_device
-
-    target = resolve_device(device)
-    g = graph.to(target)
-    n = graph.n_nodes
-    perts = torch.stack([torch.arange(n), torch.full((n,), -1)], dim=1)
-    # filled in place, batch by batch: the result is the largest array a model makes (3 x
-    # 5,000 x 5,000 floats), and a list of parts joined at the end would hold it twice
-    out = np.empty((len(members), n, graph.measured.numel()), dtype=np.float32)
-    for m, model in enumerate(members):
-        on_device = model if target.type == "cpu" else copy.deepcopy(model).to(target)
-        for start in range(0, n, batch_size):
-            out[m, start:start + batch_size] = predict_shifts(
-                on_device, g, perts[start:start + batch_size], batch_size=batch_size).numpy()
-    return out
