@@ -36,24 +36,21 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 
-def gradient_norms(member, bundle, graph, train, reg_weight: float) -> dict:
-    """Training loss and gradient norm per top-level part, on every training condition."""
+def gradient_norms(member, bundle, graph, train) -> dict:
+    """Training loss and gradient norm per top-level part, on every training condition, with
+    the objective training uses (:func:`~grape_core.train.batch_loss`)."""
     import torch
 
     from grape_core.model.inputs import perturbation_tensor
-    from grape_core.model.loss import grape_loss
+    from grape_core.train import batch_loss, structure_l1_weight
 
     tc = bundle.train_config
     x = perturbation_tensor(train, bundle.node_index)
     y = torch.as_tensor(bundle.pseudobulk.shifts[bundle.pseudobulk.rows(train)], dtype=torch.float32)
     member.train()
     member.zero_grad()
-    structure = member.graph(graph)
-    out = member(graph, x, structure=structure)
-    loss = grape_loss(out.shift, y, scale=member.scale, reg=out.reg,
-                      consistency=member.consistency_loss(graph, x, y, structure=structure),
-                      gains=member.gain, huber_delta=tc.huber_delta,
-                      consistency_weight=tc.consistency_weight, reg_weight=reg_weight)
+    loss = batch_loss(member, graph, x, y, train_config=tc,
+                      reg_weight=structure_l1_weight(tc, len(train), len(bundle.measured)))
     loss.total.backward()
     parts: dict[str, float] = {}
     for name, p in member.named_parameters():
@@ -67,26 +64,21 @@ def gradient_norms(member, bundle, graph, train, reg_weight: float) -> dict:
 
 
 def noise_share(h5ad: str, bundle, conditions: list[str]) -> dict[str, float]:
+    """Per condition: the sampling variance of its measured shift (both means), summed over
+    the measured genes, over the sum of squared shifts."""
     import grape_core as gc
     from grape_core import keys
+    from grape_core.data.pseudobulk import _group_moments
 
     adata = gc.read(h5ad)
+    n, mean, var = _group_moments(adata, [keys.CTRL, *conditions])
     genes = [str(g) for g in adata.var[keys.GENE_NAME]] if keys.GENE_NAME in adata.var else list(adata.var_names)
-    cols = [genes.index(g) for g in bundle.measured]
-    labels = adata.obs[keys.CONDITION].astype(str).to_numpy()
-
-    def cells(label):
-        x = adata.X[np.flatnonzero(labels == label)][:, cols]
-        return np.asarray(x.todense() if hasattr(x, "todense") else x, dtype=np.float64)
-
-    control = cells(keys.CTRL)
-    out = {}
-    for c in conditions:
-        x = cells(c)
-        noise = x.var(0, ddof=1) / len(x) + control.var(0, ddof=1) / len(control)
-        shift = x.mean(0) - control.mean(0)
-        out[c] = float(noise.sum() / (shift ** 2).sum())
-    return out
+    position = {g: i for i, g in enumerate(genes)}
+    cols = [position[g] for g in bundle.measured]
+    n, mean, var = n[:, None], mean[:, cols], var[:, cols]
+    noise = var[1:] / n[1:] + var[0] / n[0]
+    shift = mean[1:] - mean[0]
+    return {c: float(noise[i].sum() / (shift[i] ** 2).sum()) for i, c in enumerate(conditions)}
 
 
 def main(argv=None) -> int:
@@ -116,6 +108,9 @@ def main(argv=None) -> int:
     warm = [new_member(pb, graph, b.node_index, train, encoder_state=m.encoder.state_dict(),
                        seed=info.seed, **args_state)
             for m, info in zip(b.members, b.manifest.training.members)]
+    for member in warm:  # as training does before its first step
+        if member.structure.learn:
+            member.refresh_structure(graph)
     perts = perturbation_tensor(test, b.node_index)
     with torch.no_grad():
         trained = torch.stack([predict_shifts(m, graph, perts) for m in b.members]).numpy()
@@ -131,7 +126,6 @@ def main(argv=None) -> int:
     def share(a, c):
         return float(np.linalg.norm(a - c) / np.linalg.norm(measured))
 
-    reg_weight = b.train_config.structure_l1 / (len(train) * len(b.measured))
     result = {
         "model": b.name, "train_conditions": len(train), "held_out": test,
         "steps_kept": [m.best_step for m in b.manifest.training.members],
@@ -147,8 +141,8 @@ def main(argv=None) -> int:
         "moved_from_warm_start": share(grape, started.mean(0)),
         "grape_vs_propagation": share(grape, propagation),
         "unexplained_by_propagation": share(measured, propagation),
-        "member1_warm_start": gradient_norms(warm[0], b, graph, train, reg_weight),
-        "member1_trained": gradient_norms(b.members[0], b, graph, train, reg_weight),
+        "member1_warm_start": gradient_norms(warm[0], b, graph, train),
+        "member1_trained": gradient_norms(b.members[0], b, graph, train),
     }
     if args.trajectory:
         config = b.train_config.replace(patience=10 ** 9, max_steps=args.trajectory)

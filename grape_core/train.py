@@ -37,7 +37,7 @@ from .evaluation.metrics import pearson
 from .model.grape import GRAPE, GraphInputs, ModelSizes
 from .model.inputs import (fused_embeddings, graph_inputs, learned_graph, named_edges,
                            perturbation_tensor, predict_shifts)
-from .model.loss import grape_loss
+from .model.loss import LossOutput, grape_loss
 from .knowledge.graphs import resolve_priors
 from .predict import Model, evaluate, predict_conditions
 from .screen import stored_singles
@@ -147,6 +147,28 @@ def new_member(pb: PseudoBulk, graph: GraphInputs, node_index: dict[str, int], t
     return model
 
 
+def structure_l1_weight(train_config: TrainConfig, n_train: int, n_measured: int) -> float:
+    """The L1 weight of the structure regulariser: ``structure_l1`` per training condition
+    and measured gene, so that the evidence (conditions x genes) outweighs it as it grows."""
+    return train_config.structure_l1 / (n_train * n_measured)
+
+
+def batch_loss(model: GRAPE, graph: GraphInputs, perts: torch.Tensor, target: torch.Tensor, *,
+               train_config: TrainConfig, reg_weight: float) -> LossOutput:
+    """The training objective on one batch: the fit, the interventional consistency (when
+    structure learning uses it), the structure regulariser and the gains' penalty."""
+    c, tc = model.config, train_config
+    structure = model.graph(graph)  # one learned graph for the prediction and the consistency
+    out = model(graph, perts, structure=structure)
+    consistency = (model.consistency_loss(graph, perts, target, structure=structure)
+                   if c.structure_learning and c.interventional_consistency
+                   else out.reg.new_zeros(()))
+    return grape_loss(out.shift, target, scale=model.scale, reg=out.reg, consistency=consistency,
+                      gains=model.gain, huber_delta=tc.huber_delta,
+                      consistency_weight=tc.consistency_weight, reg_weight=reg_weight,
+                      gain_weight=tc.gain_l2 if c.gene_correction else 0.0)
+
+
 def train_member(
     pb: PseudoBulk, graph: GraphInputs, node_index: dict[str, int], train: list[str],
     val: list[str], *, model_config: ModelConfig, train_config: TrainConfig, seed: int,
@@ -183,8 +205,7 @@ def train_member(
     y_train = torch.as_tensor(pb.shifts[pb.rows(train)], dtype=torch.float32, device=device)
     x_val = perturbation_tensor(val, node_index)
     y_val = pb.shifts[pb.rows(val)] if val else None
-    # the L1 weight per edge falls as evidence (conditions x genes) grows
-    reg_weight = tc.structure_l1 / (len(train) * graph.measured.numel())
+    reg_weight = structure_l1_weight(tc, len(train), graph.measured.numel())
     generator = torch.Generator().manual_seed(seed)
     total = tc.max_steps if steps is None else steps
     history: list[dict[str, float]] = []
@@ -225,16 +246,8 @@ def train_member(
             model.refresh_structure(graph)
         idx = torch.randint(0, len(train), (min(tc.batch_size, len(train)),), generator=generator)
         idx = idx.to(device)
-        structure = model.graph(graph)
-        out = model(graph, x_train[idx], structure=structure)
-        consistency = (model.consistency_loss(graph, x_train[idx], y_train[idx], structure=structure)
-                       if model_config.structure_learning and model_config.interventional_consistency
-                       else out.reg.new_zeros(()))
-        loss = grape_loss(out.shift, y_train[idx], scale=model.scale, reg=out.reg,
-                          consistency=consistency, gains=model.gain,
-                          huber_delta=tc.huber_delta, consistency_weight=tc.consistency_weight,
-                          reg_weight=reg_weight,
-                          gain_weight=tc.gain_l2 if model_config.gene_correction else 0.0)
+        loss = batch_loss(model, graph, x_train[idx], y_train[idx], train_config=tc,
+                          reg_weight=reg_weight)
         opt.zero_grad()
         loss.total.backward()
         # propagation multiplies weights along paths: one bad step must not blow the state up
