@@ -446,13 +446,21 @@ def progress_bar(total: int, *, desc: str, unit: str, progress: bool):
 # ----------------------------------------------------------------------------------------
 # control cells for the co-expression prior
 # ----------------------------------------------------------------------------------------
+def sample_rows(n: int, max_rows: int, seed: int) -> np.ndarray:
+    """Positions of at most ``max_rows`` of ``n`` rows: all of them, or a seeded sample
+    without replacement, in their original order."""
+    if n <= max_rows:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, max_rows, replace=False))
+
+
 def control_cells(adata, *, max_cells: int | None = None, seed: int = 0):
     """Expression of the control cells (``obs['condition'] == 'ctrl'``), at most
     ``max_cells`` of them (a seeded sample, in cell order), read in chunks when X is on disk.
 
-    The sample is the one :func:`~grape_core.knowledge.build.build_gene_knowledge` draws
-    (``numpy.random.default_rng(seed).choice``, sorted), so the gene knowledge of a screen is
-    the same whether it is in memory or on disk.
+    The sample is :func:`sample_rows`, which :func:`~grape_core.knowledge.build.build_gene_knowledge`
+    draws too, so the gene knowledge of a screen is the same whether it is in memory or on
+    disk.
 
     Returns
     -------
@@ -462,9 +470,8 @@ def control_cells(adata, *, max_cells: int | None = None, seed: int = 0):
     ctrl = np.flatnonzero((adata.obs[keys.CONDITION].astype(str) == keys.CTRL).to_numpy())
     if len(ctrl) == 0:
         return None
-    if max_cells is not None and len(ctrl) > max_cells:
-        rng = np.random.default_rng(seed)
-        ctrl = ctrl[np.sort(rng.choice(len(ctrl), max_cells, replace=False))]
+    if max_cells is not None:
+        ctrl = ctrl[sample_rows(len(ctrl), max_cells, seed)]
     with cell_matrix(adata) as (cells, rows):
         if rows is None:
             return cells.take_rows(ctrl)

@@ -35,6 +35,7 @@ import scipy.sparse as sp
 
 from .. import keys
 from ..config import FeatureConfig, GraphConfig, Paths
+from ..data.backed import control_cells, sample_rows
 from ..io import sha256_file
 from ..errors import BundleError, GrapeError
 from ..io import read_safetensors_numpy, write_bytes, write_json, write_safetensors, write_table
@@ -422,9 +423,8 @@ def build_gene_knowledge(
             raise ValueError(f"control_X has {control_X.shape[1]} columns but measured lists "
                              f"{len(measured)} genes")
         if control_X.shape[0] > graph_config.max_control_cells:
-            rng = np.random.default_rng(feature_config.seed)
-            keep = np.sort(rng.choice(control_X.shape[0], graph_config.max_control_cells, replace=False))
-            control_X = control_X[keep]
+            control_X = control_X[sample_rows(control_X.shape[0], graph_config.max_control_cells,
+                                              feature_config.seed)]
 
     key = knowledge_key(symbols, ensembl_ids, measured, control_X, feature_config,
                         graph_config, paths)
@@ -578,8 +578,6 @@ def knowledge_for_adata(
     -------
     :class:`GeneKnowledge` with ``measured == tuple(adata.var_names)``.
     """
-    from ..data.backed import control_cells
-
     feature_config = feature_config or FeatureConfig()
     graph_config = graph_config or GraphConfig()
     symbols, measured, ids = genes_of_adata(adata)
@@ -594,7 +592,7 @@ def knowledge_for_adata(
 
 
 def data_priors(adata, *, graph_config: GraphConfig | None = None,
-                paths: Paths | None = None, seed: int = 0) -> tuple[list[str], dict[str, pd.DataFrame]]:
+                paths: Paths | None = None, seed: int | None = None) -> tuple[list[str], dict[str, pd.DataFrame]]:
     """The priors that need no embeddings, for a screen: GO (from the gene annotation) and
     co-expression (control cells), and their union. Cheap: what ``benchmark`` uses for the
     ``propagation`` baseline when no prior is given.
@@ -619,8 +617,7 @@ def data_priors(adata, *, graph_config: GraphConfig | None = None,
     priors = {"go": go_prior(table, top_k=graph_config.go_top_k,
                              min_jaccard=graph_config.go_min_jaccard,
                              propagate=graph_config.go_propagate)}
-    from ..data.backed import control_cells
-
+    seed = FeatureConfig().seed if seed is None else seed
     control_X = control_cells(adata, max_cells=graph_config.max_control_cells, seed=seed)
     if control_X is None:  # no control cells: an empty (0, n_genes) matrix
         control_X = sp.csr_matrix((0, len(measured)), dtype=np.float32)
