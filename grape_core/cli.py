@@ -50,11 +50,10 @@ def _at_least_one(text: str) -> int:
     return value
 
 
-DEVICE_HELP = ("auto (a GPU when there is one; default), cpu, cuda, cuda:N or mps")
-
-
 def _add_device_option(p: argparse.ArgumentParser, default: str = "auto") -> None:
-    p.add_argument("--device", default=default, help=f"where tensors live: {DEVICE_HELP}")
+    p.add_argument("--device", default=default,
+                   help="where tensors live: auto (a GPU when there is one), cpu, cuda, cuda:N "
+                        f"or mps (default: {default})")
 
 
 def _add_model_option(p: argparse.ArgumentParser) -> None:
@@ -109,13 +108,13 @@ def _add_split_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--train-gene-set-size", type=float, default=0.75)
 
 
-def _read(args):
+def _read(args, path: str | None = None):
+    """The screen ``path`` (default ``--data``) read with the data options."""
     from .data.datasets import read
 
-    return read(args.data, condition_key=args.condition_key,
-                           control_label=args.control_label, gene_name_key=args.gene_name_key,
-                           subset=args.subset, backed=args.backed or None,
-                           progress=_progress(args))
+    return read(path or args.data, condition_key=args.condition_key,
+                control_label=args.control_label, gene_name_key=args.gene_name_key,
+                subset=args.subset, backed=args.backed or None, progress=_progress(args))
 
 
 def _split_for(args, conditions):
@@ -145,13 +144,9 @@ def _emit_json(data, out: str | None) -> None:
 # handlers
 # ----------------------------------------------------------------------------------------
 def cmd_describe(args) -> int:
-    from .data.datasets import read
     from .data.read import describe
 
-    adata = read(args.path, condition_key=args.condition_key,
-                            control_label=args.control_label, gene_name_key=args.gene_name_key,
-                            subset=args.subset, backed=args.backed or None,
-                            progress=_progress(args))
+    adata = _read(args, args.path)
     info = describe(adata)
     if args.json:
         _emit_json(info, None)
@@ -577,7 +572,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, help="encoder pre-training epochs")
     p.add_argument("--priors", help="comma list among similarity,go,coexpression (default: all)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu")
+    _add_device_option(p, default="cpu")
     p.add_argument("--no-cache", action="store_true", help="rebuild instead of reading the cache")
     p.add_argument("--overwrite", action="store_true", help="replace gene knowledge in --out")
     p.add_argument("--json", help="also write coverage and graph statistics as JSON here")
