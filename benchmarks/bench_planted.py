@@ -162,13 +162,16 @@ def run_screen(spec: dict, *, ensemble: int, ablations: bool, progress: bool) ->
                               knowledge=knowledge, priors=[spec[prior]], pb=pb,
                               progress=progress, name=f"{spec['name']} {prior}")
         metrics = bundle.manifest.metrics
+        groups = next(iter(metrics.subgroups.values()), {})
+
+        def by_group(metric: str) -> dict:
+            return {g: {m: v.get(g, {}).get(metric) for m, v in metrics.subgroups.items()}
+                    for g in groups}
+
         row = {"seconds": round(time.perf_counter() - start, 1),
                "models": {m: {k: v[k] for k in ("pearson_delta", "mse")}
                           for m, v in metrics.test.items()},
-               "subgroups": {g: {m: v.get(g, {}).get("pearson_delta") for m, v in metrics.subgroups.items()}
-                             for g in next(iter(metrics.subgroups.values()), {})},
-               "subgroups_mse": {g: {m: v.get(g, {}).get("mse") for m, v in metrics.subgroups.items()}
-                                 for g in next(iter(metrics.subgroups.values()), {})},
+               "subgroups": by_group("pearson_delta"), "subgroups_mse": by_group("mse"),
                "steps": [m.to_dict() for m in bundle.manifest.training.members],
                "auprc": structure_auprc(bundle, spec[prior], spec["truth"]),
                "auprc_chance": float(pd.read_csv(spec[prior]).merge(

@@ -21,7 +21,7 @@ import streamlit as st
 
 from grape_core.bundle import Manifest, list_bundles, verify_bundle
 from grape_core.config import BUNDLED_MODELS, PROJECT_ROOT
-from grape_core.evaluation.planted import RESULTS
+from grape_core.evaluation.planted import RESULTS, PlantedBenchmark
 from grape_core.errors import GrapeError
 
 from .state import ModelEntry
@@ -187,17 +187,15 @@ def evaluation(folder: str, stamp: str, path: str, data_stamp: str) -> tuple[pd.
     return report.table(), report.verdict("grape")
 
 
-@st.cache_data(show_spinner=False)
+@st.cache_data(show_spinner=False, max_entries=2)
 def planted_benchmark(stamp: str):
     """The planted-truth benchmark's results (``None`` when the file is not there); ``stamp``
     of the file keys the cache."""
-    from grape_core.evaluation.planted import PlantedBenchmark
-
     return PlantedBenchmark.read(PROJECT_ROOT / RESULTS)
 
 
 def planted_stamp() -> str:
-    from grape_core.evaluation.planted import RESULTS
+    from grape_core.evaluation.planted import RESULTS, PlantedBenchmark
 
     path = PROJECT_ROOT / RESULTS
     return file_stamp(path) if path.is_file() else ""

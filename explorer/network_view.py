@@ -15,7 +15,9 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from grape_core.network import CODING, NONCODING, biotype_class
+from grape_core.network import CODING, NONCODING, biotype_class, edge_effect
+# the Network page's tables and labels (pages import only the app package)
+from grape_core.network import prior_label, strongest_learned  # noqa: F401
 
 from .charts import BIOTYPE_COLORS, EDGE_STATUS_COLORS
 
@@ -84,8 +86,7 @@ def network_html(edges: pd.DataFrame, genes: pd.DataFrame, focus: Sequence[str],
                      font={"size": 20 if is_focus else 14, "strokeWidth": 3, "strokeColor": "#ffffff"})
     wmax = float(edges["weight"].abs().max()) if len(edges) else 1.0
     for row in edges.itertuples(index=False):
-        sign = "represses" if row.weight < 0 else "activates"
-        title = f"{row.source} {sign} {row.target} · {row.status} · weight {row.weight:.3f}"
+        title = f"{row.source} {edge_effect(row.weight)} {row.target} · {row.status} · weight {row.weight:.3f}"
         net.add_edge(str(row.source), str(row.target), title=title,
                      width=1 + 7 * abs(float(row.weight)) / max(wmax, 1e-12),
                      color=EDGE_STATUS_COLORS[row.status], dashes=row.status == "prior only")
@@ -100,17 +101,3 @@ def network_html(edges: pd.DataFrame, genes: pd.DataFrame, focus: Sequence[str],
     page = net.generate_html(notebook=False)
     page = inline_only(page)
     return page.replace("<body>", "<body>" + _legend_html(list(focus)), 1)
-
-
-def strongest_learned(learned: pd.DataFrame, *, new_only: bool = False, n: int = 200) -> pd.DataFrame:
-    """:func:`grape_core.network.strongest_learned` (the table under the network)."""
-    from grape_core.network import strongest_learned as strongest
-
-    return strongest(learned, new_only=new_only, n=n)
-
-
-def prior_label(graph_info) -> str:
-    """:func:`grape_core.network.prior_label` (the prior named above the structure charts)."""
-    from grape_core.network import prior_label as label
-
-    return label(graph_info)

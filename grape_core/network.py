@@ -99,6 +99,11 @@ def degrees(prior: pd.DataFrame, learned: pd.DataFrame, genes: Sequence[str]) ->
                          "learned_degree": [int(l_.get(g, 0)) for g in genes]})
 
 
+def edge_effect(weight: float) -> str:
+    """What a learned edge does to its target: ``activates`` (weight >= 0) or ``represses``."""
+    return "activates" if weight >= 0 else "represses"
+
+
 def strongest_learned(learned: pd.DataFrame, *, new_only: bool = False, n: int = 200) -> pd.DataFrame:
     """The ``n`` strongest learned edges by absolute weight (``new_only``: those absent from
     the prior): ``source, target, weight`` (signed), ``strength``, ``effect`` (activates or
@@ -107,7 +112,7 @@ def strongest_learned(learned: pd.DataFrame, *, new_only: bool = False, n: int =
     e = e.assign(strength=e["weight"].abs()).sort_values("strength", ascending=False,
                                                          kind="stable").head(n)
     out = e[["source", "target", "weight", "strength", "relation", "in_prior"]].copy()
-    out.insert(4, "effect", np.where(out["weight"] >= 0, "activates", "represses"))
+    out.insert(4, "effect", out["weight"].map(edge_effect))
     out["relation"] = out["relation"].map(relation_label)
     return out.rename(columns={"in_prior": "also in prior"}).reset_index(drop=True)
 

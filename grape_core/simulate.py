@@ -1155,7 +1155,6 @@ def generated_screen(n_genes: int, n_singles: int, n_pairs: int = 0, *, seed: in
         Its ``pseudobulk`` (``n_singles + n_pairs`` conditions x ``n_genes``), ``knowledge``,
         ``split`` (GEARS simulation split, seed 1) and an ``adata`` stand-in.
     """
-    from .data.conditions import format_condition
     from .data.pseudobulk import PseudoBulk
     from .data.splits import simulation_split
 

@@ -137,7 +137,7 @@ def test_the_prediction_loss_reaches_structure_learning_unless_detached(adamson_
 
 @pytest.mark.parametrize("changes", [{}, {"heterogeneous": False},
                                      {"nonlinear_messages": False}])
-def test_training_objective_and_gradients_equal_the_per_edge_form(adamson_graph, monkeypatch,
+def test_objective_gradients_and_predictions_equal_the_per_edge_form(adamson_graph, monkeypatch,
                                                                    changes):
     _, pb, graph, node_index = adamson_graph
     model = scramble(make_model(adamson_graph, **changes)).train()
@@ -149,11 +149,19 @@ def test_training_objective_and_gradients_equal_the_per_edge_form(adamson_graph,
         return torch.stack([fit, consistency, reg]).detach(), torch.autograd.grad(
             total, params, allow_unused=True)
 
+    def predictions():  # eval mode, no autograd: elsewhere, the per-type COO products
+        shifts = predict_shifts(model, graph, perturbation_tensor(["HSPA5+ctrl", "GBF1+IARS2"],
+                                                                  node_index))
+        model.train()
+        return shifts
+
     sparse_losses, sparse_grads = objective()
+    sparse_predictions = predictions()
     assert model.structure._layouts is not None  # the CPU took the sparse form
     monkeypatch.setattr(gsl, "sparse_products", lambda device: False)
     model.structure._layouts = None
     edge_losses, edge_grads = objective()
+    torch.testing.assert_close(predictions(), sparse_predictions, rtol=1e-5, atol=1e-6)
     assert float(sparse_losses[0]) > 0
     torch.testing.assert_close(sparse_losses, edge_losses, rtol=1e-5, atol=1e-7)
     n_compared = 0

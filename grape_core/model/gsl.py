@@ -31,7 +31,7 @@ Shapes:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -60,6 +60,9 @@ class Edges:
     layout: EdgeLayout | None = None
     """CPU only: the edges as rows ``dst`` and columns ``src * n_types + type(dst)``, the
     layout of :func:`~grape_core.model.sparse.weighted_sum` in propagation."""
+    by_destination_type: list[Tensor | None] | None = field(default=None, repr=False)
+    """Other devices, without autograd: the weighted adjacency per destination type (sparse
+    COO), built by the first propagation of a cached eval-mode graph."""
 
 
 def relation_ids(src: Tensor, dst: Tensor, node_type: Tensor, n_types: int) -> Tensor:

@@ -64,9 +64,8 @@ class RelationMessages(nn.Module):
 def _by_destination_type(edges: Edges) -> list[Tensor | None]:
     """The weighted adjacency split by destination type, ``(n_nodes, n_nodes)`` sparse COO
     each (row = destination); built once per :class:`Edges` (a cached eval-mode graph)."""
-    cached = getattr(edges, "_sparse", None)
-    if cached is not None:
-        return cached
+    if edges.by_destination_type is not None:
+        return edges.by_destination_type
     n = edges.node_type.numel()
     dst_type = edges.rel % edges.n_types
     out: list[Tensor | None] = []
@@ -78,7 +77,7 @@ def _by_destination_type(edges: Edges) -> list[Tensor | None]:
         index = torch.stack([edges.dst[keep], edges.src[keep]])
         out.append(torch.sparse_coo_tensor(index, edges.weight[keep].detach(), (n, n),
                                            check_invariants=False).coalesce())
-    edges._sparse = out
+    edges.by_destination_type = out
     return out
 
 
