@@ -614,7 +614,8 @@ class Bundle:
         if self.singles is not None:
             singles = np.asarray(self.singles)
             dtype = np.float16 if singles.size > SINGLES_FLOAT16_ABOVE else np.float32
-            write_safetensors(folder / OPTIONAL_FILES["singles"], {"shift": singles.astype(dtype)})
+            write_safetensors(folder / OPTIONAL_FILES["singles"],
+                              {"shift": singles.astype(dtype, copy=False)})
         if self.ablations is not None:
             write_table(folder / OPTIONAL_FILES["ablations"], self.ablations.reset_index(names="variant"))
         written = {**FILES, **OPTIONAL_FILES}

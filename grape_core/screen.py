@@ -25,7 +25,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from .bundle import SINGLES_MAX_VALUES, Bundle
+from .bundle import SINGLES_FLOAT16_ABOVE, SINGLES_MAX_VALUES, Bundle
 from .data.conditions import format_condition, genes_of, label
 from .errors import GrapeError, echo
 from .predict import Model, as_model, baseline_predictions, predict_conditions, resolve_gene
@@ -195,13 +195,17 @@ def screened_genes(bundle: Bundle, idx: np.ndarray) -> np.ndarray:
 def stored_singles(model: Model | Bundle) -> np.ndarray | None:
     """What a bundle stores for screens (:attr:`Bundle.singles`): every member's shift of
     every single perturbation, each node on its own, at every measured gene,
-    ``(n_members, n_nodes, n_measured)``; ``None`` above :data:`SINGLES_MAX_VALUES` values
-    (genome scale), where screens compute the columns they read."""
+    ``(n_members, n_nodes, n_measured)``, float16 above :data:`SINGLES_FLOAT16_ABOVE` values
+    (as saved, so a model screens the same before and after a reload); ``None`` above
+    :data:`SINGLES_MAX_VALUES` values (genome scale), where screens compute the columns they
+    read."""
     model = as_model(model)
     bundle = model.bundle
-    if len(bundle.members) * len(bundle.genes) * len(bundle.measured) > SINGLES_MAX_VALUES:
+    size = len(bundle.members) * len(bundle.genes) * len(bundle.measured)
+    if size > SINGLES_MAX_VALUES:
         return None
-    return all_member_shifts(model, [format_condition((g,)) for g in bundle.genes])
+    shifts = all_member_shifts(model, [format_condition((g,)) for g in bundle.genes])
+    return shifts.astype(np.float16) if size > SINGLES_FLOAT16_ABOVE else shifts
 
 
 def single_shifts(model: Model | Bundle, genes: np.ndarray | None = None
