@@ -38,11 +38,11 @@ if str(ROOT) not in sys.path:
 
 def gradient_norms(member, bundle, graph, train) -> dict:
     """Training loss and gradient norm per top-level part, on every training condition, with
-    the objective training uses (:func:`~grape_core.train.batch_loss`)."""
+    the objective training uses (:func:`~grape_core.train_step.batch_loss`)."""
     import torch
 
     from grape_core.model.inputs import perturbation_tensor
-    from grape_core.train import batch_loss, structure_l1_weight
+    from grape_core.train_step import batch_loss, structure_l1_weight
 
     tc = bundle.train_config
     x = perturbation_tensor(train, bundle.node_index)

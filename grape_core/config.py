@@ -226,6 +226,9 @@ class TrainConfig(Config):
     """``auto`` (a GPU when there is one), ``cpu``, ``cuda``, ``cuda:N`` or ``mps``."""
     threads: int = 0
     """torch threads (0: torch's default)."""
+    cuda_graphs: bool = True
+    """On CUDA, capture a training step once and replay it (:mod:`~grape_core.train_step`):
+    the same arithmetic, without a kernel launch per operation."""
 
 
 @dataclass(frozen=True)

@@ -37,10 +37,10 @@ from .evaluation.metrics import pearson
 from .model.grape import GRAPE, GraphInputs, ModelSizes
 from .model.inputs import (fused_embeddings, graph_inputs, learned_graph, named_edges,
                            perturbation_tensor, predict_shifts)
-from .model.loss import LossOutput, grape_loss
 from .knowledge.graphs import resolve_priors
 from .predict import Model, evaluate, predict_conditions
 from .screen import stored_singles
+from .train_step import TrainingStep, graphs_available, structure_l1_weight
 
 log = logging.getLogger(__name__)
 
@@ -147,28 +147,6 @@ def new_member(pb: PseudoBulk, graph: GraphInputs, node_index: dict[str, int], t
     return model
 
 
-def structure_l1_weight(train_config: TrainConfig, n_train: int, n_measured: int) -> float:
-    """The L1 weight of the structure regulariser: ``structure_l1`` per training condition
-    and measured gene, so that the evidence (conditions x genes) outweighs it as it grows."""
-    return train_config.structure_l1 / (n_train * n_measured)
-
-
-def batch_loss(model: GRAPE, graph: GraphInputs, perts: torch.Tensor, target: torch.Tensor, *,
-               train_config: TrainConfig, reg_weight: float) -> LossOutput:
-    """The training objective on one batch: the fit, the interventional consistency (when
-    structure learning uses it), the structure regulariser and the gains' penalty."""
-    c, tc = model.config, train_config
-    structure = model.graph(graph)  # one learned graph for the prediction and the consistency
-    out = model(graph, perts, structure=structure)
-    consistency = (model.consistency_loss(graph, perts, target, structure=structure)
-                   if c.structure_learning and c.interventional_consistency
-                   else out.reg.new_zeros(()))
-    return grape_loss(out.shift, target, scale=model.scale, reg=out.reg, consistency=consistency,
-                      gains=model.gain, huber_delta=tc.huber_delta,
-                      consistency_weight=tc.consistency_weight, reg_weight=reg_weight,
-                      gain_weight=tc.gain_l2 if c.gene_correction else 0.0)
-
-
 def train_member(
     pb: PseudoBulk, graph: GraphInputs, node_index: dict[str, int], train: list[str],
     val: list[str], *, model_config: ModelConfig, train_config: TrainConfig, seed: int,
@@ -196,16 +174,19 @@ def train_member(
     graph = graph.to(device)
     structure = [model.structure.theta, model.structure.scale, model.structure.beta]
     ids = {id(p) for p in structure}
+    graphed = graphs_available(device, tc)
     opt = torch.optim.Adam([
         {"params": structure, "lr": tc.structure_lr},
         {"params": [p for p in model.parameters() if id(p) not in ids], "lr": tc.lr,
          "weight_decay": tc.weight_decay},
-    ])
-    x_train = perturbation_tensor(train, node_index).to(device)
-    y_train = torch.as_tensor(pb.shifts[pb.rows(train)], dtype=torch.float32, device=device)
+    ], capturable=graphed)
     x_val = perturbation_tensor(val, node_index)
     y_val = pb.shifts[pb.rows(val)] if val else None
-    reg_weight = structure_l1_weight(tc, len(train), graph.measured.numel())
+    optimise = TrainingStep(
+        model, graph, opt, perturbation_tensor(train, node_index).to(device),
+        torch.as_tensor(pb.shifts[pb.rows(train)], dtype=torch.float32, device=device),
+        train_config=tc, reg_weight=structure_l1_weight(tc, len(train), graph.measured.numel()),
+        graphed=graphed)
     generator = torch.Generator().manual_seed(seed)
     total = tc.max_steps if steps is None else steps
     history: list[dict[str, float]] = []
@@ -216,8 +197,9 @@ def train_member(
     def validate(step: int) -> bool:
         """Record a validation check; True when it is the best so far."""
         nonlocal best_state, best_score, best_step, stale, losses
-        row = {"member": member, "step": step,
-               "train_loss": float(np.mean(losses)) if losses else float("nan")}
+        row = {"member": member, "step": step,  # the losses stay on the device until now
+               "train_loss": float(np.mean(torch.stack(losses).cpu().tolist())) if losses
+               else float("nan")}
         losses = []
         better = False
         if val:
@@ -244,16 +226,8 @@ def train_member(
         model.train()
         if model.structure.learn and (step - 1) % model_config.gsl_refresh == 0:
             model.refresh_structure(graph)
-        idx = torch.randint(0, len(train), (min(tc.batch_size, len(train)),), generator=generator)
-        idx = idx.to(device)
-        loss = batch_loss(model, graph, x_train[idx], y_train[idx], train_config=tc,
-                          reg_weight=reg_weight)
-        opt.zero_grad()
-        loss.total.backward()
-        # propagation multiplies weights along paths: one bad step must not blow the state up
-        torch.nn.utils.clip_grad_norm_(model.parameters(), tc.clip_grad_norm)
-        opt.step()
-        losses.append(float(loss.total.detach()))
+        losses.append(optimise(torch.randint(0, len(train), (min(tc.batch_size, len(train)),),
+                                             generator=generator)))
         if step % tc.eval_every and step != total:
             continue
         if on_step is not None:

@@ -90,3 +90,57 @@ def test_gpu_training_prediction_screen_and_exactness(tmp_path):
     together = predict_shifts(members[0], graph, perts)
     alone = torch.cat([predict_shifts(members[0], graph, perts[i:i + 1]) for i in range(len(test))])
     torch.testing.assert_close(together, alone, rtol=0, atol=1e-5)
+
+
+@gpu
+@pytest.mark.skipif(not HAS_CUDA, reason="no CUDA GPU on this machine")
+def test_replayed_training_steps_equal_eager_steps():
+    """The CUDA graph of a training step does what the eager step does, also after the
+    learned-only candidates change between replays."""
+    import copy
+
+    from grape_core.config import ModelConfig, TrainConfig
+    from grape_core.knowledge.graphs import resolve_priors
+    from grape_core.model.inputs import graph_inputs, perturbation_tensor, predict_shifts
+    from grape_core.simulate import generated_screen
+    from grape_core.train import new_member
+    from grape_core.train_step import TrainingStep, structure_l1_weight
+
+    gen = generated_screen(600, 60, 20, seed=3)
+    pb = gen.pseudobulk
+    edges, _ = resolve_priors(["union"], gen.knowledge.priors, gen.knowledge.genes)
+    cpu_graph, node_index, _ = graph_inputs(gen.knowledge, pb.genes, edges)
+    train = [c for c in gen.split.train if c in pb and c != "ctrl"]
+    assert any("+" in c and "ctrl" not in c for c in train)  # pairs are composed in the graph
+    config = TrainConfig()
+    graph = cpu_graph.to("cuda")
+    perts = perturbation_tensor(train, node_index).cuda()
+    targets = torch.as_tensor(pb.shifts[pb.rows(train)], dtype=torch.float32).cuda()
+    replayed = new_member(pb, cpu_graph, node_index, train, model_config=ModelConfig(),
+                          encoder_args=gen.knowledge.encoder_args,
+                          encoder_state=gen.knowledge.encoder_state, seed=1).cuda()
+    eager = copy.deepcopy(replayed)
+    steps = []
+    for model, graphed in ((replayed, True), (eager, False)):
+        model.train()
+        model.refresh_structure(graph)
+        opt = torch.optim.Adam(model.parameters(), lr=config.lr, capturable=graphed)
+        steps.append(TrainingStep(model, graph, opt, perts, targets, train_config=config,
+                                  reg_weight=structure_l1_weight(config, len(train), 600),
+                                  graphed=graphed))
+    generator = torch.Generator().manual_seed(0)
+    losses = []
+    for step in range(1, 31):
+        if step == 16:  # new candidates, written into the buffers the graph reads
+            replayed.refresh_structure(graph)
+            eager.structure.learned_sources.copy_(replayed.structure.learned_sources)
+            eager.structure.learned_valid.copy_(replayed.structure.learned_valid)
+        rows = torch.randint(0, len(train), (8,), generator=generator)
+        losses.append([float(s(rows)) for s in steps])
+    assert steps[0].replaying and not steps[1].replaying
+    losses = np.asarray(losses)
+    np.testing.assert_allclose(losses[:, 0], losses[:, 1], rtol=1e-3)
+    test = perturbation_tensor([c for c in gen.split.test if c in pb][:8], node_index)
+    scale = float(targets.abs().mean())
+    torch.testing.assert_close(predict_shifts(replayed, graph, test),
+                               predict_shifts(eager, graph, test), rtol=0, atol=0.02 * scale)

@@ -210,15 +210,17 @@ class GRAPE(nn.Module):
             return torch.zeros(g.n_nodes, dtype=torch.long, device=g.device)
         return (~g.is_coding).long()
 
-    def graph(self, g: GraphInputs) -> tuple[Tensor, Edges]:
+    def graph(self, g: GraphInputs, *, fixed_shapes: bool = False) -> tuple[Tensor, Edges]:
         """Embeddings and the learned graph; cached when nothing can change them (eval mode,
-        no autograd), where every prediction shares them."""
+        no autograd), where every prediction shares them. ``fixed_shapes``: see
+        :meth:`forward`."""
         cache = not self.training and not torch.is_grad_enabled()
         cached = self._cache  # one read: another thread may replace it meanwhile
         if cache and cached is not None and cached[0] is g:
             return cached[1], cached[2]
         z = self.encode(g)
-        edges = self.structure(z, g.prior_index, g.prior_weight, self.node_type(g), self.n_types)
+        edges = self.structure(z, g.prior_index, g.prior_weight, self.node_type(g), self.n_types,
+                               fixed_shapes=fixed_shapes)
         if cache:
             self._cache = (g, z, edges)
         return z, edges
@@ -247,10 +249,11 @@ class GRAPE(nn.Module):
     def indicator(perts: Tensor, n_nodes: int) -> Tensor:
         """``(n_nodes, batch)``: 1 at each sample's perturbed genes."""
         b = perts.size(0)
-        sample, col = (perts >= 0).nonzero(as_tuple=True)
-        x = torch.zeros(n_nodes, b, device=perts.device)
-        x[perts[sample, col], sample] = 1.0
-        return x
+        # padding marks a spare row that is dropped: no data-dependent shape, no wait on a
+        # GPU, and a scalar written by a kernel (a CUDA graph cannot copy one from the host)
+        rows = perts.masked_fill(perts < 0, n_nodes)
+        x = torch.zeros(n_nodes + 1, b, device=perts.device)
+        return x.scatter_(0, rows.T, 1.0)[:n_nodes]
 
     def amplitude_of(self, perts: Tensor, z: Tensor) -> Tensor:
         """:math:`\\alpha(P)` ``(batch, 1)``: how much of the shared response a sample gets
@@ -271,31 +274,50 @@ class GRAPE(nn.Module):
     def decode(self, perts: Tensor, z: Tensor, edges: Edges, g: GraphInputs, outputs: Tensor) -> Tensor:
         """Shifts of the measured positions ``outputs`` ``(batch, n_outputs)``, pairs not
         composed."""
-        delta = self.propagate(perts, z, edges, g)[g.measured[outputs]].T
+        delta = self.propagate(perts, z, edges, g).index_select(0, g.measured[outputs]).T
         if self.config.gene_correction:
             delta = delta * (1.0 + self.gain[outputs])
         return self.amplitude_of(perts, z) * self.mean_shift[outputs] + delta
 
     # ------------------------------------------------------------------ forward
     def forward(self, g: GraphInputs, perts: Tensor, *, outputs: Tensor | None = None,
-                structure: tuple[Tensor, Edges] | None = None) -> ModelOutput:
+                structure: tuple[Tensor, Edges] | None = None,
+                fixed_shapes: bool = False) -> ModelOutput:
         """Shifts of the measured genes (or of the measured positions ``outputs`` only).
         ``structure``: :meth:`graph`'s result when the caller has it already (a training
-        step uses one graph for the prediction and the consistency loss)."""
+        step uses one graph for the prediction and the consistency loss).
+
+        ``fixed_shapes``: the same result in a form whose every shape follows from the batch
+        size and the graph alone, with no step that waits on the device, which is what a
+        CUDA graph replays (:mod:`~grape_core.train_step`): every candidate edge slot is kept
+        (an unused one with weight 0) and both genes of every sample are decoded as singles,
+        where the default decodes each distinct gene of the batch's pairs once.
+        """
         perts = perts.to(g.device)
         if outputs is None:
             outputs = torch.arange(g.measured.numel(), device=g.device)
-        z, edges = structure if structure is not None else self.graph(g)
+        z, edges = structure if structure is not None else self.graph(g, fixed_shapes=fixed_shapes)
         reg = edges.change
         is_pair = (perts >= 0).sum(1) == 2
-        if not self.config.additive_pairs or not bool(is_pair.any()):
+        if not self.config.additive_pairs:
+            return ModelOutput(self.decode(perts, z, edges, g, outputs), reg)
+        b = perts.size(0)
+        if fixed_shapes:
+            # rows b + 2i and b + 2i + 1 hold the singles of sample i's two genes
+            singles = torch.stack([perts.reshape(-1), torch.full_like(perts.reshape(-1), -1)], 1)
+            raw = self.decode(torch.cat([perts, singles]), z, edges, g, outputs)
+            own, model_a, model_c = raw[:b], raw[b::2], raw[b + 1::2]
+            a, c = perts[:, 0].clamp_min(0), perts[:, 1].clamp_min(0)
+            composed = (self._known_or(a, model_a, outputs) + self._known_or(c, model_c, outputs)
+                        + own - model_a - model_c)
+            return ModelOutput(torch.where(is_pair.unsqueeze(1), composed, own), reg)
+        if not bool(is_pair.any()):
             return ModelOutput(self.decode(perts, z, edges, g, outputs), reg)
         # a pair = its two singles + the interaction the model predicts; the singles of every
         # pair are decoded in the same pass as the batch
         members = torch.unique(perts[is_pair].reshape(-1))
         singles = torch.stack([members, torch.full_like(members, -1)], 1)
         raw = self.decode(torch.cat([perts, singles]), z, edges, g, outputs)
-        b = perts.size(0)
         row_of = torch.full((g.n_nodes,), -1, dtype=torch.long, device=g.device)
         row_of[members] = b + torch.arange(members.numel(), device=g.device)
         a, c = perts[is_pair, 0], perts[is_pair, 1]
@@ -307,6 +329,8 @@ class GRAPE(nn.Module):
 
     def _known_or(self, nodes: Tensor, predicted: Tensor, outputs: Tensor) -> Tensor:
         """The measured training single of each node where there is one, else ``predicted``."""
+        if self.known_shift.size(0) == 0:  # no measured training single
+            return predicted
         row = self.known_row[nodes]
         known = self.known_shift[row.clamp_min(0)][:, outputs]
         return torch.where((row >= 0).unsqueeze(1), known, predicted)
@@ -330,5 +354,5 @@ class GRAPE(nn.Module):
             observed = observed / (1.0 + self.gain.detach())
         x0 = self.indicator(perts, g.n_nodes) * self.self_effect(z, g).unsqueeze(1)
         state = x0.detach().index_copy(0, g.measured, observed.T.detach())
-        one_step = self.propagation.step(state, x0, edges)[g.measured]
+        one_step = self.propagation.step(state, x0, edges).index_select(0, g.measured)
         return F.mse_loss(one_step, state[g.measured]) / self.scale ** 2

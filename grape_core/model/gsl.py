@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.nn import GCNConv
+from torch_geometric.nn.conv.gcn_conv import gcn_norm
 
 from .sparse import EdgeLayout, edge_dot
 
@@ -129,12 +130,32 @@ class StructureLearner(nn.Module):
         self.register_buffer("learned_sources", torch.arange(n_nodes).unsqueeze(1).repeat(1, k))
         self.register_buffer("learned_valid", torch.zeros(n_nodes, k, dtype=torch.bool))
         self._layouts: _Layouts | None = None
+        self._gcn_prior: tuple[Tensor, Tensor, Tensor, Tensor] | None = None
 
     def metric_embedding(self, z: Tensor, prior_index: Tensor, prior_weight: Tensor) -> Tensor:
         """``(n_nodes, heads * metric_dim)`` rows whose dot product is :math:`S_{uv}`."""
-        q = self.gcn(z, prior_index, prior_weight)
+        index, weight = self._normalised_prior(prior_index, prior_weight, z.size(0))
+        # GCNConv's own forward on the normalised prior, without normalising it at every step
+        # (gcn_norm drops self-loops with a boolean mask: a wait on a GPU)
+        q = self.gcn.propagate(index, x=self.gcn.lin(z), edge_weight=weight) + self.gcn.bias
         u = F.normalize(q.unsqueeze(0) * self.metric.unsqueeze(1), dim=-1)  # (K, n, d)
         return u.permute(1, 0, 2).reshape(q.size(0), -1) / self.metric.size(0) ** 0.5
+
+    def _apply(self, fn, recurse=True):  # .to(device): the cached forms stay where they were
+        self._layouts = self._gcn_prior = None
+        return super()._apply(fn, recurse)
+
+    def _normalised_prior(self, prior_index: Tensor, prior_weight: Tensor,
+                          n: int) -> tuple[Tensor, Tensor]:
+        """The prior with self-loops and GCN normalisation, computed once per prior."""
+        cached = self._gcn_prior
+        if cached is not None and cached[0] is prior_index and cached[1] is prior_weight:
+            return cached[2], cached[3]
+        gcn = self.gcn
+        index, weight = gcn_norm(prior_index, prior_weight, n, gcn.improved, gcn.add_self_loops,
+                                 gcn.flow, prior_weight.dtype)
+        self._gcn_prior = (prior_index, prior_weight, index, weight)
+        return index, weight
 
     @torch.no_grad()
     def refresh(self, z: Tensor, prior_index: Tensor, prior_weight: Tensor) -> None:
@@ -175,12 +196,21 @@ class StructureLearner(nn.Module):
         return self._layouts
 
     def forward(self, z: Tensor, prior_index: Tensor, prior_weight: Tensor, node_type: Tensor,
-                n_types: int) -> Edges:
+                n_types: int, *, fixed_shapes: bool = False) -> Edges:
+        """``fixed_shapes``: keep every candidate slot of the learned-only edges, an unused one
+        with weight 0, instead of selecting the used ones (a shape the data decide)."""
         src, dst = prior_index
         rel = relation_ids(src, dst, node_type, n_types)
-        weight = self.scale[rel] * prior_weight
-        ld, slot = self.learned_valid.nonzero(as_tuple=True)
-        ls = self.learned_sources[ld, slot]  # none without structure learning (k = 0)
+        # index_select, not indexing: on a GPU the backward of indexing a 4-entry table with
+        # every edge runs the edges of one entry one after the other (a millisecond each)
+        weight = self.scale.index_select(0, rel) * prior_weight
+        if fixed_shapes:
+            n, k = self.learned_sources.shape
+            ld = torch.arange(n, device=src.device).unsqueeze(1).expand(n, k).reshape(-1)
+            ls, used = self.learned_sources.reshape(-1), self.learned_valid.reshape(-1)
+        else:
+            ld, slot = self.learned_valid.nonzero(as_tuple=True)
+            ls, used = self.learned_sources[ld, slot], None  # none without structure learning
         layouts = (self.layouts(prior_index, node_type, n_types, ls, ld)
                    if sparse_products(src.device) else None)
         messages = layouts.messages if layouts is not None else None
@@ -191,10 +221,12 @@ class StructureLearner(nn.Module):
         lrel = relation_ids(ls, ld, node_type, n_types)
         all_src, all_dst = torch.cat([src, ls]), torch.cat([dst, ld])
         score = (edge_dot(u, layouts.scores) if layouts is not None
-                 else (u[all_dst] * u[all_src]).sum(-1))
+                 else (u.index_select(0, all_dst) * u.index_select(0, all_src)).sum(-1))
         n_prior = src.numel()
-        learned = self.theta + self.beta[rel] * score[:n_prior]
-        learned_only = self.beta[lrel] * score[n_prior:]
+        learned = self.theta + self.beta.index_select(0, rel) * score[:n_prior]
+        learned_only = self.beta.index_select(0, lrel) * score[n_prior:]
+        if used is not None:
+            learned_only = learned_only * used
         change = learned.abs().sum() + learned_only.abs().sum()
         if self.detach:
             learned, learned_only = learned.detach(), learned_only.detach()

@@ -50,15 +50,22 @@ class RelationMessages(nn.Module):
         x = state.unsqueeze(1)  # (n, 1, B)
         if not self.nonlinear:
             return x.expand(-1, t, -1)
-        rel = edges.node_type.unsqueeze(1) * t + torch.arange(t, device=state.device)  # (n, T)
-        c, b = self.c[rel].unsqueeze(2), self.b[rel].unsqueeze(2)  # (n, T, 1, H)
+        n, h = state.size(0), self.c.size(1)
+        rel = (edges.node_type.unsqueeze(1) * t + torch.arange(t, device=state.device)).reshape(-1)
+        # (n, T, 1, H); index_select for a GPU's backward, as in the structure learner
+        c = self.c.index_select(0, rel).view(n, t, 1, h)
+        b = self.b.index_select(0, rel).view(n, t, 1, h)
         return x + (c * torch.tanh(x.unsqueeze(-1) * b)).sum(-1)
 
     def forward(self, state: Tensor, edges: Edges) -> Tensor:
         """Messages of every edge before weighting, ``(n_edges, batch)``."""
         if not self.nonlinear:
-            return state[edges.src]
-        return self.sent(state, edges)[edges.src, edges.rel % edges.n_types]
+            return state.index_select(0, edges.src)
+        # row src * T + type(dst) of the sent messages; index_select's backward adds into the
+        # rows (index_add), where indexing's would sort the edges first on a GPU
+        sent = self.sent(state, edges)
+        rows = edges.src * edges.n_types + edges.rel % edges.n_types
+        return sent.reshape(-1, sent.size(-1)).index_select(0, rows)
 
 
 def _by_destination_type(edges: Edges) -> list[Tensor | None]:

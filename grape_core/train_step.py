@@ -1,0 +1,158 @@
+"""One optimisation step of an ensemble member: eagerly, or replayed as a CUDA graph.
+
+A GRAPE step is small (about 10^7 operations in some 500 kernels at 5,000 genes), so on a
+GPU its time goes to Python and to launching kernels, not to arithmetic. On CUDA the whole
+step (forward, backward, gradient clipping and Adam) is captured once as a CUDA graph and
+then replayed: one launch per step, the same arithmetic. Capture needs every shape fixed
+and no wait on the device, which is what the model's ``fixed_shapes`` form gives
+(:meth:`~grape_core.model.grape.GRAPE.forward`); the batch is copied into fixed input
+buffers before each replay, and Adam keeps its step counts on the device (``capturable``).
+
+The first :data:`WARMUP_STEPS` steps run eagerly (they initialise Adam's state and the
+libraries' workspaces, as capture requires); they are ordinary training steps. Where a
+capture fails, training goes on eagerly, with a warning.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+from torch import Tensor
+
+from .config import TrainConfig
+from .model.grape import GRAPE, GraphInputs
+from .model.loss import LossOutput, grape_loss
+
+log = logging.getLogger(__name__)
+
+WARMUP_STEPS = 2
+"""Eager steps before the capture: the first creates Adam's state and the libraries'
+workspaces on the capture stream."""
+
+
+def graphs_available(device: torch.device, train_config: TrainConfig) -> bool:
+    """Training steps replay as CUDA graphs: on CUDA, unless ``cuda_graphs`` is off."""
+    return device.type == "cuda" and train_config.cuda_graphs
+
+
+def structure_l1_weight(train_config: TrainConfig, n_train: int, n_measured: int) -> float:
+    """The L1 weight of the structure regulariser: ``structure_l1`` per training condition
+    and measured gene, so that the evidence (conditions x genes) outweighs it as it grows."""
+    return train_config.structure_l1 / (n_train * n_measured)
+
+
+def batch_loss(model: GRAPE, graph: GraphInputs, perts: Tensor, target: Tensor, *,
+               train_config: TrainConfig, reg_weight: float,
+               fixed_shapes: bool = False) -> LossOutput:
+    """The training objective on one batch: the fit, the interventional consistency (when
+    structure learning uses it), the structure regulariser and the gains' penalty."""
+    c, tc = model.config, train_config
+    structure = model.graph(graph, fixed_shapes=fixed_shapes)  # one graph for both terms
+    out = model(graph, perts, structure=structure, fixed_shapes=fixed_shapes)
+    consistency = (model.consistency_loss(graph, perts, target, structure=structure)
+                   if c.structure_learning and c.interventional_consistency
+                   else out.reg.new_zeros(()))
+    return grape_loss(out.shift, target, scale=model.scale, reg=out.reg, consistency=consistency,
+                      gains=model.gain, huber_delta=tc.huber_delta,
+                      consistency_weight=tc.consistency_weight, reg_weight=reg_weight,
+                      gain_weight=tc.gain_l2 if c.gene_correction else 0.0)
+
+
+class TrainingStep:
+    """``step(rows)``: one optimisation step on the training conditions ``rows`` (a CPU
+    index tensor of fixed length); returns the batch's loss, a detached device scalar.
+
+    Parameters
+    ----------
+    perts, targets
+        Every training condition's perturbed nodes ``(n, 2)`` and shift ``(n, n_measured)``,
+        on the model's device.
+    graphed
+        Replay the step as a CUDA graph (:func:`graphs_available`); ``optimizer`` must then
+        be ``capturable``.
+    """
+
+    def __init__(self, model: GRAPE, graph: GraphInputs, optimizer: torch.optim.Optimizer,
+                 perts: Tensor, targets: Tensor, *, train_config: TrainConfig,
+                 reg_weight: float, graphed: bool = False):
+        self.model, self.graph, self.optimizer = model, graph, optimizer
+        self.perts, self.targets = perts, targets
+        self.train_config, self.reg_weight = train_config, reg_weight
+        self.graphed = graphed
+        self.steps = 0
+        self._cuda_graph: torch.cuda.CUDAGraph | None = None
+        self._inputs: tuple[Tensor, Tensor] | None = None
+        self._loss: Tensor | None = None
+        self._stream = torch.cuda.Stream(perts.device) if graphed else None
+
+    @property
+    def replaying(self) -> bool:
+        """Whether steps are now replays of a captured graph."""
+        return self._cuda_graph is not None
+
+    def __call__(self, rows: Tensor) -> Tensor:
+        self.steps += 1
+        rows = rows.to(self.perts.device)
+        if not self.graphed:
+            return self._eager(self.perts[rows], self.targets[rows])
+        perts, target = self._fill(rows)
+        if self._cuda_graph is None and self.steps > WARMUP_STEPS and not self._capture(perts, target):
+            return self._eager(perts, target)
+        if self._cuda_graph is not None:
+            self._cuda_graph.replay()
+            return self._loss.clone()
+        # a warm-up step: eager, in the fixed-shape form, on a side stream as capture wants
+        self._stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(self._stream):
+            loss = self._eager(perts, target, fixed_shapes=True)
+        torch.cuda.current_stream().wait_stream(self._stream)
+        return loss
+
+    def _fill(self, rows: Tensor) -> tuple[Tensor, Tensor]:
+        """The batch, copied into the fixed buffers that a captured graph reads."""
+        if self._inputs is None:
+            self._inputs = (self.perts.new_empty((rows.numel(), self.perts.size(1))),
+                            self.targets.new_empty((rows.numel(), self.targets.size(1))))
+        perts, target = self._inputs
+        torch.index_select(self.perts, 0, rows, out=perts)
+        torch.index_select(self.targets, 0, rows, out=target)
+        return perts, target
+
+    def _objective(self, perts: Tensor, target: Tensor, *, fixed_shapes: bool) -> Tensor:
+        loss = batch_loss(self.model, self.graph, perts, target, train_config=self.train_config,
+                          reg_weight=self.reg_weight, fixed_shapes=fixed_shapes)
+        loss.total.backward()
+        # propagation multiplies weights along paths: one bad step must not blow the state up
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.train_config.clip_grad_norm)
+        self.optimizer.step()
+        return loss.total.detach()
+
+    def _eager(self, perts: Tensor, target: Tensor, *, fixed_shapes: bool = False) -> Tensor:
+        self.optimizer.zero_grad()
+        return self._objective(perts, target, fixed_shapes=fixed_shapes)
+
+    def _capture(self, perts: Tensor, target: Tensor) -> bool:
+        """Record one step as a CUDA graph; False (and eager steps from now on) if it fails."""
+        torch.cuda.synchronize(perts.device)
+        self.optimizer.zero_grad(set_to_none=True)  # the graph allocates the gradients
+        cuda_graph = torch.cuda.CUDAGraph()
+        try:
+            # on the warm-up stream; not through torch.cuda.graph, which first empties the
+            # allocator's cache (every later allocation, as at each validation check, would
+            # then ask the driver again: a tenth of a second per capture)
+            with torch.cuda.stream(self._stream):
+                cuda_graph.capture_begin()
+                try:
+                    loss = self._objective(perts, target, fixed_shapes=True)
+                finally:
+                    cuda_graph.capture_end()
+        except RuntimeError as error:
+            first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            log.warning("training steps run eagerly: a CUDA graph could not be captured (%s)",
+                        first_line)
+            self.graphed = False
+            torch.cuda.synchronize(perts.device)
+            return False
+        self._cuda_graph, self._loss = cuda_graph, loss
+        return True

@@ -1,0 +1,78 @@
+"""The training step's fixed-shape form, which a GPU replays as a CUDA graph: the same
+objective and gradients as the default form, and nothing in it waits on the device (checked
+here on the CPU through the operations it runs; the replay itself is tested on a GPU in
+``test_devices.py``)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+from grape_core.config import TrainConfig
+from grape_core.model import gsl
+from grape_core.model.inputs import perturbation_tensor
+from grape_core.train_step import batch_loss, structure_l1_weight
+
+from test_model import adamson_graph, make_model, scramble  # noqa: F401 (fixture)
+
+BATCH = ["HSPA5+SEC61A1", "HSPA5+ctrl", "GBF1+IARS2", "TARS+ctrl", "HSPA5+TARS"]
+WAITS = {"aten::nonzero", "aten::nonzero_numpy", "aten::_local_scalar_dense", "aten::item",
+         "aten::is_nonzero", "aten::unique_dim", "aten::_unique2", "aten::masked_select"}
+"""Operations whose output shape or value the host must read back from the device."""
+
+
+def _objective(model, graph, node_index, pb, *, fixed_shapes: bool):
+    perts = perturbation_tensor(BATCH, node_index)
+    rows = pb.rows([c if c in pb else "HSPA5+ctrl" for c in BATCH])
+    target = torch.as_tensor(pb.shifts[rows], dtype=torch.float32)
+    return batch_loss(model, graph, perts, target, train_config=TrainConfig(),
+                      reg_weight=structure_l1_weight(TrainConfig(), 9, graph.measured.numel()),
+                      fixed_shapes=fixed_shapes).total
+
+
+@pytest.mark.parametrize("per_edge", [False, True])
+def test_fixed_shape_form_gives_the_same_objective_and_gradients(adamson_graph, monkeypatch,
+                                                                 per_edge):
+    _, pb, graph, node_index = adamson_graph
+    if per_edge:  # the form a GPU runs
+        monkeypatch.setattr(gsl, "sparse_products", lambda device: False)
+    model = scramble(make_model(adamson_graph)).train()
+    valid = model.structure.learned_valid
+    assert bool(valid.any()) and not bool(valid.all())  # unused slots exist and must not count
+    params = [p for p in model.parameters() if p.requires_grad]
+    results = []
+    for fixed in (False, True):
+        model.structure._layouts = None
+        total = _objective(model, graph, node_index, pb, fixed_shapes=fixed)
+        results.append((total.detach(), torch.autograd.grad(total, params, allow_unused=True)))
+    (default, default_grads), (fixed, fixed_grads) = results
+    assert float(default) > 0
+    torch.testing.assert_close(fixed, default, rtol=1e-5, atol=1e-7)
+    compared = 0
+    for d, f in zip(default_grads, fixed_grads):
+        assert (d is None) == (f is None)
+        if d is not None:
+            torch.testing.assert_close(f, d, rtol=1e-4, atol=1e-6)
+            compared += 1
+    assert compared > 5
+
+
+def _operations(model, graph, node_index, pb, *, fixed_shapes: bool) -> set[str]:
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        _objective(model, graph, node_index, pb, fixed_shapes=fixed_shapes).backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0, foreach=True)
+    return {event.name for event in prof.events()}
+
+
+def test_a_fixed_shape_step_never_waits_on_the_device(adamson_graph, monkeypatch):
+    _, pb, graph, node_index = adamson_graph
+    monkeypatch.setattr(gsl, "sparse_products", lambda device: False)
+    model = scramble(make_model(adamson_graph)).train()
+    # the default form selects edges and pairs by value: it does wait
+    assert _operations(model, graph, node_index, pb, fixed_shapes=False) & WAITS
+    fixed = _operations(model, graph, node_index, pb, fixed_shapes=True)
+    assert not fixed & WAITS
+    # nor does it index with autograd: on a GPU that backward adds the edges of each
+    # relation one after the other (index_select's backward adds them in parallel)
+    assert not any("IndexBackward" in name for name in fixed)
