@@ -142,7 +142,9 @@ class TrainingStep:
             # allocator's cache (every later allocation, as at each validation check, would
             # then ask the driver again: a tenth of a second per capture)
             with torch.cuda.stream(self._stream):
-                cuda_graph.capture_begin()
+                # thread_local: a prediction another thread (the app) runs meanwhile is not
+                # refused; this thread's own unsafe calls still are
+                cuda_graph.capture_begin(capture_error_mode="thread_local")
                 try:
                     loss = self._objective(perts, target, fixed_shapes=True)
                 finally:
