@@ -26,6 +26,10 @@ from .model.loss import LossOutput, grape_loss
 
 log = logging.getLogger(__name__)
 
+_capture_failed: str | None = None
+"""Why a capture failed in this process, if one did: later members do not try again (a
+failed capture can leave the allocator and the random generators in an undefined state)."""
+
 WARMUP_STEPS = 2
 """Eager steps before the capture: the first creates Adam's state and the libraries'
 workspaces on the capture stream."""
@@ -103,10 +107,11 @@ class TrainingStep:
             self._cuda_graph.replay()
             return self._loss.clone()
         # a warm-up step: eager, in the fixed-shape form, on a side stream as capture wants
-        self._stream.wait_stream(torch.cuda.current_stream())
+        ambient = torch.cuda.current_stream(self.perts.device)
+        self._stream.wait_stream(ambient)
         with torch.cuda.stream(self._stream):
             loss = self._eager(perts, target, fixed_shapes=True)
-        torch.cuda.current_stream().wait_stream(self._stream)
+        ambient.wait_stream(self._stream)
         return loss
 
     def _fill(self, rows: Tensor) -> tuple[Tensor, Tensor]:
@@ -134,6 +139,10 @@ class TrainingStep:
 
     def _capture(self, perts: Tensor, target: Tensor) -> bool:
         """Record one step as a CUDA graph; False (and eager steps from now on) if it fails."""
+        global _capture_failed
+        if _capture_failed is not None:
+            self.graphed = False
+            return False
         torch.cuda.synchronize(perts.device)
         self.optimizer.zero_grad(set_to_none=True)  # the graph allocates the gradients
         cuda_graph = torch.cuda.CUDAGraph()
@@ -150,9 +159,10 @@ class TrainingStep:
                 finally:
                     cuda_graph.capture_end()
         except RuntimeError as error:
-            first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            cause = error.__context__ or error  # capture_end's own error hides the cause
+            _capture_failed = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
             log.warning("training steps run eagerly: a CUDA graph could not be captured (%s)",
-                        first_line)
+                        _capture_failed)
             self.graphed = False
             torch.cuda.synchronize(perts.device)
             return False

@@ -263,7 +263,8 @@ class GRAPE(nn.Module):
         if not self.config.global_path:
             return alpha
         safe = perts.clamp_min(0)
-        pooled = (z[safe] * (perts >= 0).unsqueeze(-1).float()).sum(1) / n_genes.clamp_min(1)
+        picked = z.index_select(0, safe.reshape(-1)).view(*safe.shape, -1)
+        pooled = (picked * (perts >= 0).unsqueeze(-1).float()).sum(1) / n_genes.clamp_min(1)
         return alpha + self.amplitude(pooled)
 
     def propagate(self, perts: Tensor, z: Tensor, edges: Edges, g: GraphInputs) -> Tensor:
@@ -276,7 +277,7 @@ class GRAPE(nn.Module):
         composed."""
         delta = self.propagate(perts, z, edges, g).index_select(0, g.measured[outputs]).T
         if self.config.gene_correction:
-            delta = delta * (1.0 + self.gain[outputs])
+            delta = delta * (1.0 + self.gain.index_select(0, outputs))
         return self.amplitude_of(perts, z) * self.mean_shift[outputs] + delta
 
     # ------------------------------------------------------------------ forward
