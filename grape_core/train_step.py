@@ -10,7 +10,7 @@ buffers before each replay, and Adam keeps its step counts on the device (``capt
 
 The first :data:`WARMUP_STEPS` steps run eagerly (they initialise Adam's state and the
 libraries' workspaces, as capture requires); they are ordinary training steps. Where a
-capture fails, training goes on eagerly, with a warning.
+capture fails, training goes on eagerly, with a warning, and the process does not try again.
 """
 
 from __future__ import annotations
