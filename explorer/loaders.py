@@ -195,7 +195,5 @@ def planted_benchmark(stamp: str):
 
 
 def planted_stamp() -> str:
-    from grape_core.evaluation.planted import RESULTS, PlantedBenchmark
-
     path = PROJECT_ROOT / RESULTS
     return file_stamp(path) if path.is_file() else ""
