@@ -14,7 +14,8 @@ slices). Measured, through the same code the command line runs (``train_bundle``
 
 - ``train_s``: the ensemble (default TrainConfig: 3 members, early stopping on a carved
   validation set when the split has none), plus storing every single's prediction and the
-  held-out evaluation; ``ensemble_s``: the ensemble's training alone;
+  held-out evaluation; ``ensemble_s``: the ensemble's training alone, ``singles_s``
+  and ``evaluation_s`` the other two;
 - ``load_s``: loading the saved model folder (every checksum and tensor checked);
 - ``predict_ms_median``: one warm prediction (one condition, the whole ensemble);
 - ``screen_all_singles_cold_s``: the first screen of every single on the freshly loaded model
@@ -28,6 +29,10 @@ Goals on a 2-core CPU: Adamson < 60 s, Norman < 120 s, prediction < 50 ms, scree
     python benchmarks/bench_model.py --size genome --ensemble 1 --max-steps 100 --no-screen
     python benchmarks/bench_model.py --device cuda --size norman genome
     python benchmarks/bench_model.py --device cuda --size norman --eager   # no CUDA graphs
+    python benchmarks/bench_model.py --device cuda --size norman --one-by-one --warm-up
+
+``warmed_up``: false for the first size of a run without ``--warm-up``, which also pays the
+device libraries' one-time start-up.
 """
 
 from __future__ import annotations
@@ -69,7 +74,7 @@ def device_name(device) -> str:
 
 
 def run(size: str, *, device: str, ensemble: int, threads: int, max_steps: int | None,
-        screen_too: bool = True, cuda_graphs: bool = True) -> dict:
+        screen_too: bool = True, cuda_graphs: bool = True, side_by_side: bool = True) -> dict:
     import scipy.stats  # noqa: F401 (imported by the evaluation: a one-time cost, not training's)
     import torch
 
@@ -87,7 +92,8 @@ def run(size: str, *, device: str, ensemble: int, threads: int, max_steps: int |
     gen = generated_screen(spec["genes"], spec["singles"], spec["pairs"])
     setup = time.perf_counter() - t0
     config = TrainConfig(ensemble=ensemble, threads=threads, device=str(target),
-                         cuda_graphs=cuda_graphs, **({"max_steps": max_steps} if max_steps else {}))
+                         cuda_graphs=cuda_graphs, side_by_side=side_by_side,
+                         **({"max_steps": max_steps} if max_steps else {}))
     if target.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
@@ -132,6 +138,8 @@ def run(size: str, *, device: str, ensemble: int, threads: int, max_steps: int |
         "best_steps": [m.best_step for m in members], "setup_s": round(setup, 2),
         "train_s": round(train_s, 1),
         "ensemble_s": round(bundle.manifest.training.seconds, 1),
+        "singles_s": bundle.manifest.training.singles_seconds,
+        "evaluation_s": bundle.manifest.training.evaluation_seconds,
         "train_goal_s": GPU_GOALS.get(size) if target.type == "cuda" else GOALS[size],
         "model_folder_mb": round(size_mb, 1), "singles_stored": bundle.singles is not None,
         "load_s": round(load_s, 2),
@@ -142,7 +150,27 @@ def run(size: str, *, device: str, ensemble: int, threads: int, max_steps: int |
         "gpu_peak_gb": round(gpu_peak, 2) if gpu_peak is not None else None,
         "device": str(target), "device_name": device_name(target), "threads": threads,
         "cuda_graphs": cuda_graphs if target.type == "cuda" else None,
+        "side_by_side": side_by_side and cuda_graphs if target.type == "cuda" else None,
     }
+
+
+def warm_up(*, device: str, ensemble: int, threads: int, cuda_graphs: bool,
+            side_by_side: bool) -> None:
+    """Train a small generated screen the same way, untimed: the device libraries' one-time
+    start-up (CUDA context, kernels loaded at their first use) is then not in a timed size."""
+    import torch
+
+    from grape_core.config import TrainConfig
+    from grape_core.simulate import generated_screen
+    from grape_core.train import train_bundle
+
+    torch.set_num_threads(threads)
+    gen = generated_screen(600, 30, 20)
+    train_bundle(gen.adata, gen.split, knowledge=gen.knowledge, pb=gen.pseudobulk,
+                 train_config=TrainConfig(ensemble=ensemble, threads=threads, device=device,
+                                          cuda_graphs=cuda_graphs, side_by_side=side_by_side,
+                                          max_steps=30),
+                 progress=False, name="warm-up")
 
 
 def _number(value: float | None) -> str:
@@ -160,11 +188,19 @@ def main(argv=None) -> int:
                         help="skip the screen (a genome-scale model computes it: long on a CPU)")
     parser.add_argument("--eager", action="store_true",
                         help="on CUDA, launch every operation of a step (no CUDA graph replay)")
+    parser.add_argument("--one-by-one", action="store_true",
+                        help="on CUDA, train the members one after the other, not side by side")
+    parser.add_argument("--warm-up", action="store_true",
+                        help="first train a small screen, untimed, so that no timed size pays "
+                             "the device libraries' one-time start-up (recorded as warmed_up)")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "model.json"))
     args = parser.parse_args(argv)
-    rows = [run(s, device=args.device, ensemble=args.ensemble, threads=args.threads,
-                max_steps=args.max_steps, screen_too=not args.no_screen,
-                cuda_graphs=not args.eager) for s in args.size]
+    options = dict(device=args.device, ensemble=args.ensemble, threads=args.threads,
+                   cuda_graphs=not args.eager, side_by_side=not args.one_by_one)
+    if args.warm_up:
+        warm_up(**options)
+    rows = [{**run(s, max_steps=args.max_steps, screen_too=not args.no_screen, **options),
+             "warmed_up": bool(args.warm_up or i)} for i, s in enumerate(args.size)]
     print(f"GRAPE at full scale on {DATA_LABEL}; {rows[0]['device_name']}")
     print(f"{'size':8} {'conds':>5} {'nodes':>6} {'edges':>7} {'steps':>16} {'train s':>8} "
           f"{'goal':>5} {'load s':>6} {'predict ms':>10} {'screen s':>8} {'folder MB':>9} "

@@ -265,15 +265,20 @@ class MemberInfo(_Section):
 class TrainingInfo(_Section):
     """Training time, the conditions used, and each member's record."""
 
-    OPTIONAL = ("total_seconds",)
+    OPTIONAL = ("total_seconds", "singles_seconds", "evaluation_seconds")
 
     seconds: float
+    """The ensemble's training."""
     train_conditions: tuple[str, ...]
     """The conditions the final members were fitted on (the baselines' too)."""
     val_conditions: tuple[str, ...]
     members: tuple[MemberInfo, ...]
     total_seconds: float | None = None
     """Gene knowledge, training and evaluation together."""
+    singles_seconds: float | None = None
+    """Predicting every single for the stored screens (:attr:`Bundle.singles`)."""
+    evaluation_seconds: float | None = None
+    """The held-out evaluation (the model and every baseline)."""
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
 

@@ -229,6 +229,12 @@ class TrainConfig(Config):
     cuda_graphs: bool = True
     """On CUDA, capture a training step once and replay it (:mod:`~grape_core.train_step`):
     the same arithmetic, without a kernel launch per operation."""
+    side_by_side: bool = True
+    """Where steps are replayed (``cuda_graphs``), train the ensemble's members side by
+    side, each on its own CUDA stream: one member's step is too small to fill a GPU, so the
+    members' steps overlap. Each member draws its batches from its own seed, so the members
+    are those trained one after the other (up to the order of floating-point sums; with
+    ``finetune_encoder``, dropout draws from one generator the members share)."""
 
 
 @dataclass(frozen=True)

@@ -176,11 +176,18 @@ def train_public(
     knowledge = knowledge_for_adata(adata, paths=paths, progress=False)
     check_stop("the run")
 
+    done = [0.0] * config.ensemble  # per member: on a GPU they train side by side
+
     def step_done(member: int, step: int, max_steps: int) -> None:
         if stop is not None and stop.is_set():
             raise Cancelled(f"training cancelled (model {member + 1} of {config.ensemble}, "
                             f"step {step}); nothing was saved")
-        report("train", (member + step / max(max_steps, 1)) / config.ensemble,
+        done[member] = step / max(max_steps, 1)
+        if step == max_steps:
+            report("train", sum(done) / config.ensemble,
+                   f"Model {member + 1} of {config.ensemble} trained")
+            return
+        report("train", sum(done) / config.ensemble,
                f"Training model {member + 1} of {config.ensemble}: step {step} (at most "
                f"{max_steps}, stops early when the held-back perturbations stop improving)")
 

@@ -155,10 +155,12 @@ EXACT_OFF_TARGET_MAX = 1000
 
 
 def all_member_shifts(model: Model | Bundle, conditions: Sequence[str], *,
-                      outputs: np.ndarray | None = None, chunk: int = 256) -> np.ndarray:
-    """Predicted shifts of every member ``(n_members, n_perts, n_outputs)``, float32, for
-    the measured positions ``outputs`` (default: all measured genes), on the model's
-    device."""
+                      outputs: np.ndarray | None = None, chunk: int = 256,
+                      dtype: type = np.float32) -> np.ndarray:
+    """Predicted shifts of every member ``(n_members, n_perts, n_outputs)`` for the measured
+    positions ``outputs`` (default: all measured genes), computed on the model's device and
+    converted to ``dtype`` (``np.float32`` or ``np.float16``) there, a chunk at a time: no
+    float32 copy of a float16 result is ever whole in memory."""
     import torch
 
     from .model.inputs import perturbation_tensor, predict_shifts
@@ -169,16 +171,21 @@ def all_member_shifts(model: Model | Bundle, conditions: Sequence[str], *,
     width = len(bundle.measured) if outputs is None else len(outputs)
     out_t = None if outputs is None else torch.as_tensor(outputs, dtype=torch.long,
                                                          device=graph.device)
-    out = np.zeros((len(members), len(conditions), width), dtype=np.float32)
+    torch_dtype = {np.dtype(np.float32): torch.float32, np.dtype(np.float16): torch.float16}[
+        np.dtype(dtype)]
+    out = np.empty((len(members), len(conditions), width), dtype=dtype)
     for start in range(0, len(conditions), chunk):
         perts = perturbation_tensor(list(conditions[start:start + chunk]), bundle.node_index)
         with torch.inference_mode():
             for m, member in enumerate(members):
-                out[m, start:start + chunk] = predict_shifts(
-                    member, graph, perts, batch_size=chunk, outputs=out_t).numpy()
-    if not np.isfinite(out).all():
-        raise GrapeError(f"model {bundle.name!r} predicts non-finite values (NaN or infinite); its "
-                         "weights may be damaged: restore the model folder or retrain it")
+                shifts = predict_shifts(member, graph, perts, batch_size=chunk, outputs=out_t,
+                                        dtype=torch_dtype)
+                # after the conversion: a float16 overflow is caught as well
+                if not bool(torch.isfinite(shifts).all()):
+                    raise GrapeError(f"model {bundle.name!r} predicts non-finite values (NaN or "
+                                     "infinite); its weights may be damaged: restore the model "
+                                     "folder or retrain it")
+                out[m, start:start + chunk] = shifts.numpy()
     return out
 
 
@@ -204,8 +211,8 @@ def stored_singles(model: Model | Bundle) -> np.ndarray | None:
     size = len(bundle.members) * len(bundle.genes) * len(bundle.measured)
     if size > SINGLES_MAX_VALUES:
         return None
-    shifts = all_member_shifts(model, [format_condition((g,)) for g in bundle.genes])
-    return shifts.astype(np.float16) if size > SINGLES_FLOAT16_ABOVE else shifts
+    return all_member_shifts(model, [format_condition((g,)) for g in bundle.genes],
+                             dtype=np.float16 if size > SINGLES_FLOAT16_ABOVE else np.float32)
 
 
 def single_shifts(model: Model | Bundle, genes: np.ndarray | None = None

@@ -3,7 +3,8 @@ that turns a screen into a saved model.
 
 - :func:`train_grape` / :func:`train_member`: the training plan. Targets are pseudo-bulk
   shifts (mean of a condition's cells minus the control mean): the per-cell MSE of the paper
-  equals this plus a constant, at a fraction of the cost.
+  equals this plus a constant, at a fraction of the cost. The members train one after the
+  other, or on a GPU side by side (:func:`train_members`, :class:`MemberTraining`).
 - :func:`train_bundle`: gene knowledge -> graph -> trained ensemble -> held-out evaluation
   -> :class:`~grape_core.bundle.Bundle` (``grape_core.fit``).
 - :data:`ABLATIONS` / :func:`run_ablations`: the same recipe for each model variant.
@@ -17,6 +18,7 @@ import logging
 import sys
 import time
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +33,7 @@ from .config import ModelConfig, Paths, TrainConfig
 from .data.conditions import genes_of, is_pair
 from .data.pseudobulk import PseudoBulk, pseudobulk
 from .data.splits import Split
+from .devices import resolve_device
 from .errors import GrapeError
 from .evaluation.evaluate import uncertainty_check
 from .evaluation.metrics import pearson
@@ -147,101 +150,172 @@ def new_member(pb: PseudoBulk, graph: GraphInputs, node_index: dict[str, int], t
     return model
 
 
-def train_member(
-    pb: PseudoBulk, graph: GraphInputs, node_index: dict[str, int], train: list[str],
-    val: list[str], *, model_config: ModelConfig, train_config: TrainConfig, seed: int,
-    encoder_state: dict[str, torch.Tensor] | None, encoder_args: dict | None,
-    progress: bool = True, member: int = 0, steps: int | None = None,
-    on_step: Callable[[int, int, int], None] | None = None,
-) -> tuple[GRAPE, list[dict[str, float]], dict[str, int]]:
-    """Train one ensemble member for at most ``steps`` (default ``max_steps``) optimisation
-    steps of ``batch_size`` conditions, checking the validation MSE every ``eval_every``
-    steps and keeping the best checkpoint (none when ``val`` is empty: the last one).
+class MemberTraining:
+    """One ensemble member's training, advanced a step at a time (:meth:`advance`) until
+    :attr:`done`, so that members can train one after the other or side by side
+    (:func:`train_members`).
 
-    ``on_step(member, step, max_steps)`` is called at every check (progress for the app); an
-    exception it raises (e.g. :class:`~grape_core.errors.Cancelled`) stops training.
+    At most ``steps`` (default ``max_steps``) optimisation steps of ``batch_size``
+    conditions, with a check of the validation MSE every ``eval_every`` steps that keeps the
+    best checkpoint (none when ``val`` is empty: the last one). The warm start itself is
+    the first candidate: training must beat it.
+
+    ``on_step(member, step, max_steps)`` is called at every check (progress for the app), and
+    with ``step == max_steps`` when early stopping ends training sooner: ``step ==
+    max_steps`` means the member is done. An exception it raises (e.g.
+    :class:`~grape_core.errors.Cancelled`) stops training.
+
+    ``stream``: a CUDA stream that all of this member's work is queued on (side by side).
+    """
+
+    def __init__(
+        self, pb: PseudoBulk, graph: GraphInputs, node_index: dict[str, int], train: list[str],
+        val: list[str], *, model_config: ModelConfig, train_config: TrainConfig, seed: int,
+        encoder_state: dict[str, torch.Tensor] | None, encoder_args: dict | None,
+        progress: bool = True, member: int = 0, steps: int | None = None,
+        on_step: Callable[[int, int, int], None] | None = None, stream=None,
+    ):
+        from tqdm.auto import tqdm
+
+        tc = self.train_config = train_config
+        self.member, self.on_step, self.stream = member, on_step, stream
+        self.val = val
+        self.total = tc.max_steps if steps is None else steps
+        device = resolve_device(tc.device)
+        with self._queued():
+            model = new_member(pb, graph, node_index, train, model_config=model_config,
+                               encoder_args=encoder_args, encoder_state=encoder_state,
+                               seed=seed).to(device)
+            self.model, self.graph = model, graph.to(device)
+            structure = [model.structure.theta, model.structure.scale, model.structure.beta]
+            ids = {id(p) for p in structure}
+            graphed = graphs_available(device, tc)
+            opt = torch.optim.Adam([
+                {"params": structure, "lr": tc.structure_lr},
+                {"params": [p for p in model.parameters() if id(p) not in ids], "lr": tc.lr,
+                 "weight_decay": tc.weight_decay},
+            ], capturable=graphed)
+            self.x_val = perturbation_tensor(val, node_index)
+            self.y_val = pb.shifts[pb.rows(val)] if val else None
+            self.optimise = TrainingStep(
+                model, self.graph, opt, perturbation_tensor(train, node_index).to(device),
+                torch.as_tensor(pb.shifts[pb.rows(train)], dtype=torch.float32, device=device),
+                train_config=tc, reg_weight=structure_l1_weight(tc, len(train),
+                                                                self.graph.measured.numel()),
+                graphed=graphed)
+            # every step's batch drawn at once (the same draws as one batch at a time) and
+            # sent to the device once: a step then never waits on a copy from the host
+            self.batches = torch.randint(
+                0, len(train), (self.total, min(tc.batch_size, len(train))),
+                generator=torch.Generator().manual_seed(seed)).to(device)
+        self.history: list[dict[str, float]] = []
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.best_score, self.best_step, self.stale = float("inf"), self.total, 0
+        self.losses: list[torch.Tensor] = []
+        self.step = 0
+        self.done = self.total == 0
+        self.bar = tqdm(total=self.total, desc=f"member {member + 1}", leave=False,
+                        disable=not progress, file=sys.stderr, mininterval=0.5,
+                        position=member if stream is not None else None)
+        if val:
+            with self._queued():
+                model.eval()
+                if model.structure.learn:
+                    model.refresh_structure(self.graph)
+                self._validate()
+
+    def _queued(self):
+        """Queue work on this member's stream (side by side), else where it is."""
+        return torch.cuda.stream(self.stream) if self.stream is not None else nullcontext()
+
+    def advance(self) -> None:
+        """One optimisation step, and the validation check when one is due."""
+        model, tc = self.model, self.train_config
+        with self._queued():
+            self.step += 1
+            model.train()
+            if model.structure.learn and (self.step - 1) % model.config.gsl_refresh == 0:
+                model.refresh_structure(self.graph)
+            self.losses.append(self.optimise(self.batches[self.step - 1]))
+            self.bar.update()
+            if self.step % tc.eval_every == 0 or self.step == self.total:
+                if self.on_step is not None:
+                    self.on_step(self.member, self.step, self.total)
+                self._validate()
+                self.done = (self.step == self.total
+                             or bool(self.val and self.stale >= tc.patience))
+
+    def _validate(self) -> None:
+        """Record a validation check; keep the checkpoint when it is the best so far."""
+        row = {"member": self.member, "step": self.step,  # losses stay on the device until now
+               "train_loss": float(np.mean(torch.stack(self.losses).cpu().tolist()))
+               if self.losses else float("nan")}
+        self.losses = []
+        if self.val:
+            pred = predict_shifts(self.model, self.graph, self.x_val).numpy()
+            row["val_mse"] = float(np.mean((pred - self.y_val) ** 2))
+            row["val_pearson_delta"] = float(np.mean([pearson(p, t)
+                                                      for p, t in zip(pred, self.y_val)]))
+            self.bar.set_postfix(loss=f"{row['train_loss']:.4f}", val_mse=f"{row['val_mse']:.5f}")
+            if row["val_mse"] < self.best_score - 1e-9:
+                self.best_state = copy.deepcopy(self.model.state_dict())
+                self.best_score, self.best_step, self.stale = row["val_mse"], self.step, 0
+            else:
+                self.stale += 1
+        self.history.append(row)
+
+    def finish(self) -> tuple[GRAPE, list[dict[str, float]], dict[str, int]]:
+        """The member (CPU, eval mode) with its best checkpoint, its history and
+        ``{best_step, steps}``."""
+        self.bar.close()
+        if self.on_step is not None and self.step < self.total:  # stopped early: done
+            self.on_step(self.member, self.total, self.total)
+        with self._queued():
+            if self.best_state is not None:
+                self.model.load_state_dict(self.best_state)
+            else:
+                self.best_step = self.step
+            self.model.eval()
+            model = self.model.cpu()
+        return model, self.history, {"best_step": int(self.best_step), "steps": int(self.step)}
+
+    def run(self) -> tuple[GRAPE, list[dict[str, float]], dict[str, int]]:
+        """Every step, then :meth:`finish`."""
+        while not self.done:
+            self.advance()
+        return self.finish()
+
+
+def train_member(pb: PseudoBulk, graph: GraphInputs, node_index: dict[str, int], train: list[str],
+                 val: list[str], **kwargs) -> tuple[GRAPE, list[dict[str, float]], dict[str, int]]:
+    """Train one ensemble member (arguments: :class:`MemberTraining`).
 
     Returns the member (CPU, eval mode), its history and ``{best_step, steps}``.
     """
-    from tqdm.auto import tqdm
+    return MemberTraining(pb, graph, node_index, train, val, **kwargs).run()
 
-    from .devices import resolve_device
 
-    tc = train_config
-    device = resolve_device(tc.device)
-    model = new_member(pb, graph, node_index, train, model_config=model_config,
-                       encoder_args=encoder_args, encoder_state=encoder_state, seed=seed).to(device)
-    graph = graph.to(device)
-    structure = [model.structure.theta, model.structure.scale, model.structure.beta]
-    ids = {id(p) for p in structure}
-    graphed = graphs_available(device, tc)
-    opt = torch.optim.Adam([
-        {"params": structure, "lr": tc.structure_lr},
-        {"params": [p for p in model.parameters() if id(p) not in ids], "lr": tc.lr,
-         "weight_decay": tc.weight_decay},
-    ], capturable=graphed)
-    x_val = perturbation_tensor(val, node_index)
-    y_val = pb.shifts[pb.rows(val)] if val else None
-    optimise = TrainingStep(
-        model, graph, opt, perturbation_tensor(train, node_index).to(device),
-        torch.as_tensor(pb.shifts[pb.rows(train)], dtype=torch.float32, device=device),
-        train_config=tc, reg_weight=structure_l1_weight(tc, len(train), graph.measured.numel()),
-        graphed=graphed)
-    generator = torch.Generator().manual_seed(seed)
-    total = tc.max_steps if steps is None else steps
-    history: list[dict[str, float]] = []
-    best_state, best_score, best_step, stale, losses = None, float("inf"), total, 0, []
-    bar = tqdm(range(1, total + 1), desc=f"member {member + 1}", leave=False,
-               disable=not progress, file=sys.stderr, mininterval=0.5)
+def train_members(start: Callable[[int, Any], MemberTraining], n: int, *,
+                  side_by_side: bool = False, device: torch.device | None = None,
+                  ) -> list[tuple[GRAPE, list[dict[str, float]], dict[str, int]]]:
+    """``n`` members, ``start(m, stream)`` beginning member ``m``
+    (:class:`MemberTraining`), each finished (:meth:`MemberTraining.finish`).
 
-    def validate(step: int) -> bool:
-        """Record a validation check; True when it is the best so far."""
-        nonlocal best_state, best_score, best_step, stale, losses
-        row = {"member": member, "step": step,  # the losses stay on the device until now
-               "train_loss": float(np.mean(torch.stack(losses).cpu().tolist())) if losses
-               else float("nan")}
-        losses = []
-        better = False
-        if val:
-            pred = predict_shifts(model, graph, x_val).cpu().numpy()
-            row["val_mse"] = float(np.mean((pred - y_val) ** 2))
-            row["val_pearson_delta"] = float(np.mean([pearson(p, t) for p, t in zip(pred, y_val)]))
-            bar.set_postfix(loss=f"{row['train_loss']:.4f}", val_mse=f"{row['val_mse']:.5f}")
-            better = row["val_mse"] < best_score - 1e-9
-            if better:
-                best_state, best_score, best_step, stale = (copy.deepcopy(model.state_dict()),
-                                                            row["val_mse"], step, 0)
-            else:
-                stale += 1
-        history.append(row)
-        return better
-
-    if val:  # the warm start itself is a candidate: training must beat it
-        model.eval()
-        if model.structure.learn:
-            model.refresh_structure(graph)
-        validate(0)
-    step = 0
-    for step in bar:
-        model.train()
-        if model.structure.learn and (step - 1) % model_config.gsl_refresh == 0:
-            model.refresh_structure(graph)
-        losses.append(optimise(torch.randint(0, len(train), (min(tc.batch_size, len(train)),),
-                                             generator=generator)))
-        if step % tc.eval_every and step != total:
-            continue
-        if on_step is not None:
-            on_step(member, step, total)
-        validate(step)
-        if val and stale >= tc.patience:
-            break
-    bar.close()
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    else:
-        best_step = step
-    model.eval()
-    return model.cpu(), history, {"best_step": int(best_step), "steps": int(step)}
+    One after the other, or ``side_by_side``: a step of each member in turn, each on its
+    own CUDA stream when ``device`` is a GPU, so that the GPU runs their steps at the same
+    time. A member's work stays in order on its own stream and each member draws its
+    batches from its own generator, so side by side trains the same members.
+    """
+    if not side_by_side:  # started one at a time: one member's state in memory
+        return [start(m, None).run() for m in range(n)]
+    cuda = device is not None and device.type == "cuda"
+    runs = [start(m, torch.cuda.Stream(device) if cuda else None) for m in range(n)]
+    active = [run for run in runs if not run.done]
+    while active:
+        for run in active:
+            run.advance()
+        active = [run for run in active if not run.done]
+    return [run.finish() for run in runs]
 
 
 def train_grape(
@@ -271,7 +345,7 @@ def train_grape(
     graph, node_index
         Gene graph (:func:`~grape_core.model.inputs.graph_inputs`) and symbol -> node index.
     on_step
-        Called at every validation check of every member (see :func:`train_member`).
+        Called at every validation check of every member (see :class:`MemberTraining`).
     """
     model_config = model_config or ModelConfig()
     train_config = train_config or TrainConfig()
@@ -286,22 +360,27 @@ def train_grape(
         fit_on, val = _carve_validation(train, train_config.val_fraction, train_config.seed)
         carved = bool(val)
     start = time.perf_counter()
-    members, history, records = [], [], []
+    device = resolve_device(train_config.device)
+    side_by_side = train_config.side_by_side and graphs_available(device, train_config)
     common = dict(model_config=model_config, train_config=train_config,
                   encoder_state=encoder_state, encoder_args=encoder_args, progress=progress,
                   on_step=on_step)
-    for m in range(train_config.ensemble):
-        seed = train_config.seed + m
-        model, hist, record = train_member(pb, graph, node_index, fit_on, val, seed=seed,
-                                           member=m, **common)
-        record["seed"] = seed
-        if carved and train_config.refit:
-            model, _, refit = train_member(pb, graph, node_index, train, [], seed=seed,
-                                           member=m, steps=record["best_step"], **common)
+    seeds = [train_config.seed + m for m in range(train_config.ensemble)]
+    fitted = train_members(
+        lambda m, stream: MemberTraining(pb, graph, node_index, fit_on, val, seed=seeds[m],
+                                         member=m, stream=stream, **common),
+        train_config.ensemble, side_by_side=side_by_side, device=device)
+    records = [{**record, "seed": seed} for (_, _, record), seed in zip(fitted, seeds)]
+    history = [row for _, hist, _ in fitted for row in hist]
+    if carved and train_config.refit:
+        fitted = train_members(
+            lambda m, stream: MemberTraining(pb, graph, node_index, train, [], seed=seeds[m],
+                                             member=m, stream=stream,
+                                             steps=records[m]["best_step"], **common),
+            train_config.ensemble, side_by_side=side_by_side, device=device)
+        for record, (_, _, refit) in zip(records, fitted):
             record["refit_steps"] = refit["steps"]
-        members.append(model)
-        history += hist
-        records.append(record)
+    members = [model for model, _, _ in fitted]
     final_train = train if (carved and train_config.refit) else fit_on
     return TrainResult(members=members, history=history, train_conditions=final_train,
                        val_conditions=val, member_records=records,
@@ -428,10 +507,13 @@ def train_bundle(
         learned_edges=learned, history=pd.DataFrame(result.history), metrics=pd.DataFrame(),
         fused=fused_embeddings(result.members[0], graph), singles=None,
     )
-    bundle = bundle.replace(singles=stored_singles(Model(bundle, device=train_config.device)))
+    model = Model(bundle, device=train_config.device)  # predicts where it was trained
+    started = time.perf_counter()
+    bundle = bundle.replace(singles=stored_singles(model))
+    seconds = {"singles_seconds": round(time.perf_counter() - started, 2)}
     held_out = [c for c in split.test if c in pb and c != keys.CTRL]
     if held_out:
-        model = Model(bundle)
+        started = time.perf_counter()
         report = evaluate(model)
         mean, std = predict_conditions(model, held_out)
         manifest = manifest.replace(
@@ -439,12 +521,13 @@ def train_bundle(
                                 verdict=report.verdict("grape")),
             uncertainty=uncertainty_check(mean, std, pb.means[pb.rows(held_out)], pb.control_mean))
         bundle = bundle.replace(manifest=manifest, metrics=report.long_frame(split))
+        seconds["evaluation_seconds"] = round(time.perf_counter() - started, 2)
     if ablations and held_out:
         bundle = bundle.replace(ablations=run_ablations(bundle, adata, knowledge=knowledge,
                                                         progress=progress, pb=pb, priors=priors))
     training = bundle.manifest.training
     return bundle.replace(manifest=bundle.manifest.replace(training=dataclasses.replace(
-        training, total_seconds=round(time.perf_counter() - start, 2))))
+        training, total_seconds=round(time.perf_counter() - start, 2), **seconds)))
 
 
 ABLATIONS: dict[str, dict[str, Any]] = {

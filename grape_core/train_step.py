@@ -64,8 +64,9 @@ def batch_loss(model: GRAPE, graph: GraphInputs, perts: Tensor, target: Tensor, 
 
 
 class TrainingStep:
-    """``step(rows)``: one optimisation step on the training conditions ``rows`` (a CPU
-    index tensor of fixed length); returns the batch's loss, a detached device scalar.
+    """``step(rows)``: one optimisation step on the training conditions ``rows`` (an index
+    tensor of fixed length, best already on the model's device: a copy from the host waits
+    for the device); returns the batch's loss, a detached device scalar.
 
     Parameters
     ----------

@@ -149,3 +149,45 @@ def test_replayed_training_steps_equal_eager_steps():
     scale = float(targets.abs().mean())
     torch.testing.assert_close(predict_shifts(replayed, graph, test),
                                predict_shifts(eager, graph, test), rtol=0, atol=0.02 * scale)
+
+
+@gpu
+@pytest.mark.skipif(not HAS_CUDA, reason="no CUDA GPU on this machine")
+def test_members_side_by_side_on_streams_equal_members_one_after_the_other():
+    """Side by side, each member's replayed steps run on its own stream, at the same time as
+    the others': the same training as one member after the other (up to the order of the
+    GPU's floating-point sums)."""
+    from grape_core import train_step
+    from grape_core.config import ModelConfig, TrainConfig
+    from grape_core.knowledge.graphs import resolve_priors
+    from grape_core.model.inputs import graph_inputs, perturbation_tensor, predict_shifts
+    from grape_core.simulate import generated_screen
+    from grape_core.train import MemberTraining, train_members
+
+    gen = generated_screen(600, 60, 20, seed=4)
+    pb = gen.pseudobulk
+    edges, _ = resolve_priors(["union"], gen.knowledge.priors, gen.knowledge.genes)
+    graph, node_index, _ = graph_inputs(gen.knowledge, pb.genes, edges)
+    conditions = [c for c in gen.split.train if c in pb and c != "ctrl"]
+    train, val = conditions[:-8], conditions[-8:]
+    config = TrainConfig(max_steps=60, eval_every=10, patience=100, device="cuda")
+    streams = []
+
+    def start(member, stream):
+        streams.append(stream)
+        return MemberTraining(pb, graph, node_index, train, val, model_config=ModelConfig(),
+                              train_config=config, seed=member, progress=False, member=member,
+                              encoder_state=gen.knowledge.encoder_state,
+                              encoder_args=gen.knowledge.encoder_args, stream=stream)
+
+    apart = train_members(start, 3, side_by_side=False, device=torch.device("cuda"))
+    together = train_members(start, 3, side_by_side=True, device=torch.device("cuda"))
+    assert train_step._capture_failed is None  # both were replayed
+    assert streams[:3] == [None] * 3 and len({id(s) for s in streams[3:]}) == 3
+    test = perturbation_tensor([c for c in gen.split.test if c in pb][:8], node_index)
+    scale = float(np.abs(pb.shifts).mean())
+    for (model, history, _), (model_t, history_t, _) in zip(apart, together):
+        np.testing.assert_allclose([row["val_mse"] for row in history_t],
+                                   [row["val_mse"] for row in history], rtol=1e-3)
+        torch.testing.assert_close(predict_shifts(model_t, graph, test),
+                                   predict_shifts(model, graph, test), rtol=0, atol=0.02 * scale)

@@ -158,6 +158,33 @@ def test_stored_singles_are_the_models_own_predictions(norman_model):
     np.testing.assert_allclose(stored, fresh, atol=1e-5)
 
 
+def test_float16_singles_are_converted_from_the_float32_predictions(constructed):
+    """Large models store singles as float16, converted a chunk at a time where they are
+    predicted: the same values as converting the float32 predictions."""
+    from grape_core.screen import all_member_shifts
+
+    conditions = [f"{g}+ctrl" for g in constructed.genes]
+    full = all_member_shifts(constructed, conditions, chunk=7)
+    half = all_member_shifts(constructed, conditions, chunk=7, dtype=np.float16)
+    assert half.dtype == np.float16
+    np.testing.assert_array_equal(half, full.astype(np.float16))
+
+
+@pytest.mark.parametrize("bad", [float("nan"), 1e5])
+def test_non_finite_predictions_are_refused_not_stored(constructed, bad):
+    """A damaged member (NaN weights) must not be stored or screened; nor may a value that
+    float16 cannot hold (above 65,504) become infinite in the stored singles."""
+    from grape_core.screen import all_member_shifts
+
+    bundle = constructed.bundle
+    effects = bundle.members[0].effects.clone()
+    effects[3, 5] = bad
+    damaged = replace(bundle, manifest=bundle.manifest.replace(name="damaged"),
+                      members=[KnownEffects(effects, {})] + list(bundle.members[1:]))
+    with pytest.raises(GrapeError, match="model 'damaged' predicts non-finite values"):
+        all_member_shifts(damaged, [f"{g}+ctrl" for g in bundle.genes], dtype=np.float16)
+
+
 def test_a_model_without_stored_singles_computes_each_column_once(constructed, monkeypatch):
     """Genome-scale models store no singles: a screen computes the columns it reads, the
     same values as the stored ones, and a second screen only those it has not seen."""

@@ -1,7 +1,8 @@
 """The training step's fixed-shape form, which a GPU replays as a CUDA graph: the same
 objective and gradients as the default form, and nothing in it waits on the device (checked
 here on the CPU through the operations it runs; the replay itself is tested on a GPU in
-``test_devices.py``)."""
+``test_devices.py``). Members trained side by side, as on a GPU, are those trained one after
+the other."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ import pytest
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from grape_core.config import TrainConfig
+from grape_core.config import ModelConfig, TrainConfig
 from grape_core.model import gsl
 from grape_core.model.inputs import perturbation_tensor
+from grape_core.train import MemberTraining, train_members
 from grape_core.train_step import batch_loss, structure_l1_weight
 
 from test_model import adamson_graph, make_model, scramble  # noqa: F401 (fixture)
@@ -83,3 +85,39 @@ def test_a_fixed_shape_step_never_waits_on_the_device(adamson_graph, monkeypatch
     # nor does it index with autograd: on a GPU that backward adds the edges of each
     # relation one after the other (index_select's backward adds them in parallel)
     assert not any("IndexBackward" in name for name in fixed)
+
+
+def test_members_side_by_side_are_the_members_trained_one_after_the_other(adamson_graph):
+    """On a GPU the members train side by side (a step of each in turn, each on its own
+    stream). No member's training may depend on the others': the same weights, histories
+    and stopping steps as one after the other, here on the CPU, where both are exact."""
+    import numpy as np
+    import pandas as pd
+
+    knowledge, pb, graph, node_index = adamson_graph
+    conditions = [c for c in pb.conditions if c != "ctrl"]
+    train, val = conditions[:-5], conditions[-5:]
+    config = TrainConfig(max_steps=80, eval_every=5, patience=2, device="cpu")
+    reports = []
+
+    def start(member, stream):
+        return MemberTraining(pb, graph, node_index, train, val, model_config=ModelConfig(),
+                              train_config=config, seed=member, progress=False, member=member,
+                              encoder_state=knowledge.encoder_state,
+                              encoder_args=knowledge.encoder_args, stream=stream,
+                              on_step=lambda *report: reports.append(report))
+
+    apart = train_members(start, 3, side_by_side=False)
+    reports.clear()
+    together = train_members(start, 3, side_by_side=True)
+    assert len({record["steps"] for _, _, record in apart}) > 1  # they stop at different steps
+    # progress: the members' checks in turn, and each member's last report says it is done
+    assert [member for member, _, _ in reports[:3]] == [0, 1, 2]
+    assert {reports[-1 - i] for i in range(3)} == {(m, 80, 80) for m in range(3)}
+    for (model, history, record), (model_t, history_t, record_t) in zip(apart, together):
+        assert record == record_t
+        pd.testing.assert_frame_equal(pd.DataFrame(history), pd.DataFrame(history_t))
+        state, state_t = model.state_dict(), model_t.state_dict()
+        assert state.keys() == state_t.keys()
+        for name in state:
+            np.testing.assert_array_equal(state[name].numpy(), state_t[name].numpy(), err_msg=name)

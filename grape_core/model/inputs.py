@@ -78,16 +78,18 @@ def perturbation_tensor(conditions: Sequence[str], node_index: dict[str, int]) -
 
 @torch.no_grad()
 def predict_shifts(model: GRAPE, graph: GraphInputs, perts: torch.Tensor, *, batch_size: int = 256,
-                   outputs: torch.Tensor | None = None) -> torch.Tensor:
-    """Shifts ``(n_conds, n_measured)`` of one member, in eval mode (only the measured
-    positions ``outputs`` when given). Each sample is computed on its own, so the batch
-    size changes the speed, never the result."""
+                   outputs: torch.Tensor | None = None,
+                   dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Shifts ``(n_conds, n_measured)`` of one member on the CPU, in eval mode (only the
+    measured positions ``outputs`` when given). Each sample is computed on its own, so the
+    batch size changes the speed, never the result. ``dtype``: converted to it on the
+    model's device, before the copy (float16 halves what a GPU sends back)."""
     if model.training:
         model.eval()
     out = [model(graph, perts[i:i + batch_size], outputs=outputs).shift
            for i in range(0, perts.size(0), batch_size)]
     width = graph.measured.numel() if outputs is None else outputs.numel()
-    return torch.cat(out).cpu() if out else torch.zeros(0, width)
+    return torch.cat(out).to(dtype).cpu() if out else torch.zeros(0, width, dtype=dtype)
 
 
 def named_edges(edges: pd.DataFrame, genes: Sequence[str], is_coding: np.ndarray) -> pd.DataFrame:
