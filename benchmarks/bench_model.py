@@ -84,6 +84,7 @@ def run(size: str, *, device: str, ensemble: int, threads: int, max_steps: int |
     from grape_core.screen import screen
     from grape_core.simulate import generated_screen
     from grape_core.train import train_bundle
+    from grape_core.train_step import graphs_available
 
     torch.set_num_threads(threads)
     target = resolve_device(device)
@@ -149,8 +150,10 @@ def run(size: str, *, device: str, ensemble: int, threads: int, max_steps: int |
         "peak_rss_gb": round(peak_gb(), 2),
         "gpu_peak_gb": round(gpu_peak, 2) if gpu_peak is not None else None,
         "device": str(target), "device_name": device_name(target), "threads": threads,
-        "cuda_graphs": cuda_graphs if target.type == "cuda" else None,
-        "side_by_side": side_by_side and cuda_graphs if target.type == "cuda" else None,
+        # as run: a failed capture turns both off for the rest of the process
+        "cuda_graphs": graphs_available(target, config) if target.type == "cuda" else None,
+        "side_by_side": (side_by_side and graphs_available(target, config)
+                         if target.type == "cuda" else None),
     }
 
 

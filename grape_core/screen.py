@@ -171,8 +171,10 @@ def all_member_shifts(model: Model | Bundle, conditions: Sequence[str], *,
     width = len(bundle.measured) if outputs is None else len(outputs)
     out_t = None if outputs is None else torch.as_tensor(outputs, dtype=torch.long,
                                                          device=graph.device)
-    torch_dtype = {np.dtype(np.float32): torch.float32, np.dtype(np.float16): torch.float16}[
-        np.dtype(dtype)]
+    torch_dtype = {np.dtype(np.float32): torch.float32,
+                   np.dtype(np.float16): torch.float16}.get(np.dtype(dtype))
+    if torch_dtype is None:
+        raise ValueError(f"dtype {np.dtype(dtype)} is not float32 or float16")
     out = np.empty((len(members), len(conditions), width), dtype=dtype)
     for start in range(0, len(conditions), chunk):
         perts = perturbation_tensor(list(conditions[start:start + chunk]), bundle.node_index)

@@ -195,7 +195,7 @@ class MemberTraining:
                 {"params": [p for p in model.parameters() if id(p) not in ids], "lr": tc.lr,
                  "weight_decay": tc.weight_decay},
             ], capturable=graphed)
-            self.x_val = perturbation_tensor(val, node_index)
+            self.x_val = perturbation_tensor(val, node_index).to(device)
             self.y_val = pb.shifts[pb.rows(val)] if val else None
             self.optimise = TrainingStep(
                 model, self.graph, opt, perturbation_tensor(train, node_index).to(device),
@@ -238,12 +238,15 @@ class MemberTraining:
                 model.refresh_structure(self.graph)
             self.losses.append(self.optimise(self.batches[self.step - 1]))
             self.bar.update()
-            if self.step % tc.eval_every == 0 or self.step == self.total:
-                if self.on_step is not None:
-                    self.on_step(self.member, self.step, self.total)
+            checked = self.step % tc.eval_every == 0 or self.step == self.total
+            if checked:
                 self._validate()
                 self.done = (self.step == self.total
                              or bool(self.val and self.stale >= tc.patience))
+        if checked and self.on_step is not None:
+            self.on_step(self.member, self.step, self.total)
+            if self.done and self.step < self.total:  # stopped early: say it is done
+                self.on_step(self.member, self.total, self.total)
 
     def _validate(self) -> None:
         """Record a validation check; keep the checkpoint when it is the best so far."""
@@ -268,8 +271,6 @@ class MemberTraining:
         """The member (CPU, eval mode) with its best checkpoint, its history and
         ``{best_step, steps}``."""
         self.bar.close()
-        if self.on_step is not None and self.step < self.total:  # stopped early: done
-            self.on_step(self.member, self.total, self.total)
         with self._queued():
             if self.best_state is not None:
                 self.model.load_state_dict(self.best_state)
@@ -308,8 +309,13 @@ def train_members(start: Callable[[int, Any], MemberTraining], n: int, *,
     """
     if not side_by_side:  # started one at a time: one member's state in memory
         return [start(m, None).run() for m in range(n)]
-    cuda = device is not None and device.type == "cuda"
-    runs = [start(m, torch.cuda.Stream(device) if cuda else None) for m in range(n)]
+    runs = []
+    for m in range(n):
+        stream = None
+        if device is not None and device.type == "cuda":
+            stream = torch.cuda.Stream(device)
+            stream.wait_stream(torch.cuda.current_stream(device))  # what the caller queued
+        runs.append(start(m, stream))
     active = [run for run in runs if not run.done]
     while active:
         for run in active:
@@ -362,6 +368,8 @@ def train_grape(
     start = time.perf_counter()
     device = resolve_device(train_config.device)
     side_by_side = train_config.side_by_side and graphs_available(device, train_config)
+    if side_by_side:  # one copy that every member reads
+        graph = graph.to(device)
     common = dict(model_config=model_config, train_config=train_config,
                   encoder_state=encoder_state, encoder_args=encoder_args, progress=progress,
                   on_step=on_step)

@@ -36,8 +36,9 @@ workspaces on the capture stream."""
 
 
 def graphs_available(device: torch.device, train_config: TrainConfig) -> bool:
-    """Training steps replay as CUDA graphs: on CUDA, unless ``cuda_graphs`` is off."""
-    return device.type == "cuda" and train_config.cuda_graphs
+    """Training steps replay as CUDA graphs: on CUDA, unless ``cuda_graphs`` is off or a
+    capture already failed in this process."""
+    return device.type == "cuda" and train_config.cuda_graphs and _capture_failed is None
 
 
 def structure_l1_weight(train_config: TrainConfig, n_train: int, n_measured: int) -> float:
