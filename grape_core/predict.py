@@ -249,12 +249,18 @@ def predict_conditions(model: Model | Bundle, conditions: Sequence[str]) -> tupl
     with torch.inference_mode():
         shifts = torch.stack([predict_shifts(m, graph, perts) for m in members]).numpy()
     if not np.isfinite(shifts).all():
-        raise BundleError(f"model {bundle.name!r} predicts non-finite values (NaN or infinite) "
-                          f"for {echo(', '.join(conditions))}; its weights may be "
-                          "damaged: restore the model folder or retrain it")
+        raise non_finite_error(bundle, conditions)
     expression = bundle.pseudobulk.control_mean[None, None, :] + shifts
     std = expression.std(axis=0, ddof=1) if len(bundle.members) > 1 else np.zeros_like(expression[0])
     return expression.mean(axis=0), std
+
+
+def non_finite_error(bundle: Bundle, conditions: Sequence[str] = ()) -> BundleError:
+    """The error for a model that predicts NaN or infinite values (damaged weights)."""
+    where = f" for {echo(', '.join(conditions))}" if len(conditions) else ""
+    return BundleError(f"model {bundle.name!r} predicts non-finite values (NaN or infinite)"
+                       f"{where}; its weights may be damaged: restore the model folder or "
+                       "retrain it")
 
 
 def baseline_predictions(model: Model | Bundle, conditions: Sequence[str]) -> dict[str, np.ndarray]:

@@ -28,7 +28,8 @@ import pandas as pd
 from .bundle import SINGLES_FLOAT16_ABOVE, SINGLES_MAX_VALUES, Bundle
 from .data.conditions import format_condition, genes_of, label
 from .errors import GrapeError, echo
-from .predict import Model, as_model, baseline_predictions, predict_conditions, resolve_gene
+from .predict import (Model, as_model, baseline_predictions, non_finite_error, predict_conditions,
+                      resolve_gene)
 
 
 def read_signature(path: str | Path) -> dict[str, float]:
@@ -184,9 +185,7 @@ def all_member_shifts(model: Model | Bundle, conditions: Sequence[str], *,
                                         dtype=torch_dtype)
                 # after the conversion: a float16 overflow is caught as well
                 if not bool(torch.isfinite(shifts).all()):
-                    raise GrapeError(f"model {bundle.name!r} predicts non-finite values (NaN or "
-                                     "infinite); its weights may be damaged: restore the model "
-                                     "folder or retrain it")
+                    raise non_finite_error(bundle)
                 out[m, start:start + chunk] = shifts.numpy()
     return out
 
