@@ -502,7 +502,8 @@ def example_condition(model: Model | Bundle) -> str | None:
 
 
 # ----------------------------------------------------------------------------- evaluation
-def evaluate(model: Model | Bundle, pb=None, *, part: str = "test") -> Report:
+def evaluate(model: Model | Bundle, pb=None, *, part: str = "test",
+             predicted: np.ndarray | None = None) -> Report:
     """GRAPE (row ``grape``) and every baseline on the model's held-out conditions.
 
     Parameters
@@ -514,6 +515,9 @@ def evaluate(model: Model | Bundle, pb=None, *, part: str = "test") -> Report:
         own training data).
     part
         ``test`` or ``val``.
+    predicted
+        GRAPE's predicted expression of the model's own held-out conditions of ``part``
+        (:func:`predict_conditions`, in the split's order) when the caller has it already.
 
     Raises
     ------
@@ -526,8 +530,18 @@ def evaluate(model: Model | Bundle, pb=None, *, part: str = "test") -> Report:
     bundle.check_genes(pb.genes)
     baselines = model.baselines() if pb is bundle.pseudobulk else None
     train = bundle.manifest.training.train_conditions or bundle.split.train
-    report = evaluate_models(pb, bundle.split,
-                             {"grape": lambda conditions: predict_conditions(model, conditions)[0]},
+    if predicted is not None and pb is not bundle.pseudobulk:
+        raise ValueError("predicted: only for the model's own data")
+
+    def grape(conditions: Sequence[str]) -> np.ndarray:
+        if predicted is None:
+            return predict_conditions(model, conditions)[0]
+        if len(predicted) != len(conditions):
+            raise ValueError(f"predicted: {len(predicted)} rows for {len(conditions)} held-out "
+                             "conditions")
+        return predicted
+
+    report = evaluate_models(pb, bundle.split, {"grape": grape},
                              part=part, baselines=baselines or fit_baselines(
                                  pb, train, prior=bundle.prior_edges, genes=bundle.genes))
     report.extra["verdict"] = report.verdict("grape")

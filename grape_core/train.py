@@ -166,6 +166,8 @@ class MemberTraining:
     :class:`~grape_core.errors.Cancelled`) stops training.
 
     ``stream``: a CUDA stream that all of this member's work is queued on (side by side).
+    ``keep_history``: record the training loss at each check (off for a refit, whose history
+    is not kept: a check without validation then never waits on the device).
     """
 
     def __init__(
@@ -174,11 +176,13 @@ class MemberTraining:
         encoder_state: dict[str, torch.Tensor] | None, encoder_args: dict | None,
         progress: bool = True, member: int = 0, steps: int | None = None,
         on_step: Callable[[int, int, int], None] | None = None, stream=None,
+        keep_history: bool = True,
     ):
         from tqdm.auto import tqdm
 
         tc = self.train_config = train_config
         self.member, self.on_step, self.stream = member, on_step, stream
+        self.keep_history = keep_history
         self.val = val
         self.total = tc.max_steps if steps is None else steps
         device = resolve_device(tc.device)
@@ -236,7 +240,9 @@ class MemberTraining:
             model.train()
             if model.structure.learn and (self.step - 1) % model.config.gsl_refresh == 0:
                 model.refresh_structure(self.graph)
-            self.losses.append(self.optimise(self.batches[self.step - 1]))
+            loss = self.optimise(self.batches[self.step - 1])
+            if self.keep_history:
+                self.losses.append(loss)
             self.bar.update()
             checked = self.step % tc.eval_every == 0 or self.step == self.total
             if checked:
@@ -250,6 +256,8 @@ class MemberTraining:
 
     def _validate(self) -> None:
         """Record a validation check; keep the checkpoint when it is the best so far."""
+        if not (self.val or self.keep_history):
+            return
         row = {"member": self.member, "step": self.step,  # losses stay on the device until now
                "train_loss": float(np.mean(torch.stack(self.losses).cpu().tolist()))
                if self.losses else float("nan")}
@@ -384,7 +392,8 @@ def train_grape(
         fitted = train_members(
             lambda m, stream: MemberTraining(pb, graph, node_index, train, [], seed=seeds[m],
                                              member=m, stream=stream,
-                                             steps=records[m]["best_step"], **common),
+                                             steps=records[m]["best_step"],
+                                             keep_history=False, **common),
             train_config.ensemble, side_by_side=side_by_side, device=device)
         for record, (_, _, refit) in zip(records, fitted):
             record["refit_steps"] = refit["steps"]
@@ -522,8 +531,8 @@ def train_bundle(
     held_out = [c for c in split.test if c in pb and c != keys.CTRL]
     if held_out:
         started = time.perf_counter()
-        report = evaluate(model)
-        mean, std = predict_conditions(model, held_out)
+        mean, std = predict_conditions(model, held_out)  # once, for metrics and uncertainty
+        report = evaluate(model, predicted=mean)
         manifest = manifest.replace(
             metrics=MetricsInfo(test=report.models, subgroups=report.subgroup_summary(),
                                 verdict=report.verdict("grape")),

@@ -32,6 +32,9 @@ def test_train_evaluate_predict_adamson(tmp_path, capsys):
     # reproducible run to run
     assert main(["evaluate", "--model", str(out), "--json", str(report)]) == 0
     assert json.loads(report.read_text())["models"] == first["models"]
+    # the figures saved at training (from the one prediction that also gave the uncertainty)
+    assert manifest["metrics"]["test"] == first["models"]
+    assert manifest["uncertainty"]["n"] > 0
     capsys.readouterr()
 
     assert main(["predict", "--model", str(out), "--perturbation", "TARS", "--top", "5"]) == 0

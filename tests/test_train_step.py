@@ -123,6 +123,35 @@ def test_members_side_by_side_are_the_members_trained_one_after_the_other(adamso
             np.testing.assert_array_equal(state[name].numpy(), state_t[name].numpy(), err_msg=name)
 
 
+def test_a_refit_keeps_no_history_and_trains_the_same_member(adamson_graph):
+    """A refit (no validation, history not kept) reads nothing back from the device at its
+    checks, and trains exactly the member a run that records its losses trains."""
+    import numpy as np
+
+    knowledge, pb, graph, node_index = adamson_graph
+    train = [c for c in pb.conditions if c != "ctrl"]
+    reports = []
+
+    def refit(keep_history):
+        run = MemberTraining(pb, graph, node_index, train, [], model_config=ModelConfig(),
+                             train_config=TrainConfig(max_steps=60, eval_every=10, device="cpu"),
+                             seed=3, progress=False, encoder_state=knowledge.encoder_state,
+                             encoder_args=knowledge.encoder_args, steps=25,
+                             keep_history=keep_history,
+                             on_step=lambda *report: reports.append(report))
+        while not run.done:
+            run.advance()
+            assert keep_history or not run.losses
+        return run.finish()
+
+    kept, dropped = refit(True), refit(False)
+    assert [row["step"] for row in kept[1]] == [10, 20, 25] and dropped[1] == []
+    assert kept[2] == dropped[2] == {"best_step": 25, "steps": 25}
+    assert reports == [(0, 10, 25), (0, 20, 25), (0, 25, 25)] * 2  # progress all the same
+    for name, value in kept[0].state_dict().items():
+        np.testing.assert_array_equal(value.numpy(), dropped[0].state_dict()[name].numpy(), err_msg=name)
+
+
 def test_a_failed_capture_turns_replay_and_side_by_side_off(monkeypatch):
     """After a capture failed, later members train eagerly, and so not side by side."""
     from grape_core import train_step
