@@ -146,10 +146,10 @@ def main(argv=None) -> int:
     }
     if args.trajectory:
         config = b.train_config.replace(patience=10 ** 9, max_steps=args.trajectory)
-        _, history, _ = train_member(pb, graph, b.node_index, train, test, train_config=config,
-                                     seed=b.manifest.training.members[0].seed,
-                                     encoder_state=b.members[0].encoder.state_dict(),
-                                     progress=True, **args_state)
+        history = train_member(pb, graph, b.node_index, train, test, train_config=config,
+                               seed=b.manifest.training.members[0].seed,
+                               encoder_state=b.members[0].encoder.state_dict(),
+                               progress=True, **args_state).history
         result["held_out_trajectory"] = [{"step": h["step"], "mse": h["val_mse"]} for h in history]
         result["best_held_out_mse_any_step"] = min(h["val_mse"] for h in history)
         result["held_out_mse_step0"] = history[0]["val_mse"]

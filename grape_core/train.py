@@ -65,6 +65,19 @@ class TrainResult:
     val_carved: bool = False
 
 
+@dataclass
+class FittedMember:
+    """One trained member (CPU, eval mode, its best checkpoint) and how it got there."""
+
+    model: GRAPE
+    history: list[dict[str, float]]
+    """One row per validation check (see :attr:`TrainResult.history`)."""
+    best_step: int
+    """The step of the checkpoint kept (the last step when nothing was validated)."""
+    steps: int
+    """Steps run before stopping."""
+
+
 def _carve_validation(train: list[str], fraction: float, seed: int) -> tuple[list[str], list[str]]:
     n_val = int(round(len(train) * fraction))
     if len(train) < 4 or n_val == 0:
@@ -275,9 +288,8 @@ class MemberTraining:
                 self.stale += 1
         self.history.append(row)
 
-    def finish(self) -> tuple[GRAPE, list[dict[str, float]], dict[str, int]]:
-        """The member (CPU, eval mode) with its best checkpoint, its history and
-        ``{best_step, steps}``."""
+    def finish(self) -> FittedMember:
+        """The member with its best checkpoint."""
         self.bar.close()
         with self._queued():
             if self.best_state is not None:
@@ -286,9 +298,9 @@ class MemberTraining:
                 self.best_step = self.step
             self.model.eval()
             model = self.model.cpu()
-        return model, self.history, {"best_step": int(self.best_step), "steps": int(self.step)}
+        return FittedMember(model, self.history, int(self.best_step), int(self.step))
 
-    def run(self) -> tuple[GRAPE, list[dict[str, float]], dict[str, int]]:
+    def run(self) -> FittedMember:
         """Every step, then :meth:`finish`."""
         while not self.done:
             self.advance()
@@ -296,17 +308,14 @@ class MemberTraining:
 
 
 def train_member(pb: PseudoBulk, graph: GraphInputs, node_index: dict[str, int], train: list[str],
-                 val: list[str], **kwargs) -> tuple[GRAPE, list[dict[str, float]], dict[str, int]]:
-    """Train one ensemble member (arguments: :class:`MemberTraining`).
-
-    Returns the member (CPU, eval mode), its history and ``{best_step, steps}``.
-    """
+                 val: list[str], **kwargs) -> FittedMember:
+    """Train one ensemble member (arguments: :class:`MemberTraining`)."""
     return MemberTraining(pb, graph, node_index, train, val, **kwargs).run()
 
 
 def train_members(start: Callable[[int, Any], MemberTraining], n: int, *,
                   side_by_side: bool = False, device: torch.device | None = None,
-                  ) -> list[tuple[GRAPE, list[dict[str, float]], dict[str, int]]]:
+                  ) -> list[FittedMember]:
     """``n`` members, ``start(m, stream)`` beginning member ``m``
     (:class:`MemberTraining`), each finished (:meth:`MemberTraining.finish`).
 
@@ -386,8 +395,9 @@ def train_grape(
         lambda m, stream: MemberTraining(pb, graph, node_index, fit_on, val, seed=seeds[m],
                                          member=m, stream=stream, **common),
         train_config.ensemble, side_by_side=side_by_side, device=device)
-    records = [{**record, "seed": seed} for (_, _, record), seed in zip(fitted, seeds)]
-    history = [row for _, hist, _ in fitted for row in hist]
+    records = [{"seed": seed, "best_step": fit.best_step, "steps": fit.steps}
+               for fit, seed in zip(fitted, seeds)]
+    history = [row for fit in fitted for row in fit.history]
     if carved and train_config.refit:
         fitted = train_members(
             lambda m, stream: MemberTraining(pb, graph, node_index, train, [], seed=seeds[m],
@@ -395,9 +405,9 @@ def train_grape(
                                              steps=records[m]["best_step"],
                                              keep_history=False, **common),
             train_config.ensemble, side_by_side=side_by_side, device=device)
-        for record, (_, _, refit) in zip(records, fitted):
-            record["refit_steps"] = refit["steps"]
-    members = [model for model, _, _ in fitted]
+        for record, refit in zip(records, fitted):
+            record["refit_steps"] = refit.steps
+    members = [fit.model for fit in fitted]
     final_train = train if (carved and train_config.refit) else fit_on
     return TrainResult(members=members, history=history, train_conditions=final_train,
                        val_conditions=val, member_records=records,

@@ -186,8 +186,8 @@ def test_members_side_by_side_on_streams_equal_members_one_after_the_other():
     assert streams[:3] == [None] * 3 and len({id(s) for s in streams[3:]}) == 3
     test = perturbation_tensor([c for c in gen.split.test if c in pb][:8], node_index)
     scale = float(np.abs(pb.shifts).mean())
-    for (model, history, _), (model_t, history_t, _) in zip(apart, together):
-        np.testing.assert_allclose([row["val_mse"] for row in history_t],
-                                   [row["val_mse"] for row in history], rtol=1e-3)
-        torch.testing.assert_close(predict_shifts(model_t, graph, test),
-                                   predict_shifts(model, graph, test), rtol=0, atol=0.02 * scale)
+    for one, side in zip(apart, together):
+        np.testing.assert_allclose([row["val_mse"] for row in side.history],
+                                   [row["val_mse"] for row in one.history], rtol=1e-3)
+        torch.testing.assert_close(predict_shifts(side.model, graph, test),
+                                   predict_shifts(one.model, graph, test), rtol=0, atol=0.02 * scale)

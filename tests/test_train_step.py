@@ -110,14 +110,14 @@ def test_members_side_by_side_are_the_members_trained_one_after_the_other(adamso
     apart = train_members(start, 3, side_by_side=False)
     reports.clear()
     together = train_members(start, 3, side_by_side=True)
-    assert len({record["steps"] for _, _, record in apart}) > 1  # they stop at different steps
+    assert len({fit.steps for fit in apart}) > 1  # they stop at different steps
     # progress: the members' checks in turn, and each member's last report says it is done
     assert [member for member, _, _ in reports[:3]] == [0, 1, 2]
     assert all([r for r in reports if r[0] == m][-1] == (m, 80, 80) for m in range(3))
-    for (model, history, record), (model_t, history_t, record_t) in zip(apart, together):
-        assert record == record_t
-        pd.testing.assert_frame_equal(pd.DataFrame(history), pd.DataFrame(history_t))
-        state, state_t = model.state_dict(), model_t.state_dict()
+    for one, side in zip(apart, together):
+        assert (one.best_step, one.steps) == (side.best_step, side.steps)
+        pd.testing.assert_frame_equal(pd.DataFrame(one.history), pd.DataFrame(side.history))
+        state, state_t = one.model.state_dict(), side.model.state_dict()
         assert state.keys() == state_t.keys()
         for name in state:
             np.testing.assert_array_equal(state[name].numpy(), state_t[name].numpy(), err_msg=name)
@@ -145,11 +145,12 @@ def test_a_refit_keeps_no_history_and_trains_the_same_member(adamson_graph):
         return run.finish()
 
     kept, dropped = refit(True), refit(False)
-    assert [row["step"] for row in kept[1]] == [10, 20, 25] and dropped[1] == []
-    assert kept[2] == dropped[2] == {"best_step": 25, "steps": 25}
+    assert [row["step"] for row in kept.history] == [10, 20, 25] and dropped.history == []
+    assert (kept.best_step, kept.steps) == (dropped.best_step, dropped.steps) == (25, 25)
     assert reports == [(0, 10, 25), (0, 20, 25), (0, 25, 25)] * 2  # progress all the same
-    for name, value in kept[0].state_dict().items():
-        np.testing.assert_array_equal(value.numpy(), dropped[0].state_dict()[name].numpy(), err_msg=name)
+    for name, value in kept.model.state_dict().items():
+        np.testing.assert_array_equal(value.numpy(), dropped.model.state_dict()[name].numpy(),
+                                      err_msg=name)
 
 
 def test_a_failed_capture_turns_replay_and_side_by_side_off(monkeypatch):
