@@ -58,7 +58,7 @@ class TrainResult:
     last check), val_mse, val_pearson_delta."""
     train_conditions: list[str]
     val_conditions: list[str]
-    member_records: list[dict[str, Any]]
+    member_records: list[MemberInfo]
     """Per member: seed, best_step (the checkpoint kept), steps (run before stopping) and,
     after a refit, refit_steps."""
     seconds: float
@@ -395,18 +395,18 @@ def train_grape(
         lambda m, stream: MemberTraining(pb, graph, node_index, fit_on, val, seed=seeds[m],
                                          member=m, stream=stream, **common),
         train_config.ensemble, side_by_side=side_by_side, device=device)
-    records = [{"seed": seed, "best_step": fit.best_step, "steps": fit.steps}
+    records = [MemberInfo(seed=seed, best_step=fit.best_step, steps=fit.steps)
                for fit, seed in zip(fitted, seeds)]
     history = [row for fit in fitted for row in fit.history]
     if carved and train_config.refit:
         fitted = train_members(
             lambda m, stream: MemberTraining(pb, graph, node_index, train, [], seed=seeds[m],
                                              member=m, stream=stream,
-                                             steps=records[m]["best_step"],
+                                             steps=records[m].best_step,
                                              keep_history=False, **common),
             train_config.ensemble, side_by_side=side_by_side, device=device)
-        for record, refit in zip(records, fitted):
-            record["refit_steps"] = refit.steps
+        records = [dataclasses.replace(record, refit_steps=refit.steps)
+                   for record, refit in zip(records, fitted)]
     members = [fit.model for fit in fitted]
     final_train = train if (carved and train_config.refit) else fit_on
     return TrainResult(members=members, history=history, train_conditions=final_train,
@@ -523,7 +523,7 @@ def train_bundle(
             seconds=round(result.seconds, 2),
             train_conditions=tuple(result.train_conditions),
             val_conditions=tuple(result.val_conditions),
-            members=tuple(MemberInfo(**record) for record in result.member_records)),
+            members=tuple(result.member_records)),
         graph=GraphInfo(prior=model_config.prior, prior_sources=tuple(prior_sources),
                         prior_edges=int(len(prior)), learned_edges=int(len(learned)),
                         learned_in_prior=int(learned["in_prior"].sum()) if len(learned) else 0),

@@ -263,7 +263,7 @@ def test_training_is_seeded_and_counts_steps(adamson, adamson_graph):
     a, b = (predict_shifts(r.members[0], graph, perts) for r in runs)
     torch.testing.assert_close(a, b, rtol=0, atol=0)
     record = runs[0].member_records[0]
-    assert 0 <= record["best_step"] <= record["steps"] <= 60
+    assert 0 <= record.best_step <= record.steps <= 60
     # the warm start (step 0) is the first candidate, then every eval_every steps
     assert [row["step"] for row in runs[0].history][:3] == [0, 20, 40]
 
