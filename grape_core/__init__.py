@@ -9,7 +9,8 @@ The public API (everything in ``__all__``), by stage::
     simulate   simulate(SimulationConfig) -> PlantedScreen (known network)
     train      fit(adata, split, priors=...) -> Bundle (Bundle.save)   (grape_core.train)
     load       load(folder) -> Model (a read-only bundle and its caches)
-    predict    predict(model, "A+B") -> Prediction; to_anndata(predictions) for scanpy
+    predict    predict(model, "A+B") -> Prediction, predict_many(model, [...]);
+               to_anndata(predictions) for scanpy
     screen     screen(model, targets, direction=...) -> ScreenResult
     evaluate   evaluate(model) -> Report, evaluate_models, fit_baselines (grape_core.evaluation)
 
@@ -49,7 +50,7 @@ from .knowledge.graphs import (coexpression_prior, go_prior, graph_stats, prior_
 from .devices import resolve_device
 from .simulate import PlantedScreen, SimulationConfig, simulate
 from .export import to_anndata
-from .predict import Model, Prediction, evaluate, load, predict
+from .predict import Model, Prediction, evaluate, load, predict, predict_many, read_perturbations
 from .screen import ScreenResult, screen
 
 split = make_split
@@ -86,7 +87,7 @@ __all__ = [
     # train, load, predict, screen, evaluate
     "resolve_device",
     "fit", "Bundle", "Manifest", "verify_bundle",
-    "load", "Model", "predict", "Prediction", "to_anndata", "screen", "ScreenResult",
+    "load", "Model", "predict", "predict_many", "read_perturbations", "Prediction", "to_anndata", "screen", "ScreenResult",
     "evaluate", "evaluate_models", "Report", "fit_baselines", "condition_metrics", "metrics_table",
     # settings
     "DataConfig", "SplitConfig", "ModelConfig", "TrainConfig", "FeatureConfig", "GraphConfig",

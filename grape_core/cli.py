@@ -396,26 +396,58 @@ def _command(args) -> str:
 
 
 def cmd_predict(args) -> int:
-    from .predict import predict
+    from .errors import echo
+    from .predict import predict_many, read_perturbations
 
+    perturbations = list(args.perturbation or [])
+    where = [f"--perturbation {echo(p)}" for p in perturbations]
+    if args.perturbations:
+        listed, listed_where = read_perturbations(args.perturbations)
+        perturbations, where = perturbations + listed, where + listed_where
+    if not perturbations:
+        raise GrapeError("give a perturbation with --perturbation GENE[+GENE] (repeatable) or a "
+                         "file of them with --perturbations FILE")
+    if args.report and len(perturbations) > 1:
+        raise GrapeError(f"--report writes one perturbation's report, and {len(perturbations)} "
+                         "were given; give one, or write them all with --h5ad or --json")
     _writable(args.json, "--json")
+    _writable(args.h5ad, "--h5ad")
     model = _load(args)
-    pred = predict(model, args.perturbation, baselines=bool(args.report))
-    for w in pred.warnings:
-        print(f"warning: {w}", file=sys.stderr)
+    preds = predict_many(model, perturbations, where=where if len(perturbations) > 1 else None,
+                         baselines=bool(args.report), progress=_progress(args))
+    for pred in preds:
+        for w in pred.warnings:
+            print(f"warning: {w}" if len(preds) == 1 else f"warning: {pred.condition}: {w}",
+                  file=sys.stderr)
     if args.h5ad:
         from .export import to_anndata, write_h5ad
 
-        write_h5ad(to_anndata(pred), args.h5ad)
+        write_h5ad(to_anndata(preds), args.h5ad)
         print(f"wrote {args.h5ad}", file=sys.stderr)
     if args.report:
         from .io import write_text
 
-        write_text(args.report, _report_maker("prediction_report_html")(model, pred, command=_command(args)))
+        write_text(args.report, _report_maker("prediction_report_html")(model, preds[0],
+                                                                         command=_command(args)))
         print(f"wrote {args.report}", file=sys.stderr)
     if args.json:
-        _emit_json(pred.to_dict(top=args.top), args.json)
+        data = (preds[0].to_dict(top=args.top) if len(preds) == 1 else
+                {"model": model.name, "predictions": [p.to_dict(top=args.top) for p in preds]})
+        _emit_json(data, args.json)
         return 0
+    if len(preds) > 1:  # one table: each perturbation's --top genes
+        import pandas as pd
+
+        frames = [p.to_frame(top=args.top).assign(perturbation=p.condition, part=p.part)
+                  for p in preds]
+        table = pd.concat(frames, ignore_index=True)
+        first = ["perturbation", "part"]
+        table = table[first + [c for c in table.columns if c not in first]]
+        print(f"{len(preds)} perturbations, model {model.name}; the {args.top} largest shifts "
+              "of each")
+        print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}", na_rep="-"))
+        return 0
+    pred = preds[0]
     print(f"{pred.condition} ({pred.part}), model {model.name}")
     print(pred.to_frame(top=args.top).to_string(index=False, float_format=lambda v: f"{v:.4f}",
                                                 na_rep="-"))
@@ -612,15 +644,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the model's prior file(s), for the ablations of a model trained on one")
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("predict", help="predicted expression shifts for one gene or a pair")
+    p = sub.add_parser("predict", help="predicted expression shifts for one gene or a pair, or "
+                       "for a list of them")
     _add_model_option(p)
-    p.add_argument("--perturbation", required=True, help="GENE or GENE_A+GENE_B")
+    p.add_argument("--perturbation", action="append", metavar="GENE[+GENE]",
+                   help="GENE or GENE_A+GENE_B; repeat it for several")
+    p.add_argument("--perturbations", metavar="FILE", help="a text file of perturbations, one "
+                   "GENE or GENE_A+GENE_B per line (# comments; on a CSV line, the first field)")
     p.add_argument("--top", type=_at_least_one, default=20,
                    help="genes to show (largest |shift|; 1 or more)")
     p.add_argument("--json", help="write the full prediction as JSON here")
-    p.add_argument("--h5ad", metavar="FILE", help="also write the prediction as AnnData (.h5ad) "
-                   "for scanpy: X predicted expression, var['biotype'], layers shift, "
-                   "ensemble_std, measured")
+    p.add_argument("--h5ad", metavar="FILE", help="also write the prediction(s) as AnnData "
+                   "(.h5ad) for scanpy, one row per perturbation: X predicted expression, "
+                   "var['biotype'], layers shift, ensemble_std, measured")
     p.add_argument("--report", metavar="FILE.html", help="also write a self-contained offline "
                    "HTML report for collaborators (charts, network, interaction, model card, "
                    "how far to trust it)")

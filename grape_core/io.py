@@ -3,8 +3,9 @@ folder and is renamed into place, so an interrupted run leaves the previous good
 
 Also here: strict JSON (``NaN`` and infinities become ``null``), the check that an output
 can be written before the work starts (:func:`check_writable`), a lock file that reserves an
-output folder for one run (:func:`reserve`), and the clean-up of temporary files that a
-killed run left behind (:func:`remove_stale`).
+output folder for one run (:func:`reserve`), the clean-up of temporary files that a killed
+run left behind (:func:`remove_stale`), and the reading of a small text file the user gives
+(:func:`read_text_file`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,35 @@ from typing import Any, Iterator
 import numpy as np
 
 from .errors import GrapeError
+
+
+# ----------------------------------------------------------------------------- reading
+def read_text_file(path: str | Path, *, what: str, fix: str) -> str:
+    """A small text file the user gives (a signature, a list of perturbations).
+
+    Raises
+    ------
+    GrapeError
+        Naming ``what`` and the path, and saying ``fix``: not found, a folder, unreadable,
+        or not text (not UTF-8, or NUL bytes: a binary or spreadsheet file).
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise GrapeError(f"{what} {path} is a folder; {fix}")
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError as exc:
+        raise GrapeError(f"{what} not found: {path}") from exc
+    except OSError as exc:
+        raise GrapeError(f"cannot read {what} {path} ({exc.strerror or exc})") from exc
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise GrapeError(f"{what} {path} is not text (byte {exc.start} is not UTF-8; "
+                         f"a binary or spreadsheet file?); {fix}") from exc
+    if "\x00" in text:
+        raise GrapeError(f"{what} {path} is not text (it holds NUL bytes); {fix}")
+    return text
 
 
 # ----------------------------------------------------------------------------- temporaries

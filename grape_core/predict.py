@@ -403,12 +403,26 @@ def predict(model: Model | Bundle, perturbation: str | Sequence[str], *,
     ('KLF1+MAP2K6', True)
     """
     model = as_model(model)
-    bundle = model.bundle
     condition = resolve_perturbation(model, perturbation)
+    mean, std = predict_conditions(model, _with_singles(condition))  # a pair's singles in one pass
+    return _prediction(model, condition, mean, std, baselines=baselines)
+
+
+def _with_singles(condition: str) -> list[str]:
+    """What a prediction of ``condition`` needs: a pair's two singles, then the condition."""
     perturbed = genes_of(condition)
-    pb = bundle.pseudobulk
     singles = [format_condition((g,)) for g in perturbed] if len(perturbed) == 2 else []
-    mean, std = predict_conditions(model, [*singles, condition])  # a pair's singles in the same pass
+    return [*singles, condition]
+
+
+def _prediction(model: Model, condition: str, mean: np.ndarray, std: np.ndarray, *,
+                baselines: bool) -> Prediction:
+    """The :class:`Prediction` of ``condition`` from the predicted expression (ensemble mean
+    and spread) of :func:`_with_singles`'s conditions."""
+    bundle = model.bundle
+    perturbed = genes_of(condition)
+    singles = _with_singles(condition)[:-1]
+    pb = bundle.pseudobulk
     control = pb.control_mean.astype(np.float64)
     shift = mean[-1] - control
     table = bundle.table.loc[list(pb.genes)]
@@ -446,6 +460,98 @@ def predict(model: Model | Bundle, perturbation: str | Sequence[str], *,
         baselines=found, additive=additive, additive_from=additive_from,
         warnings=tuple(warnings), interaction=interaction,
     )
+
+
+def predict_many(model: Model | Bundle, perturbations: Sequence[str | Sequence[str]], *,
+                 where: Sequence[str] | None = None, baselines: bool = False,
+                 progress: bool = False, chunk: int = 256) -> list[Prediction]:
+    """:func:`predict` for several perturbations, in their order; every one is checked
+    before any is predicted, and the ensemble runs over all of them (and the singles of
+    their pairs) in passes of ``chunk`` conditions, each condition once.
+
+    Parameters
+    ----------
+    perturbations
+        As for :func:`predict`.
+    where
+        Where each perturbation came from (e.g. ``"list.txt, line 3"``), named in errors;
+        default ``perturbation 1``, ``perturbation 2``...
+    progress
+        A progress bar over the passes.
+
+    Raises
+    ------
+    UnknownGeneError, ConditionError
+        As :func:`predict`, naming where the perturbation came from; also a perturbation
+        given twice (``KLF1`` and ``klf1+ctrl`` are the same one).
+    """
+    from tqdm.auto import tqdm
+
+    model = as_model(model)
+    where = list(where) if where is not None else [f"perturbation {i + 1}"
+                                                    for i in range(len(perturbations))]
+    if len(where) != len(perturbations):
+        raise ValueError(f"where: {len(where)} places for {len(perturbations)} perturbations")
+    conditions: dict[str, str] = {}  # condition -> where it was given
+    for text, place in zip(perturbations, where):
+        try:
+            condition = resolve_perturbation(model, text)
+        except UnknownGeneError as exc:
+            raise UnknownGeneError(f"{place}: {exc}", gene=exc.gene,
+                                   suggestions=exc.suggestions) from exc
+        except GrapeError as exc:
+            raise type(exc)(f"{place}: {exc}") from exc
+        if condition in conditions:
+            raise ConditionError(f"{place}: {condition} was given already ({conditions[condition]}); "
+                                 "give each perturbation once")
+        conditions[condition] = place
+    needed = list(dict.fromkeys(c for condition in conditions for c in _with_singles(condition)))
+    row = {c: i for i, c in enumerate(needed)}
+    parts = [predict_conditions(model, needed[i:i + chunk])
+             for i in tqdm(range(0, len(needed), chunk), desc="predicting", unit="pass",
+                           disable=not progress or len(needed) <= chunk)]
+    mean = np.concatenate([m for m, _ in parts]) if parts else np.zeros((0, 0))
+    std = np.concatenate([s for _, s in parts]) if parts else np.zeros((0, 0))
+    out = []
+    for condition in conditions:
+        rows = [row[c] for c in _with_singles(condition)]
+        out.append(_prediction(model, condition, mean[rows], std[rows], baselines=baselines))
+    return out
+
+
+def read_perturbations(path: str | Path) -> tuple[list[str], list[str]]:
+    """A list of perturbations, one ``GENE`` or ``GENE_A+GENE_B`` per line (blank lines,
+    ``#`` comments and a header ``perturbation`` or ``condition`` skipped; on a line with
+    commas or tabs, the first field: a CSV of conditions works).
+
+    Returns
+    -------
+    perturbations, where
+        The perturbations as written, and ``"FILE, line N"`` for each
+        (:func:`predict_many`'s ``where``).
+
+    Raises
+    ------
+    GrapeError
+        The file cannot be read or is not text, or lists no perturbation.
+    """
+    from .io import read_text_file
+
+    text = read_text_file(path, what="perturbation list",
+                          fix="give a text file with one perturbation (GENE or GENE_A+GENE_B) "
+                              "per line")
+    perturbations, where = [], []
+    for n, line in enumerate(text.splitlines(), 1):
+        line = line.split("\t")[0].split(",")[0].strip().strip('"')
+        if not line or line.startswith("#") or (not perturbations and line.lower() in
+                                                 {"perturbation", "condition"}):
+            continue
+        perturbations.append(line)
+        where.append(f"{path}, line {n}")
+    if not perturbations:
+        raise GrapeError(f"perturbation list {path} lists no perturbation; give one GENE or "
+                         "GENE_A+GENE_B per line")
+    return perturbations, where
 
 
 def _interaction(model: Model, perturbed: tuple[str, ...], condition: str,

@@ -28,6 +28,7 @@ import pandas as pd
 from .bundle import SINGLES_FLOAT16_ABOVE, SINGLES_MAX_VALUES, Bundle
 from .data.conditions import format_condition, genes_of, label
 from .errors import GrapeError, echo
+from .io import read_text_file
 from .predict import (Model, as_model, baseline_predictions, non_finite_error, predict_conditions,
                       resolve_gene)
 
@@ -41,23 +42,8 @@ def read_signature(path: str | Path) -> dict[str, float]:
         Not found, a folder, not text (a binary file), or what :func:`parse_signature`
         refuses.
     """
-    path = Path(path)
-    fix = "give a text file with one gene and weight per line"
-    if path.is_dir():
-        raise GrapeError(f"signature file {path} is a folder; {fix}")
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError as exc:
-        raise GrapeError(f"signature file not found: {path}") from exc
-    except OSError as exc:
-        raise GrapeError(f"cannot read signature file {path} ({exc.strerror or exc})") from exc
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise GrapeError(f"signature file {path} is not text (byte {exc.start} is not UTF-8; "
-                         f"a binary or spreadsheet file?); {fix}") from exc
-    if "\x00" in text:
-        raise GrapeError(f"signature file {path} is not text (it holds NUL bytes); {fix}")
+    text = read_text_file(path, what="signature file",
+                          fix="give a text file with one gene and weight per line")
     return parse_signature(text, source=str(path))
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from conftest import ADAMSON, ADAMSON_SPLIT, NORMAN_DEVEL
 
 from grape_core.cli import main
@@ -49,6 +50,73 @@ def test_predict_pair_json(norman_model, tmp_path, capsys):
     data = json.loads(out.read_text())
     assert data["condition"] == "KLF1+MAP2K6" and len(data["genes"]) == 20
     assert data["interaction"]["predicted"]["gi_type"]
+
+
+def test_predict_many_equals_one_at_a_time(norman_model):
+    """Several perturbations in passes of a few conditions (a pair's singles shared) give
+    each one's own prediction, exactly."""
+    import numpy as np
+
+    from grape_core import load, predict, predict_many
+
+    model = load(norman_model)
+    wanted = ["KLF1+MAP2K6", "MAP2K6", "KLF1", "CEBPE+KLF1", "SET"]
+    many = predict_many(model, wanted, chunk=2)
+    assert [p.condition for p in many] == [predict(model, w).condition for w in wanted]
+    for pred, text in zip(many, wanted):
+        one = predict(model, text, baselines=False)
+        np.testing.assert_array_equal(pred.shift, one.shift)
+        np.testing.assert_array_equal(pred.std, one.std)
+        assert pred.warnings == one.warnings and pred.interaction == one.interaction
+
+
+def test_predict_a_list_of_perturbations(norman_model, tmp_path, capsys):
+    import anndata
+    import numpy as np
+
+    from grape_core import load, predict
+
+    listed = tmp_path / "perturbations.csv"
+    listed.write_text("condition,why\n# candidates\nKLF1+MAP2K6,pair\n\nCEBPE,single\n")
+    out = tmp_path / "many.h5ad"
+    assert main(["--quiet", "predict", "--model", str(norman_model), "--perturbation", "SET",
+                 "--perturbations", str(listed), "--top", "3", "--h5ad", str(out)]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0].startswith("3 perturbations") and len(printed) == 2 + 3 * 3
+    adata = anndata.read_h5ad(out)
+    assert list(adata.obs_names) == ["SET+ctrl", "KLF1+MAP2K6", "CEBPE+ctrl"]
+    model = load(norman_model)
+    shift = adata.layers["shift"]  # as stored (float32)
+    np.testing.assert_array_equal(shift[1], predict(model, "KLF1+MAP2K6").shift.astype(shift.dtype))
+    assert adata.obs.loc["KLF1+MAP2K6", "gi_type"]
+
+    report = tmp_path / "many.json"
+    assert main(["--quiet", "predict", "--model", str(norman_model), "--perturbations", str(listed),
+                 "--json", str(report)]) == 0
+    data = json.loads(report.read_text())
+    assert [p["condition"] for p in data["predictions"]] == ["KLF1+MAP2K6", "CEBPE+ctrl"]
+
+
+@pytest.mark.parametrize("lines, extra, message", [
+    ("KLF1\nKLFF1\n", [], "perturbations.txt, line 2: unknown gene 'KLFF1' for model "
+                          "'norman-test'; did you mean KLF1"),
+    ("KLF1\nklf1+ctrl\n", [], "perturbations.txt, line 2: KLF1+ctrl was given already "
+                               "(", ),
+    ("# nothing\n\n", [], "lists no perturbation"),
+    ("KLF1\nSET\n", ["--report", "r.html"], "--report writes one perturbation's report, and 2 "
+                                             "were given"),
+    (None, [], "give a perturbation with --perturbation"),
+])
+def test_a_bad_list_of_perturbations_is_one_error(norman_model, tmp_path, capsys, lines, extra,
+                                                  message):
+    args = ["predict", "--model", str(norman_model), *extra]
+    if lines is not None:
+        listed = tmp_path / "perturbations.txt"
+        listed.write_text(lines)
+        args += ["--perturbations", str(listed)]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1, err
 
 
 def test_errors_are_one_line(tmp_path, capsys, adamson_model):
