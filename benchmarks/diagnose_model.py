@@ -46,7 +46,7 @@ def gradient_norms(member, bundle, graph, train) -> dict:
 
     tc = bundle.train_config
     x = perturbation_tensor(train, bundle.node_index)
-    y = torch.as_tensor(bundle.pseudobulk.shifts[bundle.pseudobulk.rows(train)], dtype=torch.float32)
+    y = torch.as_tensor(bundle.pseudobulk.shifts_of(train), dtype=torch.float32)
     member.train()
     member.zero_grad()
     loss = batch_loss(member, graph, x, y, train_config=tc,
@@ -103,7 +103,7 @@ def main(argv=None) -> int:
     pb, graph, split = b.pseudobulk, b.graph, b.split
     train = [c for c in split.train if c in pb and c != keys.CTRL]
     test = [c for c in split.test if c in pb and c != keys.CTRL]
-    measured = pb.shifts[pb.rows(test)]
+    measured = pb.shifts_of(test)
     args_state = {"model_config": b.model_config, "encoder_args": b.manifest.encoder_args}
     warm = [new_member(pb, graph, b.node_index, train, encoder_state=m.encoder.state_dict(),
                        seed=info.seed, **args_state)

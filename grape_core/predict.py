@@ -567,7 +567,7 @@ def _interaction(model: Model, perturbed: tuple[str, ...], condition: str,
     pb = model.bundle.pseudobulk
     conds = [pb.find(c) for c in (format_condition((a,)), format_condition((b,)), condition)]
     if all(conds):
-        measured = pb.shifts[pb.rows(conds)]
+        measured = pb.shifts_of(conds)
         out["measured"] = interaction_report(measured[0], measured[1], measured[2], genes=genes,
                                              names=(a, b))
     return out

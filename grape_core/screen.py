@@ -377,8 +377,9 @@ def _frame(bundle: Bundle, conditions: list[str], scores: np.ndarray, off: np.nd
     pb = bundle.pseudobulk
     biotype = bundle.table["biotype"].astype(str)
     measured = [pb.find(c) for c in conditions]
-    measured_effect = [float(_score(pb.shifts[pb.index(m)], idx, w, sign)) if m else np.nan
-                       for m in measured]
+    found = [m for m in measured if m]
+    effect = dict(zip(found, _score(pb.shifts_of(found), idx, w, sign).tolist())) if found else {}
+    measured_effect = [effect[m] if m else np.nan for m in measured]
     return pd.DataFrame({
         "perturbation": conditions,
         "genes": [label(genes_of(c)) for c in conditions],
@@ -412,7 +413,7 @@ def screen_check(model: Model | Bundle, *, n_targets: int = 20, part: str = "tes
     if len(held) < 3:
         raise GrapeError(f"the screen check needs at least 3 measured {part} conditions; "
                          f"model {bundle.name!r} has {len(held)}")
-    truth = pb.shifts[pb.rows(held)]
+    truth = pb.shifts_of(held)
     targets = np.argsort(-truth.std(0), kind="stable")[:n_targets]
     predictions = {"grape": predict_conditions(model, held)[0]}
     predictions.update(baseline_predictions(model, held))

@@ -106,7 +106,7 @@ def _training_data(model: GRAPE, pb: PseudoBulk, graph: GraphInputs, train: list
     """Shared response = training shifts summed and divided by the number of perturbed genes
     (a pair brings two doses, as the additive baseline assumes); the loss scale is the RMS
     training shift; measured training singles compose pairs."""
-    shifts = torch.as_tensor(pb.shifts[pb.rows(train)], dtype=torch.float32)
+    shifts = torch.as_tensor(pb.shifts_of(train), dtype=torch.float32)
     n_genes = sum(len(genes_of(c)) for c in train)
     control = torch.zeros(graph.n_nodes)
     control[graph.measured] = torch.as_tensor(pb.control_mean, dtype=torch.float32)
@@ -134,7 +134,7 @@ def warm_start(model: GRAPE, graph: GraphInputs, pb: PseudoBulk, train: list[str
                                   check_invariants=True).coalesce()
     perts = perturbation_tensor(train, node_index)
     e = GRAPE.indicator(perts, n)  # (n, batch)
-    target = torch.as_tensor(pb.shifts[pb.rows(train)], dtype=torch.float32).T
+    target = torch.as_tensor(pb.shifts_of(train), dtype=torch.float32).T
     n_genes = (perts >= 0).sum(1).float()
     shared = model.mean_shift.unsqueeze(1) * n_genes
     x = torch.stack([shared, e[measured], torch.sparse.mm(adj, e)[measured]], -1).reshape(-1, 3)
@@ -213,10 +213,10 @@ class MemberTraining:
                  "weight_decay": tc.weight_decay},
             ], capturable=graphed)
             self.x_val = perturbation_tensor(val, node_index).to(device)
-            self.y_val = pb.shifts[pb.rows(val)] if val else None
+            self.y_val = pb.shifts_of(val) if val else None
             self.optimise = TrainingStep(
                 model, self.graph, opt, perturbation_tensor(train, node_index).to(device),
-                torch.as_tensor(pb.shifts[pb.rows(train)], dtype=torch.float32, device=device),
+                torch.as_tensor(pb.shifts_of(train), dtype=torch.float32, device=device),
                 train_config=tc, reg_weight=structure_l1_weight(tc, len(train),
                                                                 self.graph.measured.numel()),
                 graphed=graphed)

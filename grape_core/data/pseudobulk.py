@@ -69,8 +69,13 @@ class PseudoBulk:
 
     @property
     def shifts(self) -> np.ndarray:
-        """``means - control_mean``, ``(n_conds, n_genes)``."""
+        """``means - control_mean``, ``(n_conds, n_genes)``: computed at each read (for some
+        conditions, :meth:`shifts_of`)."""
         return self.means - self.control_mean[None, :]
+
+    def shifts_of(self, conditions) -> np.ndarray:
+        """The shifts of ``conditions`` only, ``(len(conditions), n_genes)``."""
+        return self.means[self.rows(conditions)] - self.control_mean[None, :]
 
     def index(self, condition: str) -> int:
         return self._index[condition]

@@ -59,7 +59,7 @@ class TrainMeanBaseline(Baseline):
 
     def fit(self, pb: PseudoBulk, train: Sequence[str]) -> "TrainMeanBaseline":
         super().fit(pb, train)
-        self.mean_shift = pb.shifts[pb.rows(self.train)].astype(np.float64).mean(axis=0)
+        self.mean_shift = pb.shifts_of(self.train).astype(np.float64).mean(axis=0)
         return self
 
     def predict(self, conditions: Sequence[str]) -> np.ndarray:
@@ -160,7 +160,7 @@ class PropagationBaseline(Baseline):
         totals = np.asarray(adj.sum(axis=1)).ravel()
         self.adj = sp.diags(1.0 / np.where(totals > 0, totals, 1.0)) @ adj  # row = target
         self.measured = np.array([self.node_index[g] for g in pb.genes])
-        self.mean_shift = pb.shifts[pb.rows(self.train)].astype(np.float64).mean(axis=0)
+        self.mean_shift = pb.shifts_of(self.train).astype(np.float64).mean(axis=0)
         # least squares through the normal equations, a chunk of conditions at a time: the
         # design matrix of a genome-scale screen would not fit in memory
         k = 2 + self.steps
@@ -168,7 +168,7 @@ class PropagationBaseline(Baseline):
         for start in range(0, len(self.train), 64):
             part = self.train[start:start + 64]
             x = self._features(part).reshape(-1, k)  # (n_part * n_genes, n_features)
-            y = pb.shifts[pb.rows(part)].astype(np.float64).reshape(-1)
+            y = pb.shifts_of(part).astype(np.float64).reshape(-1)
             xtx += x.T @ x
             xty += x.T @ y
         self.coef = np.linalg.lstsq(xtx, xty, rcond=None)[0]
