@@ -152,6 +152,15 @@ def gene_overview(folder: str, stamp: str) -> tuple[pd.DataFrame, np.ndarray]:
     return model_gene_overview(b), embedding_coords(b.fused)
 
 
+def prepare_screen(folder: str, stamp: str, targets: tuple[tuple[str, float], ...],
+                   on_progress) -> None:
+    """What a screen of ``targets`` reads, predicted once per model (not cached here: it is
+    kept on the shared model), so that a genome-scale model's first screen shows its progress."""
+    from grape_core.screen import prepare_screen as prepare
+
+    prepare(load_model(folder, stamp), dict(targets), on_progress=on_progress)
+
+
 @st.cache_data(max_entries=32, show_spinner=False)
 def screen_result(folder: str, stamp: str, targets: tuple[tuple[str, float], ...], direction: str,
                   pairs: bool, top: int):

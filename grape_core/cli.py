@@ -467,7 +467,20 @@ def cmd_screen(args) -> int:
     targets = read_signature(args.signature) if args.signature else \
         [t.strip() for t in args.target.split(",") if t.strip()]
     model = _load(args)
-    result = screen(model, targets, direction=args.direction, pairs=args.pairs, top=args.top)
+    from tqdm.auto import tqdm
+
+    bar = tqdm(desc="predicting every single (a large model's first screen)", unit="pass",
+               disable=not _progress(args), file=sys.stderr, delay=0.5)
+
+    def passes(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    try:
+        result = screen(model, targets, direction=args.direction, pairs=args.pairs, top=args.top,
+                        on_progress=passes)
+    finally:
+        bar.close()
     for note in result.notes:
         print(f"warning: {note}", file=sys.stderr)
     if args.json:

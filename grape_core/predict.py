@@ -63,10 +63,14 @@ class Model:
         self._on_device: tuple[list, Any] | None = None
         self._lock = threading.Lock()
         self._baselines: dict[str, Baseline] | None = None
+        self.singles: np.ndarray | None = None
+        """For a model that stores no singles (genome scale), every member's shift of every
+        single at every measured gene, float16, computed by the first screen when it fits in
+        :func:`~grape_core.screen.screen_memory`."""
         self.single_columns: dict[int, np.ndarray] = {}
         """Every single's shift at one measured position ``(n_members, n_singles)``, per
-        position a screen has read: only for models that store no singles (genome scale),
-        so a second screen computes only the positions it has not seen."""
+        position a screen has read, when :attr:`singles` does not fit: a second screen
+        computes only the positions it has not seen."""
         self.single_columns_lock = threading.Lock()
 
     @classmethod

@@ -15,8 +15,9 @@ scored by the model and by the additive expectation (sum of the two singles' shi
 
 from __future__ import annotations
 
+import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import combinations
 from pathlib import Path
@@ -140,14 +141,20 @@ For roughly normal shifts the RMS of 256 genes is off by about 1/sqrt(2 * 256), 
 at a fraction of the cost of all genes."""
 EXACT_OFF_TARGET_MAX = 1000
 
+SCREEN_MEMORY_ENV = "GRAPE_SCREEN_MEMORY_GB"
+"""GB a genome-scale model (one that stores no singles) may keep for screens: every single's
+shift at every measured gene, float16, when it fits; else the genes each screen reads."""
+
 
 def all_member_shifts(model: Model | Bundle, conditions: Sequence[str], *,
                       outputs: np.ndarray | None = None, chunk: int = 256,
-                      dtype: type = np.float32) -> np.ndarray:
+                      dtype: type = np.float32,
+                      on_progress: Callable[[int, int], None] | None = None) -> np.ndarray:
     """Predicted shifts of every member ``(n_members, n_perts, n_outputs)`` for the measured
     positions ``outputs`` (default: all measured genes), computed on the model's device and
     converted to ``dtype`` (``np.float32`` or ``np.float16``) there, a chunk at a time: no
-    float32 copy of a float16 result is ever whole in memory."""
+    float32 copy of a float16 result is ever whole in memory. ``on_progress(done, total)``
+    after each chunk of each member."""
     import torch
 
     from .model.inputs import perturbation_tensor, predict_shifts
@@ -163,6 +170,7 @@ def all_member_shifts(model: Model | Bundle, conditions: Sequence[str], *,
     if torch_dtype is None:
         raise ValueError(f"dtype {np.dtype(dtype)} is not float32 or float16")
     out = np.empty((len(members), len(conditions), width), dtype=dtype)
+    total, done = len(members) * -(-len(conditions) // chunk), 0
     for start in range(0, len(conditions), chunk):
         perts = perturbation_tensor(list(conditions[start:start + chunk]), bundle.node_index)
         with torch.inference_mode():
@@ -173,6 +181,9 @@ def all_member_shifts(model: Model | Bundle, conditions: Sequence[str], *,
                 if not bool(torch.isfinite(shifts).all()):
                     raise non_finite_error(bundle)
                 out[m, start:start + chunk] = shifts.numpy()
+                done += 1
+                if on_progress is not None:
+                    on_progress(done, total)
     return out
 
 
@@ -186,23 +197,51 @@ def screened_genes(bundle: Bundle, idx: np.ndarray) -> np.ndarray:
     return np.union1d(idx, sample)
 
 
+def singles_size(bundle: Bundle) -> int:
+    """Values in every member's shift of every single at every measured gene."""
+    return len(bundle.members) * len(bundle.genes) * len(bundle.measured)
+
+
+def screen_memory() -> float:
+    """Bytes a model that stores no singles (genome scale) may keep in memory for screens:
+    ``GRAPE_SCREEN_MEMORY_GB`` GB (default 1).
+
+    Raises
+    ------
+    GrapeError
+        The setting is not a number >= 0.
+    """
+    text = os.environ.get(SCREEN_MEMORY_ENV, "").strip()
+    if not text:
+        return 1.0 * 2**30
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not np.isfinite(value) or value < 0:
+        raise GrapeError(f"{SCREEN_MEMORY_ENV}={echo(text)} is not a size in GB; give a number "
+                         "such as 2 (0: compute only the genes each screen reads)")
+    return value * 2**30
+
+
 def stored_singles(model: Model | Bundle) -> np.ndarray | None:
     """What a bundle stores for screens (:attr:`Bundle.singles`): every member's shift of
     every single perturbation, each node on its own, at every measured gene,
     ``(n_members, n_nodes, n_measured)``, float16 above :data:`SINGLES_FLOAT16_ABOVE` values
     (as saved, so a model screens the same before and after a reload); ``None`` above
-    :data:`SINGLES_MAX_VALUES` values (genome scale), where screens compute the columns they
-    read."""
+    :data:`SINGLES_MAX_VALUES` values (genome scale), where the first screen computes them
+    (:func:`single_shifts`)."""
     model = as_model(model)
     bundle = model.bundle
-    size = len(bundle.members) * len(bundle.genes) * len(bundle.measured)
+    size = singles_size(bundle)
     if size > SINGLES_MAX_VALUES:
         return None
     return all_member_shifts(model, [format_condition((g,)) for g in bundle.genes],
                              dtype=np.float16 if size > SINGLES_FLOAT16_ABOVE else np.float32)
 
 
-def single_shifts(model: Model | Bundle, genes: np.ndarray | None = None
+def single_shifts(model: Model | Bundle, genes: np.ndarray | None = None, *,
+                  on_progress: Callable[[int, int], None] | None = None
                   ) -> tuple[list[str], np.ndarray]:
     """Every single perturbation of the model (each node on its own) and its members'
     shifts ``(n_members, n_singles, len(genes))`` at the measured positions ``genes``
@@ -210,8 +249,10 @@ def single_shifts(model: Model | Bundle, genes: np.ndarray | None = None
 
     A lookup in the bundle's stored predictions (:attr:`Bundle.singles`, computed at training
     time): the first screen of a freshly loaded model costs no model pass. Genome-scale
-    models store none: their columns are computed here and kept on the
-    :class:`~grape_core.predict.Model` (:attr:`~grape_core.predict.Model.single_columns`).
+    models store none: the first screen computes them (``on_progress(done, total)`` meanwhile)
+    and keeps them on the :class:`~grape_core.predict.Model`: every measured gene, as
+    float16, when that fits in :func:`screen_memory` (later screens are lookups), else only
+    the columns read (:attr:`~grape_core.predict.Model.single_columns`).
     """
     model = as_model(model)
     bundle = model.bundle
@@ -221,13 +262,32 @@ def single_shifts(model: Model | Bundle, genes: np.ndarray | None = None
     if bundle.singles is not None:
         return conditions, np.asarray(bundle.singles[:, :, genes], dtype=np.float32)
     with model.single_columns_lock:
+        if model.singles is None and 2 * singles_size(bundle) <= screen_memory():
+            model.singles = all_member_shifts(model, conditions, dtype=np.float16,
+                                              on_progress=on_progress)
+        if model.singles is not None:
+            return conditions, np.asarray(model.singles[:, :, genes], dtype=np.float32)
         columns = model.single_columns
         missing = np.array([g for g in genes.tolist() if g not in columns], dtype=np.int64)
         if len(missing):
-            computed = all_member_shifts(model, conditions, outputs=missing)
+            computed = all_member_shifts(model, conditions, outputs=missing,
+                                         on_progress=on_progress)
             for j, g in enumerate(missing.tolist()):
                 columns[g] = computed[:, :, j]
         return conditions, np.stack([columns[g] for g in genes.tolist()], axis=-1)
+
+
+def prepare_screen(model: Model | Bundle, targets: Sequence[str] | Mapping[str, float], *,
+                   on_progress: Callable[[int, int], None] | None = None) -> None:
+    """Predict, and keep on the model, what a screen of ``targets`` reads (:func:`single_shifts`),
+    with ``on_progress(done, total)`` meanwhile: nothing to do for a model that stores its
+    singles, a pass over every single for a genome-scale model's first screen. The app runs
+    it before :func:`screen`, to show that pass's progress."""
+    model = as_model(model)
+    bundle = model.bundle
+    if bundle.singles is None:
+        idx, _, _ = _targets(bundle, targets)
+        single_shifts(model, screened_genes(bundle, idx), on_progress=on_progress)
 
 
 def _score(shifts: np.ndarray, idx: np.ndarray, w: np.ndarray, sign: float) -> np.ndarray:
@@ -285,6 +345,7 @@ def screen(
     pairs: bool = False,
     top: int = 20,
     pair_candidates: int = 12,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> ScreenResult:
     """Rank perturbations by how well they move the targets in ``direction``.
 
@@ -302,6 +363,9 @@ def screen(
         Also score all pairs among the ``pair_candidates`` best singles.
     top
         Rows to return (best first).
+    on_progress
+        ``on_progress(done, total)`` while the first screen of a model that stores no
+        singles (genome scale) predicts them (:func:`single_shifts`).
 
     Returns
     -------
@@ -326,7 +390,7 @@ def screen(
     sign = 1.0 if direction == "up" else -1.0
     genes = screened_genes(bundle, idx)
     idx = np.searchsorted(genes, idx)  # target positions within the computed genes
-    conditions, members = single_shifts(model, genes)
+    conditions, members = single_shifts(model, genes, on_progress=on_progress)
     target_genes = set(names)
     keep = [i for i, c in enumerate(conditions) if genes_of(c)[0] not in target_genes]
     if not keep:

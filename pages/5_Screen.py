@@ -33,6 +33,10 @@ def main() -> None:
     if not args:
         return
     try:
+        passes = layout.ProgressBar("Predicting every single perturbation once (the first screen "
+                                    "of a large model; later screens are instant)…")
+        loaders.prepare_screen(sel.folder, sel.stamp, args[0], on_progress=passes)
+        passes.clear()
         with st.spinner("Ranking the candidates…"):
             result = loaders.screen_result(sel.folder, sel.stamp, *args)
     except layout.GrapeError as exc:

@@ -310,6 +310,36 @@ def test_screen_page_ranks_like_grape_core(app):
     assert any("weight 'one' is not a number" in e and "pasted signature" in e for e in errors(app))
 
 
+def test_screen_page_on_a_model_that_stores_no_singles(models_dir):
+    """A genome-scale model stores no singles: the page predicts them once (with a progress
+    bar) and ranks as grape_core does."""
+    from dataclasses import replace
+
+    from explorer.loaders import load_model, model_entries
+    from grape_core.predict import Model
+    from grape_core.screen import screen
+
+    folder = copy_model(models_dir, "no-singles")
+    (folder / "singles.safetensors").unlink()
+    manifest = read_manifest(folder)
+    del manifest["files"]["singles"]
+    write_manifest(folder, manifest)
+    at = ok(AppTest.from_file(APP, default_timeout=TIMEOUT).run())
+    ok(at.sidebar.selectbox(key="model").set_value("no-singles").run())
+    page(at, "screen")
+    at.multiselect(key="targets").set_value(["HSPA5"])
+    ok(at.button(key="FormSubmitter:screen-Run the screen").click().run())
+    entry = next(e for e in model_entries(str(models_dir)) if e.name == "no-singles")
+    model = load_model(entry.folder, entry.stamp)
+    assert model.bundle.singles is None and model.singles is not None  # predicted by the page
+    stored = app_bundle("adamson").bundle  # the same singles, as float16
+    expected = screen(Model(replace(stored, singles=stored.singles.astype(np.float16))),
+                      ["HSPA5"], top=20).table
+    shown = at.dataframe[0].value
+    assert list(shown["perturbation"]) == list(expected["perturbation"])
+    np.testing.assert_allclose(shown["effect"], expected["effect"], atol=1e-6)
+
+
 # ----------------------------------------------------------------------------- models on disk
 def test_broken_and_user_models(models_dir):
     src = BUNDLED_MODELS / "adamson"

@@ -185,11 +185,55 @@ def test_non_finite_predictions_are_refused_not_stored(constructed, bad):
         all_member_shifts(damaged, [f"{g}+ctrl" for g in bundle.genes], dtype=np.float16)
 
 
-def test_a_model_without_stored_singles_computes_each_column_once(constructed, monkeypatch):
-    """Genome-scale models store no singles: a screen computes the columns it reads, the
-    same values as the stored ones, and a second screen only those it has not seen."""
+def test_a_model_without_stored_singles_keeps_them_after_its_first_screen(constructed, monkeypatch):
+    """Genome-scale models store no singles: where they fit in GRAPE_SCREEN_MEMORY_GB, the
+    first screen (or prepare_screen, which the app runs to show the pass's progress)
+    predicts every single once, as float16 like a stored bundle, and later screens are
+    lookups."""
     import importlib
 
+    from grape_core.screen import prepare_screen
+
+    screen_module = importlib.import_module("grape_core.screen")
+    computed, reports = [], []
+    real = screen_module.all_member_shifts
+
+    def counting(m, conditions, **kwargs):
+        computed.append(kwargs.get("outputs"))
+        return real(m, conditions, **kwargs)
+
+    monkeypatch.setattr(screen_module, "all_member_shifts", counting)
+    model = Model(replace(constructed.bundle, singles=None))
+    prepare_screen(model, ["DDIT4"], on_progress=lambda done, total: reports.append((done, total)))
+    assert computed == [None] and model.singles.dtype == np.float16
+    assert reports[-1][0] == reports[-1][1] == len(model.bundle.members)  # one chunk per member
+    np.testing.assert_array_equal(model.singles, constructed.bundle.singles.astype(np.float16))
+    first = screen(model, ["DDIT4"], top=20).table
+    again = screen(model, ["SCYL1"], direction="down", top=5).table
+    assert computed == [None] and not model.single_columns  # no second pass
+    expected = screen(constructed, ["DDIT4"], top=20).table
+    assert first["perturbation"].tolist() == expected["perturbation"].tolist()
+    np.testing.assert_allclose(first["effect"], expected["effect"], atol=2e-3)  # float16
+    assert again["perturbation"].tolist() == \
+        screen(constructed, ["SCYL1"], direction="down", top=5).table["perturbation"].tolist()
+    prepare_screen(constructed, ["DDIT4"])  # a model that stores its singles: nothing to do
+    assert computed == [None]
+
+
+@pytest.mark.parametrize("value", ["lots", "-1", "nan"])
+def test_a_bad_screen_memory_setting_is_one_error(constructed, monkeypatch, value):
+    monkeypatch.setenv("GRAPE_SCREEN_MEMORY_GB", value)
+    with pytest.raises(GrapeError, match=r"GRAPE_SCREEN_MEMORY_GB=.* is not a size in GB"):
+        screen(Model(replace(constructed.bundle, singles=None)), ["DDIT4"])
+
+
+def test_a_model_without_stored_singles_computes_each_column_once(constructed, monkeypatch):
+    """Where a genome-scale model's singles do not fit in GRAPE_SCREEN_MEMORY_GB, a screen
+    computes the columns it reads, the same values as the stored ones, and a second screen
+    only those it has not seen."""
+    import importlib
+
+    monkeypatch.setenv("GRAPE_SCREEN_MEMORY_GB", "0")
     screen_module = importlib.import_module("grape_core.screen")
     model = Model(replace(constructed.bundle, singles=None))
     computed = []
