@@ -114,6 +114,31 @@ def load_model(folder: str, stamp: str):
     return load(folder)
 
 
+@st.cache_data(max_entries=8, show_spinner=False)
+def predictions(folder: str, stamp: str, perturbations: tuple[str, ...], where: tuple[str, ...]):
+    """:func:`grape_core.predict.predict_many` (every perturbation checked first; errors
+    name ``where`` it was)."""
+    from grape_core.predict import predict_many
+
+    return predict_many(load_model(folder, stamp), list(perturbations), where=list(where))
+
+
+def predictions_table(folder: str, stamp: str, perturbations: tuple[str, ...],
+                      where: tuple[str, ...]) -> pd.DataFrame:
+    """Their long table (:func:`grape_core.export.predictions_frame`): every measured gene."""
+    from grape_core.export import predictions_frame
+
+    return predictions_frame(predictions(folder, stamp, perturbations, where))
+
+
+def predictions_h5ad(folder: str, stamp: str, perturbations: tuple[str, ...],
+                     where: tuple[str, ...]) -> bytes:
+    """Their AnnData file (:func:`grape_core.export.to_anndata`), as bytes to download."""
+    from grape_core.export import h5ad_bytes, to_anndata
+
+    return h5ad_bytes(to_anndata(predictions(folder, stamp, perturbations, where)))
+
+
 @st.cache_data(max_entries=512, show_spinner=False)
 def prediction(folder: str, stamp: str, genes: tuple[str, ...]):
     """:func:`grape_core.predict.predict` with the baselines and, for a pair, the additive

@@ -1,4 +1,5 @@
-"""Inputs: the gene picker with suggestions, uploads, file paths and pasted signatures.
+"""Inputs: the gene picker with suggestions, uploads, file paths, pasted signatures and
+pasted lists of perturbations.
 
 Every widget keeps a stable key, and its value is remembered for the session (see
 :mod:`.state`). Wrong input becomes one ``st.error`` line (:func:`.layout.show_error`).
@@ -21,7 +22,7 @@ from grape_core.errors import GrapeError, UnknownGeneError
 from grape_core.io import write_bytes
 
 from .layout import md, show_error
-from .loaders import evaluation, file_stamp, screen_data
+from .loaders import evaluation, file_stamp, predictions_h5ad, predictions_table, screen_data
 from .state import Selection, changed, remember, replace_gene, restore
 
 UPLOAD_LIMIT_ENV = "GRAPE_MAX_UPLOAD_MB"
@@ -104,6 +105,61 @@ def signature(text: str) -> dict[str, float] | None:
 
 
 # ----------------------------------------------------------------------------- your data
+MAX_LISTED = 2000
+"""Perturbations one pasted list may hold (the command line takes any number)."""
+
+
+def perturbation_list(text: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """A pasted list of perturbations and where each was (``line N``).
+
+    Raises
+    ------
+    GrapeError
+        No perturbation, or more than :data:`MAX_LISTED`.
+    """
+    from grape_core.predict import parse_perturbations
+
+    listed, where = parse_perturbations(text)
+    if len(listed) > MAX_LISTED:
+        raise GrapeError(f"the list names {len(listed):,} perturbations; give at most "
+                         f"{MAX_LISTED:,} here, or use `python -m grape_core predict "
+                         "--perturbations FILE` for longer lists")
+    return tuple(listed), tuple(where)
+
+
+def perturbation_list_section(sel: Selection) -> None:
+    """Predict: a pasted list of perturbations at once, for download (CSV, AnnData)."""
+    with st.expander("Predict a list of perturbations (download as CSV or AnnData)"):
+        with st.form("many"):
+            text = st.text_area("One perturbation per line: a gene, or two joined by +",
+                                key="many_text", height=120, placeholder="KLF1\nKLF1+MAP2K6\nCEBPE")
+            run = st.form_submit_button("Predict the list", icon=":material/playlist_play:")
+        if run:
+            st.session_state["many_args"] = text
+        if not st.session_state.get("many_args"):
+            return
+        try:
+            listed = perturbation_list(st.session_state["many_args"])
+            with st.spinner(f"Predicting {len(listed[0]):,} perturbation(s)…"):
+                table = predictions_table(sel.folder, sel.stamp, *listed)
+        except GrapeError as exc:
+            show_error(exc)
+            return
+        st.caption(f"{table['perturbation'].nunique():,} perturbation(s): the 5 largest shifts "
+                   "of each below; the downloads hold every measured gene.")
+        st.dataframe(table.groupby("perturbation", sort=False).head(5), hide_index=True,
+                     width="stretch", height=240)
+        csv, h5ad = st.columns(2)
+        csv.download_button("Download all (CSV)", table.to_csv(index=False).encode(),
+                            file_name=f"grape_{sel.model}_predictions.csv", mime="text/csv",
+                            icon=":material/download:", key="many_csv")
+        h5ad.download_button("Download all (AnnData .h5ad, for scanpy)",
+                             lambda: predictions_h5ad(sel.folder, sel.stamp, *listed),
+                             file_name=f"grape_{sel.model}_predictions.h5ad",
+                             mime="application/octet-stream", icon=":material/download:",
+                             on_click="ignore", key="many_h5ad")
+
+
 def upload_limit_mb() -> float:
     """Upload size limit: ``server.maxUploadSize``, lowered by ``GRAPE_MAX_UPLOAD_MB``."""
     limit = float(st.get_option("server.maxUploadSize"))

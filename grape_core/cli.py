@@ -435,17 +435,13 @@ def cmd_predict(args) -> int:
                 {"model": model.name, "predictions": [p.to_dict(top=args.top) for p in preds]})
         _emit_json(data, args.json)
         return 0
-    if len(preds) > 1:  # one table: each perturbation's --top genes
-        import pandas as pd
+    if len(preds) > 1:
+        from .export import predictions_frame
 
-        frames = [p.to_frame(top=args.top).assign(perturbation=p.condition, part=p.part)
-                  for p in preds]
-        table = pd.concat(frames, ignore_index=True)
-        first = ["perturbation", "part"]
-        table = table[first + [c for c in table.columns if c not in first]]
         print(f"{len(preds)} perturbations, model {model.name}; the {args.top} largest shifts "
               "of each")
-        print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}", na_rep="-"))
+        print(predictions_frame(preds, top=args.top).to_string(
+            index=False, float_format=lambda v: f"{v:.4f}", na_rep="-"))
         return 0
     pred = preds[0]
     print(f"{pred.condition} ({pred.part}), model {model.name}")

@@ -134,3 +134,29 @@ def write_h5ad(adata: anndata.AnnData, path) -> None:
 
     with atomic_path(path) as tmp:
         adata.write_h5ad(tmp)
+
+
+def h5ad_bytes(adata: anndata.AnnData) -> bytes:
+    """``adata`` as the bytes of an ``.h5ad`` file (a download in the app)."""
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory(prefix="grape-h5ad-") as folder:
+        path = Path(folder) / "predictions.h5ad"
+        adata.write_h5ad(path)
+        return path.read_bytes()
+
+
+def predictions_frame(predictions: "Sequence[Prediction]", *,  # noqa: F821
+                      top: int | None = None) -> pd.DataFrame:
+    """Several predictions as one long table: ``perturbation``, ``part``, then
+    :meth:`~grape_core.predict.Prediction.to_frame`'s columns, each perturbation's genes by
+    |shift| (its ``top`` largest, or all); ``measured`` columns only when some condition was
+    measured (empty for the others)."""
+    frames = [p.to_frame(top=top).assign(perturbation=p.condition, part=p.part)
+              for p in predictions]
+    if not frames:
+        return pd.DataFrame(columns=["perturbation", "part"])
+    table = pd.concat(frames, ignore_index=True)
+    first = ["perturbation", "part"]
+    return table[first + [c for c in table.columns if c not in first]]

@@ -524,15 +524,8 @@ def predict_many(model: Model | Bundle, perturbations: Sequence[str | Sequence[s
 
 
 def read_perturbations(path: str | Path) -> tuple[list[str], list[str]]:
-    """A list of perturbations, one ``GENE`` or ``GENE_A+GENE_B`` per line (blank lines,
-    ``#`` comments and a header ``perturbation`` or ``condition`` skipped; on a line with
-    commas or tabs, the first field: a CSV of conditions works).
-
-    Returns
-    -------
-    perturbations, where
-        The perturbations as written, and ``"FILE, line N"`` for each
-        (:func:`predict_many`'s ``where``).
+    """A file listing perturbations (:func:`parse_perturbations`), with ``"FILE, line N"``
+    for each.
 
     Raises
     ------
@@ -544,6 +537,25 @@ def read_perturbations(path: str | Path) -> tuple[list[str], list[str]]:
     text = read_text_file(path, what="perturbation list",
                           fix="give a text file with one perturbation (GENE or GENE_A+GENE_B) "
                               "per line")
+    return parse_perturbations(text, source=str(path))
+
+
+def parse_perturbations(text: str, *, source: str = "") -> tuple[list[str], list[str]]:
+    """Perturbations listed one per line, ``GENE`` or ``GENE_A+GENE_B`` (blank lines, ``#``
+    comments and a header ``perturbation`` or ``condition`` skipped; on a line with commas
+    or tabs, the first field: a CSV of conditions works).
+
+    Returns
+    -------
+    perturbations, where
+        The perturbations as written, and where each was (``"SOURCE, line N"``, or
+        ``"line N"`` without a source): :func:`predict_many`'s ``where``.
+
+    Raises
+    ------
+    GrapeError
+        No perturbation is listed.
+    """
     perturbations, where = [], []
     for n, line in enumerate(text.splitlines(), 1):
         line = line.split("\t")[0].split(",")[0].strip().strip('"')
@@ -551,10 +563,11 @@ def read_perturbations(path: str | Path) -> tuple[list[str], list[str]]:
                                                  {"perturbation", "condition"}):
             continue
         perturbations.append(line)
-        where.append(f"{path}, line {n}")
+        where.append(f"{source}, line {n}" if source else f"line {n}")
     if not perturbations:
-        raise GrapeError(f"perturbation list {path} lists no perturbation; give one GENE or "
-                         "GENE_A+GENE_B per line")
+        listed = f"perturbation list {source}" if source else "the list"
+        raise GrapeError(f"{listed} names no perturbation; give one GENE or GENE_A+GENE_B per "
+                         "line")
     return perturbations, where
 
 

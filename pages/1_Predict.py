@@ -19,6 +19,7 @@ def main() -> None:
     with left:
         genes = widgets.gene_picker(model)
     top = right.slider("Genes in the chart", 5, 50, 20, key="top_n")
+    widgets.perturbation_list_section(sel)
     if not genes:
         examples = model.bundle.split.test[:4]
         st.info("Choose a gene above. Perturbations the model never saw in training: "

@@ -140,6 +140,26 @@ def test_predict_chart_is_grape_core_prediction(app, norman):
     assert app.get("download_button")
 
 
+def test_predict_a_pasted_list_of_perturbations(app, norman):
+    from grape_core.predict import predict
+
+    page(app, "predict")
+    app.text_area(key="many_text").set_value("KLF1\nKLFF1\n")  # a form: sent on submit
+    ok(app.button(key="FormSubmitter:many-Predict the list").click().run())
+    assert any(e.startswith("line 2: unknown gene 'KLFF1'") for e in errors(app)), errors(app)
+    app.text_area(key="many_text").set_value("# candidates\nKLF1\nMAPK1+TGFBR2\n")
+    ok(app.button(key="FormSubmitter:many-Predict the list").click().run())
+    assert not errors(app)
+    shown = app.dataframe[0].value
+    assert list(shown["perturbation"].unique()) == ["KLF1+ctrl", "MAPK1+TGFBR2"]
+    expected = predict(norman, "MAPK1+TGFBR2").to_frame(top=5)
+    rows = shown[shown["perturbation"] == "MAPK1+TGFBR2"]
+    assert list(rows["gene"]) == list(expected["gene"])
+    np.testing.assert_allclose(rows["shift"], expected["shift"], atol=1e-6)
+    labels = {b.proto.label for b in app.get("download_button")}
+    assert {"Download all (CSV)", "Download all (AnnData .h5ad, for scanpy)"} <= labels
+
+
 def test_predict_pair_shows_interaction_and_additive(app, norman):
     from grape_core.predict import predict
 

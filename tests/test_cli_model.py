@@ -70,6 +70,24 @@ def test_predict_many_equals_one_at_a_time(norman_model):
         assert pred.warnings == one.warnings and pred.interaction == one.interaction
 
 
+def test_a_list_as_one_table_and_one_anndata_file(norman_model, tmp_path):
+    """What the app's list downloads hold: every measured gene of every perturbation."""
+    import anndata
+
+    from grape_core import load, predict_many
+    from grape_core.export import h5ad_bytes, predictions_frame, to_anndata
+
+    model = load(norman_model)
+    preds = predict_many(model, ["SET", "KLF1+MAP2K6"])
+    table = predictions_frame(preds)
+    assert len(table) == 2 * len(model.measured) and list(table.columns[:3]) == \
+        ["perturbation", "part", "gene"]
+    assert table["measured_shift"].isna().sum() == len(model.measured)  # SET was not measured
+    (tmp_path / "p.h5ad").write_bytes(h5ad_bytes(to_anndata(preds)))
+    adata = anndata.read_h5ad(tmp_path / "p.h5ad")
+    assert list(adata.obs_names) == ["SET+ctrl", "KLF1+MAP2K6"] and adata.n_vars == len(model.measured)
+
+
 def test_predict_a_list_of_perturbations(norman_model, tmp_path, capsys):
     import anndata
     import numpy as np
@@ -102,7 +120,7 @@ def test_predict_a_list_of_perturbations(norman_model, tmp_path, capsys):
                           "'norman-test'; did you mean KLF1"),
     ("KLF1\nklf1+ctrl\n", [], "perturbations.txt, line 2: KLF1+ctrl was given already "
                                "(", ),
-    ("# nothing\n\n", [], "lists no perturbation"),
+    ("# nothing\n\n", [], "perturbations.txt names no perturbation"),
     ("KLF1\nSET\n", ["--report", "r.html"], "--report writes one perturbation's report, and 2 "
                                              "were given"),
     (None, [], "give a perturbation with --perturbation"),
