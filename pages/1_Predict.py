@@ -14,12 +14,17 @@ def main() -> None:
                       intro="Choose a gene to perturb, or two for a pair, and see which genes respond. "
                             + layout.SHIFT_SENTENCE)
     model = layout.model(sel)
+    one(model, sel)
+    widgets.perturbation_list_section(sel)
+
+
+def one(model, sel) -> None:
+    """One gene or a pair: chart, interaction, comparison with the measurement, downloads."""
     example = widgets.open_on_example(model, sel)
     left, right = st.columns([3, 1])
     with left:
         genes = widgets.gene_picker(model)
     top = right.slider("Genes in the chart", 5, 50, 20, key="top_n")
-    widgets.perturbation_list_section(sel)
     if not genes:
         examples = model.bundle.split.test[:4]
         st.info("Choose a gene above. Perturbations the model never saw in training: "

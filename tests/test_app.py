@@ -150,7 +150,7 @@ def test_predict_a_pasted_list_of_perturbations(app, norman):
     app.text_area(key="many_text").set_value("# candidates\nKLF1\nMAPK1+TGFBR2\n")
     ok(app.button(key="FormSubmitter:many-Predict the list").click().run())
     assert not errors(app)
-    shown = app.dataframe[0].value
+    shown = app.dataframe[-1].value  # below the example's prediction
     assert list(shown["perturbation"].unique()) == ["KLF1+ctrl", "MAPK1+TGFBR2"]
     expected = predict(norman, "MAPK1+TGFBR2").to_frame(top=5)
     rows = shown[shown["perturbation"] == "MAPK1+TGFBR2"]
