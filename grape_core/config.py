@@ -78,6 +78,30 @@ def _env_path(name: str, default: Path) -> Path:
     return Path(value).expanduser() if value else default
 
 
+GB = 2**30
+
+
+def gigabytes_setting(name: str, *, example: str) -> float | None:
+    """The environment setting ``name``, a size in GB, in bytes; ``None`` when unset.
+
+    Raises
+    ------
+    GrapeError
+        Not a number >= 0; the message gives ``example`` (a value and what it means).
+    """
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (0 <= value < float("inf")):
+        raise GrapeError(f"{name}={text[:40]!r} is not a size in GB; give a number such as "
+                         f"{example}")
+    return value * GB
+
+
 def _user_cache() -> Path:
     base = os.environ.get("XDG_CACHE_HOME")
     return (Path(base) if base else Path.home() / ".cache") / "grape"

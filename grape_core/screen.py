@@ -15,7 +15,6 @@ scored by the model and by the additive expectation (sum of the two singles' shi
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from .bundle import SINGLES_FLOAT16_ABOVE, SINGLES_MAX_VALUES, Bundle
+from .config import GB, gigabytes_setting
 from .data.conditions import format_condition, genes_of, label
 from .errors import GrapeError, echo
 from .io import read_text_file
@@ -211,17 +211,9 @@ def screen_memory() -> float:
     GrapeError
         The setting is not a number >= 0.
     """
-    text = os.environ.get(SCREEN_MEMORY_ENV, "").strip()
-    if not text:
-        return 1.0 * 2**30
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not np.isfinite(value) or value < 0:
-        raise GrapeError(f"{SCREEN_MEMORY_ENV}={echo(text)} is not a size in GB; give a number "
-                         "such as 2 (0: compute only the genes each screen reads)")
-    return value * 2**30
+    size = gigabytes_setting(SCREEN_MEMORY_ENV,
+                             example="2 (0: compute only the genes each screen reads)")
+    return GB if size is None else size
 
 
 def stored_singles(model: Model | Bundle) -> np.ndarray | None:

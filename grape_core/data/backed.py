@@ -28,8 +28,6 @@ dataset).
 from __future__ import annotations
 
 import logging
-import math
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -40,7 +38,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from .. import keys
-from ..errors import DataFormatError, GrapeError
+from ..config import gigabytes_setting
+from ..errors import DataFormatError
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +48,6 @@ STREAM_ENV = "GRAPE_STREAM_ABOVE_GB"
 in memory; ``0``: always. Default: a quarter of the memory available when a file is read."""
 CHUNK_VALUES = 4_000_000
 """Stored values per chunk (about 100 MB of working memory for the pseudo-bulk)."""
-GB = 2**30
 
 
 def stream_threshold() -> float:
@@ -62,16 +60,9 @@ def stream_threshold() -> float:
     GrapeError
         ``GRAPE_STREAM_ABOVE_GB`` is not a number >= 0.
     """
-    text = os.environ.get(STREAM_ENV, "").strip()
-    if text:
-        try:
-            value = float(text)
-        except ValueError:
-            value = float("nan")
-        if not math.isfinite(value) or value < 0:
-            raise GrapeError(f"{STREAM_ENV}={text!r} is not a size in GB; give a number such "
-                             "as 4 (0: always read X in chunks from the file)")
-        return value * GB
+    size = gigabytes_setting(STREAM_ENV, example="4 (0: always read X in chunks from the file)")
+    if size is not None:
+        return size
     import psutil
 
     return psutil.virtual_memory().available / 4

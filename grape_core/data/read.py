@@ -19,10 +19,10 @@ import pandas as pd
 import scipy.sparse as sp
 
 from .. import keys
-from ..config import DataConfig
+from ..config import GB, DataConfig
 from ..errors import ConditionError, DataFormatError, GrapeError
 from ..io import sha256_file
-from .backed import GB, STREAM_ENV, DiskMatrix, progress_bar, stream_threshold
+from .backed import STREAM_ENV, DiskMatrix, progress_bar, stream_threshold
 from .conditions import canonical_map, genes_of
 
 log = logging.getLogger(__name__)
