@@ -1,5 +1,5 @@
-"""Background work: the warm-up import, every single's screen shifts, training a model,
-and getting a full public screen (download + training).
+"""Background work: the warm-up import, a large model's first screen (every single's
+shifts), training a model, and getting a full public screen (download + training).
 
 Threads are registered here, stopped and joined at exit (the interpreter must not tear a
 thread down inside torch); a session waits for one with :func:`follow`, the one progress
@@ -27,7 +27,7 @@ import streamlit as st
 from grape_core.errors import GrapeError
 
 from .layout import md, show_error
-from .loaders import model_entries, torch_threads
+from .loaders import load_model, model_entries, torch_threads
 from .state import JOBS, JOBS_LOCK, PublicJob, Selection, job_key, public_job
 from .widgets import read_data
 
@@ -48,6 +48,7 @@ def _at_exit() -> None:
 def start(name: str, work: Callable[[], None]) -> threading.Thread:
     """Run ``work`` in a registered daemon thread."""
     thread = threading.Thread(target=work, name=name, daemon=True)
+    _THREADS[:] = [t for t in _THREADS if t.is_alive()]
     _THREADS.append(thread)
     thread.start()
     return thread
@@ -77,6 +78,47 @@ def _warm_up() -> threading.Thread:
             pass
 
     return start("grape-warm-up", work)
+
+
+def prepare_screen(sel: Selection, targets: tuple[tuple[str, float], ...]) -> None:
+    """Before a screen of ``targets``: what it reads, predicted once per model. For a model
+    that stores no singles (genome scale) the first screen is a pass over every single: it
+    runs in a registered thread, with a progress bar here, so that a click meanwhile reruns
+    the page without losing the pass (it goes on, and is kept on the shared model).
+
+    Raises what the pass raises (a :class:`~grape_core.errors.GrapeError`)."""
+    from grape_core.screen import prepare_screen as prepare
+
+    model = load_model(sel.folder, sel.stamp)
+    if model.bundle.singles is not None:  # a lookup: nothing to prepare
+        return
+    state: dict[str, Any] = {}
+
+    def passes(done: int, total: int) -> None:
+        state["done"], state["total"] = done, total
+
+    def work() -> None:
+        try:
+            prepare(model, dict(targets), on_progress=passes)
+        except BaseException as exc:  # noqa: BLE001 - raised again below, in the page
+            state["error"] = exc
+
+    thread = start("grape-screen-pass", work)
+    thread.join(timeout=0.3)
+    bar = None
+    while thread.is_alive():
+        bar = bar or st.progress(0.0)
+        done, total = state.get("done", 0), state.get("total", 0)
+        bar.progress(done / total if total else 0.0,
+                     text=f"Predicting every single perturbation once, the first screen of a "
+                          f"large model ({done} of {total} passes); later screens are instant"
+                     if total else "Waiting for this model's first screen, which another "
+                                   "session started…")
+        thread.join(timeout=0.5)
+    if bar is not None:
+        bar.empty()
+    if "error" in state:
+        raise state["error"]
 
 
 def warm_up() -> None:

@@ -92,24 +92,6 @@ def fmt_seconds(seconds: float | None) -> str:
     return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
 
 
-class ProgressBar:
-    """``bar(done, total)``: an ``st.progress`` that appears with the first report (work
-    that needs no pass shows nothing); :meth:`clear` removes it."""
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-        self._bar: Any = None
-
-    def __call__(self, done: int, total: int) -> None:
-        if self._bar is None:
-            self._bar = st.progress(0.0, text=self.text)
-        self._bar.progress(min(done / max(total, 1), 1.0), text=f"{self.text} ({done} of {total})")
-
-    def clear(self) -> None:
-        if self._bar is not None:
-            self._bar.empty()
-
-
 def table(frame: pd.DataFrame, *, digits: int = 3, **kwargs: Any) -> None:
     """``st.dataframe`` with floats shown to ``digits`` decimals (the index kept as a column)."""
     config = {str(c): st.column_config.NumberColumn(format=f"%.{digits}f")

@@ -117,10 +117,12 @@ def load_model(folder: str, stamp: str):
 @st.cache_data(max_entries=8, show_spinner=False)
 def predictions(folder: str, stamp: str, perturbations: tuple[str, ...], where: tuple[str, ...]):
     """:func:`grape_core.predict.predict_many` (every perturbation checked first; errors
-    name ``where`` it was)."""
+    name ``where`` it was), without baselines or the pairs' interaction analysis (about a
+    second per pair: a long list would take minutes)."""
     from grape_core.predict import predict_many
 
-    return predict_many(load_model(folder, stamp), list(perturbations), where=list(where))
+    return predict_many(load_model(folder, stamp), list(perturbations), where=list(where),
+                        baselines=False, interactions=False)
 
 
 def predictions_table(folder: str, stamp: str, perturbations: tuple[str, ...],
@@ -175,15 +177,6 @@ def gene_overview(folder: str, stamp: str) -> tuple[pd.DataFrame, np.ndarray]:
 
     b = load_model(folder, stamp).bundle
     return model_gene_overview(b), embedding_coords(b.fused)
-
-
-def prepare_screen(folder: str, stamp: str, targets: tuple[tuple[str, float], ...],
-                   on_progress) -> None:
-    """What a screen of ``targets`` reads, predicted once per model (not cached here: it is
-    kept on the shared model), so that a genome-scale model's first screen shows its progress."""
-    from grape_core.screen import prepare_screen as prepare
-
-    prepare(load_model(folder, stamp), dict(targets), on_progress=on_progress)
 
 
 @st.cache_data(max_entries=32, show_spinner=False)

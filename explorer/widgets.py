@@ -146,7 +146,9 @@ def perturbation_list_section(sel: Selection) -> None:
             show_error(exc)
             return
         st.caption(f"{table['perturbation'].nunique():,} perturbation(s): the 5 largest shifts "
-                   "of each below; the downloads hold every measured gene.")
+                   "of each below; the downloads hold every measured gene. A pair's "
+                   "genetic-interaction type is not computed for lists (about a second per "
+                   "pair): choose the pair above to see it.")
         st.dataframe(table.groupby("perturbation", sort=False).head(5), hide_index=True,
                      width="stretch", height=240)
         csv, h5ad = st.columns(2)

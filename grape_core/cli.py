@@ -407,17 +407,18 @@ def cmd_predict(args) -> int:
     if not perturbations:
         raise GrapeError("give a perturbation with --perturbation GENE[+GENE] (repeatable) or a "
                          "file of them with --perturbations FILE")
-    if args.report and len(perturbations) > 1:
-        raise GrapeError(f"--report writes one perturbation's report, and {len(perturbations)} "
-                         "were given; give one, or write them all with --h5ad or --json")
+    listed = bool(args.perturbations) or len(perturbations) > 1  # a list, not one perturbation
+    if args.report and listed:
+        raise GrapeError("--report writes one perturbation's report; give one --perturbation, "
+                         "or write a list's predictions with --h5ad or --json")
     _writable(args.json, "--json")
     _writable(args.h5ad, "--h5ad")
     model = _load(args)
-    preds = predict_many(model, perturbations, where=where if len(perturbations) > 1 else None,
+    preds = predict_many(model, perturbations, where=where if listed else None,
                          baselines=bool(args.report), progress=_progress(args))
     for pred in preds:
         for w in pred.warnings:
-            print(f"warning: {w}" if len(preds) == 1 else f"warning: {pred.condition}: {w}",
+            print(f"warning: {pred.condition}: {w}" if listed else f"warning: {w}",
                   file=sys.stderr)
     if args.h5ad:
         from .export import to_anndata, write_h5ad
@@ -431,11 +432,11 @@ def cmd_predict(args) -> int:
                                                                          command=_command(args)))
         print(f"wrote {args.report}", file=sys.stderr)
     if args.json:
-        data = (preds[0].to_dict(top=args.top) if len(preds) == 1 else
-                {"model": model.name, "predictions": [p.to_dict(top=args.top) for p in preds]})
+        data = ({"model": model.name, "predictions": [p.to_dict(top=args.top) for p in preds]}
+                if listed else preds[0].to_dict(top=args.top))
         _emit_json(data, args.json)
         return 0
-    if len(preds) > 1:
+    if listed:
         from .export import predictions_frame
 
         print(f"{len(preds)} perturbations, model {model.name}; the {args.top} largest shifts "

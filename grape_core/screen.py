@@ -142,8 +142,10 @@ at a fraction of the cost of all genes."""
 EXACT_OFF_TARGET_MAX = 1000
 
 SCREEN_MEMORY_ENV = "GRAPE_SCREEN_MEMORY_GB"
-"""GB a genome-scale model (one that stores no singles) may keep for screens: every single's
-shift at every measured gene, float16, when it fits; else the genes each screen reads."""
+"""GB that the copy of every single's shift at every measured gene (float16) may take, for a
+genome-scale model (one that stores no singles): when it fits, the first screen makes it and
+later screens are lookups; else each screen computes, and keeps, the genes it reads (float32,
+so near-ties may rank in another order than with the float16 copy)."""
 
 
 def all_member_shifts(model: Model | Bundle, conditions: Sequence[str], *,

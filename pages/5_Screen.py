@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from explorer import charts, layout, loaders, report, widgets
+from explorer import charts, jobs, layout, loaders, report, widgets
 
 
 def main() -> None:
@@ -33,10 +33,7 @@ def main() -> None:
     if not args:
         return
     try:
-        passes = layout.ProgressBar("Predicting every single perturbation once (the first screen "
-                                    "of a large model; later screens are instant)…")
-        loaders.prepare_screen(sel.folder, sel.stamp, args[0], on_progress=passes)
-        passes.clear()
+        jobs.prepare_screen(sel, args[0])
         with st.spinner("Ranking the candidates…"):
             result = loaders.screen_result(sel.folder, sel.stamp, *args)
     except layout.GrapeError as exc:

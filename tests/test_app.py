@@ -330,9 +330,10 @@ def test_screen_page_ranks_like_grape_core(app):
     assert any("weight 'one' is not a number" in e and "pasted signature" in e for e in errors(app))
 
 
-def test_screen_page_on_a_model_that_stores_no_singles(models_dir):
-    """A genome-scale model stores no singles: the page predicts them once (with a progress
-    bar) and ranks as grape_core does."""
+def test_screen_page_on_a_model_that_stores_no_singles(models_dir, monkeypatch):
+    """A genome-scale model stores no singles: the page predicts them once (in a thread,
+    with a progress bar) and ranks as grape_core does; what goes wrong in that thread is one
+    error on the page."""
     from dataclasses import replace
 
     from explorer.loaders import load_model, model_entries
@@ -348,7 +349,13 @@ def test_screen_page_on_a_model_that_stores_no_singles(models_dir):
     ok(at.sidebar.selectbox(key="model").set_value("no-singles").run())
     page(at, "screen")
     at.multiselect(key="targets").set_value(["HSPA5"])
+    monkeypatch.setenv("GRAPE_SCREEN_MEMORY_GB", "lots")
     ok(at.button(key="FormSubmitter:screen-Run the screen").click().run())
+    assert errors(at) == ["GRAPE_SCREEN_MEMORY_GB='lots' is not a size in GB; give a number such "
+                          "as 2 (0: compute only the genes each screen reads)"]
+    monkeypatch.delenv("GRAPE_SCREEN_MEMORY_GB")
+    ok(at.button(key="FormSubmitter:screen-Run the screen").click().run())
+    assert not errors(at)
     entry = next(e for e in model_entries(str(models_dir)) if e.name == "no-singles")
     model = load_model(entry.folder, entry.stamp)
     assert model.bundle.singles is None and model.singles is not None  # predicted by the page

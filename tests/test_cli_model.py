@@ -64,10 +64,41 @@ def test_predict_many_equals_one_at_a_time(norman_model):
     many = predict_many(model, wanted, chunk=2)
     assert [p.condition for p in many] == [predict(model, w).condition for w in wanted]
     for pred, text in zip(many, wanted):
-        one = predict(model, text, baselines=False)
+        one = predict(model, text)
         np.testing.assert_array_equal(pred.shift, one.shift)
         np.testing.assert_array_equal(pred.std, one.std)
         assert pred.warnings == one.warnings and pred.interaction == one.interaction
+        assert pred.baselines.keys() == one.baselines.keys()
+        for name in one.baselines:
+            np.testing.assert_array_equal(pred.baselines[name], one.baselines[name])
+        assert (pred.additive is None) == (one.additive is None)
+    quick = predict_many(model, wanted[:1], baselines=False, interactions=False)[0]
+    assert not quick.baselines and quick.interaction is None
+    np.testing.assert_array_equal(quick.shift, many[0].shift)
+
+
+@pytest.mark.parametrize("wanted, where, error", [
+    (["PERM1+RNF223", "rnf223+perm1"], None,
+     "perturbation 2: RNF223+PERM1 was given already (perturbation 1)"),  # an unmeasured pair
+    (["KLFF1"], None, "unknown gene 'KLFF1'"),  # one perturbation: no place to name
+    (["KLF1", "KLFF1"], ["a.txt, line 1", "a.txt, line 7"], "a.txt, line 7: unknown gene 'KLFF1'"),
+])
+def test_predict_many_names_where_a_bad_perturbation_was(norman_model, wanted, where, error):
+    from grape_core import GrapeError, load, predict_many
+
+    with pytest.raises(GrapeError) as caught:
+        predict_many(load(norman_model), wanted, where=where)
+    assert str(caught.value).startswith(error), str(caught.value)
+
+
+def test_predict_many_refuses_a_string_and_an_empty_chunk(norman_model):
+    from grape_core import load, predict_many
+
+    model = load(norman_model)
+    with pytest.raises(TypeError, match="not one string"):
+        predict_many(model, "KLF1")
+    with pytest.raises(ValueError, match="chunk must be 1 or more"):
+        predict_many(model, ["KLF1"], chunk=0)
 
 
 def test_a_list_as_one_table_and_one_anndata_file(norman_model, tmp_path):
@@ -95,7 +126,7 @@ def test_predict_a_list_of_perturbations(norman_model, tmp_path, capsys):
     from grape_core import load, predict
 
     listed = tmp_path / "perturbations.csv"
-    listed.write_text("condition,why\n# candidates\nKLF1+MAP2K6,pair\n\nCEBPE,single\n")
+    listed.write_text("condition,why\n# candidates\nKLF1+MAP2K6,pair\n\nCEBPE # a note\n")
     out = tmp_path / "many.h5ad"
     assert main(["--quiet", "predict", "--model", str(norman_model), "--perturbation", "SET",
                  "--perturbations", str(listed), "--top", "3", "--h5ad", str(out)]) == 0
@@ -121,8 +152,8 @@ def test_predict_a_list_of_perturbations(norman_model, tmp_path, capsys):
     ("KLF1\nklf1+ctrl\n", [], "perturbations.txt, line 2: KLF1+ctrl was given already "
                                "(", ),
     ("# nothing\n\n", [], "perturbations.txt names no perturbation"),
-    ("KLF1\nSET\n", ["--report", "r.html"], "--report writes one perturbation's report, and 2 "
-                                             "were given"),
+    ("KLF1\n", ["--report", "r.html"], "--report writes one perturbation's report; give one "
+                                       "--perturbation"),
     (None, [], "give a perturbation with --perturbation"),
 ])
 def test_a_bad_list_of_perturbations_is_one_error(norman_model, tmp_path, capsys, lines, extra,
