@@ -83,8 +83,9 @@ def _warm_up() -> threading.Thread:
 def prepare_screen(sel: Selection, targets: tuple[tuple[str, float], ...]) -> None:
     """Before a screen of ``targets``: what it reads, predicted once per model. For a model
     that stores no singles (genome scale) the first screen is a pass over every single: it
-    runs in a registered thread, with a progress bar here, so that a click meanwhile reruns
-    the page without losing the pass (it goes on, and is kept on the shared model).
+    runs in a registered thread, with its progress here (read from the shared model, so a
+    session that waits for another's pass shows it too), and a click meanwhile reruns the
+    page without losing the pass.
 
     Raises what the pass raises (a :class:`~grape_core.errors.GrapeError`)."""
     from grape_core.screen import prepare_screen as prepare
@@ -92,33 +93,29 @@ def prepare_screen(sel: Selection, targets: tuple[tuple[str, float], ...]) -> No
     model = load_model(sel.folder, sel.stamp)
     if model.bundle.singles is not None:  # a lookup: nothing to prepare
         return
-    state: dict[str, Any] = {}
-
-    def passes(done: int, total: int) -> None:
-        state["done"], state["total"] = done, total
+    failed: list[BaseException] = []
 
     def work() -> None:
         try:
-            prepare(model, dict(targets), on_progress=passes)
+            prepare(model, dict(targets))
         except BaseException as exc:  # noqa: BLE001 - raised again below, in the page
-            state["error"] = exc
+            failed.append(exc)
 
     thread = start("grape-screen-pass", work)
     thread.join(timeout=0.3)
     bar = None
     while thread.is_alive():
         bar = bar or st.progress(0.0)
-        done, total = state.get("done", 0), state.get("total", 0)
+        done, total = model.screen_pass or (0, 0)
         bar.progress(done / total if total else 0.0,
                      text=f"Predicting every single perturbation once, the first screen of a "
                           f"large model ({done} of {total} passes); later screens are instant"
-                     if total else "Waiting for this model's first screen, which another "
-                                   "session started…")
+                     if total else "Waiting for this model's first screen to finish…")
         thread.join(timeout=0.5)
     if bar is not None:
         bar.empty()
-    if "error" in state:
-        raise state["error"]
+    if failed:
+        raise failed[0]
 
 
 def warm_up() -> None:

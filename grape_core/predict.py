@@ -67,6 +67,9 @@ class Model:
         """For a model that stores no singles (genome scale), every member's shift of every
         single at every measured gene, float16, computed by the first screen when it fits in
         :func:`~grape_core.screen.screen_memory`."""
+        self.screen_pass: tuple[int, int] | None = None
+        """``(done, total)`` of the pass a screen is running on this model to compute its
+        singles (another session can show it), ``None`` when none is running."""
         self.single_columns: dict[int, np.ndarray] = {}
         """Every single's shift at one measured position ``(n_members, n_singles)``, per
         position a screen has read, when :attr:`singles` does not fit: a second screen

@@ -243,8 +243,9 @@ def single_shifts(model: Model | Bundle, genes: np.ndarray | None = None, *,
 
     A lookup in the bundle's stored predictions (:attr:`Bundle.singles`, computed at training
     time): the first screen of a freshly loaded model costs no model pass. Genome-scale
-    models store none: the first screen computes them (``on_progress(done, total)`` meanwhile)
-    and keeps them on the :class:`~grape_core.predict.Model`: every measured gene, as
+    models store none: the first screen computes them (``on_progress(done, total)`` and
+    :attr:`Model.screen_pass <grape_core.predict.Model.screen_pass>` meanwhile) and keeps
+    them on the :class:`~grape_core.predict.Model`: every measured gene, as
     float16, when that fits in :func:`screen_memory` (later screens are lookups), else only
     the columns read (:attr:`~grape_core.predict.Model.single_columns`).
     """
@@ -255,20 +256,29 @@ def single_shifts(model: Model | Bundle, genes: np.ndarray | None = None, *,
     conditions = [format_condition((g,)) for g in bundle.genes]
     if bundle.singles is not None:
         return conditions, np.asarray(bundle.singles[:, :, genes], dtype=np.float32)
+
+    def passes(done: int, total: int) -> None:
+        model.screen_pass = (done, total)
+        if on_progress is not None:
+            on_progress(done, total)
+
     with model.single_columns_lock:
-        if model.singles is None and 2 * singles_size(bundle) <= screen_memory():
-            model.singles = all_member_shifts(model, conditions, dtype=np.float16,
-                                              on_progress=on_progress)
-        if model.singles is not None:
-            return conditions, np.asarray(model.singles[:, :, genes], dtype=np.float32)
-        columns = model.single_columns
-        missing = np.array([g for g in genes.tolist() if g not in columns], dtype=np.int64)
-        if len(missing):
-            computed = all_member_shifts(model, conditions, outputs=missing,
-                                         on_progress=on_progress)
-            for j, g in enumerate(missing.tolist()):
-                columns[g] = computed[:, :, j]
-        return conditions, np.stack([columns[g] for g in genes.tolist()], axis=-1)
+        try:
+            if model.singles is None and 2 * singles_size(bundle) <= screen_memory():
+                model.singles = all_member_shifts(model, conditions, dtype=np.float16,
+                                                  on_progress=passes)
+            if model.singles is not None:
+                return conditions, np.asarray(model.singles[:, :, genes], dtype=np.float32)
+            columns = model.single_columns
+            missing = np.array([g for g in genes.tolist() if g not in columns], dtype=np.int64)
+            if len(missing):
+                computed = all_member_shifts(model, conditions, outputs=missing,
+                                             on_progress=passes)
+                for j, g in enumerate(missing.tolist()):
+                    columns[g] = computed[:, :, j]
+            return conditions, np.stack([columns[g] for g in genes.tolist()], axis=-1)
+        finally:
+            model.screen_pass = None
 
 
 def prepare_screen(model: Model | Bundle, targets: Sequence[str] | Mapping[str, float], *,

@@ -204,9 +204,12 @@ def test_a_model_without_stored_singles_keeps_them_after_its_first_screen(constr
 
     monkeypatch.setattr(screen_module, "all_member_shifts", counting)
     model = Model(replace(constructed.bundle, singles=None))
-    prepare_screen(model, ["DDIT4"], on_progress=lambda done, total: reports.append((done, total)))
+    prepare_screen(model, ["DDIT4"], on_progress=lambda done, total: reports.append(
+        (done, total, model.screen_pass)))  # what another session waiting for it reads
     assert computed == [None] and model.singles.dtype == np.float16
-    assert reports[-1][0] == reports[-1][1] == len(model.bundle.members)  # one chunk per member
+    assert all(shown == (done, total) for done, total, shown in reports)
+    assert model.screen_pass is None
+    assert reports[-1][:2] == (2, 2) == (len(model.bundle.members),) * 2  # a chunk per member
     np.testing.assert_array_equal(model.singles, constructed.bundle.singles.astype(np.float16))
     first = screen(model, ["DDIT4"], top=20).table
     again = screen(model, ["SCYL1"], direction="down", top=5).table
