@@ -196,7 +196,7 @@ def manifest(sel: Selection) -> Manifest | None:
 def _sidebar_card(man: Manifest) -> None:
     data, split = man.dataset, man.split
     subset = f" · {', '.join(data.subset)}" if data.subset else ""
-    st.markdown(f"**{md(data.name or '?')}**{md(subset)}")
+    st.markdown(f"**{md(data.name or data.file or 'dataset not recorded')}**{md(subset)}")
     grape = man.metrics.test.get("grape") if man.metrics is not None else None
     held = (f"  \nheld out: Pearson of shifts **{number(grape.get('pearson_delta'))}**"
             if grape else "")

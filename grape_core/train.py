@@ -500,7 +500,7 @@ def train_bundle(
         name=name,
         command=command,
         dataset=DatasetInfo(
-            name=source.get("name", ""),
+            name=source.get("name", "") or pb.dataset,
             file=(source.get("path") or "").replace("\\", "/").rsplit("/", 1)[-1],
             sha256=source.get("sha256", ""),
             subset=tuple(source.get("subset", [])),
