@@ -105,7 +105,8 @@ def prepare_screen(sel: Selection, targets: tuple[tuple[str, float], ...]) -> No
     thread.join(timeout=0.3)
     bar = None
     while thread.is_alive():
-        bar = bar or st.progress(0.0)
+        if bar is None:
+            bar = st.progress(0.0)
         done, total = model.screen_pass or (0, 0)
         bar.progress(done / total if total else 0.0,
                      text=f"Predicting every single perturbation once, the first screen of a "

@@ -91,7 +91,7 @@ def resolve(model, genes: Sequence[str], *, key: str = "genes") -> tuple[str, ..
         return None
 
 
-# ----------------------------------------------------------------------------- signatures
+# ----------------------------------------------------------------------------- pasted lists
 def signature(text: str) -> dict[str, float] | None:
     """A pasted signature (``gene weight`` per line) read by the library, or ``None`` after
     one message."""
@@ -104,7 +104,6 @@ def signature(text: str) -> dict[str, float] | None:
         return None
 
 
-# ----------------------------------------------------------------------------- your data
 MAX_LISTED = 2000
 """Perturbations one pasted list may hold (the command line takes any number)."""
 
@@ -162,6 +161,7 @@ def perturbation_list_section(sel: Selection) -> None:
                              on_click="ignore", key="many_h5ad")
 
 
+# ----------------------------------------------------------------------------- your data
 def upload_limit_mb() -> float:
     """Upload size limit: ``server.maxUploadSize``, lowered by ``GRAPE_MAX_UPLOAD_MB``."""
     limit = float(st.get_option("server.maxUploadSize"))

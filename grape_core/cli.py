@@ -456,6 +456,8 @@ def cmd_predict(args) -> int:
 
 
 def cmd_screen(args) -> int:
+    from tqdm.auto import tqdm
+
     from .screen import read_signature, screen
 
     if bool(args.target) == bool(args.signature):
@@ -464,8 +466,6 @@ def cmd_screen(args) -> int:
     targets = read_signature(args.signature) if args.signature else \
         [t.strip() for t in args.target.split(",") if t.strip()]
     model = _load(args)
-    from tqdm.auto import tqdm
-
     bar = tqdm(desc="predicting every single (a large model's first screen)", unit="pass",
                disable=not _progress(args), file=sys.stderr, delay=0.5)
 
