@@ -126,19 +126,25 @@ def predictions(folder: str, stamp: str, perturbations: tuple[str, ...], where: 
 
 
 def predictions_table(folder: str, stamp: str, perturbations: tuple[str, ...],
-                      where: tuple[str, ...]) -> pd.DataFrame:
-    """Their long table (:func:`grape_core.export.predictions_frame`): every measured gene."""
+                      where: tuple[str, ...], *, top: int) -> pd.DataFrame:
+    """Their long table (:func:`grape_core.export.predictions_frame`), each perturbation's
+    ``top`` largest shifts."""
     from grape_core.export import predictions_frame
 
-    return predictions_frame(predictions(folder, stamp, perturbations, where))
+    return predictions_frame(predictions(folder, stamp, perturbations, where), top=top)
 
 
-def predictions_h5ad(folder: str, stamp: str, perturbations: tuple[str, ...],
-                     where: tuple[str, ...]) -> bytes:
-    """Their AnnData file (:func:`grape_core.export.to_anndata`), as bytes to download."""
+def predictions_file(folder: str, stamp: str, perturbations: tuple[str, ...],
+                     where: tuple[str, ...], *, kind: str) -> bytes:
+    """Their file to download: ``h5ad`` (:func:`grape_core.export.to_anndata`) or ``csv``,
+    the predicted shifts as a perturbation x gene matrix (compact: a long table of a few
+    hundred perturbations x 5,000 genes would be millions of rows)."""
     from grape_core.export import h5ad_bytes, to_anndata
 
-    return h5ad_bytes(to_anndata(predictions(folder, stamp, perturbations, where)))
+    adata = to_anndata(predictions(folder, stamp, perturbations, where))
+    if kind == "h5ad":
+        return h5ad_bytes(adata)
+    return adata.to_df(layer="shift").to_csv(index_label="perturbation").encode()
 
 
 @st.cache_data(max_entries=512, show_spinner=False)

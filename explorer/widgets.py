@@ -8,6 +8,7 @@ Every widget keeps a stable key, and its value is remembered for the session (se
 from __future__ import annotations
 
 import atexit
+import functools
 import hashlib
 import os
 import shutil
@@ -22,7 +23,7 @@ from grape_core.errors import GrapeError, UnknownGeneError
 from grape_core.io import write_bytes
 
 from .layout import md, show_error
-from .loaders import evaluation, file_stamp, predictions_h5ad, predictions_table, screen_data
+from .loaders import evaluation, file_stamp, predictions_file, predictions_table, screen_data
 from .state import Selection, changed, remember, replace_gene, restore
 
 UPLOAD_LIMIT_ENV = "GRAPE_MAX_UPLOAD_MB"
@@ -104,7 +105,7 @@ def signature(text: str) -> dict[str, float] | None:
         return None
 
 
-MAX_LISTED = 2000
+MAX_LISTED = 500
 """Perturbations one pasted list may hold (the command line takes any number)."""
 
 
@@ -140,25 +141,25 @@ def perturbation_list_section(sel: Selection) -> None:
         try:
             listed = perturbation_list(st.session_state["many_args"])
             with st.spinner(f"Predicting {len(listed[0]):,} perturbation(s)…"):
-                table = predictions_table(sel.folder, sel.stamp, *listed)
+                table = predictions_table(sel.folder, sel.stamp, *listed, top=5)
         except GrapeError as exc:
             show_error(exc)
             return
         st.caption(f"{table['perturbation'].nunique():,} perturbation(s): the 5 largest shifts "
-                   "of each below; the downloads hold every measured gene. A pair's "
-                   "genetic-interaction type is not computed for lists (about a second per "
-                   "pair): choose the pair above to see it.")
-        st.dataframe(table.groupby("perturbation", sort=False).head(5), hide_index=True,
-                     width="stretch", height=240)
-        csv, h5ad = st.columns(2)
-        csv.download_button("Download all (CSV)", table.to_csv(index=False).encode(),
-                            file_name=f"grape_{sel.model}_predictions.csv", mime="text/csv",
-                            icon=":material/download:", key="many_csv")
-        h5ad.download_button("Download all (AnnData .h5ad, for scanpy)",
-                             lambda: predictions_h5ad(sel.folder, sel.stamp, *listed),
-                             file_name=f"grape_{sel.model}_predictions.h5ad",
-                             mime="application/octet-stream", icon=":material/download:",
-                             on_click="ignore", key="many_h5ad")
+                   "of each below. The CSV holds every predicted shift (a perturbation per row, "
+                   "a gene per column); the AnnData file also the ensemble's spread and what was "
+                   "measured. A pair's genetic-interaction type is not computed for lists "
+                   "(about a second per pair): choose the pair above to see it.")
+        st.dataframe(table, hide_index=True, width="stretch", height=240)
+        for column, kind, label, mime in zip(
+                st.columns(2), ("csv", "h5ad"),
+                ("Download the shifts (CSV)", "Download all (AnnData .h5ad, for scanpy)"),
+                ("text/csv", "application/octet-stream")):
+            column.download_button(label, functools.partial(predictions_file, sel.folder,
+                                                            sel.stamp, *listed, kind=kind),
+                                   file_name=f"grape_{sel.model}_predictions.{kind}", mime=mime,
+                                   icon=":material/download:", on_click="ignore",
+                                   key=f"many_{kind}")
 
 
 # ----------------------------------------------------------------------------- your data

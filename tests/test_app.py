@@ -7,12 +7,14 @@ Paths given to ``AppTest.from_file`` are relative to this file. The bundled mode
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import shutil
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from conftest import (ADAMSON, copy_model, edit_tensors, make_adata, read_manifest,
@@ -157,7 +159,17 @@ def test_predict_a_pasted_list_of_perturbations(app, norman):
     assert list(rows["gene"]) == list(expected["gene"])
     np.testing.assert_allclose(rows["shift"], expected["shift"], atol=1e-6)
     labels = {b.proto.label for b in app.get("download_button")}
-    assert {"Download all (CSV)", "Download all (AnnData .h5ad, for scanpy)"} <= labels
+    assert {"Download the shifts (CSV)", "Download all (AnnData .h5ad, for scanpy)"} <= labels
+    from explorer.loaders import model_entries, predictions_file
+
+    entry = next(e for e in model_entries(str(BUNDLED_MODELS)) if e.name == "norman")
+    listed = (("KLF1", "MAPK1+TGFBR2"), ("line 2", "line 3"))
+    matrix = pd.read_csv(io.BytesIO(predictions_file(entry.folder, entry.stamp, *listed,
+                                                     kind="csv")), index_col="perturbation")
+    assert list(matrix.index) == ["KLF1+ctrl", "MAPK1+TGFBR2"] and matrix.shape[1] == len(norman.measured)
+    np.testing.assert_allclose(matrix.loc["MAPK1+TGFBR2", expected["gene"]], expected["shift"],
+                               atol=1e-5)  # float32 in the file
+    assert predictions_file(entry.folder, entry.stamp, *listed, kind="h5ad")[:8] == b"\x89HDF\r\n\x1a\n"
 
 
 def test_predict_pair_shows_interaction_and_additive(app, norman):
