@@ -415,7 +415,8 @@ def cmd_predict(args) -> int:
     _writable(args.h5ad, "--h5ad")
     model = _load(args)
     preds = predict_many(model, perturbations, where=where if listed else None,
-                         baselines=bool(args.report), progress=_progress(args))
+                         baselines=bool(args.report), interactions=not args.no_interactions,
+                         progress=_progress(args))
     for pred in preds:
         for w in pred.warnings:
             print(f"warning: {pred.condition}: {w}" if listed else f"warning: {w}",
@@ -663,6 +664,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "GENE or GENE_A+GENE_B per line (# comments; on a CSV line, the first field)")
     p.add_argument("--top", type=_at_least_one, default=20,
                    help="genes to show (largest |shift|; 1 or more)")
+    p.add_argument("--no-interactions", action="store_true",
+                   help="skip the genetic-interaction analysis of pairs (about a second per "
+                   "pair: for long lists)")
     p.add_argument("--json", help="write the full prediction as JSON here")
     p.add_argument("--h5ad", metavar="FILE", help="also write the prediction(s) as AnnData "
                    "(.h5ad) for scanpy, one row per perturbation: X predicted expression, "

@@ -144,6 +144,10 @@ def test_predict_a_list_of_perturbations(norman_model, tmp_path, capsys):
                  "--json", str(report)]) == 0
     data = json.loads(report.read_text())
     assert [p["condition"] for p in data["predictions"]] == ["KLF1+MAP2K6", "CEBPE+ctrl"]
+    assert data["predictions"][0]["interaction"]["predicted"]["gi_type"]
+    assert main(["--quiet", "predict", "--model", str(norman_model), "--perturbations", str(listed),
+                 "--no-interactions", "--json", str(report)]) == 0
+    assert not json.loads(report.read_text())["predictions"][0].get("interaction")
 
 
 @pytest.mark.parametrize("lines, extra, message", [
