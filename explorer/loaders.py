@@ -114,7 +114,7 @@ def load_model(folder: str, stamp: str):
     return load(folder)
 
 
-@st.cache_data(max_entries=8, show_spinner=False)
+@st.cache_data(max_entries=2, show_spinner=False)  # 500 predictions at 5,000 genes: ~70 MB
 def predictions(folder: str, stamp: str, perturbations: tuple[str, ...], where: tuple[str, ...]):
     """:func:`grape_core.predict.predict_many` (every perturbation checked first; errors
     name ``where`` it was), without baselines or the pairs' interaction analysis (about a
