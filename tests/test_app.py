@@ -600,6 +600,13 @@ def test_names_from_data_are_shown_as_typed_never_as_markup(models_dir):
     everything = shift_chart(predict(load(folder), [MD_GENE, HTML_GENE]), top=200).to_plotly_json()
     assert "&lt;b&gt;bold&lt;/b&gt;&amp;amp" in {x for t in everything["data"] for x in t["x"]}
     assert {MD_GENE, HTML_GENE} <= set(chart_values(everything, "predicted"))  # as typed
+    at.text_area(key="many_text").set_value(f"{MD_GENE}\n**nope**<b>x</b>\n")  # a pasted list
+    no_markup(ok(at.button(key="FormSubmitter:many-Predict the list").click().run()))
+    assert any(e.startswith("line 2: condition '**nope**<b>x</b>'") for e in errors(at)), errors(at)
+    at.text_area(key="many_text").set_value(f"{MD_GENE}\n{HTML_GENE}\n")
+    no_markup(ok(at.button(key="FormSubmitter:many-Predict the list").click().run()))
+    assert not errors(at) and set(at.dataframe[-1].value["perturbation"]) == \
+        {f"{MD_GENE}+ctrl", f"{HTML_GENE}+ctrl"}
     no_markup(page(at, "network", genes=[MD_GENE]))
     frame = at.get("iframe")[0].proto.srcdoc
     assert "&lt;b&gt;" not in frame.split("new vis.DataSet")[1][:20000]  # nodes: the names
