@@ -3,7 +3,8 @@
 #   1. the tests marked gpu (training, prediction, screens, replayed steps, members side by side);
 #   2. the model benchmark on CUDA: Norman then Adamson size as a user runs them (the first
 #      size also pays the CUDA libraries' one-time start-up), then Norman size warmed up,
-#      side by side and one member after the other.
+#      side by side and one member after the other;
+#   3. the genome-size screen (one member) on CUDA, last: its first screen predicts every single.
 # Usage: bash benchmarks/gpu_checks.sh [folder for the JSON, default benchmarks/results]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,3 +19,5 @@ python benchmarks/bench_model.py --device cuda --size norman --warm-up --threads
   --out "$out/model_gpu_warm.json"
 python benchmarks/bench_model.py --device cuda --size norman --warm-up --one-by-one \
   --threads "$threads" --out "$out/model_gpu_warm_one_by_one.json"
+python benchmarks/bench_model.py --device cuda --size genome --ensemble 1 --warm-up \
+  --threads "$threads" --out "$out/model_genome_gpu.json"
