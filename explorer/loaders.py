@@ -125,10 +125,12 @@ def predictions(folder: str, stamp: str, perturbations: tuple[str, ...], where: 
                         baselines=False, interactions=False)
 
 
+@st.cache_data(max_entries=8, show_spinner=False)
 def predictions_table(folder: str, stamp: str, perturbations: tuple[str, ...],
                       where: tuple[str, ...], *, top: int) -> pd.DataFrame:
     """Their long table (:func:`grape_core.export.predictions_frame`), each perturbation's
-    ``top`` largest shifts."""
+    ``top`` largest shifts (cached: a rerun of the page reads this small table, not every
+    prediction of the list again)."""
     from grape_core.export import predictions_frame
 
     return predictions_frame(predictions(folder, stamp, perturbations, where), top=top)
