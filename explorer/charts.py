@@ -17,6 +17,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from grape_core.evaluation.metrics import pearson
+from grape_core.evaluation.trust import interval_sentences
 from grape_core.evaluation.verdicts import (METRIC_LABELS, compare, metric_label, metrics_overview,
                                             model_label, subgroup_table)
 from grape_core.network import CODING, NONCODING, biotype_class
@@ -72,15 +73,40 @@ def _baseline_columns(frame: pd.DataFrame) -> list[str]:
             if c.endswith("_shift") and c not in ("measured_shift",)]
 
 
+def error_bar_words(pred: Prediction) -> str:
+    """What the shift chart's error bars are, for its caption."""
+    if pred.interval is None:
+        return "the ensemble's spread (standard deviation)"
+    return (f"the {100 * pred.interval_level:.0f} % interval for the measured shift, calibrated on "
+            "validation perturbations")
+
+
+def shift_chart_caption(model, pred: Prediction) -> str:
+    """The shift chart's caption: what each mark is, and how often the error bars held the
+    measurement on held-out perturbations."""
+    return ("Bars: the model's predicted shift (blue = coding gene, orange = non-coding); error "
+            f"bars: {error_bar_words(pred)}; grey bars: what the screen measured; markers: what "
+            f"the simple baselines predict. {error_bar_record(model.bundle.manifest)}").strip()
+
+
+def error_bar_record(manifest) -> str:
+    """How often the model's error bars held the measurement on held-out perturbations
+    (:func:`~grape_core.evaluation.trust.interval_sentences`)."""
+    return " ".join(interval_sentences(manifest))
+
+
 def shift_chart(pred: Prediction, *, top: int = 20, title: str = "") -> go.Figure:
-    """Bars of the ``top`` largest predicted shifts (ensemble mean ± s.d., coloured by
-    biotype), measured shifts beside them, baselines as markers.
+    """Bars of the ``top`` largest predicted shifts (ensemble mean, coloured by biotype, with
+    the calibrated interval as error bars, or the ensemble's spread for a model without
+    one), measured shifts beside them, baselines as markers.
 
     Traces carry ``meta``: ``predicted`` (two traces, coding / non-coding), ``measured``,
     ``baseline:<name>``, so tests and readers can find the numbers behind the bars.
     """
     rows = pred.to_frame(top=top, baselines=True)
     genes = esc(rows["gene"].tolist())
+    bar, bar_name = (("std", "spread") if pred.interval is None else
+                     ("interval", f"{100 * pred.interval_level:.0f} % interval"))
     fig = _figure(title=title, barmode="group", height=460, bargap=0.25,
                   yaxis_title=SHIFT_AXIS, hovermode="closest")
     for coding in (True, False):
@@ -91,11 +117,11 @@ def shift_chart(pred: Prediction, *, top: int = 20, title: str = "") -> go.Figur
         fig.add_bar(
             x=esc(part["gene"]), y=part["shift"], name=f"GRAPE · {kind} gene",
             marker_color=BIOTYPE_COLORS[kind], offsetgroup="predicted", meta="predicted",
-            error_y=dict(type="data", array=part["std"].to_numpy(), visible=True,
+            error_y=dict(type="data", array=part[bar].to_numpy(), visible=True,
                          color="#1a202c", thickness=1.2, width=3),
-            customdata=np.stack([esc(part["biotype"]), part["std"]], axis=-1),
+            customdata=np.stack([esc(part["biotype"]), part[bar]], axis=-1),
             hovertemplate="%{x} (%{customdata[0]})<br>predicted shift %{y:.3f}"
-                          " ± %{customdata[1]:.3f}<extra></extra>",
+                          " ± %{customdata[1]:.3f} (" + bar_name + ")<extra></extra>",
         )
     if "measured_shift" in rows:
         fig.add_bar(x=genes, y=rows["measured_shift"], name="measured",
@@ -170,9 +196,12 @@ def prediction_table(pred: Prediction) -> pd.DataFrame:
     """The prediction as a plain table (what the CSV download holds)."""
     frame = pred.to_frame(baselines=True)
     cols = ["gene", "biotype", "is_coding", "control", "predicted", "shift", "std"]
-    cols += [c for c in ("measured", "measured_shift") if c in frame]
+    cols += [c for c in ("interval", "measured", "measured_shift") if c in frame]
     cols += [f"{b}_shift" for b in _baseline_columns(frame)]
-    out = frame[cols].rename(columns={"std": "ensemble_sd", "is_coding": "coding"})
+    names = {"std": "ensemble_sd", "is_coding": "coding"}
+    if pred.interval is not None:
+        names["interval"] = f"interval_{100 * pred.interval_level:.0f}"  # half width
+    out = frame[cols].rename(columns=names)
     return out.reset_index(drop=True)
 
 

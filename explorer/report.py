@@ -80,8 +80,8 @@ def prediction_report_html(model, pred, *, top: int = 20, hops: int = 1, edges: 
     title = f"Top {top} predicted shifts: {html.escape(pred.label, quote=False)}"
     figures = [Figure(figure_html(charts.shift_chart(pred, top=top, title=title), div_id="shift-chart"),
                       "Bars: the model's predicted shift (blue: coding gene, orange: non-coding), "
-                      "error bars: the ensemble's spread; grey bars: what the screen measured; "
-                      "markers: what the simple baselines predict.")]
+                      f"error bars: {charts.error_bar_words(pred)}; grey bars: what the screen "
+                      "measured; markers: what the simple baselines predict.")]
     if pred.measured_shift is not None:
         figures.append(Figure(figure_html(charts.scatter_measured(pred), div_id="scatter"),
                               "Each dot is a gene: on the dashed line the prediction equals the "

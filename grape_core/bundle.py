@@ -313,6 +313,35 @@ class MetricsInfo(_Section):
 
 
 @dataclass(frozen=True)
+class IntervalFit(_Section):
+    """One group's interval: half width ``scale * sqrt(spread**2 + (floor * gene_scale)**2)``."""
+
+    scale: float
+    """``q``: the conformal quantile of the group's normalised validation errors."""
+    floor: float
+    """``κ``: the error floor, in units of each gene's training-shift scale."""
+    values: int
+    """(validation perturbation, gene) values it was fitted on."""
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+
+@dataclass(frozen=True)
+class CalibrationInfo(_Section):
+    """The prediction interval's calibration (:mod:`grape_core.evaluation.calibration`): a
+    perturbation's ``top`` largest predicted shifts take ``largest``'s interval, every other
+    gene ``rest``'s, each fitted so that a ``level`` share of the validation perturbations'
+    measured shifts fell inside."""
+
+    level: float
+    top: int
+    largest: IntervalFit
+    rest: IntervalFit
+    conditions: int
+    """Validation perturbations it was fitted on."""
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+
+@dataclass(frozen=True)
 class PseudoBulkMeta(_Section):
     """Schema of the manifest's ``pseudobulk`` object (:meth:`PseudoBulk.to_arrays`
     metadata); checked when a manifest is read, kept as a dict on :class:`Manifest`."""
@@ -345,7 +374,7 @@ class Manifest(_Section):
     ``versions``, ``files``) are empty on a model that was never saved.
     """
 
-    OPTIONAL = ("metrics", "uncertainty", "genes", "created")
+    OPTIONAL = ("metrics", "uncertainty", "calibration", "genes", "created")
     REQUIRED_ON_DISK = ("dataset", "split", "configs", "encoder_args", "model_sizes", "ensemble",
                         "training", "genes", "pseudobulk")
     """Keys every saved manifest has. ``files`` is not among them: a manifest without
@@ -365,7 +394,12 @@ class Manifest(_Section):
     metrics: MetricsInfo | None = None
     """Held-out metrics; ``None`` when the split held nothing out."""
     uncertainty: dict[str, int | float | str | None] = field(default_factory=dict)
-    """Does the ensemble's spread go with the error (:func:`~grape_core.evaluation.evaluate.uncertainty_check`)."""
+    """Does the ensemble's spread go with the error (:func:`~grape_core.evaluation.evaluate.uncertainty_check`),
+    and how many held-out measured shifts fell inside the interval
+    (:func:`~grape_core.evaluation.calibration.interval_check`)."""
+    calibration: CalibrationInfo | None = None
+    """The prediction interval; ``None`` for a model trained without validation perturbations
+    (or before intervals existed): its predictions then carry the spread alone."""
     format_version: int = FORMAT_VERSION
     grape_core_version: str = __version__
     model_class: str = "GRAPE"
@@ -409,6 +443,15 @@ class Manifest(_Section):
             if len(set(nodes)) < len(nodes):
                 twice = next(g for g in nodes if nodes.count(g) > 1)
                 raise BundleError(f"{source}: 'genes.nodes' lists {_shown(twice)} twice; {fix}")
+        calibration = self.calibration
+        if calibration is not None:
+            numbers = (calibration.largest.scale, calibration.largest.floor,
+                       calibration.rest.scale, calibration.rest.floor)
+            if not (0 < calibration.level < 1 and calibration.top > 0
+                    and all(np.isfinite(v) and v >= 0 for v in numbers)):
+                raise BundleError(f"{source}: 'calibration' must have a level between 0 and 1, "
+                                  "a positive 'top' and finite, non-negative scales and floors, "
+                                  f"not {_shown(calibration.to_dict())}; {fix}")
         if self.pseudobulk:
             meta = _section(PseudoBulkMeta, self.pseudobulk, "pseudobulk", source)
             if self.genes is not None and len(meta.genes) != self.genes.n_measured:

@@ -14,6 +14,8 @@ e.g. ``KLF1+MAP2K6``)      for a single), ``n_perturbed``, ``measured`` (the scr
 ``var`` (index: symbol)    ``biotype`` (GENCODE), ``is_coding``, ``control_mean``
 ``layers['shift']``        predicted shift vs control cells
 ``layers['ensemble_std']`` spread of the ensemble members' predictions
+``layers['interval']``     half width of the calibrated prediction interval of the shift
+                           (level in ``uns['grape']``); only for a model that has one
 ``layers['measured']``     measured mean log-expression, and ``layers['measured_shift']``;
                            only when at least one condition was measured. Rows whose
                            ``obs['measured']`` is False hold 0 there (no NaN): select
@@ -39,6 +41,8 @@ if TYPE_CHECKING:  # Prediction (grape_core.predict) is named in annotations onl
 LAYERS = {
     "shift": "predicted shift vs control cells (log-expression)",
     "ensemble_std": "standard deviation of the ensemble members' predictions",
+    "interval": "half width of the prediction interval of the shift, calibrated to hold the "
+                "measured shift at the level in uns['grape']['interval_level']",
     "measured": "measured mean log-expression; 0 in rows where obs['measured'] is False",
     "measured_shift": "measured shift vs control; 0 in rows where obs['measured'] is False",
 }
@@ -113,6 +117,8 @@ def to_anndata(predictions: "Prediction | Sequence[Prediction]") -> anndata.AnnD
     shift = np.stack([p.shift for p in preds]).astype(np.float32)
     control = np.asarray(first.control, dtype=np.float32)[None, :]
     layers = {"shift": shift, "ensemble_std": np.stack([p.std for p in preds]).astype(np.float32)}
+    if first.interval is not None:
+        layers["interval"] = np.stack([p.interval for p in preds]).astype(np.float32)
     described = {k: LAYERS[k] for k in layers}
     if obs["measured"].any():
         measured = np.stack([p.measured_shift if p.measured_shift is not None
@@ -125,6 +131,8 @@ def to_anndata(predictions: "Prediction | Sequence[Prediction]") -> anndata.AnnD
     adata.uns["grape"] = {"model": first.model, "grape_core_version": __version__,
                           "X": "predicted mean log-expression (control + shift)",
                           "layers": described}
+    if first.interval_level is not None:
+        adata.uns["grape"]["interval_level"] = first.interval_level
     return adata
 
 

@@ -27,6 +27,7 @@ from .bundle import Bundle
 from .data.conditions import format_condition, genes_of, label, parse_condition
 from .errors import BundleError, ConditionError, GrapeError, UnknownGeneError, echo
 from .evaluation.baselines import Baseline, fit_baselines
+from .evaluation.calibration import gene_scale, half_width
 from .evaluation.evaluate import Report, evaluate_models
 
 ADDITIVE_FROM = {"measured": "additive (sum of measured singles)",
@@ -63,6 +64,7 @@ class Model:
         self._on_device: tuple[list, Any] | None = None
         self._lock = threading.Lock()
         self._baselines: dict[str, Baseline] | None = None
+        self._gene_scale: np.ndarray | None = None
         self.singles: np.ndarray | None = None
         """For a model that stores no singles (genome scale), every member's shift of every
         single at every measured gene, float16, computed by the first screen when it fits in
@@ -115,16 +117,35 @@ class Model:
         """Genes whose expression is predicted."""
         return self.bundle.measured
 
+    @property
+    def fitted_on(self) -> Sequence[str]:
+        """The conditions the members were fitted on."""
+        return self.bundle.manifest.training.train_conditions or self.bundle.split.train
+
     def baselines(self) -> Mapping[str, Baseline]:
         """Every baseline fitted on the model's training conditions (once)."""
         with self._lock:
             if self._baselines is None:
-                bundle = self.bundle
-                # the conditions the model's members were fitted on, and its own prior
-                train = bundle.manifest.training.train_conditions or bundle.split.train
-                self._baselines = fit_baselines(bundle.pseudobulk, train,
+                bundle = self.bundle  # the members' training conditions, and its own prior
+                self._baselines = fit_baselines(bundle.pseudobulk, self.fitted_on,
                                                 prior=bundle.prior_edges, genes=bundle.genes)
             return self._baselines
+
+    def gene_scale(self) -> np.ndarray:
+        """How far each measured gene moved over the training conditions
+        (:func:`~grape_core.evaluation.calibration.gene_scale`), computed once."""
+        with self._lock:
+            if self._gene_scale is None:
+                self._gene_scale = gene_scale(self.bundle.pseudobulk, self.fitted_on)
+            return self._gene_scale
+
+    def interval(self, shift: np.ndarray, std: np.ndarray) -> np.ndarray | None:
+        """Half width of the calibrated prediction interval for predicted shifts ``shift``
+        and ensemble spreads ``std`` (``(n_measured,)`` or ``(n, n_measured)``); ``None`` for
+        a model without a calibration."""
+        calibration = self.bundle.manifest.calibration
+        return None if calibration is None else half_width(calibration, shift, std,
+                                                           self.gene_scale())
 
 
 def as_model(model: Model | Bundle) -> Model:
@@ -258,8 +279,12 @@ def predict_conditions(model: Model | Bundle, conditions: Sequence[str]) -> tupl
     if not np.isfinite(shifts).all():
         raise non_finite_error(bundle, conditions)
     expression = bundle.pseudobulk.control_mean[None, None, :] + shifts
-    std = expression.std(axis=0, ddof=1) if len(bundle.members) > 1 else np.zeros_like(expression[0])
-    return expression.mean(axis=0), std
+    return expression.mean(axis=0), ensemble_spread(expression)
+
+
+def ensemble_spread(values: np.ndarray) -> np.ndarray:
+    """Standard deviation over the members (axis 0, ``ddof=1``); zero for one member."""
+    return values.std(axis=0, ddof=1) if len(values) > 1 else np.zeros_like(values[0])
 
 
 def non_finite_error(bundle: Bundle, conditions: Sequence[str] = ()) -> BundleError:
@@ -298,6 +323,11 @@ class Prediction:
     """Ensemble mean predicted shift (predicted minus control)."""
     std: np.ndarray
     """Spread of the members' predictions (standard deviation)."""
+    interval: np.ndarray | None = None
+    """Half width of the prediction interval for the measured shift, which holds an
+    :attr:`interval_level` share of validation perturbations' measured shifts
+    (:mod:`~grape_core.evaluation.calibration`); ``None`` for a model without calibration."""
+    interval_level: float | None = None
     measured_shift: np.ndarray | None = None
     """What the screen measured, when it has this condition."""
     baselines: dict[str, np.ndarray] = field(default_factory=dict)
@@ -338,7 +368,8 @@ class Prediction:
 
     def to_frame(self, *, top: int | None = None, baselines: bool = False) -> pd.DataFrame:
         """One row per measured gene, sorted by |shift|: ``gene``, ``biotype``,
-        ``is_coding``, ``control``, ``predicted``, ``shift``, ``std``; when measured also
+        ``is_coding``, ``control``, ``predicted``, ``shift``, ``std``; ``interval`` (the
+        prediction interval's half width) when the model has one; when measured also
         ``measured`` and ``measured_shift``; with ``baselines`` a ``<name>_shift`` column per
         baseline (``additive_shift``: :attr:`additive`). ``top`` keeps the largest |shift|."""
         frame = pd.DataFrame({
@@ -346,6 +377,8 @@ class Prediction:
             "control": self.control.astype(float), "predicted": self.predicted,
             "shift": self.shift, "std": self.std,
         })
+        if self.interval is not None:
+            frame["interval"] = self.interval
         if self.measured_shift is not None:
             frame["measured"] = self.control + self.measured_shift
             frame["measured_shift"] = self.measured_shift
@@ -428,6 +461,7 @@ def _prediction(model: Model, condition: str, mean: np.ndarray, std: np.ndarray,
     and spread) of :func:`_with_singles`'s conditions; ``analyse_pair``: a pair's
     genetic-interaction analysis."""
     bundle = model.bundle
+    calibration = bundle.manifest.calibration
     perturbed = genes_of(condition)
     singles = _with_singles(condition)[:-1]
     pb = bundle.pseudobulk
@@ -462,7 +496,8 @@ def _prediction(model: Model, condition: str, mean: np.ndarray, std: np.ndarray,
         part=bundle.split.part_of(condition) or ("measured" if condition in pb else "unmeasured"),
         genes=tuple(pb.genes), biotype=table["biotype"].to_numpy(),
         is_coding=table["is_coding"].astype(bool).to_numpy(), control=control, shift=shift,
-        std=std[-1],
+        std=std[-1], interval=model.interval(shift, std[-1]),
+        interval_level=calibration.level if calibration is not None else None,
         measured_shift=(pb.means[pb.index(condition)].astype(np.float64) - control
                         if condition in pb else None),
         baselines=found, additive=additive, additive_from=additive_from,
@@ -671,7 +706,6 @@ def evaluate(model: Model | Bundle, pb=None, *, part: str = "test",
     pb = pb if pb is not None else bundle.pseudobulk
     bundle.check_genes(pb.genes)
     baselines = model.baselines() if pb is bundle.pseudobulk else None
-    train = bundle.manifest.training.train_conditions or bundle.split.train
     if predicted is not None and pb is not bundle.pseudobulk:
         raise ValueError("predicted: only for the model's own data")
 
@@ -685,6 +719,7 @@ def evaluate(model: Model | Bundle, pb=None, *, part: str = "test",
 
     report = evaluate_models(pb, bundle.split, {"grape": grape},
                              part=part, baselines=baselines or fit_baselines(
-                                 pb, train, prior=bundle.prior_edges, genes=bundle.genes))
+                                 pb, model.fitted_on, prior=bundle.prior_edges,
+                                 genes=bundle.genes))
     report.extra["verdict"] = report.verdict("grape")
     return report

@@ -197,6 +197,8 @@ def _gene_table(pred: Prediction, top: int) -> pd.DataFrame:
     frame = pred.to_frame(top=top, baselines=True)
     out = pd.DataFrame({"gene": frame["gene"], "biotype": frame["biotype"].astype(str),
                         "predicted shift": frame["shift"], "ensemble spread": frame["std"]})
+    if pred.interval is not None:
+        out[f"± {100 * pred.interval_level:.0f} % interval"] = frame["interval"]
     if "measured_shift" in frame:
         out["measured shift"] = frame["measured_shift"]
     for col in frame.columns:
@@ -276,8 +278,12 @@ def prediction_report(model: Model, pred: Prediction, *, parts: ReportParts = Re
     body.append(f"<h3>The {top} genes with the largest predicted shift</h3>")
     body.append(_table(_gene_table(pred, top)))
     body.append("<p class='caption'>Predicted shift: the ensemble's mean; spread: the standard "
-                "deviation of its members. Baselines: what simple methods predict (train mean: "
-                "the average shift of all training perturbations).</p>")
+                "deviation of its members"
+                + ("; interval: the half width of the interval that should hold the measured "
+                   "shift (how often it did is in the box above)" if pred.interval is not None
+                   else "")
+                + ". Baselines: what simple methods predict (train mean: the average shift of "
+                "all training perturbations).</p>")
     body.append(_interaction(pred))
     body.append(_network(parts, edges, pred.perturbed))
     body.append("<h2>Model card</h2>" + model_card(model.bundle.manifest))

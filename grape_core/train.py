@@ -35,13 +35,14 @@ from .data.pseudobulk import PseudoBulk, pseudobulk
 from .data.splits import Split
 from .devices import resolve_device
 from .errors import GrapeError
+from .evaluation.calibration import fit_calibration, gene_scale, interval_check
 from .evaluation.evaluate import uncertainty_check
 from .evaluation.metrics import pearson
 from .model.grape import GRAPE, GraphInputs, ModelSizes
 from .model.inputs import (fused_embeddings, graph_inputs, learned_graph, named_edges,
                            perturbation_tensor, predict_shifts)
 from .knowledge.graphs import resolve_priors
-from .predict import Model, evaluate, predict_conditions
+from .predict import Model, ensemble_spread, evaluate, predict_conditions
 from .screen import stored_singles
 from .train_step import TrainingStep, graphs_available, structure_l1_weight
 
@@ -63,6 +64,10 @@ class TrainResult:
     after a refit, refit_steps."""
     seconds: float
     val_carved: bool = False
+    val_shifts: np.ndarray | None = None
+    """``(members, n_val, n_genes)``: the validation perturbations' shifts predicted by the
+    members early stopping chose, before any refit (which trains on them): what the
+    prediction interval is calibrated on. ``None`` without validation."""
 
 
 @dataclass
@@ -137,8 +142,13 @@ def warm_start(model: GRAPE, graph: GraphInputs, pb: PseudoBulk, train: list[str
     target = torch.as_tensor(pb.shifts_of(train), dtype=torch.float32).T
     n_genes = (perts >= 0).sum(1).float()
     shared = model.mean_shift.unsqueeze(1) * n_genes
-    x = torch.stack([shared, e[measured], torch.sparse.mm(adj, e)[measured]], -1).reshape(-1, 3)
-    a, b, c = torch.linalg.lstsq(x.double(), target.reshape(-1, 1).double()).solution.flatten().tolist()
+    x = torch.stack([shared, e[measured], torch.sparse.mm(adj, e)[measured]], -1)
+    x = x.reshape(-1, 3).double().numpy()
+    y = target.reshape(-1).double().numpy()
+    # the normal equations in numpy: torch.linalg.lstsq on the CPU is not reproducible (its
+    # last bits depend on where the arrays lie in memory), and a last bit here can change
+    # which learned edges win the top-k, and so the trained model
+    a, b, c = np.linalg.lstsq(x.T @ x, x.T @ y, rcond=None)[0].tolist()
     if not bool((e[measured].sum() > 1).item()) or abs(b) < 1e-3:
         b = 1.0  # no measured perturbed gene: the self-effect is not identifiable
     model.shared_amplitude.copy_(torch.tensor([a if model.config.shared_shift else 1.0, 0.0]))
@@ -385,6 +395,7 @@ def train_grape(
     start = time.perf_counter()
     device = resolve_device(train_config.device)
     side_by_side = train_config.side_by_side and graphs_available(device, train_config)
+    cpu_graph = graph  # where finished members are
     if side_by_side:  # one copy that every member reads
         graph = graph.to(device)
     common = dict(model_config=model_config, train_config=train_config,
@@ -397,6 +408,7 @@ def train_grape(
         train_config.ensemble, side_by_side=side_by_side, device=device)
     records = [MemberInfo(seed=seed, best_step=fit.best_step, steps=fit.steps)
                for fit, seed in zip(fitted, seeds)]
+    val_shifts = _predicted_shifts(fitted, cpu_graph, val, node_index) if val else None
     history = [row for fit in fitted for row in fit.history]
     if carved and train_config.refit:
         fitted = train_members(
@@ -411,7 +423,16 @@ def train_grape(
     final_train = train if (carved and train_config.refit) else fit_on
     return TrainResult(members=members, history=history, train_conditions=final_train,
                        val_conditions=val, member_records=records,
-                       seconds=time.perf_counter() - start, val_carved=carved)
+                       seconds=time.perf_counter() - start, val_carved=carved,
+                       val_shifts=val_shifts)
+
+
+def _predicted_shifts(fitted: Sequence[FittedMember], graph: GraphInputs, conditions: list[str],
+                      node_index: dict[str, int]) -> np.ndarray:
+    """Every finished member's predicted shifts of ``conditions`` ``(members, n, n_genes)``."""
+    perts = perturbation_tensor(conditions, node_index)
+    with torch.inference_mode():
+        return torch.stack([predict_shifts(fit.model, graph, perts) for fit in fitted]).numpy()
 
 
 def train_bundle(
@@ -534,6 +555,13 @@ def train_bundle(
         learned_edges=learned, history=pd.DataFrame(result.history), metrics=pd.DataFrame(),
         fused=fused_embeddings(result.members[0], graph), singles=None,
     )
+    calibration = None
+    if result.val_shifts is not None:
+        val_shifts = result.val_shifts.astype(np.float64)
+        calibration = fit_calibration(
+            val_shifts.mean(axis=0), ensemble_spread(val_shifts), pb.shifts_of(result.val_conditions),
+            gene_scale(pb, result.train_conditions), pb.control_mean)
+    bundle = bundle.replace(manifest=bundle.manifest.replace(calibration=calibration))
     model = Model(bundle, device=train_config.device)  # predicts where it was trained
     started = time.perf_counter()
     bundle = bundle.replace(singles=stored_singles(model))
@@ -543,10 +571,16 @@ def train_bundle(
         started = time.perf_counter()
         mean, std = predict_conditions(model, held_out)  # once, for metrics and uncertainty
         report = evaluate(model, predicted=mean)
-        manifest = manifest.replace(
+        uncertainty = uncertainty_check(mean, std, pb.means[pb.rows(held_out)], pb.control_mean)
+        if calibration is not None:
+            control = pb.control_mean.astype(np.float64)
+            uncertainty |= interval_check(
+                calibration, mean - control, std, pb.shifts_of(held_out), model.gene_scale(),
+                control, pb.de_idx[pb.rows(held_out)])
+        manifest = bundle.manifest.replace(
             metrics=MetricsInfo(test=report.models, subgroups=report.subgroup_summary(),
                                 verdict=report.verdict("grape")),
-            uncertainty=uncertainty_check(mean, std, pb.means[pb.rows(held_out)], pb.control_mean))
+            uncertainty=uncertainty)
         bundle = bundle.replace(manifest=manifest, metrics=report.long_frame(split))
         seconds["evaluation_seconds"] = round(time.perf_counter() - started, 2)
     if ablations and held_out:

@@ -47,9 +47,7 @@ def one(model, sel) -> None:
 
     st.plotly_chart(charts.shift_chart(pred, top=top, title=f"Top {top} predicted shifts after perturbing "
                                        f"{layout.short_label(pred.condition)}"), key="shift_chart")
-    st.caption("Bars: the model's predicted shift (blue = coding gene, orange = non-coding), with the "
-               "ensemble's spread as error bars; grey bars: what the screen measured; markers: what "
-               "the simple baselines predict. Long error bars = the models disagree.")
+    st.caption(layout.md(charts.shift_chart_caption(model, pred)))
     if pred.interaction:
         interaction(pred)
     if pred.measured_shift is not None:

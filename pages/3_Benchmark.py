@@ -51,9 +51,7 @@ def main() -> None:
     st.subheader("Training")
     st.plotly_chart(charts.history_figure(b.history), key="history")
     if man.uncertainty:
-        st.caption(f"Error bars mean something: across held-out genes, the ensemble's spread and the "
-                   f"actual error correlate (Spearman "
-                   f"{layout.number(man.uncertainty.get('spearman_std_vs_error'))}).")
+        st.caption(layout.md(charts.error_bar_record(man)))
     if b.ablations is not None and metric in b.ablations:
         st.subheader("Ablations: what each part of the model buys")
         st.plotly_chart(charts.ablation_figure(b.ablations, metric), key="ablations")

@@ -129,8 +129,10 @@ def test_predict_chart_is_grape_core_prediction(app, norman):
     np.testing.assert_allclose([shown[g] for g in expected["gene"]], expected["shift"], rtol=1e-5, atol=1e-6)
     measured = chart_values(fig, "measured")
     np.testing.assert_allclose([measured[g] for g in expected["gene"]], expected["measured_shift"], atol=1e-6)
-    error_bars = chart_values(fig, "predicted", field="error_y")
-    np.testing.assert_allclose([error_bars[g] for g in expected["gene"]], expected["std"], atol=1e-6)
+    error_bars = chart_values(fig, "predicted", field="error_y")  # the calibrated interval
+    np.testing.assert_allclose([error_bars[g] for g in expected["gene"]], expected["interval"], atol=1e-6)
+    assert "error bars: the 90 % interval for the measured shift" in texts(app)
+    assert "calibrated on 3 validation perturbations" in texts(app)
     assert any(t.get("meta") == "baseline:train_mean" for t in fig["data"])
     full = predict(norman, "KLF1").to_frame()
     r = pearson(full["shift"].to_numpy(), full["measured_shift"].to_numpy())
@@ -138,7 +140,8 @@ def test_predict_chart_is_grape_core_prediction(app, norman):
     assert "held out" in texts(app)
     assert any("KLF1 was not perturbed in training" in w for w in warnings(app))
     table = app.dataframe[0].value
-    assert len(table) == len(norman.measured) and {"gene", "biotype", "shift", "ensemble_sd"} <= set(table)
+    assert len(table) == len(norman.measured)
+    assert {"gene", "biotype", "shift", "ensemble_sd", "interval_90"} <= set(table)
     assert app.get("download_button")
 
 
@@ -543,12 +546,13 @@ def test_a_model_with_undefined_metrics_shows_na(models_dir):
     data = read_manifest(folder)
     data["metrics"]["test"]["grape"]["pearson_delta"] = None  # written for NaN (strict JSON)
     data["uncertainty"]["spearman_std_vs_error"] = None
+    data["uncertainty"]["within_interval_top"] = None  # how often the error bars held
     write_manifest(folder, data)
     at = ok(AppTest.from_file(APP, default_timeout=TIMEOUT).run())
     ok(at.sidebar.selectbox(key="model").set_value("undefined").run())
     assert "Pearson of shifts n/a" in plain("\n".join(c.value for c in at.sidebar.caption))
     page(at, "benchmark")
-    assert "Spearman n/a" in texts(at)
+    assert "n/a of the measured shifts" in plain(texts(at))
     assert "nan" not in texts(at).lower().replace("nano", "")
 
 

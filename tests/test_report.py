@@ -77,7 +77,7 @@ def test_prediction_to_anndata_for_scanpy(model, pair, tmp_path):
     assert back.obs["measured"].dtype == bool and set(back.layers) == set(adata.layers)
 
     alone = unmeasured.to_anndata()  # nothing measured: no measured layers at all
-    assert set(alone.layers) == {"shift", "ensemble_std"}
+    assert set(alone.layers) == {"shift", "ensemble_std", "interval"}
 
 
 def test_to_anndata_refuses_mixed_input(model, pair):

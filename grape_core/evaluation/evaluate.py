@@ -166,6 +166,14 @@ def evaluate_models(
     )
 
 
+def expressed(control: np.ndarray) -> np.ndarray:
+    """Genes expressed above the median control level: the genes every uncertainty figure is
+    computed on. Silent genes have neither error nor spread, and would make any model's
+    uncertainty look right. Strictly above: where most genes are silent in control cells
+    (CRISPRa screens of lowly expressed genes) the median is 0, and every gene is not."""
+    return control > np.median(control)
+
+
 def uncertainty_check(mean: np.ndarray, std: np.ndarray, truth: np.ndarray,
                       control: np.ndarray) -> dict[str, float]:
     """Does a larger ensemble spread go with a larger error, over held-out (condition, gene)?
@@ -175,9 +183,9 @@ def uncertainty_check(mean: np.ndarray, std: np.ndarray, truth: np.ndarray,
     """
     from scipy.stats import spearmanr
 
-    expressed = control >= np.median(control)
-    err = np.abs(mean - truth)[:, expressed].ravel()
-    spread = std[:, expressed].ravel()
+    genes = expressed(control)
+    err = np.abs(mean - truth)[:, genes].ravel()
+    spread = std[:, genes].ravel()
     if spread.size < 3 or np.ptp(spread) == 0:
         return {"spearman_std_vs_error": float("nan"), "n": int(spread.size)}
     q = np.quantile(spread, [0.1, 0.9])

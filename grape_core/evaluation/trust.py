@@ -1,8 +1,9 @@
 """How far to trust a prediction or a screen, in plain language, as data.
 
 Built only from what was measured: the model's held-out metrics against the simple
-baselines (overall and for perturbations like this one), how well the ensemble's spread
-tracked the held-out errors (``manifest.uncertainty``), this prediction's own spread, and,
+baselines (overall and for perturbations like this one), how many held-out measured shifts
+fell inside the calibrated intervals (or, without them, how well the ensemble's spread
+tracked the errors; ``manifest.uncertainty``), this prediction's own spread, and,
 when the screen measured the perturbation, how close the prediction came. A :class:`Trust`
 has a ``level`` for code to branch on and ``sentences`` for people.
 """
@@ -127,28 +128,63 @@ def _evidence(model: Model) -> tuple[list[str], Level, int]:
     return out, level, n
 
 
-def _spread(model: Model, shift: np.ndarray, std: np.ndarray, *, top: int = 20) -> list[str]:
-    """This prediction's spread on its largest shifts, and how well spreads tracked errors."""
+def _spread(model: Model, pred: Prediction, *, top: int = 20) -> list[str]:
+    """This prediction's spread and interval on its largest shifts, and how well they held
+    the held-out measurements."""
     members = len(model.bundle.members)
+    order = pred.order()[:top]
+    size = float(np.median(np.abs(pred.shift[order])))
     out = []
     if members > 1:
-        order = np.argsort(-np.abs(shift), kind="stable")[:top]
-        size = float(np.median(np.abs(shift[order])))
-        spread = float(np.median(std[order]))
+        spread = float(np.median(pred.std[order]))
         agree = "agree closely" if spread < 0.25 * size else (
             "partly disagree" if spread < size else "disagree")
         out.append(f"The {members} models of the ensemble {agree} on the {len(order)} largest "
                    f"shifts (typical spread {spread:.3f} against a typical shift of {size:.3f}).")
     else:
         out.append("The model is a single network: there is no ensemble spread to show doubt.")
-    unc = model.bundle.manifest.uncertainty or {}
-    rho, within = unc.get("spearman_std_vs_error"), unc.get("within_2_std")
-    if rho is not None and within is not None and np.isfinite(rho):
+    if pred.interval is not None:
+        out.append(f"Its {_percent(pred.interval_level)} intervals on those shifts are typically "
+                   f"± {float(np.median(pred.interval[order])):.3f}.")
+    out += interval_sentences(model.bundle.manifest)
+    return out
+
+
+def _percent(share: float | None) -> str:
+    return f"{100 * share:.0f} %" if share is not None and np.isfinite(share) else "?"
+
+
+def interval_sentences(manifest) -> list[str]:
+    """What the error bars are and how well they held on held-out perturbations: the
+    calibrated interval when the model has one (how many validation perturbations it was
+    fitted on, the share of held-out measured shifts inside), else the spread's record."""
+    unc, calibration = manifest.uncertainty or {}, manifest.calibration
+    if calibration is None:
+        rho, within = unc.get("spearman_std_vs_error"), unc.get("within_2_std")
+        if rho is None or within is None:
+            return []
+        if not (np.isfinite(rho) and np.isfinite(within)):
+            return ["On held-out data the spread's rank correlation with the error is n/a "
+                    "(too few values that vary): read the spread as a ranking of doubt at most."]
         tracks = ("a larger spread went with a larger error" if rho >= 0.5 else
                   "the spread said little about the error")
-        out.append(f"On held-out data {tracks} (rank correlation {rho:.2f}), and "
-                   f"{100 * within:.0f} % of errors were within two spreads: read the spread as "
-                   "a ranking of doubt, not as an error bar.")
+        return [f"On held-out data {tracks} (rank correlation {rho:.2f}), and "
+                f"{100 * within:.0f} % of errors were within two spreads: read the spread as "
+                "a ranking of doubt, not as an error bar."]
+    fitted = (f"Error bars are {_percent(calibration.level)} intervals for the measured shift, "
+              f"calibrated on {_n(calibration.conditions, 'validation perturbation')}, predicted "
+              "by models not trained on them")
+    fitted += (": with so few, they are a rough guide." if calibration.conditions < FEW_HELD_OUT
+               else ".")
+    out = [fitted]
+    shown, rest = unc.get("within_interval_top"), unc.get("within_interval_rest")
+    if shown is None:  # trained without held-out perturbations
+        return out
+    share = _percent(shown) if np.isfinite(shown) else "n/a"
+    out.append(f"On the held-out perturbations, {share} of the measured shifts of the "
+               f"{calibration.top} genes a chart shows fell inside"
+               + (f" ({_percent(rest)} of the other expressed genes')."
+                  if rest is not None and np.isfinite(rest) else "."))
     return out
 
 
@@ -187,7 +223,7 @@ def prediction_trust(model: Model, pred: Prediction) -> Trust:
         else:
             sentences.append(f"This perturbation was used in training, so its agreement with the "
                              f"measurement ({r:.2f}) says little about new perturbations.")
-    sentences += _spread(model, pred.shift, pred.std)
+    sentences += _spread(model, pred)
     return Trust(level=level, sentences=(*sentences, BOTTOM_LINE[level]))
 
 
