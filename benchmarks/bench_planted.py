@@ -112,7 +112,7 @@ def own_sign(bundle) -> float:
     mean, _ = predict_conditions(model, conds)
     col = [pb.genes.index(genes_of(c)[0]) for c in conds]
     pred = mean[np.arange(len(conds)), col] - pb.control_mean[col]
-    true = pb.shifts_of(conds)[:, col]
+    true = pb.shifts_of(conds)[np.arange(len(conds)), col]
     return float(np.mean(np.sign(pred) == np.sign(true)))
 
 

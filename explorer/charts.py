@@ -84,9 +84,10 @@ def error_bar_words(pred: Prediction) -> str:
 def shift_chart_caption(model, pred: Prediction) -> str:
     """The shift chart's caption: what each mark is, and how often the error bars held the
     measurement on held-out perturbations."""
-    return ("Bars: the model's predicted shift (blue = coding gene, orange = non-coding); error "
-            f"bars: {error_bar_words(pred)}; grey bars: what the screen measured; markers: what "
-            f"the simple baselines predict. {error_bar_record(model.bundle.manifest)}").strip()
+    bars = "" if pred.interval is not None else f" Error bars: {error_bar_words(pred)}."
+    return ("Bars: the model's predicted shift (blue = coding gene, orange = non-coding); grey "
+            "bars: what the screen measured; markers: what the simple baselines predict."
+            f"{bars} {error_bar_record(model.bundle.manifest)}").strip()
 
 
 def error_bar_record(manifest) -> str:

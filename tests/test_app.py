@@ -131,7 +131,7 @@ def test_predict_chart_is_grape_core_prediction(app, norman):
     np.testing.assert_allclose([measured[g] for g in expected["gene"]], expected["measured_shift"], atol=1e-6)
     error_bars = chart_values(fig, "predicted", field="error_y")  # the calibrated interval
     np.testing.assert_allclose([error_bars[g] for g in expected["gene"]], expected["interval"], atol=1e-6)
-    assert "error bars: the 90 % interval for the measured shift" in texts(app)
+    assert "Error bars are 90 % intervals for the measured shift" in texts(app)
     assert "calibrated on 3 validation perturbations" in texts(app)
     assert any(t.get("meta") == "baseline:train_mean" for t in fig["data"])
     full = predict(norman, "KLF1").to_frame()

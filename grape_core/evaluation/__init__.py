@@ -5,6 +5,8 @@
 ``evaluate``  every model and baseline on a split's held-out conditions (:class:`Report`)
 ``interactions``  genetic-interaction scores and types of a pair
 ``verdicts``  the honest comparison with the baselines, as data
+``calibration``  prediction intervals for measured shifts, calibrated on validation perturbations
+``trust``  how far to trust a prediction or a screen, in plain words
 """
 
 from __future__ import annotations

@@ -35,7 +35,8 @@ class PlantedBenchmark:
 
     def summary(self) -> pd.DataFrame:
         """One row per screen: GRAPE with the informative and the random prior, the best
-        baseline, structure-learning AUPRC, own-gene sign and screen enrichment."""
+        baseline, structure-learning AUPRC, own-gene sign, screen enrichment and how many of
+        the shown genes' held-out shifts fell inside the calibrated interval."""
         rows = []
         for r in self.results:
             inf, rnd = r["informative"], r["random"]
@@ -56,6 +57,9 @@ class PlantedBenchmark:
                 "AUPRC by chance": inf["auprc_chance"],
                 "own-gene sign right": inf["own_sign"],
                 "regulators in top 10 (x chance)": inf["screen"]["fold_over_chance"],
+                # results written before the intervals existed have none
+                "shown shifts inside the 90 % interval": inf.get("intervals", {}).get(
+                    "within_interval_top"),
             })
         return pd.DataFrame(rows)
 
