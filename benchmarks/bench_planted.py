@@ -219,7 +219,7 @@ def report(results: list[dict]) -> str:
         lines.append(f"informative - random prior: {gap:+.3f} pearson_delta")
         lines.append(f"structure learning AUPRC: {inf['auprc']:.3f} (chance {inf['auprc_chance']:.2f})")
         lines.append(f"own-gene shift sign right: {inf['own_sign']:.0%} of held-out singles")
-        if inf.get("intervals"):
+        if (inf.get("intervals") or {}).get("within_interval_top") is not None:
             shown, rest, de = (inf["intervals"][k] for k in INTERVAL_KEYS)
             lines.append(f"90 % intervals held: {shown:.0%} of the shown genes' shifts, {rest:.0%} "
                          f"of the other expressed genes', {de:.0%} of the DE genes'")

@@ -291,7 +291,8 @@ def full_screen_section(sel: Selection) -> None:
                f"{md(ESTIMATES.get(dataset, ''))}")
     with st.expander("Training settings"):
         ensemble = st.slider("Models in the ensemble", 1, 5, 3, key="full_ensemble",
-                             help="Their spread is the uncertainty; each adds training time.")
+                             help="Their spread, calibrated on validation perturbations, gives the "
+                                  "error bars; each adds training time.")
         max_steps = st.slider("Maximum optimisation steps per model", 100, 3000, 2000, step=100,
                               key="full_steps", help="Training stops earlier when held-back "
                               "perturbations stop improving.")

@@ -98,7 +98,7 @@ def screen_report_html(model, result, *, check: pd.DataFrame | None = None, comm
     effect vs off-target chart."""
     fig = Figure(figure_html(charts.screen_figure(result), div_id="screen-chart"),
                  "Top left is best: a strong effect on the targets and little else changed. "
-                 "Error bars: the ensemble's spread.")
+                 "Error bars: the ensemble's spread, a lower bound on the uncertainty.")
     parts = ReportParts(figures=(fig,), scripts=(plotly_js(),))
     return screen_report(model, result, parts=parts, check=check, command=command)
 

@@ -443,20 +443,31 @@ class Manifest(_Section):
             if len(set(nodes)) < len(nodes):
                 twice = next(g for g in nodes if nodes.count(g) > 1)
                 raise BundleError(f"{source}: 'genes.nodes' lists {_shown(twice)} twice; {fix}")
-        calibration = self.calibration
-        if calibration is not None:
-            numbers = (calibration.largest.scale, calibration.largest.floor,
-                       calibration.rest.scale, calibration.rest.floor)
-            if not (0 < calibration.level < 1 and calibration.top > 0
-                    and all(np.isfinite(v) and v >= 0 for v in numbers)):
-                raise BundleError(f"{source}: 'calibration' must have a level between 0 and 1, "
-                                  "a positive 'top' and finite, non-negative scales and floors, "
-                                  f"not {_shown(calibration.to_dict())}; {fix}")
+        if self.calibration is not None:
+            self._check_calibration(self.calibration, source, fix)
         if self.pseudobulk:
             meta = _section(PseudoBulkMeta, self.pseudobulk, "pseudobulk", source)
             if self.genes is not None and len(meta.genes) != self.genes.n_measured:
                 raise BundleError(f"{source}: 'pseudobulk.genes' lists {len(meta.genes)} genes but "
                                   f"'genes.n_measured' is {self.genes.n_measured}; {fix}")
+
+    @staticmethod
+    def _check_calibration(calibration: CalibrationInfo, source: str, fix: str) -> None:
+        """Every number of the interval's calibration in its range, or one error naming it."""
+        rules = [("level", calibration.level, "between 0 and 1 (excluded)",
+                  0 < calibration.level < 1),
+                 ("top", calibration.top, "1 or more", calibration.top >= 1),
+                 ("conditions", calibration.conditions, "1 or more", calibration.conditions >= 1)]
+        for group in ("largest", "rest"):
+            fit = getattr(calibration, group)
+            rules += [(f"{group}.{key}", getattr(fit, key), "finite and 0 or more",
+                       bool(np.isfinite(getattr(fit, key)) and getattr(fit, key) >= 0))
+                      for key in ("scale", "floor")]
+            rules.append((f"{group}.values", fit.values, "1 or more", fit.values >= 1))
+        for key, value, wanted, ok in rules:
+            if not ok:
+                raise BundleError(f"{source}: manifest key 'calibration.{key}' must be {wanted}, "
+                                  f"not {_shown(value)}; {fix}")
 
     @classmethod
     def read(cls, path: str | Path) -> "Manifest":

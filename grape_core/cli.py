@@ -670,7 +670,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", help="write the full prediction as JSON here")
     p.add_argument("--h5ad", metavar="FILE", help="also write the prediction(s) as AnnData "
                    "(.h5ad) for scanpy, one row per perturbation: X predicted expression, "
-                   "var['biotype'], layers shift, ensemble_std, measured")
+                   "var['biotype'], layers shift, ensemble_std, interval (the calibrated "
+                   "interval's half width), measured")
     p.add_argument("--report", metavar="FILE.html", help="also write a self-contained offline "
                    "HTML report for collaborators (charts, network, interaction, model card, "
                    "how far to trust it)")

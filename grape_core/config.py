@@ -238,7 +238,8 @@ class TrainConfig(Config):
     gain_l2: float = 0.01
     """L2 penalty on the per-gene gains (mean over genes)."""
     ensemble: int = 3
-    """Members trained with seeds seed, seed+1, ...; their spread is the uncertainty."""
+    """Members trained with seeds seed, seed+1, ...; their spread, widened and calibrated on
+    validation perturbations (:mod:`~grape_core.evaluation.calibration`), is the uncertainty."""
     seed: int = 1
     val_fraction: float = 0.15
     """Share of training conditions held for early stopping when the split has no val set."""

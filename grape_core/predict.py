@@ -132,11 +132,12 @@ class Model:
             return self._baselines
 
     def gene_scale(self) -> np.ndarray:
-        """How far each measured gene moved over the training conditions
-        (:func:`~grape_core.evaluation.calibration.gene_scale`), computed once."""
+        """How far each measured gene moved over the training conditions, validation ones
+        left out (:func:`~grape_core.evaluation.calibration.gene_scale`), computed once."""
         with self._lock:
             if self._gene_scale is None:
-                self._gene_scale = gene_scale(self.bundle.pseudobulk, self.fitted_on)
+                self._gene_scale = gene_scale(self.bundle.pseudobulk, self.fitted_on,
+                                              self.bundle.manifest.training.val_conditions)
             return self._gene_scale
 
     def interval(self, shift: np.ndarray, std: np.ndarray) -> np.ndarray | None:
@@ -397,17 +398,19 @@ class Prediction:
     def to_anndata(self):
         """This prediction as an AnnData ``1 × n_measured`` for scanpy
         (:func:`grape_core.export.to_anndata`: ``X`` predicted expression, ``var['biotype']``,
-        layers ``shift``, ``ensemble_std``, ``measured`` when measured)."""
+        layers ``shift``, ``ensemble_std``, ``interval`` when calibrated, ``measured`` when
+        measured)."""
         from .export import to_anndata
 
         return to_anndata(self)
 
     def to_dict(self, *, top: int | None = None) -> dict[str, Any]:
         """JSON-able: ``condition``, ``part``, ``genes`` (rows of :meth:`to_frame`),
+        ``interval_level`` (of the genes' ``interval``; ``None`` without one),
         ``interaction``."""
         return {"condition": self.condition, "part": self.part,
                 "genes": self.to_frame(top=top).to_dict(orient="records"),
-                "interaction": self.interaction}
+                "interval_level": self.interval_level, "interaction": self.interaction}
 
 
 def predict(model: Model | Bundle, perturbation: str | Sequence[str], *,

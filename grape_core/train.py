@@ -560,7 +560,7 @@ def train_bundle(
         val_shifts = result.val_shifts.astype(np.float64)
         calibration = fit_calibration(
             val_shifts.mean(axis=0), ensemble_spread(val_shifts), pb.shifts_of(result.val_conditions),
-            gene_scale(pb, result.train_conditions), pb.control_mean)
+            gene_scale(pb, result.train_conditions, result.val_conditions), pb.control_mean)
     bundle = bundle.replace(manifest=bundle.manifest.replace(calibration=calibration))
     model = Model(bundle, device=train_config.device)  # predicts where it was trained
     started = time.perf_counter()

@@ -46,7 +46,9 @@ def main() -> None:
     if len(result.targets) > 8:
         shown += f" and {len(result.targets) - 8} more"
     st.caption(f"Targets: {layout.md(shown)} ({args[1]}). Top left is best: a strong "
-               "effect on your targets and little else changed. Error bars: the ensemble's spread. "
+               "effect on your targets and little else changed. Error bars: the ensemble's spread, "
+               "a lower bound on the uncertainty (for single genes' shifts it is far narrower "
+               "than the held-out errors). "
                f"A typical perturbation scores {result.typical_effect:.3f}; 'vs typical' is what is "
                "specific to a candidate.")
     table = st.dataframe(result.table, hide_index=True, width="stretch", key="screen_table",

@@ -138,3 +138,20 @@ def test_the_warm_start_is_reproducible(adamson_graph):  # noqa: F811
         kept.append(torch.empty(size))  # so that each call's arrays land somewhere else
         found.add(tuple(warm_start(model, graph, pb, train, node_index).values()))
     assert len(found) == 1
+
+
+def test_the_gene_scale_leaves_out_the_perturbations_the_interval_was_calibrated_on():
+    """After a refit the validation perturbation is among the training ones; its own shift
+    in the scale would narrow the interval fitted on it."""
+    import grape_core as gc
+    from conftest import BUNDLED
+    from grape_core.evaluation.calibration import gene_scale
+
+    model = gc.load(BUNDLED / "adamson")
+    training = model.bundle.manifest.training
+    assert model.bundle.manifest.split.val_carved_from_train
+    assert set(training.val_conditions) < set(training.train_conditions)
+    pb = model.bundle.pseudobulk
+    fitted = [c for c in training.train_conditions if c not in training.val_conditions]
+    np.testing.assert_array_equal(model.gene_scale(), gene_scale(pb, fitted))
+    assert not np.array_equal(model.gene_scale(), gene_scale(pb, training.train_conditions))
