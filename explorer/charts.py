@@ -90,6 +90,31 @@ def shift_chart_caption(model, pred: Prediction) -> str:
             f"{bars} {error_bar_record(model.bundle.manifest)}").strip()
 
 
+def interval_coverage(manifest) -> list[tuple[str, str, str]]:
+    """``(label, share, help)`` for each set of held-out measured shifts the calibrated
+    intervals were checked on; empty for a model without intervals."""
+    unc, calibration = manifest.uncertainty or {}, manifest.calibration
+    if calibration is None or unc.get("within_interval_top") is None:
+        return []
+    top = calibration.top
+    sets = [("within_interval_top", f"shown genes (top {top})",
+             f"each held-out perturbation's {top} largest predicted shifts (the genes its chart "
+             "shows)"),
+            ("within_interval_rest", "other expressed genes",
+             f"the genes expressed above the median control level (outside those {top})"),
+            ("within_interval_de", "genes that moved most",
+             "each held-out perturbation's 20 most changed genes as measured (lower where the "
+             "model did not predict a gene to move)")]
+    out = []
+    for key, label, words in sets:
+        share = unc.get(key)
+        shown = number(None if share is None else 100 * share, 0)
+        out.append((label, shown if shown == "n/a" else f"{shown} %",
+                    f"Of {words}, the share whose measured shift fell inside the "
+                    f"{100 * calibration.level:.0f} % interval."))
+    return out
+
+
 def error_bar_record(manifest) -> str:
     """How often the model's error bars held the measurement on held-out perturbations
     (:func:`~grape_core.evaluation.trust.interval_sentences`)."""

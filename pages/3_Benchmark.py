@@ -48,10 +48,15 @@ def main() -> None:
         c.caption("unseen_single: a gene never perturbed in training; combo_seenN: a pair with N of "
                   "its genes perturbed in training (GEARS' simulation split).")
 
+    if man.uncertainty:
+        st.subheader("Error bars: how often the measured shift fell inside")
+        held = charts.interval_coverage(man)
+        for column, (label, value, help) in zip(st.columns(max(len(held), 1)), held):
+            column.metric(label, value, help=help)
+        st.caption(layout.md(charts.error_bar_record(man)))
+
     st.subheader("Training")
     st.plotly_chart(charts.history_figure(b.history), key="history")
-    if man.uncertainty:
-        st.caption(layout.md(charts.error_bar_record(man)))
     if b.ablations is not None and metric in b.ablations:
         st.subheader("Ablations: what each part of the model buys")
         st.plotly_chart(charts.ablation_figure(b.ablations, metric), key="ablations")

@@ -290,6 +290,11 @@ def test_benchmark_page(app, norman):
     test = norman.bundle.manifest.metrics.test
     np.testing.assert_allclose(array(bars["y"]), [test[m]["pearson_delta"] for m in test])
     assert "beat" in texts(app)  # an honest sentence either way
+    # how often the error bars held, from the manifest
+    unc = norman.bundle.manifest.uncertainty
+    held = {m.label: m.value for m in app.metric}
+    assert held["shown genes (top 20)"] == f"{100 * unc['within_interval_top']:.0f} %"
+    assert held["genes that moved most"] == f"{100 * unc['within_interval_de']:.0f} %"
     check = screen_check(norman)
     np.testing.assert_allclose(array(chart(app, "screen_check")["data"][0]["y"]), check["spearman"])
     ok(app.selectbox(key="metric").set_value("mse").run())
