@@ -17,7 +17,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from grape_core.evaluation.metrics import pearson
-from grape_core.evaluation.trust import interval_sentences
+from grape_core.evaluation.trust import interval_sentences, ranking_is_noise  # noqa: F401 (pages)
 from grape_core.evaluation.verdicts import (METRIC_LABELS, compare, metric_label, metrics_overview,
                                             model_label, subgroup_table)
 from grape_core.network import CODING, NONCODING, biotype_class
@@ -85,9 +85,12 @@ def shift_chart_caption(model, pred: Prediction) -> str:
     """The shift chart's caption: what each mark is, and how often the error bars held the
     measurement on held-out perturbations."""
     bars = "" if pred.interval is not None else f" Error bars: {error_bar_words(pred)}."
+    trained = (" This perturbation was used in training, so its intervals are wider than they "
+               "need to be." if pred.interval is not None
+               and pred.part in ("train", "val") else "")
     return ("Bars: the model's predicted shift (blue = coding gene, orange = non-coding); grey "
             "bars: what the screen measured; markers: what the simple baselines predict."
-            f"{bars} {error_bar_record(model.bundle.manifest)}").strip()
+            f"{bars} {error_bar_record(model.bundle.manifest)}{trained}").strip()
 
 
 def interval_coverage(manifest) -> list[tuple[str, str, str]]:
@@ -226,7 +229,7 @@ def prediction_table(pred: Prediction) -> pd.DataFrame:
     cols += [f"{b}_shift" for b in _baseline_columns(frame)]
     names = {"std": "ensemble_sd", "is_coding": "coding"}
     if pred.interval is not None:
-        names["interval"] = f"interval_{100 * pred.interval_level:.0f}"  # half width
+        names["interval"] = f"interval_{100 * pred.interval_level:.0f}_half_width"  # shift ±
     out = frame[cols].rename(columns=names)
     return out.reset_index(drop=True)
 

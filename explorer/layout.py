@@ -56,6 +56,15 @@ def md(text: object) -> str:
     return _MD_SPECIAL.sub(r"\\\1", str(text))
 
 
+def split_words(split) -> str:
+    """How a model's perturbations were used, e.g. ``14 train · 3 val · 16 held out``; a
+    validation set carved from the training perturbations is counted once."""
+    if split.val_carved_from_train:
+        return (f"{split.train} train (of which {split.val} first held back to choose the "
+                f"training length) · {split.test} held out")
+    return f"{split.train} train · {split.val} val · {split.test} held out"
+
+
 def show_error(exc: BaseException | str, *, context: str = "") -> None:
     """One ``st.error`` line: what is wrong and what to do (never a traceback)."""
     text = str(exc).strip()
@@ -202,8 +211,7 @@ def _sidebar_card(man: Manifest) -> None:
             if grape else "")
     st.caption(
         f"{data.cells:,} cells · {data.genes:,} genes  \n"
-        f"{data.conditions} perturbations: {split.train} train · "
-        f"{split.val} val · {split.test} held out "
+        f"{data.conditions} perturbations: {split_words(split)} "
         f"({md(split.name)} split)  \n"
         f"ensemble of {man.ensemble} · trained in {fmt_seconds(man.training.seconds)}"
         + held)
@@ -265,7 +273,7 @@ def model_card(sel: Selection) -> None:
     cols[1].metric("measured genes", f"{data.genes:,}",
                    help=f"{man.genes.n_nodes if man.genes else '?'} genes in the graph")
     cols[2].metric("perturbations", data.conditions,
-                   help=f"{split.train} train · {split.val} validation · {split.test} held out")
+                   help=split_words(split))
     cols[3].metric("training time", fmt_seconds(training.seconds),
                    help=f"{fmt_seconds(training.total_seconds)} including gene knowledge "
                         f"and evaluation; ensemble of {man.ensemble}")

@@ -20,6 +20,7 @@ from typing import Any
 import streamlit as st
 
 from grape_core.errors import GrapeError, UnknownGeneError
+from grape_core.evaluation.trust import typical_response_sentence
 from grape_core.io import write_bytes
 
 from .layout import md, show_error
@@ -229,3 +230,10 @@ def evaluate_on(sel: Selection, path: str | Path):
     except ValueError as exc:  # e.g. none of the model's held-out perturbations in the file
         show_error(f"cannot evaluate {sel.model} on this file: {exc}")
     return None
+
+
+def typical_response(model, pred) -> tuple[str, ...]:
+    """A warning when the prediction is nearly the mean response of the training
+    perturbations (:func:`~grape_core.evaluation.trust.typical_response_sentence`)."""
+    sentence = typical_response_sentence(model, pred)
+    return (sentence,) if sentence else ()

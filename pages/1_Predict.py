@@ -41,7 +41,7 @@ def one(model, sel) -> None:
                 "out, so you can compare the prediction with the measurement. Of the model's held-out "
                 "perturbations it is the one of median accuracy. Choose your own gene above.",
                 icon=":material/lightbulb:")
-    for warning in pred.warnings:
+    for warning in (*pred.warnings, *widgets.typical_response(model, pred)):
         st.warning(layout.md(warning), icon=":material/warning:")
     st.markdown(f"**{layout.md(pred.condition)}** {PARTS.get(pred.part, '')}.")
 

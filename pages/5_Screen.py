@@ -41,6 +41,9 @@ def main() -> None:
         return
     for note in result.notes:
         st.info(layout.md(note), icon=":material/info:")
+    noise = charts.ranking_is_noise(result)
+    if noise:
+        st.warning(layout.md(noise), icon=":material/warning:")
     st.plotly_chart(charts.screen_figure(result), key="screen_chart")
     shown = ", ".join(result.targets[:8])
     if len(result.targets) > 8:
@@ -51,7 +54,8 @@ def main() -> None:
                "than the held-out errors). "
                f"A typical perturbation scores {result.typical_effect:.3f}; 'vs typical' is what is "
                "specific to a candidate.")
-    table = st.dataframe(result.table, hide_index=True, width="stretch", key="screen_table",
+    shown_table = result.table.dropna(axis="columns", how="all")  # e.g. additive_effect without pairs
+    table = st.dataframe(shown_table, hide_index=True, width="stretch", key="screen_table",
                          on_select="rerun", selection_mode="single-row",
                          column_config={"measured": st.column_config.CheckboxColumn("measured in screen")})
     csv, html = st.columns(2)

@@ -131,8 +131,9 @@ def test_predict_chart_is_grape_core_prediction(app, norman):
     np.testing.assert_allclose([measured[g] for g in expected["gene"]], expected["measured_shift"], atol=1e-6)
     error_bars = chart_values(fig, "predicted", field="error_y")  # the calibrated interval
     np.testing.assert_allclose([error_bars[g] for g in expected["gene"]], expected["interval"], atol=1e-6)
-    assert "Error bars are 90 % intervals for the measured shift" in texts(app)
-    assert "calibrated on 3 validation perturbations" in texts(app)
+    assert "Error bars are 90 % intervals: ranges meant to hold the measured shift" in texts(app)
+    assert "set on 3 perturbations held back from training" in texts(app)
+    assert any("the model has little to say that is specific to KLF1" in w for w in warnings(app))
     assert any(t.get("meta") == "baseline:train_mean" for t in fig["data"])
     full = predict(norman, "KLF1").to_frame()
     r = pearson(full["shift"].to_numpy(), full["measured_shift"].to_numpy())
@@ -141,7 +142,7 @@ def test_predict_chart_is_grape_core_prediction(app, norman):
     assert any("KLF1 was not perturbed in training" in w for w in warnings(app))
     table = app.dataframe[0].value
     assert len(table) == len(norman.measured)
-    assert {"gene", "biotype", "shift", "ensemble_sd", "interval_90"} <= set(table)
+    assert {"gene", "biotype", "shift", "ensemble_sd", "interval_90_half_width"} <= set(table)
     assert app.get("download_button")
 
 
@@ -344,6 +345,12 @@ def test_screen_page_ranks_like_grape_core(app):
     fig = chart(app, "screen_chart")
     assert sum(len(array(t["x"])) for t in fig["data"]) == len(expected)
     assert app.get("download_button")
+    # a ranking that is noise says so on the page, and columns with nothing in them are left out
+    from grape_core.evaluation.trust import ranking_is_noise
+
+    noise = ranking_is_noise(screen(bundle, ["HSPA5", "SEC61A1"], direction="down", top=20))
+    assert (noise is not None) == any("The order is mostly noise" in w for w in warnings(app))
+    assert "additive_effect" not in shown  # singles only
     app.multiselect(key="targets").set_value([])
     app.text_area(key="signature").set_value("HSPA5 one\n")
     ok(app.button(key="FormSubmitter:screen-Run the screen").click().run())
@@ -557,7 +564,7 @@ def test_a_model_with_undefined_metrics_shows_na(models_dir):
     ok(at.sidebar.selectbox(key="model").set_value("undefined").run())
     assert "Pearson of shifts n/a" in plain("\n".join(c.value for c in at.sidebar.caption))
     page(at, "benchmark")
-    assert "n/a of the measured shifts" in plain(texts(at))
+    assert "fell inside for n/a of the 20 genes a chart shows" in plain(texts(at))
     assert "nan" not in texts(at).lower().replace("nano", "")
 
 

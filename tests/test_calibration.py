@@ -155,3 +155,12 @@ def test_the_gene_scale_leaves_out_the_perturbations_the_interval_was_calibrated
     fitted = [c for c in training.train_conditions if c not in training.val_conditions]
     np.testing.assert_array_equal(model.gene_scale(), gene_scale(pb, fitted))
     assert not np.array_equal(model.gene_scale(), gene_scale(pb, training.train_conditions))
+
+
+def test_a_tie_is_called_a_tie():
+    from grape_core.evaluation.verdicts import Comparison
+
+    tie = Comparison("grape", "propagation", "pearson_delta", 2, 0.64479, 0.64451, False)
+    assert "GRAPE and the propagation (prior graph) baseline tie (0.645)" in tie.sentence
+    win = Comparison("grape", "propagation", "pearson_delta", 2, 0.650, 0.645, False)
+    assert "GRAPE beats" in win.sentence

@@ -171,20 +171,27 @@ def interval_sentences(manifest) -> list[str]:
         return [f"On held-out data {tracks} (rank correlation {rho:.2f}), and "
                 f"{100 * within:.0f} % of errors were within two spreads: read the spread as "
                 "a ranking of doubt, not as an error bar."]
-    fitted = (f"Error bars are {_percent(calibration.level)} intervals for the measured shift, "
-              f"calibrated on {_n(calibration.conditions, 'validation perturbation')}, predicted "
-              "by models not trained on them")
-    fitted += (": with so few, they are a rough guide." if calibration.conditions < FEW_HELD_OUT
-               else ".")
+    level = _percent(calibration.level)
+    fitted = (f"Error bars are {level} intervals: ranges meant to hold the measured shift "
+              f"{level} of the time, set on {_n(calibration.conditions, 'perturbation')} held "
+              "back from training")
+    fitted += (": with so few, a rough guide." if calibration.conditions < FEW_HELD_OUT else ".")
     out = [fitted]
-    shown, rest = unc.get("within_interval_top"), unc.get("within_interval_rest")
+    shown = unc.get("within_interval_top")
     if shown is None:  # trained without held-out perturbations
         return out
-    share = _percent(shown) if np.isfinite(shown) else "n/a"
-    out.append(f"On the held-out perturbations, {share} of the measured shifts of the "
-               f"{calibration.top} genes a chart shows fell inside"
-               + (f" ({_percent(rest)} of the other expressed genes')."
-                  if rest is not None and np.isfinite(rest) else "."))
+    parts = []
+    for key, words in (("within_interval_top", f"the {calibration.top} genes a chart shows"),
+                       ("within_interval_rest", "the other expressed genes"),
+                       ("within_interval_de", "the genes that moved most")):
+        share = unc.get(key)
+        if share is not None:
+            below = (f" (below the {level} aimed at)" if np.isfinite(share)
+                     and share < calibration.level - 0.025 and not parts else "")
+            parts.append(f"{_percent(share) if np.isfinite(share) else 'n/a'} of {words}{below}")
+    out.append("On the held-out perturbations the measured shift fell inside for "
+               + (", ".join(parts[:-1]) + " and " + parts[-1] if len(parts) > 1 else parts[0])
+               + ".")
     return out
 
 
@@ -207,7 +214,7 @@ def prediction_trust(model: Model, pred: Prediction) -> Trust:
     if n:
         vs, beaten = _versus(found, n, partial=False)  # the overall sentence names it
         sentences.append(f"For perturbations like this one ({SUBGROUP_WORDS.get(group, group)}; "
-                         f"{n} held out) it was {ours:.2f}{vs}")
+                         f"{n} held out) GRAPE's correlation was {ours:.2f}{vs}")
         if beaten:
             level = "low"
     elif group is None:
@@ -223,8 +230,37 @@ def prediction_trust(model: Model, pred: Prediction) -> Trust:
         else:
             sentences.append(f"This perturbation was used in training, so its agreement with the "
                              f"measurement ({r:.2f}) says little about new perturbations.")
+    typical = typical_response_sentence(model, pred)
+    if typical:
+        sentences.append(typical)
+        level = "low"
     sentences += _spread(model, pred)
     return Trust(level=level, sentences=(*sentences, BOTTOM_LINE[level]))
+
+
+TYPICAL = 0.1
+"""Distance from the training perturbations' mean response, as a share of the prediction,
+below which a prediction is said to hold nothing specific to its perturbation (measured
+shifts on the bundled screens are 0.66 to 1.0 away from it)."""
+
+
+def typical_response_sentence(model: Model, pred: Prediction) -> str | None:
+    """A sentence when ``pred`` is nearly the mean response of the training perturbations
+    (the ``train_mean`` baseline) at every gene but the perturbed ones, else ``None``: a
+    model that learned little beyond the shared response predicts it for every gene, and
+    a chart of it looks like a specific answer."""
+    typical = model.baselines()["train_mean"].predict([pred.condition])[0] - pred.control
+    others = ~np.isin(np.asarray(pred.genes), pred.perturbed)
+    size = float(np.linalg.norm(pred.shift[others]))
+    if size == 0 or not np.isfinite(typical[others]).all():
+        return None
+    distance = float(np.linalg.norm((pred.shift - typical)[others])) / size
+    if distance >= TYPICAL:
+        return None
+    return (f"Apart from the perturbed gene{'s' if pred.is_pair else ''}, this prediction is the "
+            f"average response of all training perturbations to within {100 * distance:.0f} %: "
+            f"the model has little to say that is specific to {pred.label}, and other "
+            "perturbations get nearly the same chart.")
 
 
 def screen_trust(model: Model, result: ScreenResult, check: pd.DataFrame | None = None) -> Trust:
@@ -233,21 +269,16 @@ def screen_trust(model: Model, result: ScreenResult, check: pd.DataFrame | None 
     model rank held-out perturbations like the measurements; ``screen_check()``), and the
     held-out evidence."""
     sentences, level, _ = _evidence(model)
-    table = result.table
-    if len(table):
-        top = table.iloc[0]
-        specific, spread = float(top["vs_typical"]), float(top["effect_std"])
-        if abs(specific) <= 2 * spread or abs(specific) < 0.1 * abs(result.typical_effect):
-            sentences.append(f"No candidate stands out: most of the predicted effect "
-                             f"({float(top['effect']):.3f} for the top one) is shared by every "
-                             f"perturbation (typical {result.typical_effect:.3f}), and what is "
-                             f"specific to the top candidate ({specific:.3f}) is small against "
-                             f"the ensemble's spread ({spread:.3f}). The order is mostly noise.")
-            level = "low"
-        else:
-            sentences.append(f"The top candidate's specific effect ({specific:.3f} beyond a "
-                             f"typical perturbation) is larger than the ensemble's spread "
-                             f"({spread:.3f}).")
+    noise = ranking_is_noise(result)
+    if noise:
+        sentences.append(noise)
+        level = "low"
+    elif len(result.table):
+        top = result.table.iloc[0]
+        sentences.append(f"The top candidate's specific effect ({float(top['vs_typical']):.3f} "
+                         f"beyond a typical perturbation) is larger than the ensemble's spread "
+                         f"({float(top['effect_std']):.3f}), which is a lower bound on its "
+                         "uncertainty.")
     if check is not None and "grape" in check.index:
         rho = float(check.loc["grape", "spearman"])
         others = check.drop(index="grape")["spearman"]
@@ -260,3 +291,20 @@ def screen_trust(model: Model, result: ScreenResult, check: pd.DataFrame | None 
         if rho < 0.3:
             level = "low"
     return Trust(level=level, sentences=(*sentences, BOTTOM_LINE[level]))
+
+
+def ranking_is_noise(result: ScreenResult) -> str | None:
+    """A sentence when the screen's top candidate does not stand out from a typical
+    perturbation (what is specific to it is within twice the ensemble's spread, or under a
+    tenth of the shared effect), else ``None``."""
+    if not len(result.table):
+        return None
+    top = result.table.iloc[0]
+    specific, spread = float(top["vs_typical"]), float(top["effect_std"])
+    if abs(specific) > 2 * spread and abs(specific) >= 0.1 * abs(result.typical_effect):
+        return None
+    return (f"No candidate stands out: most of the predicted effect ({float(top['effect']):.3f} "
+            f"for the top one) is shared by every perturbation (typical "
+            f"{result.typical_effect:.3f}), and what is specific to the top candidate "
+            f"({specific:.3f}) is small against the ensemble's spread ({spread:.3f}). The order "
+            "is mostly noise.")

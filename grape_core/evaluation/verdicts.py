@@ -70,6 +70,9 @@ class Comparison:
         where = f"On {n} held-out perturbation{'s' if n > 1 else ''}"
         if self.pairs_only:
             where += f" (pair{'s' if n > 1 else ''} whose singles were measured in training)"
+        if f"{self.model_value:.3f}" == f"{self.baseline_value:.3f}":
+            return (f"{where}, {model_label(self.model)} and the {model_label(self.baseline)} "
+                    f"baseline tie ({self.model_value:.3f}).")
         if self.baseline_wins:
             return (f"{where}, the {model_label(self.baseline)} baseline beats "
                     f"{model_label(self.model)} ({self.baseline_value:.3f} vs {self.model_value:.3f}).")
