@@ -77,8 +77,8 @@ def error_bar_words(pred: Prediction) -> str:
     """What the shift chart's error bars are, for its caption."""
     if pred.interval is None:
         return "the ensemble's spread (standard deviation)"
-    return (f"the {100 * pred.interval_level:.0f} % interval for the measured shift, calibrated on "
-            "validation perturbations")
+    return (f"the {100 * pred.interval_level:.0f} % interval for the measured shift, set on "
+            "perturbations held back from training")
 
 
 def shift_chart_caption(model, pred: Prediction) -> str:

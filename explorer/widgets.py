@@ -149,9 +149,10 @@ def perturbation_list_section(sel: Selection) -> None:
         st.caption(f"{table['perturbation'].nunique():,} perturbation(s): the 5 largest shifts "
                    "of each below. The CSV holds every predicted shift (a perturbation per row, "
                    "a gene per column); the AnnData file also the ensemble's spread, each shift's "
-                   "interval and what was measured. *interval*: the half width of the interval for "
-                   "the measured shift (see the chart above). A pair's genetic-interaction type is not computed for lists "
-                   "(about a second per pair): choose the pair above to see it.")
+                   "interval and what was measured. *interval*: the half width of the interval "
+                   "for the measured shift (see the chart above). A pair's genetic-interaction "
+                   "type is not computed for lists (about a second per pair): choose the pair "
+                   "above to see it.")
         st.dataframe(table, hide_index=True, width="stretch", height=240)
         for column, kind, label, mime in zip(
                 st.columns(2), ("csv", "h5ad"),
