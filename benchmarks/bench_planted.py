@@ -12,7 +12,8 @@ simulation split (seed 1), with the same conditions for every model:
 - structure learning: AUPRC of the prior's true edges against its false ones, ranked by
   |learned weight| (chance = the prior's share of true edges);
 - the perturbed gene's own shift: share of held-out singles with the right sign;
-- the calibrated 90 % intervals: how often they held the held-out measured shifts;
+- the calibrated 90 % intervals: how often they held the held-out measured shifts
+  (:func:`grape_core.evaluation.calibration.interval_check`);
 - the in-silico screen: for target genes with planted direct regulators, how often a
   regulator is in the top 10 of the screen in the direction of its effect, against chance
   (10 / number of candidates);
@@ -49,11 +50,6 @@ ABLATION_VARIANTS = ("grape", "no_graph", "no_structure_learning", "no_intervent
                      "homogeneous_graph", "linear_messages", "no_text_view", "no_dna_view",
                      "with_global_path", "no_shared_head", "with_gene_correction", "no_additive_pairs",
                      "paper_flags")
-
-
-INTERVAL_KEYS = ("within_interval_top", "within_interval_rest", "within_interval_de")
-"""How often the calibrated 90 % intervals held the held-out measured shifts
-(:func:`grape_core.evaluation.calibration.interval_check`)."""
 
 
 def auprc(truth: np.ndarray, score: np.ndarray) -> float:
@@ -151,6 +147,7 @@ def screen_enrichment(bundle, truth_file: Path, *, n_targets: int = 40, top: int
 def run_screen(spec: dict, *, ensemble: int, ablations: bool, progress: bool) -> dict:
     from grape_core.config import SplitConfig, TrainConfig
     from grape_core.data.pseudobulk import pseudobulk
+    from grape_core.evaluation.calibration import COVERAGE_KEYS
     from grape_core.data.read import read_perturbseq
     from grape_core.data.splits import make_split
     from grape_core.knowledge.build import knowledge_for_adata
@@ -184,7 +181,7 @@ def run_screen(spec: dict, *, ensemble: int, ablations: bool, progress: bool) ->
                    pd.read_csv(spec["truth"])[["source", "target"]], on=["source", "target"]).shape[0]
                    / max(len(pd.read_csv(spec[prior])), 1))}
         if prior == "informative":
-            row["intervals"] = {k: bundle.manifest.uncertainty.get(k) for k in INTERVAL_KEYS}
+            row["intervals"] = {k: bundle.manifest.uncertainty.get(k) for k in COVERAGE_KEYS}
             row["own_sign"] = own_sign(bundle)
             row["screen"] = screen_enrichment(bundle, spec["truth"], mode=spec["mode"])
             if ablations:
@@ -196,6 +193,8 @@ def run_screen(spec: dict, *, ensemble: int, ablations: bool, progress: bool) ->
 
 
 def report(results: list[dict]) -> str:
+    from grape_core.evaluation.calibration import COVERAGE_KEYS
+
     lines = [f"Planted-truth benchmark ({DATA_LABEL}); held-out conditions, GEARS simulation split seed 1",
              ""]
     for r in results:
@@ -220,7 +219,7 @@ def report(results: list[dict]) -> str:
         lines.append(f"structure learning AUPRC: {inf['auprc']:.3f} (chance {inf['auprc_chance']:.2f})")
         lines.append(f"own-gene shift sign right: {inf['own_sign']:.0%} of held-out singles")
         if (inf.get("intervals") or {}).get("within_interval_top") is not None:
-            shown, rest, de = (inf["intervals"][k] for k in INTERVAL_KEYS)
+            shown, rest, de = (inf["intervals"][k] for k in COVERAGE_KEYS)
             lines.append(f"90 % intervals held: {shown:.0%} of the shown genes' shifts, {rest:.0%} "
                          f"of the other expressed genes', {de:.0%} of the DE genes'")
         s = inf["screen"]

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from grape_core.evaluation.calibration import COVERAGE_KEYS
 from grape_core.evaluation.metrics import pearson
 from grape_core.evaluation.trust import interval_sentences, ranking_is_noise  # noqa: F401 (pages)
 from grape_core.evaluation.verdicts import (METRIC_LABELS, compare, metric_label, metrics_overview,
@@ -100,16 +101,16 @@ def interval_coverage(manifest) -> list[tuple[str, str, str]]:
     if calibration is None or unc.get("within_interval_top") is None:
         return []
     top = calibration.top
-    sets = [("within_interval_top", f"shown genes (top {top})",
+    sets = [(f"shown genes (top {top})",
              f"each held-out perturbation's {top} largest predicted shifts (the genes its chart "
              "shows)"),
-            ("within_interval_rest", "other expressed genes",
+            ("other expressed genes",
              f"the genes expressed above the median control level (outside those {top})"),
-            ("within_interval_de", "genes that moved most",
+            ("genes that moved most",
              "each held-out perturbation's 20 most changed genes as measured (lower where the "
              "model did not predict a gene to move)")]
     out = []
-    for key, label, words in sets:
+    for key, (label, words) in zip(COVERAGE_KEYS, sets):
         share = unc.get(key)
         shown = number(None if share is None else 100 * share, 0)
         out.append((label, shown if shown == "n/a" else f"{shown} %",

@@ -43,6 +43,10 @@ LEVEL = 0.9
 TOP = 20
 """A perturbation's largest predicted shifts that get their own interval (the chart's)."""
 
+COVERAGE_KEYS = ("within_interval_top", "within_interval_rest", "within_interval_de")
+"""The shares :func:`interval_check` reports (in ``manifest.uncertainty``): of the shown
+genes, of the other expressed genes and of the genes that moved most."""
+
 FLOORS = (0.0, *np.round(np.logspace(-2, 2, 25), 4).tolist())
 """Candidate ``κ``: from the spread alone (0) to a width set by the gene's scale alone."""
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 import pandas as pd
 
+from .calibration import COVERAGE_KEYS
 from .metrics import pearson
 from .verdicts import Comparison, compare, model_label, verdict_of_metrics
 
@@ -181,9 +182,9 @@ def interval_sentences(manifest) -> list[str]:
     if shown is None:  # trained without held-out perturbations
         return out
     parts = []
-    for key, words in (("within_interval_top", f"the {calibration.top} genes a chart shows"),
-                       ("within_interval_rest", "the other expressed genes"),
-                       ("within_interval_de", "the genes that moved most")):
+    for key, words in zip(COVERAGE_KEYS, (f"the {calibration.top} genes a chart shows",
+                                          "the other expressed genes",
+                                          "the genes that moved most")):
         share = unc.get(key)
         if share is not None:
             below = (f" (below the {level} aimed at)" if np.isfinite(share)
