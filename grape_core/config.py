@@ -179,6 +179,11 @@ class ModelConfig(Config):
     shared_head: bool = True
     """The self-effect comes from a head shared by all genes. False: one free value per
     gene (ablation; a gene never perturbed in training keeps 0)."""
+    signed_self_effect: bool = True
+    """The self-effect is ``b exp(h(z))``: ``b`` the sign and size the training data give
+    (the warm start), ``h`` a per-gene adjustment, so a perturbed gene never moves against
+    the screen's own direction (a knock-down never raises its target). False: the head's
+    output itself, of either sign (versions before 3)."""
     head_hidden: int = 32
     global_path: bool = False
     """Every gene hears about the perturbation: the perturbed genes' pooled embedding sets how
@@ -229,6 +234,10 @@ class TrainConfig(Config):
     """Steps between validation checks (early stopping keeps the best checkpoint)."""
     patience: int = 8
     """Validation checks without a better validation MSE before stopping."""
+    hide_singles: float = 0.25
+    """Share of a training pair's measured singles composed as if they had not been measured
+    (:meth:`~grape_core.model.grape.GRAPE.forward`), so that pairs with an unseen gene, which
+    the model meets only when predicting, shape what it learns too."""
     huber_delta: float = 0.7
     consistency_weight: float = 1.0
     structure_l1: float = 30.0

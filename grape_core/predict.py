@@ -128,7 +128,8 @@ class Model:
             if self._baselines is None:
                 bundle = self.bundle  # the members' training conditions, and its own prior
                 self._baselines = fit_baselines(bundle.pseudobulk, self.fitted_on,
-                                                prior=bundle.prior_edges, genes=bundle.genes)
+                                                prior=bundle.prior_edges, genes=bundle.genes,
+                                                features=bundle.fused)
             return self._baselines
 
     def gene_scale(self) -> np.ndarray:

@@ -126,13 +126,17 @@ def _training_data(model: GRAPE, pb: PseudoBulk, graph: GraphInputs, train: list
 def warm_start(model: GRAPE, graph: GraphInputs, pb: PseudoBulk, train: list[str],
                node_index: dict[str, int]) -> dict[str, float]:
     """Start from the least-squares fit of the model's linear part (the ``propagation``
-    baseline on the model's own prior): ``shift = a |P| r + b e_P + c A e_P`` gives the dose of
-    the shared response per perturbed gene, the self-effect ``b`` (every gene alike) and the
-    prior's scale ``c / b`` for every relation. Training then moves away from it only
-    where validation agrees.
+    baseline on the model's own prior): ``shift = a_1 [|P| = 1] r + a_2 [|P| = 2] r + b e_P
+    + c A e_P`` gives the dose of the shared response of a single and of a pair, the
+    self-effect ``b`` (every gene alike) and the prior's scale ``c / b`` for every
+    relation. Training then moves away from it only where validation agrees.
 
-    When no training condition perturbs a measured gene, ``b`` cannot be estimated: the
-    self-effect starts at 1 and the prior's scale at ``c``.
+    ``b`` can be estimated only from training perturbations of measured genes. Without
+    one, neither the sign nor the size of a perturbed gene's own change is known: the
+    self-effect is then a unit (``b = 1``, whose propagation to other genes ``c`` sizes) and
+    the model predicts no own change for a perturbed gene (:attr:`GRAPE.self_known`). The
+    dose of a pair is fitted only when training has pairs; else a pair gets two single
+    doses, as the additive expectation assumes.
     """
     n, measured = graph.n_nodes, graph.measured
     adj = torch.sparse_coo_tensor(graph.prior_index.flip(0), graph.prior_weight, (n, n),
@@ -141,21 +145,69 @@ def warm_start(model: GRAPE, graph: GraphInputs, pb: PseudoBulk, train: list[str
     e = GRAPE.indicator(perts, n)  # (n, batch)
     target = torch.as_tensor(pb.shifts_of(train), dtype=torch.float32).T
     n_genes = (perts >= 0).sum(1).float()
-    shared = model.mean_shift.unsqueeze(1) * n_genes
-    x = torch.stack([shared, e[measured], torch.sparse.mm(adj, e)[measured]], -1)
-    x = x.reshape(-1, 3).double().numpy()
+    pair = n_genes == 2
+    has_pairs = bool(pair.any())
+    columns = [model.mean_shift.unsqueeze(1) * (n_genes == 1).float()]
+    if has_pairs:
+        columns.append(model.mean_shift.unsqueeze(1) * pair.float())
+    else:  # a pair brings two doses
+        columns[0] = model.mean_shift.unsqueeze(1) * n_genes
+    known = bool((e[measured].sum() > 0).item())
+    if known:
+        columns.append(e[measured])
+    columns.append(torch.sparse.mm(adj, e)[measured])
+    k = len(columns)
+    x = torch.stack(torch.broadcast_tensors(*columns), -1).reshape(-1, k).double().numpy()
     y = target.reshape(-1).double().numpy()
     # the normal equations in numpy: torch.linalg.lstsq on the CPU is not reproducible (its
     # last bits depend on where the arrays lie in memory), and a last bit here can change
     # which learned edges win the top-k, and so the trained model
-    a, b, c = np.linalg.lstsq(x.T @ x, x.T @ y, rcond=None)[0].tolist()
-    if not bool((e[measured].sum() > 1).item()) or abs(b) < 1e-3:
-        b = 1.0  # no measured perturbed gene: the self-effect is not identifiable
-    model.shared_amplitude.copy_(torch.tensor([a if model.config.shared_shift else 1.0, 0.0]))
+    coef = np.linalg.lstsq(x.T @ x, x.T @ y, rcond=None)[0].tolist()
+    a1 = coef[0]
+    a2 = coef[1] if has_pairs else 2.0 * a1
+    b = coef[-2] if known else 1.0
+    c = coef[-1]
+    if abs(b) < 1e-3:  # the data say the perturbed genes barely move: keep a usable unit
+        known, b = False, 1.0
+    signed = model.config.signed_self_effect and model.config.perturbation_encoding != "paper"
+    model.shared_amplitude.copy_(torch.tensor(
+        [a1, a2 - 2.0 * a1] if model.config.shared_shift else [1.0, 0.0]))
     model.self_head[-1].weight.zero_()
-    model.self_head[-1].bias.fill_(b)
+    model.self_head[-1].bias.fill_(0.0 if signed else b)
+    model.self_scale.fill_(b)
+    model.self_known.fill_(known)
     model.structure.scale.fill_(float(np.clip(c / b, -1.0, 1.0)))
-    return {"shared": a, "self_effect": b, "prior_scale": c / b}
+    mix = _pair_mix(model, pb, train, node_index)
+    if mix is not None:
+        a2, kappa = mix
+        model.shared_amplitude[1] = a2 - 2.0 * a1
+        model.pair_mix.copy_(torch.tensor([kappa, kappa, 1.0, 0.0]))
+    model.pair_fitted.fill_(mix is not None)
+    return {"shared": a1, "shared_pair": a2, "self_effect": b, "self_known": known,
+            "prior_scale": c / b, "pair_own_parts": mix[1] if mix is not None else 1.0}
+
+
+def _pair_mix(model: GRAPE, pb: PseudoBulk, train: list[str],
+              node_index: dict[str, int]) -> tuple[float, float] | None:
+    """Least squares over the training pairs whose singles were both measured in training:
+    ``shift_ab = a_2 r + kappa (s_a + s_b)``, with ``s_x`` single x's own part (its shift less
+    the shared response it holds). ``None`` without such a pair: the data cannot say how a
+    pair combines."""
+    if model.known_shift.size(0) == 0:
+        return None
+    rows = model.known_row
+    pairs = [c for c in train if len(genes_of(c)) == 2
+             and all(int(rows[node_index[g]]) >= 0 for g in genes_of(c))]
+    if len(pairs) < 2:
+        return None
+    r = model.mean_shift.double().numpy()
+    own = (model.known_shift - model.known_dose.unsqueeze(1) * model.mean_shift).double().numpy()
+    sums = np.stack([own[int(rows[node_index[a]])] + own[int(rows[node_index[b]])]
+                     for a, b in (genes_of(c) for c in pairs)])
+    y = pb.shifts_of(pairs).astype(np.float64)
+    x = np.stack([np.broadcast_to(r, y.shape), sums], -1).reshape(-1, 2)
+    a2, kappa = np.linalg.lstsq(x.T @ x, x.T @ y.reshape(-1), rcond=None)[0].tolist()
+    return a2, float(np.clip(kappa, 0.0, 2.0))
 
 
 def new_member(pb: PseudoBulk, graph: GraphInputs, node_index: dict[str, int], train: list[str],
@@ -215,10 +267,14 @@ class MemberTraining:
                                seed=seed).to(device)
             self.model, self.graph = model, graph.to(device)
             structure = [model.structure.theta, model.structure.scale, model.structure.beta]
-            ids = {id(p) for p in structure}
+            # the few scalars that combine the model's parts: no pull towards 0 (a pair's
+            # predicted singles would fade away where no training pair holds one)
+            mixing = [model.pair_mix, model.shared_amplitude]
+            ids = {id(p) for p in structure + mixing}
             graphed = graphs_available(device, tc)
             opt = torch.optim.Adam([
                 {"params": structure, "lr": tc.structure_lr},
+                {"params": mixing, "lr": tc.lr},
                 {"params": [p for p in model.parameters() if id(p) not in ids], "lr": tc.lr,
                  "weight_decay": tc.weight_decay},
             ], capturable=graphed)
@@ -232,9 +288,14 @@ class MemberTraining:
                 graphed=graphed)
             # every step's batch drawn at once (the same draws as one batch at a time) and
             # sent to the device once: a step then never waits on a copy from the host
+            generator = torch.Generator().manual_seed(seed)
             self.batches = torch.randint(
                 0, len(train), (self.total, min(tc.batch_size, len(train))),
-                generator=torch.Generator().manual_seed(seed)).to(device)
+                generator=generator).to(device)
+            # which measured singles of a batch's pairs are composed as if unmeasured: the
+            # pairs held out have one or two such singles, and training must show them
+            self.hides = (torch.rand((self.total, self.batches.size(1), 2), generator=generator)
+                          < tc.hide_singles).to(device)
         self.history: list[dict[str, float]] = []
         self.best_state: dict[str, torch.Tensor] | None = None
         self.best_score, self.best_step, self.stale = float("inf"), self.total, 0
@@ -263,7 +324,7 @@ class MemberTraining:
             model.train()
             if model.structure.learn and (self.step - 1) % model.config.gsl_refresh == 0:
                 model.refresh_structure(self.graph)
-            loss = self.optimise(self.batches[self.step - 1])
+            loss = self.optimise(self.batches[self.step - 1], self.hides[self.step - 1])
             if self.keep_history:
                 self.losses.append(loss)
             self.bar.update()

@@ -49,12 +49,13 @@ def structure_l1_weight(train_config: TrainConfig, n_train: int, n_measured: int
 
 def batch_loss(model: GRAPE, graph: GraphInputs, perts: Tensor, target: Tensor, *,
                train_config: TrainConfig, reg_weight: float,
-               fixed_shapes: bool = False) -> LossOutput:
+               fixed_shapes: bool = False, hide: Tensor | None = None) -> LossOutput:
     """The training objective on one batch: the fit, the interventional consistency (when
-    structure learning uses it), the structure regulariser and the gains' penalty."""
+    structure learning uses it), the structure regulariser and the gains' penalty.
+    ``hide``: the pairs' singles composed as if unmeasured (:meth:`GRAPE.forward`)."""
     c, tc = model.config, train_config
     structure = model.graph(graph, fixed_shapes=fixed_shapes)  # one graph for both terms
-    out = model(graph, perts, structure=structure, fixed_shapes=fixed_shapes)
+    out = model(graph, perts, structure=structure, fixed_shapes=fixed_shapes, hide=hide)
     consistency = (model.consistency_loss(graph, perts, target, structure=structure)
                    if c.structure_learning and c.interventional_consistency
                    else out.reg.new_zeros(()))
@@ -65,9 +66,10 @@ def batch_loss(model: GRAPE, graph: GraphInputs, perts: Tensor, target: Tensor, 
 
 
 class TrainingStep:
-    """``step(rows)``: one optimisation step on the training conditions ``rows`` (an index
-    tensor of fixed length, best already on the model's device: a copy from the host waits
-    for the device); returns the batch's loss, a detached device scalar.
+    """``step(rows, hide)``: one optimisation step on the training conditions ``rows`` (an
+    index tensor of fixed length, best already on the model's device: a copy from the host
+    waits for the device), with the pairs' singles ``hide`` ``(len(rows), 2)`` composed as
+    if unmeasured; returns the batch's loss, a detached device scalar.
 
     Parameters
     ----------
@@ -97,14 +99,15 @@ class TrainingStep:
         """Whether steps are now replays of a captured graph."""
         return self._cuda_graph is not None
 
-    def __call__(self, rows: Tensor) -> Tensor:
+    def __call__(self, rows: Tensor, hide: Tensor) -> Tensor:
         self.steps += 1
         rows = rows.to(self.perts.device)
+        hide = hide.to(self.perts.device)
         if not self.graphed:
-            return self._eager(self.perts[rows], self.targets[rows])
-        perts, target = self._fill(rows)
-        if self._cuda_graph is None and self.steps > WARMUP_STEPS and not self._capture(perts, target):
-            return self._eager(perts, target)
+            return self._eager(self.perts[rows], self.targets[rows], hide)
+        perts, target, hide = self._fill(rows, hide)
+        if self._cuda_graph is None and self.steps > WARMUP_STEPS and not self._capture(perts, target, hide):
+            return self._eager(perts, target, hide)
         if self._cuda_graph is not None:
             self._cuda_graph.replay()
             return self._loss.clone()
@@ -112,34 +115,38 @@ class TrainingStep:
         ambient = torch.cuda.current_stream(self.perts.device)
         self._stream.wait_stream(ambient)
         with torch.cuda.stream(self._stream):
-            loss = self._eager(perts, target, fixed_shapes=True)
+            loss = self._eager(perts, target, hide, fixed_shapes=True)
         ambient.wait_stream(self._stream)
         return loss
 
-    def _fill(self, rows: Tensor) -> tuple[Tensor, Tensor]:
+    def _fill(self, rows: Tensor, hide: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """The batch, copied into the fixed buffers that a captured graph reads."""
         if self._inputs is None:
             self._inputs = (self.perts.new_empty((rows.numel(), self.perts.size(1))),
-                            self.targets.new_empty((rows.numel(), self.targets.size(1))))
-        perts, target = self._inputs
+                            self.targets.new_empty((rows.numel(), self.targets.size(1))),
+                            torch.empty((rows.numel(), 2), dtype=torch.bool, device=rows.device))
+        perts, target, hidden = self._inputs
         torch.index_select(self.perts, 0, rows, out=perts)
         torch.index_select(self.targets, 0, rows, out=target)
-        return perts, target
+        hidden.copy_(hide)
+        return perts, target, hidden
 
-    def _objective(self, perts: Tensor, target: Tensor, *, fixed_shapes: bool) -> Tensor:
+    def _objective(self, perts: Tensor, target: Tensor, hide: Tensor, *,
+                   fixed_shapes: bool) -> Tensor:
         loss = batch_loss(self.model, self.graph, perts, target, train_config=self.train_config,
-                          reg_weight=self.reg_weight, fixed_shapes=fixed_shapes)
+                          reg_weight=self.reg_weight, fixed_shapes=fixed_shapes, hide=hide)
         loss.total.backward()
         # propagation multiplies weights along paths: one bad step must not blow the state up
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.train_config.clip_grad_norm)
         self.optimizer.step()
         return loss.total.detach()
 
-    def _eager(self, perts: Tensor, target: Tensor, *, fixed_shapes: bool = False) -> Tensor:
+    def _eager(self, perts: Tensor, target: Tensor, hide: Tensor, *,
+               fixed_shapes: bool = False) -> Tensor:
         self.optimizer.zero_grad()
-        return self._objective(perts, target, fixed_shapes=fixed_shapes)
+        return self._objective(perts, target, hide, fixed_shapes=fixed_shapes)
 
-    def _capture(self, perts: Tensor, target: Tensor) -> bool:
+    def _capture(self, perts: Tensor, target: Tensor, hide: Tensor) -> bool:
         """Record one step as a CUDA graph; False (and eager steps from now on) if it fails."""
         global _capture_failed
         if _capture_failed is not None:
@@ -157,7 +164,7 @@ class TrainingStep:
                 # refused; this thread's own unsafe calls still are
                 cuda_graph.capture_begin(capture_error_mode="thread_local")
                 try:
-                    loss = self._objective(perts, target, fixed_shapes=True)
+                    loss = self._objective(perts, target, hide, fixed_shapes=True)
                 finally:
                     cuda_graph.capture_end()
         except RuntimeError as error:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from grape_core.evaluation.baselines import (AdditiveBaseline, ControlBaseline, LinearBaseline,
-                                  TrainMeanBaseline, fit_baselines)
+from grape_core.evaluation.baselines import (AdditiveBaseline, AdditiveMeanBaseline,
+                                             ControlBaseline, EmbeddingRidgeBaseline, LinearBaseline,
+                                             TrainMeanBaseline, fit_baselines)
 from grape_core.data import PseudoBulk, pseudobulk
 from grape_core.data.splits import simulation_split
 
@@ -139,7 +140,7 @@ def test_linear_pair_embedding_is_the_sum_of_its_genes(low_rank_screen):
 def test_fit_baselines_adds_additive_only_with_pairs(additive_screen, low_rank_screen):
     pb, _, _ = additive_screen
     assert list(fit_baselines(pb, ["A+ctrl", "B+ctrl"])) == ["control", "train_mean", "linear",
-                                                               "additive"]
+                                                               "additive", "additive_mean"]
     singles_pb, train, _ = low_rank_screen
     assert list(fit_baselines(singles_pb, train)) == ["control", "train_mean", "linear"]
     assert "additive" in fit_baselines(singles_pb, train, pairs=True)
@@ -150,7 +151,7 @@ def test_baselines_on_the_real_norman_subset(norman):
     pb = pseudobulk(norman)
     split = simulation_split(pb.conditions, seed=1)
     models = fit_baselines(pb, split.train)
-    assert set(models) == {"control", "train_mean", "linear", "additive"}
+    assert set(models) == {"control", "train_mean", "linear", "additive", "additive_mean"}
     train_singles = {c.split("+")[0] for c in split.train if c.endswith("+ctrl")}
     pred = models["additive"].predict(list(split.test))
     for cond, row in zip(split.test, pred):
@@ -231,3 +232,35 @@ def test_propagation_joins_the_baselines_when_a_prior_is_given(additive_screen):
     prior = pd.DataFrame({"source": [pb.genes[0]], "target": [pb.genes[1]]})
     assert "propagation" in fit_baselines(pb, ["A+ctrl", "B+ctrl"], prior=prior)
     assert "propagation" not in fit_baselines(pb, ["A+ctrl", "B+ctrl"])
+
+
+def test_additive_mean_composes_measured_singles_and_falls_back_to_the_training_mean(additive_screen):
+    pb, single, control = additive_screen
+    model = AdditiveMeanBaseline().fit(pb, ["A+ctrl", "B+ctrl", "C+ctrl", "A+C"])
+    pred = model.predict(["A+B", "B+D", "D+ctrl", "A+C"])
+    np.testing.assert_allclose(pred[0], control + single["A"] + single["B"], atol=1e-6)
+    mean = np.mean([single["A"], single["B"], single["C"], single["A"] + single["C"]], axis=0)
+    np.testing.assert_allclose(pred[1], control + mean, atol=1e-6)  # D never measured
+    np.testing.assert_allclose(pred[2], control + mean, atol=1e-6)
+    np.testing.assert_allclose(pred[3], pb.means[pb.index("A+C")], atol=1e-12)  # measured itself
+
+
+def test_embedding_ridge_learns_a_response_its_features_carry():
+    """Each gene's shift is a fixed linear map of its feature vector: the ridge recovers it
+    on genes it never saw; features that carry nothing give the training mean."""
+    rng = np.random.default_rng(0)
+    n_genes, d = 30, 6
+    features = rng.normal(size=(n_genes, d))
+    mapping = rng.normal(size=(d, 20))
+    control = rng.uniform(1.0, 3.0, 20)
+    shifts = {f"G{j}+ctrl": features[j] @ mapping * 0.2 + 0.1 for j in range(n_genes)}
+    pb = make_pb(shifts, control)
+    genes = [f"G{j}" for j in range(n_genes)]
+    train, test = [f"G{j}+ctrl" for j in range(24)], [f"G{j}+ctrl" for j in range(24, 30)]
+    model = EmbeddingRidgeBaseline(features, genes).fit(pb, train)
+    truth = pb.means[pb.rows(test)]
+    assert np.abs(model.predict(test) - truth).max() < 0.05
+    noise = EmbeddingRidgeBaseline(rng.normal(size=(n_genes, d)), genes).fit(pb, train)
+    mean = TrainMeanBaseline().fit(pb, train).predict(test)
+    assert np.mean((noise.predict(test) - truth) ** 2) < 1.5 * np.mean((mean - truth) ** 2)
+    assert noise.alpha > model.alpha  # the folds chose more shrinkage for useless features

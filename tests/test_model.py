@@ -198,26 +198,40 @@ def test_regulariser_is_zero_at_the_prior_and_learned_only_edges_start_at_zero(a
         assert float(model.graph(graph)[1].change) == pytest.approx(0.3)
 
 
-def test_pair_is_its_measured_singles_plus_the_predicted_interaction(adamson_graph):
+def test_pair_is_composed_from_its_singles_own_parts_and_the_predicted_interaction(adamson_graph):
     _, pb, graph, node_index = adamson_graph
     model = scramble(make_model(adamson_graph))
+    kappa_m, kappa_p, eta, kappa_b = model.pair_mix.detach().unbind()
+    r = model.mean_shift
     perts = perturbation_tensor(["HSPA5+SEC61A1", "HSPA5+ctrl", "SEC61A1+ctrl"], node_index)
     with torch.no_grad():
         z, edges = model.graph(graph)
         outputs = torch.arange(graph.measured.numel())
-        raw = model.decode(perts, z, edges, graph, outputs)
+        alpha, delta = model.parts(perts, z, edges, graph, outputs)
         shift = model(graph, perts).shift
     measured = torch.as_tensor(pb.shifts[pb.rows(["HSPA5+ctrl", "SEC61A1+ctrl"])], dtype=torch.float32)
-    expected = measured.sum(0) + raw[0] - raw[1] - raw[2]
+    own = measured - model.dose_of(measured).unsqueeze(1) * r  # less the shared response held
+    expected = (alpha[0] * r + kappa_m * own.sum(0) + kappa_b * (delta[1] + delta[2])
+                + eta * (delta[0] - delta[1] - delta[2]))
     torch.testing.assert_close(shift[0], expected, rtol=0, atol=1e-5)
-    # TARS was kept out of training: its single is predicted, not looked up
+    # a single is the model's own prediction, never looked up
+    torch.testing.assert_close(shift[1], alpha[1] * r + delta[1], rtol=0, atol=1e-6)
+    # TARS was kept out of training: its single's own part is predicted
     tars = perturbation_tensor(["HSPA5+TARS", "TARS+ctrl"], node_index)
     with torch.no_grad():
-        pair, single = model(graph, tars).shift
-        raw = model.decode(tars, z, edges, graph, outputs)
-    torch.testing.assert_close(pair, measured[0] + single + raw[0] - raw[1] - model.decode(
-        perturbation_tensor(["HSPA5+ctrl"], node_index), z, edges, graph, outputs)[0],
-        rtol=0, atol=1e-5)
+        pair = model(graph, tars).shift[0]
+        alpha, delta = model.parts(torch.cat([tars, perts[1:2]]), z, edges, graph, outputs)
+    torch.testing.assert_close(pair, alpha[0] * r + kappa_m * own[0] + kappa_b * delta[2]
+                               + kappa_p * delta[1] + eta * (delta[0] - delta[1] - delta[2]),
+                               rtol=0, atol=1e-5)
+    # hidden in training: the measured single is composed as if unseen
+    hide = torch.tensor([[True, False]])
+    with torch.no_grad():
+        hidden = model(graph, perts[:1], hide=hide).shift[0]
+        alpha, delta = model.parts(perts, z, edges, graph, outputs)
+    torch.testing.assert_close(hidden, alpha[0] * r + kappa_p * delta[1] + kappa_m * own[1]
+                               + kappa_b * delta[2] + eta * (delta[0] - delta[1] - delta[2]),
+                               rtol=0, atol=1e-5)
 
 
 def test_shared_self_effect_head_covers_genes_never_perturbed(adamson_graph):

@@ -138,6 +138,10 @@ class GRAPE(nn.Module):
         self.self_head = nn.Sequential(nn.Linear(d + 2, c.head_hidden), nn.ELU(),
                                        nn.Linear(c.head_hidden, 1))
         self.self_table = nn.Parameter(torch.zeros(n))  # the shared_head=False ablation
+        # the self-effect's sign and typical size, from the training data (warm start); and
+        # whether the data could tell them (a training perturbation of a measured gene)
+        self.register_buffer("self_scale", torch.ones(()))
+        self.register_buffer("self_known", torch.ones((), dtype=torch.bool))
         self.amplitude = nn.Sequential(nn.Linear(d, c.head_hidden), nn.ELU(),
                                        nn.Linear(c.head_hidden, 1))
         nn.init.zeros_(self.amplitude[2].weight)
@@ -148,7 +152,12 @@ class GRAPE(nn.Module):
         self.register_buffer("node_control", torch.zeros(n))
         self.register_buffer("scale", torch.ones(()))
         self.register_buffer("known_shift", torch.zeros(sizes.n_known, sizes.n_measured))
+        self.register_buffer("known_dose", torch.zeros(sizes.n_known))
         self.register_buffer("known_row", torch.full((n,), -1, dtype=torch.long))
+        # how a pair combines its singles' own parts (measured, predicted) and the
+        # interaction the propagation predicts; fitted on the training pairs (warm start)
+        self.pair_mix = nn.Parameter(torch.tensor([1.0, 1.0, 1.0, 0.0]))
+        self.register_buffer("pair_fitted", torch.zeros((), dtype=torch.bool))
         self._cache: tuple[GraphInputs, Tensor, Edges] | None = None
         self._frozen: tuple[GraphInputs, Tensor] | None = None
 
@@ -184,6 +193,15 @@ class GRAPE(nn.Module):
                 rows[node] = i
                 self.known_shift[i] = shift
         self.known_row.copy_(rows)
+        self.known_dose.copy_(self.dose_of(self.known_shift))
+
+    def dose_of(self, shifts: Tensor) -> Tensor:
+        r"""How much of the shared response each shift ``(n, n_measured)`` holds: its
+        projection on :math:`\bar\Delta`, ``(n,)``."""
+        norm = self.mean_shift.pow(2).sum()
+        if float(norm) == 0.0:
+            return shifts.new_zeros(shifts.size(0))
+        return shifts @ self.mean_shift / norm
 
     # ------------------------------------------------------------------ pieces
     def encode(self, g: GraphInputs) -> Tensor:
@@ -243,7 +261,12 @@ class GRAPE(nn.Module):
             z = -z if self.training else -2.0 * z
         measured = torch.zeros_like(self.node_control).index_fill(0, g.measured, 1.0)
         feats = torch.cat([z, self.node_control.unsqueeze(1), measured.unsqueeze(1)], 1)
-        return self.self_head(feats).squeeze(-1)
+        head = self.self_head(feats).squeeze(-1)
+        if c.perturbation_encoding == "paper" or not c.signed_self_effect:
+            return head
+        # the sign the training data gave it, a size the head adapts per gene: a knock-down
+        # screen never predicts a perturbed gene raising itself
+        return self.self_scale * torch.exp(head.clamp(-4.0, 4.0))
 
     @staticmethod
     def indicator(perts: Tensor, n_nodes: int) -> Tensor:
@@ -274,19 +297,39 @@ class GRAPE(nn.Module):
 
     def decode(self, perts: Tensor, z: Tensor, edges: Edges, g: GraphInputs, outputs: Tensor) -> Tensor:
         """Shifts of the measured positions ``outputs`` ``(batch, n_outputs)``, pairs not
-        composed."""
-        delta = self.propagate(perts, z, edges, g).index_select(0, g.measured[outputs]).T
+        composed (:meth:`parts`)."""
+        alpha, delta = self.parts(perts, z, edges, g, outputs)
+        return alpha * self.mean_shift[outputs] + delta
+
+    def parts(self, perts: Tensor, z: Tensor, edges: Edges, g: GraphInputs,
+              outputs: Tensor) -> tuple[Tensor, Tensor]:
+        r"""The two parts of a shift of the measured positions ``outputs``: the dose of the
+        shared response :math:`\alpha(P)` ``(batch, 1)`` and the propagated change
+        :math:`\delta^P` ``(batch, n_outputs)``, pairs not composed.
+
+        When the training data cannot tell a perturbed gene's own change (no training
+        perturbation hit a measured gene, :attr:`self_known` false), the self-effect is a
+        unit that only its propagation to other genes gives a size; the perturbed gene's
+        own value then leaves it out (what the others' regulation gives it) instead of
+        inventing one."""
+        x0 = self.indicator(perts, g.n_nodes) * self.self_effect(z, g).unsqueeze(1)
+        state = self.propagation(x0, edges)
+        # a product, not a branch: a training step never waits on the device
+        state = state - x0 * (~self.self_known).to(x0.dtype)
+        delta = state.index_select(0, g.measured[outputs]).T
         if self.config.gene_correction:
             delta = delta * (1.0 + self.gain.index_select(0, outputs))
-        return self.amplitude_of(perts, z) * self.mean_shift[outputs] + delta
+        return self.amplitude_of(perts, z), delta
 
     # ------------------------------------------------------------------ forward
     def forward(self, g: GraphInputs, perts: Tensor, *, outputs: Tensor | None = None,
                 structure: tuple[Tensor, Edges] | None = None,
-                fixed_shapes: bool = False) -> ModelOutput:
+                fixed_shapes: bool = False, hide: Tensor | None = None) -> ModelOutput:
         """Shifts of the measured genes (or of the measured positions ``outputs`` only).
         ``structure``: :meth:`graph`'s result when the caller has it already (a training
-        step uses one graph for the prediction and the consistency loss).
+        step uses one graph for the prediction and the consistency loss). ``hide``
+        ``(batch, 2)`` bool: compose a pair as if that gene's single had not been measured
+        (training shows the model the pairs it will meet with an unmeasured single).
 
         ``fixed_shapes``: the same result in a form whose every shape follows from the batch
         size and the graph alone, with no step that waits on the device, which is what a
@@ -306,35 +349,69 @@ class GRAPE(nn.Module):
         if fixed_shapes:
             # rows b + 2i and b + 2i + 1 hold the singles of sample i's two genes
             singles = torch.stack([perts.reshape(-1), torch.full_like(perts.reshape(-1), -1)], 1)
-            raw = self.decode(torch.cat([perts, singles]), z, edges, g, outputs)
-            own, model_a, model_c = raw[:b], raw[b::2], raw[b + 1::2]
+            alpha, delta = self.parts(torch.cat([perts, singles]), z, edges, g, outputs)
             a, c = perts[:, 0].clamp_min(0), perts[:, 1].clamp_min(0)
-            composed = (self._known_or(a, model_a, outputs) + self._known_or(c, model_c, outputs)
-                        + own - model_a - model_c)
+            hide_a, hide_c = (None, None) if hide is None else hide.unbind(1)
+            composed = self._compose(alpha[:b], delta[:b], a, delta[b::2], c, delta[b + 1::2],
+                                     outputs, hide_a, hide_c)
+            own = alpha[:b] * self.mean_shift[outputs] + delta[:b]
             return ModelOutput(torch.where(is_pair.unsqueeze(1), composed, own), reg)
         if not bool(is_pair.any()):
             return ModelOutput(self.decode(perts, z, edges, g, outputs), reg)
-        # a pair = its two singles + the interaction the model predicts; the singles of every
+        # a pair is composed from its two singles (:meth:`_compose`); the singles of every
         # pair are decoded in the same pass as the batch
         members = torch.unique(perts[is_pair].reshape(-1))
         singles = torch.stack([members, torch.full_like(members, -1)], 1)
-        raw = self.decode(torch.cat([perts, singles]), z, edges, g, outputs)
+        alpha, delta = self.parts(torch.cat([perts, singles]), z, edges, g, outputs)
         row_of = torch.full((g.n_nodes,), -1, dtype=torch.long, device=g.device)
         row_of[members] = b + torch.arange(members.numel(), device=g.device)
         a, c = perts[is_pair, 0], perts[is_pair, 1]
-        model_a, model_c = raw[row_of[a]], raw[row_of[c]]
-        shift = raw[:b].clone()
-        shift[is_pair] = (self._known_or(a, model_a, outputs) + self._known_or(c, model_c, outputs)
-                          + raw[:b][is_pair] - model_a - model_c)
+        hide_a, hide_c = (None, None) if hide is None else hide[is_pair].unbind(1)
+        shift = alpha[:b] * self.mean_shift[outputs] + delta[:b]
+        shift[is_pair] = self._compose(alpha[:b][is_pair], delta[:b][is_pair], a,
+                                       delta[row_of[a]], c, delta[row_of[c]], outputs,
+                                       hide_a, hide_c)
         return ModelOutput(shift, reg)
 
-    def _known_or(self, nodes: Tensor, predicted: Tensor, outputs: Tensor) -> Tensor:
-        """The measured training single of each node where there is one, else ``predicted``."""
+    def _compose(self, alpha: Tensor, joint: Tensor, a: Tensor, delta_a: Tensor, c: Tensor,
+                 delta_c: Tensor, outputs: Tensor, hide_a: Tensor | None = None,
+                 hide_c: Tensor | None = None) -> Tensor:
+        r"""A pair's shift from its singles:
+
+        .. math::
+            \Delta^{ab} = \alpha(ab)\,\bar\Delta + \hat s_a + \hat s_b
+            + \eta\,(\delta^{ab} - \delta^a - \delta^b),
+
+        with :math:`\hat s_x = \kappa_m (\Delta^x - d_x \bar\Delta) + \kappa_b \delta^x`
+        when single x was measured in training (its own part: the measured shift less the
+        shared response it holds, :attr:`known_dose`, and the model's own prediction of it,
+        which carries none of the measurement's noise), else :math:`\kappa_p \delta^x`. The
+        :math:`\kappa` say how the singles' own parts add up in a pair (1: additively;
+        below 1: they saturate, or the measured singles are noisy) and :math:`\eta` how much
+        of the propagation's own non-additivity to keep; all four are fitted on the
+        training pairs (:attr:`pair_mix`, warm-started by least squares).
+        """
+        kappa_m, kappa_p, eta, kappa_b = self.pair_mix.unbind()
+        interaction = joint - delta_a - delta_c
+        return (alpha * self.mean_shift[outputs]
+                + self._own_part(a, delta_a, outputs, kappa_m, kappa_p, kappa_b, hide_a)
+                + self._own_part(c, delta_c, outputs, kappa_m, kappa_p, kappa_b, hide_c)
+                + eta * interaction)
+
+    def _own_part(self, nodes: Tensor, predicted: Tensor, outputs: Tensor, kappa_m: Tensor,
+                  kappa_p: Tensor, kappa_b: Tensor, hide: Tensor | None = None) -> Tensor:
+        r""":math:`\hat s_x` of each node (see :meth:`_compose`); ``hide``: treat it as not
+        measured."""
         if self.known_shift.size(0) == 0:  # no measured training single
-            return predicted
+            return kappa_p * predicted
         row = self.known_row[nodes]
-        known = self.known_shift[row.clamp_min(0)][:, outputs]
-        return torch.where((row >= 0).unsqueeze(1), known, predicted)
+        if hide is not None:
+            row = row.masked_fill(hide, -1)
+        safe = row.clamp_min(0)
+        known = (self.known_shift[safe][:, outputs]
+                 - self.known_dose[safe].unsqueeze(1) * self.mean_shift[outputs])
+        return torch.where((row >= 0).unsqueeze(1), kappa_m * known + kappa_b * predicted,
+                           kappa_p * predicted)
 
     def consistency_loss(self, g: GraphInputs, perts: Tensor, target: Tensor, *,
                          structure: tuple[Tensor, Edges] | None = None) -> Tensor:
