@@ -1,30 +1,38 @@
-"""Planted-truth benchmark: does GRAPE use its graph, on screens whose network is known?
+"""Planted-truth benchmark: does GRAPE use its graph, and does it win on dynamics it was not
+built from?
 
 GENERATED data (never results on biology): each screen comes from a known directed network
-over real gene symbols (``python -m grape_core simulate``), plus the reference screen
-``planted_seed0`` of the shared data folder when it is there. For each screen, on the GEARS
-simulation split (seed 1), with the same conditions for every model:
+over real gene symbols (``python -m grape_core simulate --kind NAME``), one per setting of
+the simulator family (:data:`grape_core.simulate.config.FAMILY`: linear, saturating,
+bounded and Hill dynamics, UMI counts, several guides per gene, cells that escape the
+perturbation, weak and rich priors, and harissa's bursting model, a simulator the project did
+not write) and seed, plus the reference screen ``planted_seed0`` of the shared data folder
+when it is there. For each screen, on the GEARS simulation split (seed 1), with the same
+conditions for every model, in the same run:
 
-- GRAPE (an ensemble) trained with the informative prior (half the true edges plus as many
-  false ones) and, separately, with a random prior of the same size;
-- the baselines fitted on the same training conditions: ``train_mean``, ``linear``,
-  ``additive`` (pairs) and ``propagation`` over the same prior;
+- GRAPE (an ensemble) with the informative prior and, separately, with a random prior of
+  the same size (what the graph's knowledge is worth);
+- every baseline fitted on the same training conditions: ``train_mean``, ``linear``,
+  ``additive`` and ``additive_mean`` (pairs), ``propagation`` over the same prior and
+  ``embedding_ridge`` on GRAPE's own gene features;
+- ``pearson_delta`` and ``mse`` overall and per held-out group (unseen singles, pairs with
+  0, 1 or 2 seen singles), and the checks GRAPE must pass on each screen
+  (:func:`grape_core.evaluation.planted.checks`);
 - structure learning: AUPRC of the prior's true edges against its false ones, ranked by
   |learned weight| (chance = the prior's share of true edges);
 - the perturbed gene's own shift: share of held-out singles with the right sign;
-- the calibrated 90 % intervals: how often they held the held-out measured shifts
-  (:func:`grape_core.evaluation.calibration.interval_check`);
+- the calibrated 90 % intervals: how often they held the held-out measured shifts;
 - the in-silico screen: for target genes with planted direct regulators, how often a
-  regulator is in the top 10 of the screen in the direction of its effect, against chance
-  (10 / number of candidates);
-- ablations (one member each, same seed and step budget): what each part buys.
+  regulator is in the top 10 of the screen in the direction of its effect, against chance;
+- with ``--ablations``, what each part buys (one member each, same seed and step budget) on
+  the ``linear`` and ``bounded`` screens of the first seed.
 
-    python benchmarks/bench_planted.py                    # seeds 0 and 1 + planted_seed0
-    python benchmarks/bench_planted.py --quick            # one member, no ablations
-    python benchmarks/bench_planted.py --seeds 0 1 2 --out benchmarks/results/planted.json
+    python benchmarks/bench_planted.py                        # the grid: 9 settings x seeds 0, 1
+    python benchmarks/bench_planted.py --ablations            # ... and the ablations
+    python benchmarks/bench_planted.py --settings linear bounded --seeds 0 --quick
 
 Needs the gene sources (GRAPE_GENE_SOURCES) only for DNA sequences; prints a table and
-writes JSON.
+writes JSON (``benchmarks/results/planted.json``, which the README and the app show).
 """
 
 from __future__ import annotations
@@ -49,7 +57,7 @@ SHARED = Path(os.environ.get("GRAPE_SHARED_DATA", ROOT.parent / "shared" / "data
 ABLATION_VARIANTS = ("grape", "no_graph", "no_structure_learning", "no_interventional_consistency",
                      "homogeneous_graph", "linear_messages", "no_text_view", "no_dna_view",
                      "with_global_path", "no_shared_head", "with_gene_correction", "no_additive_pairs",
-                     "paper_flags")
+                     "no_pair_mixing", "no_signed_self_effect", "paper_flags")
 
 
 def auprc(truth: np.ndarray, score: np.ndarray) -> float:
@@ -58,23 +66,29 @@ def auprc(truth: np.ndarray, score: np.ndarray) -> float:
     return float(average_precision_score(truth, score)) if truth.any() and (~truth).any() else float("nan")
 
 
-def screens(seeds: list[int], folder: Path) -> list[dict]:
-    """The reference screen (when present) and one simulated screen per seed."""
+def screens(settings: list[str], seeds: list[int], folder: Path, *,
+            reference: bool = True) -> list[dict]:
+    """The reference screen (when present) and one simulated screen per setting and seed."""
     from grape_core.simulate import SimulationConfig, simulate
+    from grape_core.simulate.config import FAMILY
 
     out = []
     ref = SHARED / "planted_seed0"
-    if (ref / "planted_screen.h5ad").exists():
-        out.append({"name": "planted_seed0 (reference)", "data": ref / "planted_screen.h5ad",
-                    "informative": ref / "planted_prior.csv", "random": ref / "random_prior.csv",
-                    "truth": ref / "true_edges.csv", "mode": "knockdown"})
-    for seed in seeds:
-        path = folder / f"sim{seed}"
-        if not (path / "screen.h5ad").exists():
-            simulate(SimulationConfig(seed=seed)).write(path, overwrite=True)
-        out.append({"name": f"simulated seed {seed}", "data": path / "screen.h5ad",
-                    "informative": path / "prior_informative.csv", "random": path / "prior_random.csv",
-                    "truth": path / "true_edges.csv", "mode": "knockdown"})
+    if reference and (ref / "planted_screen.h5ad").exists():
+        out.append({"name": "planted_seed0 (reference)", "setting": "reference", "seed": 0,
+                    "data": ref / "planted_screen.h5ad", "informative": ref / "planted_prior.csv",
+                    "random": ref / "random_prior.csv", "truth": ref / "true_edges.csv",
+                    "mode": "knockdown"})
+    for setting in settings:
+        for seed in seeds:
+            path = folder / f"{setting}_{seed}"
+            config = SimulationConfig(seed=seed, **FAMILY[setting])
+            if not (path / "screen.h5ad").exists():
+                simulate(config, progress=sys.stderr.isatty()).write(path, overwrite=True)
+            out.append({"name": f"{setting} seed {seed}", "setting": setting, "seed": seed,
+                        "data": path / "screen.h5ad", "informative": path / "prior_informative.csv",
+                        "random": path / "prior_random.csv", "truth": path / "true_edges.csv",
+                        "mode": config.mode})
     return out
 
 
@@ -144,10 +158,12 @@ def screen_enrichment(bundle, truth_file: Path, *, n_targets: int = 40, top: int
             "fold_over_chance": rate / chance}
 
 
-def run_screen(spec: dict, *, ensemble: int, ablations: bool, progress: bool) -> dict:
+def run_screen(spec: dict, *, ensemble: int, ablations: bool, random_prior: bool,
+               progress: bool) -> dict:
     from grape_core.config import SplitConfig, TrainConfig
     from grape_core.data.pseudobulk import pseudobulk
     from grape_core.evaluation.calibration import COVERAGE_KEYS
+    from grape_core.evaluation.planted import GROUPS
     from grape_core.data.read import read_perturbseq
     from grape_core.data.splits import make_split
     from grape_core.knowledge.build import knowledge_for_adata
@@ -157,109 +173,105 @@ def run_screen(spec: dict, *, ensemble: int, ablations: bool, progress: bool) ->
     pb = pseudobulk(adata)
     split = make_split(list(pb.conditions), SplitConfig(name="simulation", seed=1))
     knowledge = knowledge_for_adata(adata, progress=progress)
-    out: dict = {"screen": spec["name"], "conditions": len(pb.conditions), "genes": len(pb.genes),
+    out: dict = {"screen": spec["name"], "setting": spec["setting"], "seed": spec["seed"],
+                 "conditions": len(pb.conditions), "genes": len(pb.genes),
                  "test": len([c for c in split.test if c in pb])}
-    for prior in ("informative", "random"):
+    for prior in ("informative", "random") if random_prior else ("informative",):
         start = time.perf_counter()
         bundle = train_bundle(adata, split, train_config=TrainConfig(ensemble=ensemble),
                               knowledge=knowledge, priors=[spec[prior]], pb=pb,
                               progress=progress, name=f"{spec['name']} {prior}")
         metrics = bundle.manifest.metrics
-        groups = next(iter(metrics.subgroups.values()), {})
-
-        def by_group(metric: str) -> dict:
-            return {g: {m: v.get(g, {}).get(metric) for m, v in metrics.subgroups.items()}
-                    for g in groups}
-
+        groups = {g: {m: {k: v[g][k] for k in ("pearson_delta", "mse", "n_conditions")}
+                      for m, v in metrics.subgroups.items() if g in v}
+                  for g in GROUPS[1:]}
         row = {"seconds": round(time.perf_counter() - start, 1),
-               "models": {m: {k: v[k] for k in ("pearson_delta", "mse")}
+               "models": {m: {k: v[k] for k in ("pearson_delta", "mse", "n_conditions")}
                           for m, v in metrics.test.items()},
-               "subgroups": by_group("pearson_delta"), "subgroups_mse": by_group("mse"),
+               "groups": {g: v for g, v in groups.items() if v},
                "steps": [m.to_dict() for m in bundle.manifest.training.members],
                "auprc": structure_auprc(bundle, spec[prior], spec["truth"]),
                "auprc_chance": float(pd.read_csv(spec[prior]).merge(
                    pd.read_csv(spec["truth"])[["source", "target"]], on=["source", "target"]).shape[0]
                    / max(len(pd.read_csv(spec[prior])), 1))}
         if prior == "informative":
+            calibration = bundle.manifest.calibration
             row["intervals"] = {k: bundle.manifest.uncertainty.get(k) for k in COVERAGE_KEYS}
+            if calibration is not None:
+                row["intervals"] |= {"method": calibration.method,
+                                     "conditions": calibration.conditions}
             row["own_sign"] = own_sign(bundle)
             row["screen"] = screen_enrichment(bundle, spec["truth"], mode=spec["mode"])
             if ablations:
                 table = run_ablations(bundle, adata, variants=ABLATION_VARIANTS, knowledge=knowledge,
                                       progress=progress, pb=pb, priors=[spec[prior]])
-                row["ablations"] = table.reset_index(names="variant").to_dict(orient="records")
+                out["ablations"] = table.reset_index(names="variant").to_dict(orient="records")
         out[prior] = row
     return out
 
 
-def report(results: list[dict]) -> str:
-    from grape_core.evaluation.calibration import COVERAGE_KEYS
-
-    lines = [f"Planted-truth benchmark ({DATA_LABEL}); held-out conditions, GEARS simulation split seed 1",
-             ""]
-    for r in results:
-        inf, rnd = r["informative"], r["random"]
-        lines.append(f"## {r['screen']}: {r['genes']} genes, {r['conditions']} conditions, "
-                     f"{r['test']} held out")
-        lines.append(f"{'model':34s} {'pearson_delta':>13s} {'mse':>9s}")
-        lines.append(f"{'GRAPE, informative prior':34s} {inf['models']['grape']['pearson_delta']:13.3f} "
-                     f"{inf['models']['grape']['mse']:9.5f}")
-        lines.append(f"{'GRAPE, random prior':34s} {rnd['models']['grape']['pearson_delta']:13.3f} "
-                     f"{rnd['models']['grape']['mse']:9.5f}")
-        for name, v in inf["models"].items():
-            if name in ("grape", "control"):
-                continue
-            label = f"{name} (informative prior)" if name == "propagation" else name
-            lines.append(f"{label:34s} {v['pearson_delta']:13.3f} {v['mse']:9.5f}")
-        if "propagation" in rnd["models"]:
-            v = rnd["models"]["propagation"]
-            lines.append(f"{'propagation (random prior)':34s} {v['pearson_delta']:13.3f} {v['mse']:9.5f}")
-        gap = inf["models"]["grape"]["pearson_delta"] - rnd["models"]["grape"]["pearson_delta"]
-        lines.append(f"informative - random prior: {gap:+.3f} pearson_delta")
-        lines.append(f"structure learning AUPRC: {inf['auprc']:.3f} (chance {inf['auprc_chance']:.2f})")
-        lines.append(f"own-gene shift sign right: {inf['own_sign']:.0%} of held-out singles")
-        if (inf.get("intervals") or {}).get("within_interval_top") is not None:
-            shown, rest, de = (inf["intervals"][k] for k in COVERAGE_KEYS)
-            lines.append(f"90 % intervals held: {shown:.0%} of the shown genes' shifts, {rest:.0%} "
-                         f"of the other expressed genes', {de:.0%} of the DE genes'")
-        s = inf["screen"]
-        lines.append(f"screen: a planted regulator in the top 10 {s['hit_rate']:.1%} of the time "
-                     f"(chance {s['chance']:.1%}, {s['fold_over_chance']:.1f}x; {s['regulators']} "
-                     f"regulator-target pairs, {s['targets']} targets)")
-        if "ablations" in inf:
-            lines.append("ablations (one member): " + ", ".join(
-                f"{a['variant']} {a['pearson_delta']:.3f}" for a in inf["ablations"]))
-        lines.append("")
+def report(bench) -> str:
+    """The printed tables: the grid (``pearson_delta`` and ``mse``, overall and on pairs),
+    every screen's other figures, and every check GRAPE failed."""
+    lines = [f"Planted-truth benchmark ({DATA_LABEL}); held-out conditions, GEARS simulation "
+             f"split seed 1; GRAPE: an ensemble of {bench.ensemble}; mean over seeds", ""]
+    for metric, group in (("pearson_delta", "all"), ("mse", "all"),
+                          ("pearson_delta", "combo_seen1"), ("pearson_delta", "combo_seen2"),
+                          ("mse", "combo_seen2"), ("pearson_delta", "unseen_single")):
+        lines += [f"## {metric}, {group}", bench.grid(metric, group).to_string(
+            float_format=lambda v: f"{v:.4f}" if metric == "mse" else f"{v:.3f}"), ""]
+    lines += ["## per screen", bench.summary().to_string(float_format=lambda v: f"{v:.3f}"), ""]
+    failed = bench.failures()
+    lines.append(f"## checks GRAPE failed: {len(failed)} of {len(bench.checks())}")
+    if len(failed):
+        lines.append(failed.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    ablations = bench.ablations()
+    if not ablations.empty:
+        lines += ["", "## ablations (one member each), pearson_delta",
+                  ablations.to_string(float_format=lambda v: f"{v:.3f}")]
     return "\n".join(lines)
 
 
 def main(argv=None) -> int:
+    from grape_core.simulate.config import FAMILY
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--settings", nargs="*", default=list(FAMILY), choices=list(FAMILY))
     parser.add_argument("--seeds", type=int, nargs="*", default=[0, 1])
     parser.add_argument("--ensemble", type=int, default=3)
-    parser.add_argument("--quick", action="store_true", help="one member, no ablations")
+    parser.add_argument("--quick", action="store_true",
+                        help="one member, no random prior, no ablations")
+    parser.add_argument("--ablations", action="store_true",
+                        help="ablations on the linear and bounded screens of the first seed")
     parser.add_argument("--no-reference", action="store_true", help="skip planted_seed0")
     parser.add_argument("--work", help="folder for the simulated screens (default: a temporary one)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "planted.json"))
     args = parser.parse_args(argv)
     import torch
+    from tqdm.auto import tqdm
+
+    from grape_core.evaluation.planted import PlantedBenchmark
 
     torch.set_num_threads(args.threads)
+    ensemble = 1 if args.quick else args.ensemble
+    start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(args.work) if args.work else Path(tmp)
-        specs = screens(args.seeds, work)
-        if args.no_reference:
-            specs = [s for s in specs if "reference" not in s["name"]]
-        start = time.perf_counter()
-        results = [run_screen(s, ensemble=1 if args.quick else args.ensemble,
-                              ablations=not args.quick, progress=sys.stderr.isatty()) for s in specs]
-    text = report(results)
-    print(text)
+        specs = screens(args.settings, args.seeds, work, reference=not args.no_reference)
+        results = []
+        for spec in tqdm(specs, desc="screens", unit="screen", file=sys.stderr):
+            ablate = (args.ablations and not args.quick and spec["seed"] == args.seeds[0]
+                      and spec["setting"] in ("linear", "bounded"))
+            results.append(run_screen(spec, ensemble=ensemble, ablations=ablate,
+                                      random_prior=not args.quick, progress=False))
+    bench = PlantedBenchmark(screens=tuple(results), ensemble=ensemble, data=DATA_LABEL)
+    print(report(bench))
     payload = {"data": DATA_LABEL, "machine": {"platform": platform.platform(),
                                                "cpus": os.cpu_count(), "threads": args.threads},
-               "ensemble": 1 if args.quick else args.ensemble, "seconds": round(time.perf_counter() - start, 1),
-               "results": results}
+               "ensemble": ensemble, "seeds": args.seeds, "settings": args.settings,
+               "seconds": round(time.perf_counter() - start, 1), "screens": results,
+               "checks_failed": len(bench.failures()), "checks": len(bench.checks())}
     from grape_core.io import write_json
 
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

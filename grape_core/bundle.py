@@ -54,7 +54,12 @@ if TYPE_CHECKING:  # torch and the model are imported where used: listing and ve
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
+READS = (2, 3)
+"""Bundle formats this version reads. Format 2 (before the data-driven self-effect and pair
+composition) is read as what it was: its model config gets :data:`LEGACY_MODEL` and its
+members the tensors they lacked, set so that they predict exactly what they did."""
+LEGACY_MODEL = {"signed_self_effect": False, "pair_mixing": False, "nonnegative": False}
 FILES = {
     "manifest": "manifest.json",
     "weights": "weights.safetensors",
@@ -337,7 +342,11 @@ class CalibrationInfo(_Section):
     largest: IntervalFit
     rest: IntervalFit
     conditions: int
-    """Validation perturbations it was fitted on."""
+    """Perturbations it was fitted on."""
+    method: str = "split"
+    """``split``: the validation perturbations as the ensemble predicted them; ``cross``:
+    also every training perturbation, predicted by a member trained without its genes
+    (cross-conformal)."""
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
@@ -498,11 +507,16 @@ class Manifest(_Section):
         if not isinstance(data, dict):
             raise BundleError(f"{file} must hold a JSON object, not {_json_kind(data)}; {fix}")
         version = data.get("format_version")
-        if version != FORMAT_VERSION:
+        if version not in READS or isinstance(version, bool):
             raise BundleError(
-                f"{file.parent} uses bundle format {version!r}, this grape_core reads format "
-                f"{FORMAT_VERSION}; retrain the model with this version"
+                f"{file.parent} uses bundle format {version!r}, this grape_core reads formats "
+                f"{', '.join(map(str, READS))}; retrain the model with this version"
             )
+        if version == 2:
+            model = data.get("configs", {}).get("model") if isinstance(data.get("configs"), dict) else None
+            if isinstance(model, dict):
+                for key, value in LEGACY_MODEL.items():
+                    model.setdefault(key, value)
         for key in cls.REQUIRED_ON_DISK:
             if key not in data:
                 raise BundleError(f"{file}: manifest key {key!r} is missing; restore the model "
@@ -945,6 +959,8 @@ class _Checker:
         for i in range(n):
             model = _fresh_member(self, manifest, graph, pb)
             state = states.get(i, {})
+            if manifest.format_version == 2:
+                state = _legacy_state(state)
             expected = model.state_dict()
             unknown = sorted(set(state) - set(expected))
             if unknown:
@@ -958,6 +974,26 @@ class _Checker:
             model.eval()
             members.append(model)
         return members
+
+
+def _legacy_state(state: dict[str, Any]) -> dict[str, Any]:
+    """A format-2 member's tensors, with those format 3 added set to what the member computed:
+    its own self-effect whatever its sign (``self_known``, ``self_scale`` 1), and a pair as
+    the sum of its measured singles plus the predicted interaction (``pair_mix`` 1, 1, 1, 0;
+    every measured single holding one single's dose of the shared response)."""
+    import torch
+
+    if "known_shift" not in state or "shared_amplitude" not in state:
+        return state  # the checks that follow name what is missing
+    state = dict(state)
+    dose = torch.as_tensor(state["shared_amplitude"])[0]
+    n_known = torch.as_tensor(state["known_shift"]).shape[0]
+    state.setdefault("self_scale", torch.ones(()))
+    state.setdefault("self_known", torch.ones((), dtype=torch.bool))
+    state.setdefault("known_dose", torch.full((n_known,), float(dose)))
+    state.setdefault("pair_mix", torch.tensor([1.0, 1.0, 1.0, 0.0]))
+    state.setdefault("pair_fitted", torch.zeros((), dtype=torch.bool))
+    return state
 
 
 def _is_float(t: Any) -> bool:

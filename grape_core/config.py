@@ -201,8 +201,15 @@ class ModelConfig(Config):
     """Predict the shift on top of the shared response (mean training shift per perturbed
     gene)."""
     additive_pairs: bool = True
-    """A pair's shift = its singles' shifts (measured when known, else predicted) + the
-    predicted interaction."""
+    """A pair is composed from its singles (measured when known, else predicted) and the
+    interaction the propagation predicts (:meth:`~grape_core.model.grape.GRAPE._compose`)."""
+    nonnegative: bool = True
+    """No predicted expression below zero: a shift never takes away more than the control
+    cells have (log-normalised expression is never negative). False: versions before 3."""
+    pair_mixing: bool = True
+    """How a pair combines its singles' own parts, its dose of the shared response and the
+    predicted interaction are fitted on the training pairs. False: a pair is the sum of its
+    singles plus the predicted interaction, whatever the data say (versions before 3)."""
     prior: tuple[str, ...] = ("union",)
     """Prior graph(s): built-in names (union, go, coexpression, similarity) and/or edge-list
     files (``source,target[,weight]``); several are merged."""
@@ -249,6 +256,14 @@ class TrainConfig(Config):
     ensemble: int = 3
     """Members trained with seeds seed, seed+1, ...; their spread, widened and calibrated on
     validation perturbations (:mod:`~grape_core.evaluation.calibration`), is the uncertainty."""
+    calibration_folds: int = 5
+    """Cross-conformal prediction intervals when the split holds fewer than 20 validation
+    perturbations: the training perturbations' genes in this many folds, each refitted by
+    one member without them for the ensemble's number of steps, so that every training
+    perturbation is predicted as a held-out one (:func:`~grape_core.train.calibration_set`);
+    the interval is then calibrated on all of them and the validation ones, not on a few
+    validation ones alone. 0: the validation perturbations alone (split conformal), at no
+    extra training."""
     seed: int = 1
     val_fraction: float = 0.15
     """Share of training conditions held for early stopping when the split has no val set."""

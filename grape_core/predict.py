@@ -31,7 +31,8 @@ from .evaluation.calibration import gene_scale, half_width
 from .evaluation.evaluate import Report, evaluate_models
 
 ADDITIVE_FROM = {"measured": "additive (sum of measured singles)",
-                 "predicted": "additive (sum of predicted singles)"}
+                 "predicted": "additive (sum of predicted singles)",
+                 "mixed": "additive (sum of a measured and a predicted single)"}
 """Where a pair's additive expectation comes from, as shown next to it."""
 
 
@@ -121,6 +122,22 @@ class Model:
     def fitted_on(self) -> Sequence[str]:
         """The conditions the members were fitted on."""
         return self.bundle.manifest.training.train_conditions or self.bundle.split.train
+
+    def composing_singles(self) -> dict[str, str]:
+        """Gene -> its measured single (a condition of the screen), for every gene whose
+        measured training single the model builds a pair from
+        (:meth:`~grape_core.model.grape.GRAPE._compose`); a pair of any other gene is built
+        from that gene's predicted single."""
+        member = self.bundle.members[0]
+        rows = member.known_row.numpy()
+        pb = self.bundle.pseudobulk
+        out = {}
+        for gene, node in self.bundle.node_index.items():
+            if rows[node] >= 0:
+                found = pb.find(format_condition((gene,)))
+                if found is not None:
+                    out[gene] = found
+        return out
 
     def baselines(self) -> Mapping[str, Baseline]:
         """Every baseline fitted on the model's training conditions (once)."""
@@ -487,11 +504,10 @@ def _prediction(model: Model, condition: str, mean: np.ndarray, std: np.ndarray,
             values = np.asarray(values, dtype=np.float64).reshape(-1) - control
             if name != "control" and not np.isnan(values).all():
                 found[name] = values
-        if singles:
-            if "additive" in found:
-                additive, additive_from = found["additive"], "measured"
-            else:
-                additive, additive_from = (mean[0] - control) + (mean[1] - control), "predicted"
+    if singles:
+        single_shifts, sources = pair_singles(model, perturbed, mean[:2] - control[None, :])
+        additive = single_shifts.sum(axis=0)
+        additive_from = sources[0] if sources[0] == sources[1] else "mixed"
     interaction = None
     if singles and analyse_pair:
         interaction = _interaction(model, perturbed, condition, mean - control[None, :])
@@ -629,16 +645,38 @@ def parse_perturbations(text: str, *, source: str = "") -> tuple[list[str], list
     return perturbations, where
 
 
+def pair_singles(model: Model, perturbed: Sequence[str],
+                 predicted: np.ndarray) -> tuple[np.ndarray, tuple[str, str]]:
+    """The two singles a pair's prediction is built from, ``(2, n_measured)``: a gene's
+    measured training single where the model composes the pair from it
+    (:meth:`Model.composing_singles`), else its predicted single (``predicted``, the same
+    shape); and where each came from (``measured`` / ``predicted``)."""
+    known = model.composing_singles()
+    pb = model.bundle.pseudobulk
+    out, sources = np.array(predicted, dtype=np.float64, copy=True), []
+    for i, gene in enumerate(perturbed):
+        if gene in known:
+            out[i] = pb.shifts_of([known[gene]])[0]
+            sources.append("measured")
+        else:
+            sources.append("predicted")
+    return out, (sources[0], sources[1])
+
+
 def _interaction(model: Model, perturbed: tuple[str, ...], condition: str,
                  shifts: np.ndarray) -> dict[str, dict[str, Any]]:
-    """Genetic-interaction analysis of a pair on predicted shifts ``(3, n_measured)``
-    (single A, single B, pair), and on measured ones when the screen has the pair and both
-    singles."""
+    """Genetic-interaction analysis of a pair: of its predicted shift ``shifts[2]`` against
+    the singles it is built from (:func:`pair_singles`: measured where the model composes
+    the pair from a measured single, else ``shifts[0]`` / ``shifts[1]``, the predicted
+    ones), so that the verdict describes the prediction's own parts; and of the measured
+    pair against its measured singles when the screen has all three."""
     from .evaluation.interactions import interaction_report
 
     a, b = perturbed
     genes = _interaction_genes(model.bundle)
-    out = {"predicted": interaction_report(shifts[0], shifts[1], shifts[2], genes=genes, names=(a, b))}
+    singles, sources = pair_singles(model, perturbed, shifts[:2])
+    report = interaction_report(singles[0], singles[1], shifts[2], genes=genes, names=(a, b))
+    out = {"predicted": {**report, "singles": list(sources)}}
     pb = model.bundle.pseudobulk
     conds = [pb.find(c) for c in (format_condition((a,)), format_condition((b,)), condition)]
     if all(conds):

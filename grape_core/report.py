@@ -221,9 +221,11 @@ def _interaction(pred: Prediction) -> str:
             (f"weight of {pred.perturbed[1]} (c2)", rep.get("c2", np.nan)),
             ("fit of the additive model (r)", rep.get("corr_fit", np.nan)),
             ("dominance (|log10 c1/c2|)", rep.get("dominance", np.nan))], columns=["score", "value"])
+        built = (f"<p>Compared with the {esc(' and the '.join(rep['singles']))} singles, the ones "
+                 "the predicted pair is built from.</p>" if rep.get("singles") else "")
         out.append(f"<h3>{'Predicted' if source == 'predicted' else 'Measured'}: "
                    f"{esc(rep.get('gi_type', '?'))}</h3><p>{esc(rep.get('explanation', ''))}</p>"
-                   + _table(rows, digits=2))
+                   + built + _table(rows, digits=2))
     return "".join(out)
 
 

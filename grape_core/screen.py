@@ -10,7 +10,8 @@ predicted change of the target genes, or of a weighted signature:
 with the ensemble's spread of that score as its uncertainty and the off-target cost
 :math:`\\sqrt{\\mathrm{mean}_{g \\notin targets} (\\hat\\Delta^{P}_g)^2}` (how much everything
 else moves). With ``pairs``, the best singles are combined two by two and each pair is
-scored by the model and by the additive expectation (sum of the two singles' shifts).
+scored by the model and by the additive expectation (sum of the two singles the pair is
+built from: measured where the model composes it from a measured single, else predicted).
 """
 
 from __future__ import annotations
@@ -294,6 +295,20 @@ def prepare_screen(model: Model | Bundle, targets: Sequence[str] | Mapping[str, 
         single_shifts(model, screened_genes(bundle, idx), on_progress=on_progress)
 
 
+def _composing_singles(model: Model, conditions: Sequence[str], predicted: np.ndarray,
+                       genes: np.ndarray) -> np.ndarray:
+    """The singles a pair is built from, at the measured positions ``genes``: a gene's
+    measured training single where the model composes pairs from it
+    (:meth:`~grape_core.predict.Model.composing_singles`), else its predicted one
+    (``predicted``, ``(len(conditions), len(genes))``)."""
+    known = model.composing_singles()
+    out = np.array(predicted, dtype=np.float64, copy=True)
+    rows = [(i, known[genes_of(c)[0]]) for i, c in enumerate(conditions) if genes_of(c)[0] in known]
+    if rows:
+        out[[i for i, _ in rows]] = model.bundle.pseudobulk.shifts_of([c for _, c in rows])[:, genes]
+    return out
+
+
 def _score(shifts: np.ndarray, idx: np.ndarray, w: np.ndarray, sign: float) -> np.ndarray:
     """Signed weighted mean shift at the targets; ``shifts (..., n_measured)``."""
     return sign * (shifts[..., idx] * w).sum(-1)
@@ -421,7 +436,8 @@ def screen(
         pf = _frame(bundle, pair_conds, pair_scores, _off_target(pair_members.mean(0), idx),
                     genes[idx], w, sign)
         pf["kind"] = "pair"
-        additive = np.array([mean_shift[i] + mean_shift[j] for i, j in combos])
+        built = _composing_singles(model, conditions, mean_shift, genes)
+        additive = np.array([built[i] + built[j] for i, j in combos])
         pf["additive_effect"] = _score(additive, idx, w, sign)
         frame = pd.concat([frame, pf], ignore_index=True)
     typical = float(np.median(scores.mean(0)))

@@ -30,7 +30,7 @@ from . import keys
 from .bundle import Bundle, ConfigsInfo, DatasetInfo, GraphInfo, Manifest, MemberInfo, MetricsInfo, \
     SplitInfo, TrainingInfo
 from .config import ModelConfig, Paths, TrainConfig
-from .data.conditions import genes_of, is_pair
+from .data.conditions import format_condition, genes_of, is_pair
 from .data.pseudobulk import PseudoBulk, pseudobulk
 from .data.splits import Split
 from .devices import resolve_device
@@ -66,8 +66,26 @@ class TrainResult:
     val_carved: bool = False
     val_shifts: np.ndarray | None = None
     """``(members, n_val, n_genes)``: the validation perturbations' shifts predicted by the
-    members early stopping chose, before any refit (which trains on them): what the
-    prediction interval is calibrated on. ``None`` without validation."""
+    members early stopping chose, before any refit (which trains on them). ``None`` without
+    validation."""
+    calibration: "CalibrationSet | None" = None
+    """Perturbations predicted by weights that never saw them, what the prediction interval
+    is calibrated on (:func:`calibration_set`)."""
+
+
+@dataclass
+class CalibrationSet:
+    """Predicted shifts of perturbations the predicting weights never saw."""
+
+    conditions: list[str]
+    shift: np.ndarray
+    """``(n, n_genes)``."""
+    std: np.ndarray
+    """``(n, n_genes)``: the ensemble's spread where an ensemble predicted them (validation),
+    0 where one fold member did (cross-fitting)."""
+    method: str
+    """``cross`` (folds of the training perturbations' genes, plus validation) or ``split``
+    (validation alone)."""
 
 
 @dataclass
@@ -177,22 +195,28 @@ def warm_start(model: GRAPE, graph: GraphInputs, pb: PseudoBulk, train: list[str
     model.self_scale.fill_(b)
     model.self_known.fill_(known)
     model.structure.scale.fill_(float(np.clip(c / b, -1.0, 1.0)))
-    mix = _pair_mix(model, pb, train, node_index)
+    mix = (_pair_mix(model, graph, pb, train, node_index) if model.config.pair_mixing
+           else None)
+    if not model.config.pair_mixing:  # the sum of the singles: two doses
+        model.shared_amplitude[1] = 0.0
     if mix is not None:
-        a2, kappa = mix
+        a2, kappa_m, kappa_b = mix
         model.shared_amplitude[1] = a2 - 2.0 * a1
-        model.pair_mix.copy_(torch.tensor([kappa, kappa, 1.0, 0.0]))
+        model.pair_mix.copy_(torch.tensor([kappa_m, kappa_m + kappa_b, 1.0, kappa_b]))
     model.pair_fitted.fill_(mix is not None)
     return {"shared": a1, "shared_pair": a2, "self_effect": b, "self_known": known,
-            "prior_scale": c / b, "pair_own_parts": mix[1] if mix is not None else 1.0}
+            "prior_scale": c / b, "pair_measured_singles": mix[1] if mix is not None else 1.0,
+            "pair_predicted_singles": mix[2] if mix is not None else 0.0}
 
 
-def _pair_mix(model: GRAPE, pb: PseudoBulk, train: list[str],
-              node_index: dict[str, int]) -> tuple[float, float] | None:
+def _pair_mix(model: GRAPE, graph: GraphInputs, pb: PseudoBulk, train: list[str],
+              node_index: dict[str, int]) -> tuple[float, float, float] | None:
     """Least squares over the training pairs whose singles were both measured in training:
-    ``shift_ab = a_2 r + kappa (s_a + s_b)``, with ``s_x`` single x's own part (its shift less
-    the shared response it holds). ``None`` without such a pair: the data cannot say how a
-    pair combines."""
+    ``shift_ab = a_2 r + kappa_m (s_a + s_b) + kappa_b (d_a + d_b)``, with ``s_x`` single x's
+    own part (its measured shift less the shared response it holds) and ``d_x`` the warm
+    started model's prediction of it (which carries none of the measurement's noise). A
+    single the model must predict gets ``kappa_m + kappa_b``, what both together give. ``None``
+    without two such pairs: the data cannot say how a pair combines."""
     if model.known_shift.size(0) == 0:
         return None
     rows = model.known_row
@@ -200,14 +224,23 @@ def _pair_mix(model: GRAPE, pb: PseudoBulk, train: list[str],
              and all(int(rows[node_index[g]]) >= 0 for g in genes_of(c))]
     if len(pairs) < 2:
         return None
+    genes = sorted({g for c in pairs for g in genes_of(c)})
+    model.eval()
+    z, edges = model.graph(graph)
+    outputs = torch.arange(graph.measured.numel())
+    _, delta = model.parts(perturbation_tensor([format_condition((g,)) for g in genes], node_index),
+                           z, edges, graph, outputs)
+    model._cache = None
+    predicted = dict(zip(genes, delta.double().numpy()))
     r = model.mean_shift.double().numpy()
     own = (model.known_shift - model.known_dose.unsqueeze(1) * model.mean_shift).double().numpy()
-    sums = np.stack([own[int(rows[node_index[a]])] + own[int(rows[node_index[b]])]
-                     for a, b in (genes_of(c) for c in pairs)])
+    measured = np.stack([own[int(rows[node_index[a]])] + own[int(rows[node_index[b]])]
+                         for a, b in (genes_of(c) for c in pairs)])
+    modelled = np.stack([predicted[a] + predicted[b] for a, b in (genes_of(c) for c in pairs)])
     y = pb.shifts_of(pairs).astype(np.float64)
-    x = np.stack([np.broadcast_to(r, y.shape), sums], -1).reshape(-1, 2)
-    a2, kappa = np.linalg.lstsq(x.T @ x, x.T @ y.reshape(-1), rcond=None)[0].tolist()
-    return a2, float(np.clip(kappa, 0.0, 2.0))
+    x = np.stack([np.broadcast_to(r, y.shape), measured, modelled], -1).reshape(-1, 3)
+    a2, kappa_m, kappa_b = np.linalg.lstsq(x.T @ x, x.T @ y.reshape(-1), rcond=None)[0].tolist()
+    return a2, float(np.clip(kappa_m, 0.0, 2.0)), float(np.clip(kappa_b, -1.0, 2.0))
 
 
 def new_member(pb: PseudoBulk, graph: GraphInputs, node_index: dict[str, int], train: list[str],
@@ -269,13 +302,18 @@ class MemberTraining:
             structure = [model.structure.theta, model.structure.scale, model.structure.beta]
             # the few scalars that combine the model's parts: no pull towards 0 (a pair's
             # predicted singles would fade away where no training pair holds one)
-            mixing = [model.pair_mix, model.shared_amplitude]
+            mixing = [model.shared_amplitude]
+            if model.config.pair_mixing:
+                mixing.append(model.pair_mix)
+            else:
+                model.pair_mix.requires_grad_(False)
             ids = {id(p) for p in structure + mixing}
             graphed = graphs_available(device, tc)
             opt = torch.optim.Adam([
                 {"params": structure, "lr": tc.structure_lr},
                 {"params": mixing, "lr": tc.lr},
-                {"params": [p for p in model.parameters() if id(p) not in ids], "lr": tc.lr,
+                {"params": [p for p in model.parameters()
+                            if id(p) not in ids and p.requires_grad], "lr": tc.lr,
                  "weight_decay": tc.weight_decay},
             ], capturable=graphed)
             self.x_val = perturbation_tensor(val, node_index).to(device)
@@ -482,10 +520,62 @@ def train_grape(
                    for record, refit in zip(records, fitted)]
     members = [fit.model for fit in fitted]
     final_train = train if (carved and train_config.refit) else fit_on
+    steps = int(np.median([r.best_step for r in records]))
+    calibration = calibration_set(
+        pb, cpu_graph, node_index, final_train,
+        val if not (carved and train_config.refit) else [], val_shifts if not (
+            carved and train_config.refit) else None, folds=train_config.calibration_folds,
+        steps=steps, seed=train_config.seed + 1000, common={**common, "on_step": None})
     return TrainResult(members=members, history=history, train_conditions=final_train,
                        val_conditions=val, member_records=records,
                        seconds=time.perf_counter() - start, val_carved=carved,
-                       val_shifts=val_shifts)
+                       val_shifts=val_shifts, calibration=calibration)
+
+
+ENOUGH_CALIBRATION = 20
+"""Validation perturbations enough to calibrate the interval on by themselves; with fewer,
+the training perturbations are cross-fitted too (:func:`calibration_set`)."""
+
+
+def calibration_set(pb: PseudoBulk, graph: GraphInputs, node_index: dict[str, int],
+                    train: list[str], val: list[str], val_shifts: np.ndarray | None, *,
+                    folds: int, steps: int, seed: int, common: dict[str, Any]) -> CalibrationSet | None:
+    """What the prediction interval is calibrated on: every training perturbation predicted
+    by a member trained without it (``folds`` folds of the training perturbations' genes,
+    each fold's member trained for ``steps`` steps, the ensemble's own count, on every
+    training perturbation that holds none of its genes: its perturbations are then of
+    unseen genes, as held-out ones are), plus the validation perturbations as the ensemble
+    predicted them (``val_shifts`` ``(members, n_val, n_genes)``, never trained on).
+    ``folds`` 0, or :data:`ENOUGH_CALIBRATION` validation perturbations: those alone
+    (split conformal). ``None`` when neither gives a perturbation."""
+    conditions, shifts, stds = [], [], []
+    method = "split"
+    genes = sorted({g for c in train for g in genes_of(c)})
+    enough = val_shifts is not None and len(val) >= ENOUGH_CALIBRATION
+    if folds > 0 and len(genes) >= 2 and not enough:
+        order = np.random.RandomState(seed).permutation(len(genes))
+        for k, part in enumerate(np.array_split(order, min(folds, len(genes)))):
+            out = {genes[i] for i in part}
+            held = [c for c in train if set(genes_of(c)) & out]
+            keep = [c for c in train if not set(genes_of(c)) & out]
+            if not held or not keep:
+                continue
+            member = MemberTraining(pb, graph, node_index, keep, [], seed=seed + k,
+                                    member=k, steps=steps, keep_history=False, **common).run()
+            predicted = _predicted_shifts([member], graph, held, node_index)[0]
+            conditions += held
+            shifts.append(predicted)
+            stds.append(np.zeros_like(predicted))
+        method = "cross" if conditions else method
+    if val_shifts is not None and len(val):
+        values = val_shifts.astype(np.float64)
+        conditions += list(val)
+        shifts.append(values.mean(axis=0))
+        stds.append(ensemble_spread(values))
+    if not conditions:
+        return None
+    return CalibrationSet(conditions, np.concatenate(shifts).astype(np.float64),
+                          np.concatenate(stds).astype(np.float64), method)
 
 
 def _predicted_shifts(fitted: Sequence[FittedMember], graph: GraphInputs, conditions: list[str],
@@ -617,11 +707,12 @@ def train_bundle(
         fused=fused_embeddings(result.members[0], graph), singles=None,
     )
     calibration = None
-    if result.val_shifts is not None:
-        val_shifts = result.val_shifts.astype(np.float64)
+    found = result.calibration
+    if found is not None:
         calibration = fit_calibration(
-            val_shifts.mean(axis=0), ensemble_spread(val_shifts), pb.shifts_of(result.val_conditions),
-            gene_scale(pb, result.train_conditions, result.val_conditions), pb.control_mean)
+            found.shift, found.std, pb.shifts_of(found.conditions),
+            gene_scale(pb, result.train_conditions, result.val_conditions), pb.control_mean,
+            method=found.method)
     bundle = bundle.replace(manifest=bundle.manifest.replace(calibration=calibration))
     model = Model(bundle, device=train_config.device)  # predicts where it was trained
     started = time.perf_counter()
@@ -666,6 +757,8 @@ ABLATIONS: dict[str, dict[str, Any]] = {
     "with_gene_correction": {"gene_correction": True},
     "no_shared_shift": {"shared_shift": False},
     "no_additive_pairs": {"additive_pairs": False},
+    "no_pair_mixing": {"pair_mixing": False},
+    "no_signed_self_effect": {"signed_self_effect": False},
     "paper_flags": {k: v for k, v in ModelConfig.paper().to_dict().items()
                     if v != getattr(ModelConfig(), k)},
 }
@@ -711,7 +804,8 @@ def run_ablations(
             raise GrapeError(f"the ablations need the prior file(s) {', '.join(unknown)} of model "
                              f"{bundle.name!r}; pass them again (--prior FILE)")
     has_pairs = any(is_pair(c) for c in pb.conditions)
-    names = list(variants or [v for v in ABLATIONS if has_pairs or v != "no_additive_pairs"])
+    names = list(variants or [v for v in ABLATIONS
+                              if has_pairs or v not in ("no_additive_pairs", "no_pair_mixing")])
     train_config = bundle.train_config.replace(ensemble=1)
     if steps:
         train_config = train_config.replace(max_steps=steps)

@@ -11,10 +11,14 @@ larger for genes that move more. So the interval's half width at gene ``g`` for 
     w_{P,g} = q \\sqrt{\\sigma_{P,g}^2 + (\\kappa\\, s_g)^2}
 
 with :math:`\\sigma_{P,g}` the ensemble's spread and :math:`s_g` how much gene ``g`` moved
-over the training perturbations (:func:`gene_scale`). ``q`` and ``κ`` are fitted by split
-conformal prediction on the validation perturbations: ``κ`` gives the narrowest intervals,
-and ``q`` is the conformal quantile of the normalised errors at the chosen level, so that
-that share of validation errors fall inside (:func:`fit_calibration`).
+over the training perturbations (:func:`gene_scale`). ``q`` and ``κ`` are fitted by
+conformal prediction on perturbations the predicting weights never saw: by default
+cross-conformal, every training perturbation predicted by a member trained without its
+genes (five folds), plus the validation perturbations (:func:`grape_core.train.calibration_set`);
+``κ`` gives the narrowest intervals, and ``q`` is the conformal quantile of the normalised
+errors at the chosen level, so that that share of those errors fall inside
+(:func:`fit_calibration`). A few validation perturbations alone (split conformal, the
+``calibration_folds=0`` setting) made a level that moved by 40 points with the one chosen.
 
 The genes a chart shows, a perturbation's largest predicted shifts, are wrong by far more
 than the rest, so they get their own ``q`` and ``κ`` (conformal prediction by group): one
@@ -102,9 +106,11 @@ def _fit(error: np.ndarray, std: np.ndarray, scale: np.ndarray, level: float) ->
 
 def fit_calibration(shift: np.ndarray, std: np.ndarray, measured: np.ndarray,
                     scale: np.ndarray, control: np.ndarray, *, level: float = LEVEL,
-                    top: int = TOP) -> CalibrationInfo | None:
-    """Fit each group's ``q`` and ``κ`` on validation perturbations: each perturbation's
-    ``top`` largest predicted shifts, and its other :func:`~.evaluate.expressed` genes.
+                    top: int = TOP, method: str = "split") -> CalibrationInfo | None:
+    """Fit each group's ``q`` and ``κ`` on perturbations the predicting weights never saw
+    (``method``: ``split``, validation ones; ``cross``, also cross-fitted training ones,
+    :func:`~grape_core.train.calibration_set`): each perturbation's ``top`` largest
+    predicted shifts, and its other :func:`~.evaluate.expressed` genes.
 
     Parameters
     ----------
@@ -134,7 +140,7 @@ def fit_calibration(shift: np.ndarray, std: np.ndarray, measured: np.ndarray,
     if shown_fit is None or rest_fit is None:
         return None
     return CalibrationInfo(level=float(level), top=int(top), largest=shown_fit, rest=rest_fit,
-                           conditions=int(shift.shape[0]))
+                           conditions=int(shift.shape[0]), method=method)
 
 
 def half_width(calibration: CalibrationInfo, shift: np.ndarray, std: np.ndarray,

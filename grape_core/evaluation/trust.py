@@ -157,7 +157,7 @@ def _percent(share: float | None) -> str:
 
 def interval_sentences(manifest) -> list[str]:
     """What the error bars are and how well they held on held-out perturbations: the
-    calibrated interval when the model has one (how many validation perturbations it was
+    calibrated interval when the model has one (how many never-seen perturbations it was
     fitted on, the share of held-out measured shifts inside), else the spread's record."""
     unc, calibration = manifest.uncertainty or {}, manifest.calibration
     if calibration is None:
@@ -173,9 +173,10 @@ def interval_sentences(manifest) -> list[str]:
                 f"{100 * within:.0f} % of errors were within two spreads: read the spread as "
                 "a ranking of doubt, not as an error bar."]
     level = _percent(calibration.level)
+    how = (" each predicted by a model trained without its genes"
+           if getattr(calibration, "method", "split") == "cross" else " held back from training")
     fitted = (f"Error bars are {level} intervals: ranges meant to hold the measured shift "
-              f"{level} of the time, set on {_n(calibration.conditions, 'perturbation')} held "
-              "back from training")
+              f"{level} of the time, set on {_n(calibration.conditions, 'perturbation')}{how}")
     fitted += (": with so few, a rough guide." if calibration.conditions < FEW_HELD_OUT else ".")
     out = [fitted]
     shown = unc.get("within_interval_top")

@@ -340,6 +340,19 @@ class GRAPE(nn.Module):
         perts = perts.to(g.device)
         if outputs is None:
             outputs = torch.arange(g.measured.numel(), device=g.device)
+        out = self._shifts(g, perts, outputs=outputs, structure=structure,
+                           fixed_shapes=fixed_shapes, hide=hide)
+        if not self.config.nonnegative:
+            return out
+        # no gene's expression below zero: a prediction cannot take away more than the
+        # control cells have (a knock-down of a silent gene changes nothing)
+        floor = -self.node_control.index_select(0, g.measured.index_select(0, outputs))
+        return ModelOutput(torch.maximum(out.shift, floor), out.reg)
+
+    def _shifts(self, g: GraphInputs, perts: Tensor, *, outputs: Tensor,
+                structure: tuple[Tensor, Edges] | None, fixed_shapes: bool,
+                hide: Tensor | None) -> ModelOutput:
+        """:meth:`forward` before the floor at zero expression."""
         z, edges = structure if structure is not None else self.graph(g, fixed_shapes=fixed_shapes)
         reg = edges.change
         is_pair = (perts >= 0).sum(1) == 2
