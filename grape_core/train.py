@@ -140,51 +140,85 @@ def _training_data(model: GRAPE, pb: PseudoBulk, graph: GraphInputs, train: list
                             singles=singles)
 
 
+_MAGNITUDES = np.logspace(-4, np.log10(2.0), 60)
+SCALES = np.concatenate([-_MAGNITUDES[::-1], [0.0], _MAGNITUDES])
+"""Candidate prior scales of the warm start (:func:`warm_start`), dense near 0: where the
+perturbed genes' own changes are large, their effect on others is a small fraction of it."""
+
+
 @torch.no_grad()
 def warm_start(model: GRAPE, graph: GraphInputs, pb: PseudoBulk, train: list[str],
                node_index: dict[str, int]) -> dict[str, float]:
-    """Start from the least-squares fit of the model's linear part (the ``propagation``
-    baseline on the model's own prior): ``shift = a_1 [|P| = 1] r + a_2 [|P| = 2] r + b e_P
-    + c A e_P`` gives the dose of the shared response of a single and of a pair, the
-    self-effect ``b`` (every gene alike) and the prior's scale ``c / b`` for every
-    relation. Training then moves away from it only where validation agrees.
+    """Start from the least-squares fit of the model's linear part: with linear messages
+    (as they start) and every relation's prior scale ``s``, a perturbation's shift is
+
+    ``a r + b sum_{l <= L} (s A)^l e_P``
+
+    (``L`` propagation steps), which gives the dose of the shared response ``a`` (one per
+    perturbation, single or pair: on the Norman slice the training singles hold almost none
+    of the response that the held-out ones share with the training pairs, and in every
+    simulated screen a pair holds about one dose, not two), the self-effect ``b`` (every
+    gene alike) and the prior's scale ``s``: for
+    each ``s`` of :data:`SCALES` the rest by least squares, and the ``s`` that fits best. This
+    is the ``propagation`` baseline's idea in the model's own form, so that the series the
+    model runs is the one fitted (a one-step fit, scaled up to ``L`` steps, blows up where
+    the data want a strong scale). Training then moves away from it only where validation
+    agrees.
 
     ``b`` can be estimated only from training perturbations of measured genes. Without
     one, neither the sign nor the size of a perturbed gene's own change is known: the
-    self-effect is then a unit (``b = 1``, whose propagation to other genes ``c`` sizes) and
-    the model predicts no own change for a perturbed gene (:attr:`GRAPE.self_known`). The
-    dose of a pair is fitted only when training has pairs; else a pair gets two single
-    doses, as the additive expectation assumes.
+    self-effect is then a unit (``b = 1``, whose propagation to other genes ``s`` and the
+    series size) and the model predicts no own change for a perturbed gene
+    (:attr:`GRAPE.self_known`). A pair's own dose comes from the training pairs whose
+    singles were measured too (:func:`_pair_mix`: whether a pair's large shift is shared
+    response or its own effect can only be told against its singles).
     """
     n, measured = graph.n_nodes, graph.measured
     adj = torch.sparse_coo_tensor(graph.prior_index.flip(0), graph.prior_weight, (n, n),
                                   check_invariants=True).coalesce()
     perts = perturbation_tensor(train, node_index)
     e = GRAPE.indicator(perts, n)  # (n, batch)
-    target = torch.as_tensor(pb.shifts_of(train), dtype=torch.float32).T
-    n_genes = (perts >= 0).sum(1).float()
-    pair = n_genes == 2
-    has_pairs = bool(pair.any())
-    columns = [model.mean_shift.unsqueeze(1) * (n_genes == 1).float()]
-    if has_pairs:
-        columns.append(model.mean_shift.unsqueeze(1) * pair.float())
-    else:  # a pair brings two doses
-        columns[0] = model.mean_shift.unsqueeze(1) * n_genes
+    y = torch.as_tensor(pb.shifts_of(train), dtype=torch.float32).T.reshape(-1).double().numpy()
+    # one dose of the shared response per perturbation, single or pair: held out, a
+    # perturbation gets what the training perturbations held on average (as train_mean)
+    shared = [torch.broadcast_to(model.mean_shift.unsqueeze(1), e[measured].shape)
+              .reshape(-1).double().numpy()]
     known = bool((e[measured].sum() > 0).item())
-    if known:
-        columns.append(e[measured])
-    columns.append(torch.sparse.mm(adj, e)[measured])
-    k = len(columns)
-    x = torch.stack(torch.broadcast_tensors(*columns), -1).reshape(-1, k).double().numpy()
-    y = target.reshape(-1).double().numpy()
-    # the normal equations in numpy: torch.linalg.lstsq on the CPU is not reproducible (its
-    # last bits depend on where the arrays lie in memory), and a last bit here can change
-    # which learned edges win the top-k, and so the trained model
-    coef = np.linalg.lstsq(x.T @ x, x.T @ y, rcond=None)[0].tolist()
-    a1 = coef[0]
-    a2 = coef[1] if has_pairs else 2.0 * a1
-    b = coef[-2] if known else 1.0
-    c = coef[-1]
+    hops, v = [e[measured].reshape(-1).double().numpy()], e
+    for _ in range(model.config.propagation_steps):
+        v = torch.sparse.mm(adj, v)
+        hops.append(v[measured].reshape(-1).double().numpy())
+    def fit(scale: float) -> tuple[float, list[float]]:
+        series = sum(scale ** l * h for l, h in enumerate(hops))
+        if known:  # b sizes the whole series
+            x, target = np.stack([*shared, series], -1), y
+        else:  # b is the unit; the own term is not measured anyway
+            x, target = np.stack(shared, -1), y - series
+        # the normal equations in numpy: torch.linalg.lstsq on the CPU is not reproducible
+        # (its last bits depend on where the arrays lie in memory), and a last bit here can
+        # change which learned edges win the top-k, and so the trained model
+        coef = np.linalg.lstsq(x.T @ x, x.T @ target, rcond=None)[0]
+        return float(np.sum((target - x @ coef) ** 2)), coef.tolist()
+
+    scales = SCALES if model.config.propagation_steps else np.zeros(1)
+    residuals = [fit(float(s))[0] for s in scales]
+    i = int(np.argmin(residuals))
+    scale = float(scales[i])
+    if 0 < i < len(scales) - 1:  # refine between the grid's neighbours (golden section)
+        low, high = float(scales[i - 1]), float(scales[i + 1])
+        ratio = (np.sqrt(5.0) - 1.0) / 2.0
+        for _ in range(40):
+            left, right = high - ratio * (high - low), low + ratio * (high - low)
+            if fit(left)[0] <= fit(right)[0]:
+                high = right
+            else:
+                low = left
+        middle = (low + high) / 2.0
+        if fit(middle)[0] < residuals[i]:
+            scale = middle
+    coef = fit(scale)[1]
+    a1 = a2 = coef[0]
+    b = coef[-1] if known else 1.0
     if abs(b) < 1e-3:  # the data say the perturbed genes barely move: keep a usable unit
         known, b = False, 1.0
     signed = model.config.signed_self_effect and model.config.perturbation_encoding != "paper"
@@ -194,7 +228,7 @@ def warm_start(model: GRAPE, graph: GraphInputs, pb: PseudoBulk, train: list[str
     model.self_head[-1].bias.fill_(0.0 if signed else b)
     model.self_scale.fill_(b)
     model.self_known.fill_(known)
-    model.structure.scale.fill_(float(np.clip(c / b, -1.0, 1.0)))
+    model.structure.scale.fill_(scale)
     mix = (_pair_mix(model, graph, pb, train, node_index) if model.config.pair_mixing
            else None)
     if not model.config.pair_mixing:  # the sum of the singles: two doses
@@ -205,7 +239,7 @@ def warm_start(model: GRAPE, graph: GraphInputs, pb: PseudoBulk, train: list[str
         model.pair_mix.copy_(torch.tensor([kappa_m, kappa_m + kappa_b, 1.0, kappa_b]))
     model.pair_fitted.fill_(mix is not None)
     return {"shared": a1, "shared_pair": a2, "self_effect": b, "self_known": known,
-            "prior_scale": c / b, "pair_measured_singles": mix[1] if mix is not None else 1.0,
+            "prior_scale": scale, "pair_measured_singles": mix[1] if mix is not None else 1.0,
             "pair_predicted_singles": mix[2] if mix is not None else 0.0}
 
 

@@ -365,8 +365,8 @@ class GRAPE(nn.Module):
             alpha, delta = self.parts(torch.cat([perts, singles]), z, edges, g, outputs)
             a, c = perts[:, 0].clamp_min(0), perts[:, 1].clamp_min(0)
             hide_a, hide_c = (None, None) if hide is None else hide.unbind(1)
-            composed = self._compose(alpha[:b], delta[:b], a, delta[b::2], c, delta[b + 1::2],
-                                     outputs, hide_a, hide_c)
+            composed = self._compose(alpha[:b], delta[:b], a, alpha[b::2], delta[b::2], c,
+                                     alpha[b + 1::2], delta[b + 1::2], outputs, hide_a, hide_c)
             own = alpha[:b] * self.mean_shift[outputs] + delta[:b]
             return ModelOutput(torch.where(is_pair.unsqueeze(1), composed, own), reg)
         if not bool(is_pair.any()):
@@ -382,13 +382,13 @@ class GRAPE(nn.Module):
         hide_a, hide_c = (None, None) if hide is None else hide[is_pair].unbind(1)
         shift = alpha[:b] * self.mean_shift[outputs] + delta[:b]
         shift[is_pair] = self._compose(alpha[:b][is_pair], delta[:b][is_pair], a,
-                                       delta[row_of[a]], c, delta[row_of[c]], outputs,
-                                       hide_a, hide_c)
+                                       alpha[row_of[a]], delta[row_of[a]], c, alpha[row_of[c]],
+                                       delta[row_of[c]], outputs, hide_a, hide_c)
         return ModelOutput(shift, reg)
 
-    def _compose(self, alpha: Tensor, joint: Tensor, a: Tensor, delta_a: Tensor, c: Tensor,
-                 delta_c: Tensor, outputs: Tensor, hide_a: Tensor | None = None,
-                 hide_c: Tensor | None = None) -> Tensor:
+    def _compose(self, alpha: Tensor, joint: Tensor, a: Tensor, alpha_a: Tensor,
+                 delta_a: Tensor, c: Tensor, alpha_c: Tensor, delta_c: Tensor, outputs: Tensor,
+                 hide_a: Tensor | None = None, hide_c: Tensor | None = None) -> Tensor:
         r"""A pair's shift from its singles:
 
         .. math::
@@ -401,30 +401,40 @@ class GRAPE(nn.Module):
         which carries none of the measurement's noise), else :math:`\kappa_p \delta^x`. The
         :math:`\kappa` say how the singles' own parts add up in a pair (1: additively;
         below 1: they saturate, or the measured singles are noisy) and :math:`\eta` how much
-        of the propagation's own non-additivity to keep; all four are fitted on the
-        training pairs (:attr:`pair_mix`, warm-started by least squares).
+        of the propagation's own non-additivity to keep; all four, and the pair's dose
+        :math:`\alpha(ab)`, are fitted on the training pairs whose singles were measured
+        (:attr:`pair_mix`, warm-started by least squares). Without such pairs
+        (:attr:`pair_fitted` false) the data cannot say how a pair combines: it is then
+        additive, the sum of its singles (each single's own dose of the shared response,
+        :math:`d_x` or :math:`\alpha(x)`) plus the interaction the propagation predicts.
+        ``pair_mixing`` off (versions before 3): always the sum of the singles plus the
+        interaction the model predicts, the shared response's included.
         """
         kappa_m, kappa_p, eta, kappa_b = self.pair_mix.unbind()
-        interaction = joint - delta_a - delta_c
-        return (alpha * self.mean_shift[outputs]
-                + self._own_part(a, delta_a, outputs, kappa_m, kappa_p, kappa_b, hide_a)
-                + self._own_part(c, delta_c, outputs, kappa_m, kappa_p, kappa_b, hide_c)
-                + eta * interaction)
+        own_a, dose_a = self._own_part(a, alpha_a, delta_a, outputs, kappa_m, kappa_p, kappa_b, hide_a)
+        own_c, dose_c = self._own_part(c, alpha_c, delta_c, outputs, kappa_m, kappa_p, kappa_b, hide_c)
+        if self.config.pair_mixing:
+            dose = torch.where(self.pair_fitted, alpha, dose_a + dose_c)
+        else:  # the singles' doses and the model's own interaction in the shared response
+            dose = dose_a + dose_c + alpha - alpha_a - alpha_c
+        return dose * self.mean_shift[outputs] + own_a + own_c + eta * (joint - delta_a - delta_c)
 
-    def _own_part(self, nodes: Tensor, predicted: Tensor, outputs: Tensor, kappa_m: Tensor,
-                  kappa_p: Tensor, kappa_b: Tensor, hide: Tensor | None = None) -> Tensor:
-        r""":math:`\hat s_x` of each node (see :meth:`_compose`); ``hide``: treat it as not
-        measured."""
+    def _own_part(self, nodes: Tensor, alpha: Tensor, predicted: Tensor, outputs: Tensor,
+                  kappa_m: Tensor, kappa_p: Tensor, kappa_b: Tensor,
+                  hide: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        r""":math:`\hat s_x` of each node (see :meth:`_compose`) and its single's dose of the
+        shared response ``(n, 1)``; ``hide``: treat it as not measured."""
         if self.known_shift.size(0) == 0:  # no measured training single
-            return kappa_p * predicted
+            return kappa_p * predicted, alpha
         row = self.known_row[nodes]
         if hide is not None:
             row = row.masked_fill(hide, -1)
         safe = row.clamp_min(0)
-        known = (self.known_shift[safe][:, outputs]
-                 - self.known_dose[safe].unsqueeze(1) * self.mean_shift[outputs])
-        return torch.where((row >= 0).unsqueeze(1), kappa_m * known + kappa_b * predicted,
-                           kappa_p * predicted)
+        dose = self.known_dose[safe].unsqueeze(1)
+        known = self.known_shift[safe][:, outputs] - dose * self.mean_shift[outputs]
+        measured = (row >= 0).unsqueeze(1)
+        return (torch.where(measured, kappa_m * known + kappa_b * predicted, kappa_p * predicted),
+                torch.where(measured, dose, alpha))
 
     def consistency_loss(self, g: GraphInputs, perts: Tensor, target: Tensor, *,
                          structure: tuple[Tensor, Edges] | None = None) -> Tensor:
