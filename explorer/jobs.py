@@ -291,8 +291,9 @@ def full_screen_section(sel: Selection) -> None:
                f"{md(ESTIMATES.get(dataset, ''))}")
     with st.expander("Training settings"):
         ensemble = st.slider("Models in the ensemble", 1, 5, 3, key="full_ensemble",
-                             help="Their spread, calibrated on validation perturbations, gives the "
-                                  "error bars; each adds training time.")
+                             help="Their spread, with the error of models trained without each "
+                                  "perturbation's genes, gives the error bars; each adds "
+                                  "training time.")
         max_steps = st.slider("Maximum optimisation steps per model", 100, 3000, 2000, step=100,
                               key="full_steps", help="Training stops earlier when held-back "
                               "perturbations stop improving.")

@@ -202,6 +202,18 @@ def screen_check(folder: str, stamp: str) -> pd.DataFrame:
     return check(load_model(folder, stamp))
 
 
+@st.cache_data(max_entries=8, show_spinner=False)
+def decomposition(folder: str, stamp: str) -> pd.DataFrame | None:
+    """What each part of the model adds on its held-out perturbations
+    (:func:`grape_core.evaluation.decomposition.decompose`); ``None`` without any."""
+    from grape_core.evaluation.decomposition import decompose
+
+    model = load_model(folder, stamp)
+    bundle = model.bundle
+    held_out = [c for c in bundle.split.test if c in bundle.pseudobulk]
+    return decompose(model, held_out).table() if held_out else None
+
+
 @st.cache_resource(max_entries=2, show_spinner=False)
 def screen_data(path: str, stamp: str) -> tuple[Any, dict, Any]:
     """A Perturb-seq file read and checked once: ``(adata, describe(), pseudobulk)``."""

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .errors import GrapeError
+from .simulate.config import FAMILY
 
 
 # ----------------------------------------------------------------------------------------
@@ -522,6 +523,8 @@ def cmd_simulate(args) -> int:
         raise GrapeError(f"{out} already exists; pass --overwrite or choose another --out")
     _writable(args.out, "--out")
     config = SimulationConfig()
+    if args.kind:
+        config = SimulationConfig(**FAMILY[args.kind])
     if args.config:
         try:
             data = json.loads(Path(args.config).read_text())
@@ -540,7 +543,10 @@ def cmd_simulate(args) -> int:
         "spectral_radius": args.spectral_radius, "go_bias": args.go_bias,
         "interaction_fraction": args.interaction_fraction, "cell_noise": args.noise,
         "network_noise": args.network_noise, "shared_std": args.shared_std,
-        "saturation": args.saturation,
+        "saturation": args.saturation, "simulator": args.simulator,
+        "hill_coefficient": args.hill_coefficient, "guides_per_gene": args.guides,
+        "escape_fraction": args.escape, "cell_model": args.cell_model,
+        "library_size": args.library_size, "dispersion": args.dispersion,
     }
     for flag, name, count, kind in (("--efficiency", "efficiency", 2, float),
                                     ("--targets", "targets", 2, int),
@@ -694,6 +700,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="folder to write (must not exist)")
     p.add_argument("--seed", type=int, help="random seed (default 0)")
     p.add_argument("--config", help="JSON of settings, or a screen's simulation.json; flags override")
+    p.add_argument("--kind", choices=sorted(FAMILY),
+                   help="a setting of the simulator family the benchmark uses (its dynamics, "
+                        "cells and prior); the other flags override it")
+    p.add_argument("--simulator", choices=["steady_state", "harissa"],
+                   help="the project's steady states (default) or harissa's bursting model")
     p.add_argument("--genes", type=int, help="genes (default 300)")
     p.add_argument("--noncoding", type=float, help="share of lncRNA genes (default 0.25)")
     p.add_argument("--regulators", type=float, help="share of genes that regulate (default 0.45)")
@@ -709,8 +720,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="share of pairs with a planted interaction (default 0.3)")
     p.add_argument("--mode", choices=["knockdown", "activation"], help="CRISPRi or CRISPRa")
     p.add_argument("--efficiency", help="low,high of the uniform efficiency (default 0.6,1.0)")
-    p.add_argument("--propagation", choices=["linear", "saturating"], help="steady state")
+    p.add_argument("--propagation", choices=["linear", "saturating", "bounded", "hill"],
+                   help="steady-state dynamics (default linear)")
     p.add_argument("--saturation", type=float, help="c of c*tanh(x/c) (default 1)")
+    p.add_argument("--hill-coefficient", type=float, help="n of the hill dynamics (default 2)")
+    p.add_argument("--guides", type=int, help="guides per perturbed gene (default 1)")
+    p.add_argument("--escape", type=float,
+                   help="share of a condition's cells the perturbation fails in (default 0)")
+    p.add_argument("--cell-model", choices=["gaussian", "counts"],
+                   help="cells on the log scale with Gaussian noise (default), or UMI counts "
+                        "normalised and log1p'd")
+    p.add_argument("--library-size", type=float, help="counts: median UMIs per cell (default 2000)")
+    p.add_argument("--dispersion", type=float,
+                   help="counts: negative binomial theta (default 0: Poisson)")
     p.add_argument("--shared-std", type=float, help="std of the shared response (default 0.11)")
     p.add_argument("--cells", type=int, help="cells per condition (default 50)")
     p.add_argument("--control-cells", type=int, help="control cells (default 500)")

@@ -128,8 +128,10 @@ class Model:
         measured training single the model builds a pair from
         (:meth:`~grape_core.model.grape.GRAPE._compose`); a pair of any other gene is built
         from that gene's predicted single."""
-        member = self.bundle.members[0]
-        rows = member.known_row.numpy()
+        rows = getattr(self.bundle.members[0], "known_row", None)
+        if rows is None:  # a member that composes no pair from measured singles
+            return {}
+        rows = rows.numpy()
         pb = self.bundle.pseudobulk
         out = {}
         for gene, node in self.bundle.node_index.items():

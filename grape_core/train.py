@@ -81,8 +81,9 @@ class CalibrationSet:
     shift: np.ndarray
     """``(n, n_genes)``."""
     std: np.ndarray
-    """``(n, n_genes)``: the ensemble's spread where an ensemble predicted them (validation),
-    0 where one fold member did (cross-fitting)."""
+    """``(n, n_genes)``: the ensemble's spread (for a cross-fitted training perturbation,
+    the final ensemble's at it: the fold member is one, and the interval's spread term must
+    mean at calibration what it means when used)."""
     method: str
     """``cross`` (folds of the training perturbations' genes, plus validation) or ``split``
     (validation alone)."""
@@ -556,7 +557,7 @@ def train_grape(
     final_train = train if (carved and train_config.refit) else fit_on
     steps = int(np.median([r.best_step for r in records]))
     calibration = calibration_set(
-        pb, cpu_graph, node_index, final_train,
+        pb, cpu_graph, node_index, final_train, fitted,
         val if not (carved and train_config.refit) else [], val_shifts if not (
             carved and train_config.refit) else None, folds=train_config.calibration_folds,
         steps=steps, seed=train_config.seed + 1000, common={**common, "on_step": None})
@@ -572,7 +573,8 @@ the training perturbations are cross-fitted too (:func:`calibration_set`)."""
 
 
 def calibration_set(pb: PseudoBulk, graph: GraphInputs, node_index: dict[str, int],
-                    train: list[str], val: list[str], val_shifts: np.ndarray | None, *,
+                    train: list[str], members: Sequence[FittedMember], val: list[str],
+                    val_shifts: np.ndarray | None, *,
                     folds: int, steps: int, seed: int, common: dict[str, Any]) -> CalibrationSet | None:
     """What the prediction interval is calibrated on: every training perturbation predicted
     by a member trained without it (``folds`` folds of the training perturbations' genes,
@@ -596,10 +598,10 @@ def calibration_set(pb: PseudoBulk, graph: GraphInputs, node_index: dict[str, in
                 continue
             member = MemberTraining(pb, graph, node_index, keep, [], seed=seed + k,
                                     member=k, steps=steps, keep_history=False, **common).run()
-            predicted = _predicted_shifts([member], graph, held, node_index)[0]
             conditions += held
-            shifts.append(predicted)
-            stds.append(np.zeros_like(predicted))
+            shifts.append(_predicted_shifts([member], graph, held, node_index)[0])
+            stds.append(ensemble_spread(_predicted_shifts(members, graph, held, node_index)
+                                        .astype(np.float64)))
         method = "cross" if conditions else method
     if val_shifts is not None and len(val):
         values = val_shifts.astype(np.float64)

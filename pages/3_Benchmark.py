@@ -48,6 +48,12 @@ def main() -> None:
         c.caption("unseen_single: a gene never perturbed in training; combo_seenN: a pair with N of "
                   "its genes perturbed in training (GEARS' simulation split).")
 
+    parts = loaders.decomposition(sel.folder, sel.stamp)
+    if parts is not None:
+        st.subheader("What drives the predictions")
+        layout.table(parts)
+        st.caption(layout.md(charts.decomposition_caption(parts)))
+
     if man.uncertainty:
         st.subheader("Error bars: how often the measured shift fell inside")
         held = charts.interval_coverage(man)
@@ -64,14 +70,22 @@ def main() -> None:
 
     planted = loaders.planted_benchmark(loaders.planted_stamp())
     if planted is not None:
-        st.subheader("Planted truth: does the model use its graph? (generated screens)")
-        layout.table(planted.summary().set_index("screen"))
-        st.caption("Screens made from a known gene network (not biology), held-out perturbations. "
-                   "The prior holds half the true edges and as many false ones; the random prior "
-                   "has as many edges, all false. Edge AUPRC: true prior edges ranked above false "
-                   "ones by learned weight.")
+        st.subheader("Planted truth: does the model win on dynamics it was not built from? "
+                     "(generated screens)")
+        group = st.radio("Held-out perturbations", charts.PLANTED_GROUPS, horizontal=True,
+                         format_func=charts.group_label, key="planted_group")
+        layout.table(planted.grid(metric if metric in ("pearson_delta", "mse") else "pearson_delta",
+                                  group))
+        st.caption(layout.md(charts.planted_caption(planted)))
+        failed = planted.failures()
+        if len(failed):
+            st.warning(layout.md(f"Where a baseline beats GRAPE ({len(failed)} of "
+                                 f"{len(planted.checks())} checks):"), icon=":material/balance:")
+            layout.table(failed)
+        with st.expander("Per screen: the prior's worth, structure learning, intervals, screen"):
+            layout.table(planted.summary().set_index("screen"))
         ablations = planted.ablations()
-        if not ablations.empty:  # the benchmark can be run without them (--quick)
+        if not ablations.empty:  # the benchmark can be run without them
             st.plotly_chart(charts.planted_ablation_figure(ablations), key="planted_ablations")
 
     st.subheader("Screen check: does the in-silico screen rank perturbations right?")

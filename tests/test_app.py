@@ -307,9 +307,18 @@ def test_benchmark_page(app, norman):
 
     planted = PlantedBenchmark.read(PROJECT_ROOT / RESULTS)
     assert planted is not None and "Planted truth" in texts(app)
-    bars = chart(app, "planted_ablations")["data"]
-    assert len(bars) == len(planted.results)
-    np.testing.assert_allclose(array(bars[0]["y"]), planted.ablations().iloc[:, 0].to_numpy())
+    grids = [t.value for t in app.dataframe if "checks passed" in t.value.columns]
+    assert len(grids) == 1
+    expected = planted.grid("mse", "all")  # the metric chosen above
+    np.testing.assert_allclose(grids[0]["grape"].to_numpy(), expected["grape"].to_numpy())
+    ok(app.radio(key="planted_group").set_value("combo_seen2").run())
+    grid = next(t.value for t in app.dataframe if "checks passed" in t.value.columns)
+    np.testing.assert_allclose(grid["grape"].to_numpy(), planted.grid("mse", "combo_seen2")["grape"].to_numpy())
+    if not planted.ablations().empty:
+        bars = chart(app, "planted_ablations")["data"]
+        np.testing.assert_allclose(array(bars[0]["y"]), planted.ablations().iloc[:, 0].to_numpy())
+    # what drives the predictions: the decomposition of the held-out ones
+    assert "What drives the predictions" in texts(app)
 
 
 # ----------------------------------------------------------------------------- Genes

@@ -90,7 +90,10 @@ def test_a_trained_model_carries_its_calibration_into_every_prediction(adamson_m
     model = gc.load(adamson_model)
     manifest = model.bundle.manifest
     calibration = manifest.calibration
-    assert calibration is not None and calibration.conditions == len(manifest.training.val_conditions)
+    # one validation perturbation is too few: every training perturbation was predicted by a
+    # member trained without its gene (cross-conformal), and the interval set on them all
+    assert calibration is not None and calibration.method == "cross"
+    assert calibration.conditions == len(manifest.training.train_conditions)
     for key in ("within_interval_top", "within_interval_rest", "within_interval_de"):
         assert 0.0 <= manifest.uncertainty[key] <= 1.0
 

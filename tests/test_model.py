@@ -210,27 +210,35 @@ def test_pair_is_composed_from_its_singles_own_parts_and_the_predicted_interacti
         alpha, delta = model.parts(perts, z, edges, graph, outputs)
         shift = model(graph, perts).shift
     measured = torch.as_tensor(pb.shifts[pb.rows(["HSPA5+ctrl", "SEC61A1+ctrl"])], dtype=torch.float32)
-    own = measured - model.dose_of(measured).unsqueeze(1) * r  # less the shared response held
-    expected = (alpha[0] * r + kappa_m * own.sum(0) + kappa_b * (delta[1] + delta[2])
+    dose = model.dose_of(measured)
+    own = measured - dose.unsqueeze(1) * r  # less the shared response held
+    # no training pair: a pair holds its singles' doses of the shared response (additive)
+    assert not bool(model.pair_fitted)
+    expected = (dose.sum() * r + kappa_m * own.sum(0) + kappa_b * (delta[1] + delta[2])
                 + eta * (delta[0] - delta[1] - delta[2]))
-    torch.testing.assert_close(shift[0], expected, rtol=0, atol=1e-5)
+    torch.testing.assert_close(shift[0], torch.maximum(expected, -model.node_control[graph.measured]),
+                               rtol=0, atol=1e-5)
     # a single is the model's own prediction, never looked up
-    torch.testing.assert_close(shift[1], alpha[1] * r + delta[1], rtol=0, atol=1e-6)
-    # TARS was kept out of training: its single's own part is predicted
+    torch.testing.assert_close(shift[1], torch.maximum(alpha[1] * r + delta[1],
+                                                       -model.node_control[graph.measured]),
+                               rtol=0, atol=1e-6)
+    # TARS was kept out of training: its single's own part and dose are predicted
     tars = perturbation_tensor(["HSPA5+TARS", "TARS+ctrl"], node_index)
     with torch.no_grad():
         pair = model(graph, tars).shift[0]
         alpha, delta = model.parts(torch.cat([tars, perts[1:2]]), z, edges, graph, outputs)
-    torch.testing.assert_close(pair, alpha[0] * r + kappa_m * own[0] + kappa_b * delta[2]
-                               + kappa_p * delta[1] + eta * (delta[0] - delta[1] - delta[2]),
+    expected = ((dose[0] + alpha[1]) * r + kappa_m * own[0] + kappa_b * delta[2]
+                + kappa_p * delta[1] + eta * (delta[0] - delta[1] - delta[2]))
+    torch.testing.assert_close(pair, torch.maximum(expected, -model.node_control[graph.measured]),
                                rtol=0, atol=1e-5)
     # hidden in training: the measured single is composed as if unseen
     hide = torch.tensor([[True, False]])
     with torch.no_grad():
         hidden = model(graph, perts[:1], hide=hide).shift[0]
         alpha, delta = model.parts(perts, z, edges, graph, outputs)
-    torch.testing.assert_close(hidden, alpha[0] * r + kappa_p * delta[1] + kappa_m * own[1]
-                               + kappa_b * delta[2] + eta * (delta[0] - delta[1] - delta[2]),
+    expected = ((alpha[1] + dose[1]) * r + kappa_p * delta[1] + kappa_m * own[1]
+                + kappa_b * delta[2] + eta * (delta[0] - delta[1] - delta[2]))
+    torch.testing.assert_close(hidden, torch.maximum(expected, -model.node_control[graph.measured]),
                                rtol=0, atol=1e-5)
 
 
@@ -312,3 +320,112 @@ def test_learns_a_planted_network(tmp_path):
     is_true = np.array([(a, b) in true for a, b in zip(prior["source"], prior["target"])])
     score = np.array([weight.get((a, b), 0.0) for a, b in zip(prior["source"], prior["target"])])
     assert average_precision_score(is_true, score) > is_true.mean() + 0.2
+
+
+# ----------------------------------------------------------------------------------------
+# what the data decide: the self-effect's sign, unknown own changes, the floor, pair mixing
+# ----------------------------------------------------------------------------------------
+def test_a_knock_down_screen_never_predicts_a_gene_raising_itself(adamson_graph):
+    """Adamson is CRISPRi: the warm start reads a negative self-effect from the measured
+    training knock-downs, and however the head moves (scrambled here) every gene keeps it."""
+    _, _, graph, _ = adamson_graph
+    model = make_model(adamson_graph)
+    assert float(model.self_scale) < 0 and bool(model.self_known)
+    scrambled = scramble(model, std=0.5)
+    with torch.no_grad():
+        z, _ = scrambled.graph(graph)
+        assert float(scrambled.self_effect(z, graph).max()) < 0
+    free = scramble(make_model(adamson_graph, signed_self_effect=False), std=0.5)
+    with torch.no_grad():  # the unsigned head of versions before 3 could, once trained
+        assert float(free.self_effect(free.graph(graph)[0], graph).max()) > 0
+
+
+def test_an_own_change_the_data_cannot_tell_is_not_invented(adamson_graph):
+    """With no training perturbation of a measured gene the warm start cannot size the
+    self-effect: the perturbed gene's own value is then what the others give it, not +1."""
+    knowledge, pb, graph, node_index = adamson_graph
+    model = make_model(adamson_graph)
+    perts = perturbation_tensor(["TARS+ctrl"], node_index)
+    tars = pb.genes.index("TARS")
+    with torch.no_grad():
+        z, edges = model.graph(graph)
+        x0 = model.indicator(perts, graph.n_nodes) * model.self_effect(z, graph).unsqueeze(1)
+        state = model.propagation(x0, edges)
+        known = model(graph, perts).shift[0, tars]
+        model.self_known.fill_(False)
+        model._cache = None
+        unknown = model(graph, perts).shift[0, tars]
+    alpha = float(model.amplitude_of(perts, z).detach()[0, 0])
+    expected = alpha * float(model.mean_shift[tars]) + float(state[graph.measured[tars], 0] - x0[graph.measured[tars], 0])
+    assert float(unknown) == pytest.approx(max(expected, -float(model.node_control[graph.measured[tars]])), abs=1e-5)
+    assert float(known) < float(unknown)  # the known knock-down lowers it further
+
+
+def test_the_warm_start_reads_no_self_effect_without_a_measured_perturbed_gene(norman):
+    """Norman's training perturbations hit no measured gene: b is a unit, not a size."""
+    from grape_core.knowledge.build import knowledge_for_adata
+    from grape_core.train import warm_start
+
+    pb = pseudobulk(norman)
+    knowledge = knowledge_for_adata(norman, progress=False)
+    graph, node_index, _ = graph_inputs(knowledge, pb.genes, knowledge.priors["union"])
+    train = [c for c in pb.conditions if c != "ctrl" and not set(c.split("+")) & set(pb.genes)]
+    model = new_member(pb, graph, node_index, train, model_config=ModelConfig(),
+                       encoder_args=knowledge.encoder_args, encoder_state=knowledge.encoder_state,
+                       seed=0)
+    info = warm_start(model, graph, pb, train, node_index)
+    assert info["self_known"] is False and info["self_effect"] == 1.0
+    assert not bool(model.self_known)
+
+
+def test_no_predicted_expression_below_zero(adamson_graph):
+    _, pb, graph, node_index = adamson_graph
+    model = scramble(make_model(adamson_graph), std=2.0)  # wild weights: big negative shifts
+    perts = perturbation_tensor(list(pb.conditions[:6]), node_index)
+    with torch.no_grad():
+        shift = model(graph, perts).shift
+    floor = -torch.as_tensor(pb.control_mean, dtype=torch.float32)
+    assert bool((shift >= floor - 1e-6).all()) and bool((shift <= floor + 1e-6).any())
+
+
+def test_warm_start_fits_how_pairs_combine():
+    """Pairs whose singles were measured in training, built as one dose of the shared
+    response plus 0.6 of their singles' own parts: the warm start finds 0.6 and the dose
+    (the own parts stand for what saturation or noisy singles do), and a pair is then
+    composed that way."""
+    from grape_core.data import PseudoBulk
+    from grape_core.knowledge.graphs import edge_frame
+    from grape_core.model.grape import GraphInputs
+
+    rng = np.random.default_rng(0)
+    n = 40
+    genes = tuple(f"G{i}" for i in range(n))
+    shared = rng.normal(0, 0.3, n)
+    own = {g: np.where(np.arange(n) == i, -1.0, 0.0) + rng.normal(0, 0.2, n) * (rng.random(n) < 0.2)
+           for i, g in enumerate(genes[:12])}
+    shifts = {f"{g}+ctrl": shared + o for g, o in own.items()}
+    pairs = [(genes[i], genes[j]) for i in range(12) for j in range(i + 1, 12)][:30]
+    for a, b in pairs:
+        shifts[f"{a}+{b}"] = shared + 0.6 * (own[a] + own[b])
+    conds = tuple(sorted(shifts))
+    control = np.full(n, 2.0)
+    pb = PseudoBulk(genes=genes, conditions=conds, means=control + np.stack([shifts[c] for c in conds]),
+                    control_mean=control, n_cells=np.full(len(conds), 50), n_control=500,
+                    de_idx=np.zeros((len(conds), 5), dtype=int), dataset="pairs")
+    src, dst = rng.integers(0, n, 80), rng.integers(0, n, 80)
+    keep = src != dst
+    prior = edge_frame(src[keep], dst[keep], np.ones(int(keep.sum())), "test")
+    graph = GraphInputs(text=torch.randn(n, 8), dna=torch.randn(n, 6),
+                        dna_missing=torch.zeros(n, dtype=torch.bool),
+                        is_coding=torch.ones(n, dtype=torch.bool),
+                        prior_index=torch.as_tensor(np.stack([prior["src"], prior["dst"]]), dtype=torch.long),
+                        prior_weight=torch.ones(len(prior)), measured=torch.arange(n))
+    node_index = {g: i for i, g in enumerate(genes)}
+    model = new_member(pb, graph, node_index, list(conds), model_config=ModelConfig(),
+                       encoder_args={"text_dim": 8, "dna_dim": 6}, encoder_state=None, seed=0)
+    assert bool(model.pair_fitted)
+    kappa_m = float(model.pair_mix.detach()[0])
+    assert kappa_m == pytest.approx(0.6, abs=0.1)
+    dose = float(model.amplitude_of(perturbation_tensor(["G0+G1"], node_index), None)[0, 0])
+    assert dose * float(model.mean_shift @ model.mean_shift) == pytest.approx(
+        float(torch.as_tensor(shared, dtype=torch.float32) @ model.mean_shift), rel=0.15)

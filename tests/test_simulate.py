@@ -138,6 +138,100 @@ def test_activation_raises_the_perturbed_gene():
         assert screen.network_shifts[p, genes.index.get_loc(gene)] > 0
 
 
+def test_bounded_saturates_every_gene_the_perturbed_ones_too(small):
+    """``bounded``: s = c tanh((W s + u) / c), so no change reaches c, the direct one neither."""
+    bounded = simulate(SMALL.replace(propagation="bounded", interaction_fraction=0.0))
+    c = bounded.config.saturation
+    W, u = bounded.W.toarray(), _u(bounded)
+    s = bounded.network_shifts.astype(np.float64)
+    np.testing.assert_allclose(s, c * np.tanh((s @ W.T + u) / c), atol=1e-5)
+    assert np.abs(s).max() < c
+    own = np.abs(u) > 0
+    assert np.all(np.abs(s[own]) < np.abs(u[own]))  # the knock-down itself saturates
+
+
+def test_hill_passes_small_changes_on_linearly_and_large_ones_by_each_regulators_level():
+    """``hill``: s = W g(s) + u with g a Hill function of the regulator's level, normalised so
+    that g'(0) = 1: a weak knock-down propagates as in ``linear``, a strong one does not."""
+    from grape_core.simulate.dynamics import _Propagator
+
+    config = SMALL.replace(propagation="hill", interaction_fraction=0.0, n_pairs=0)
+    hill = simulate(config)
+    genes = hill.genes
+    assert genes["hill_level"].notna().sum() == genes["regulator"].sum()
+    W, u = hill.W, _u(hill)
+    level = genes["hill_level"].fillna(0.5).to_numpy()
+    solver = _Propagator(W, kind="hill", hill_level=level, hill_coefficient=config.hill_coefficient)
+    linear = _Propagator(W)
+    weak = solver.solve(1e-4 * u.T).T
+    np.testing.assert_allclose(weak, linear.solve(1e-4 * u.T).T, rtol=1e-2, atol=1e-9)
+    s = hill.network_shifts.astype(np.float64)
+    h, n = level[None, :], config.hill_coefficient
+    y = h / (1 - h) * np.exp(n * s)
+    g = np.where(genes["regulator"].to_numpy()[None, :], (y / (1 + y) - h) / (n * h * (1 - h)), 0.0)
+    np.testing.assert_allclose(s, g @ W.toarray().T + u, atol=1e-5)  # its fixed point
+    assert np.abs(s - linear.solve(u.T).T).max() > 0.02  # and not the linear one
+
+
+def test_guides_and_escape_average_their_units_and_mark_the_cells():
+    config = SMALL.replace(guides_per_gene=2, escape_fraction=0.2, interaction_fraction=0.0,
+                           propagation="bounded")
+    screen = simulate(config)
+    obs = screen.adata.obs
+    pair = next(c for c in screen.conditions if "ctrl" not in c)
+    cells = obs[obs["condition"] == pair]
+    assert set(cells["guide"]) == {"g1+g1", "g1+g2", "g2+g1", "g2+g2", ""}
+    assert cells["escaped"].sum() == round(0.2 * config.cells_per_condition)
+    assert not obs.loc[obs["condition"] == "ctrl", "escaped"].any()
+    # a gene's efficiency is the mean of its guides'; escaped cells scale the network part
+    single = simulate(config.replace(escape_fraction=0.0))
+    np.testing.assert_allclose(screen.network_shifts, 0.8 * single.network_shifts, rtol=1e-5,
+                               atol=1e-7)
+    with pytest.raises(GrapeError, match="interaction_fraction"):
+        SimulationConfig(guides_per_gene=2, interaction_fraction=0.3)
+
+
+def test_counts_are_normalised_log1p_umis():
+    """``counts``: each cell is log1p(UMIs / total * target), so expm1 of a cell's values is a
+    multiple of whole numbers, and its total is the control cells' total."""
+    screen = simulate(SMALL.replace(cell_model="counts", library_size=500.0, dispersion=5.0))
+    X = screen.adata.X.toarray() if hasattr(screen.adata.X, "toarray") else screen.adata.X
+    values = np.expm1(X.astype(np.float64))
+    target = float(np.exp(screen.genes["control_mean"].to_numpy()).sum())
+    np.testing.assert_allclose(values.sum(axis=1), target, rtol=1e-4)
+    row = values[0]
+    unit = row[row > 0].min()  # one UMI
+    np.testing.assert_allclose(row / unit, np.round(row / unit), atol=1e-2)
+    assert (X == 0).mean() > 0.01  # counts have zeros, Gaussian cells around mu = 1.5.. do not
+
+
+def test_harissa_screen_is_seeded_and_a_knock_down_lowers_its_gene():
+    """A simulator the project did not write (harissa's bursting model), on the planted
+    network: the same seed gives the same cells, and a knocked-down gene is lower."""
+    config = SimulationConfig(simulator="harissa", seed=2, n_genes=30, n_singles=6, n_pairs=2,
+                              interaction_fraction=0.0, cells_per_condition=12,
+                              n_control_cells=40, harissa_hours=60.0)
+    a, b = simulate(config), simulate(config)
+    np.testing.assert_array_equal(np.asarray(a.adata.X.todense() if hasattr(a.adata.X, "todense")
+                                             else a.adata.X),
+                                  np.asarray(b.adata.X.todense() if hasattr(b.adata.X, "todense")
+                                             else b.adata.X))
+    assert a.summary["simulator"] == "harissa" and a.adata.n_obs == 40 + 8 * 12
+    genes = list(a.genes["gene"])
+    own = [a.shifts[p, genes.index(c.split("+")[0])] for p, c in enumerate(a.conditions[:6])]
+    assert np.mean(own) < -0.2  # the mean-field truth: knock-downs lower their gene
+    with pytest.raises(GrapeError, match="knockdown"):
+        SimulationConfig(simulator="harissa", mode="activation", interaction_fraction=0.0)
+
+
+def test_every_setting_of_the_family_is_valid():
+    from grape_core.simulate.config import FAMILY
+
+    assert len(FAMILY) >= 8
+    for name, changes in FAMILY.items():
+        SimulationConfig(**changes)  # raises on a bad preset
+
+
 # ----------------------------------------------------------------------------------------
 # genes and network
 # ----------------------------------------------------------------------------------------

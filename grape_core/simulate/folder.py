@@ -226,6 +226,20 @@ def _version() -> str:
     return __version__
 
 
+def _cell_words(config: SimulationConfig) -> str:
+    """How the cells were drawn, in a few words."""
+    if config.simulator == "harissa":
+        return "harissa's bursting model, UMI counts"
+    words = ["UMI counts" + (f", negative binomial theta {config.dispersion:g}" if config.dispersion
+                             else ", Poisson") if config.cell_model == "counts"
+             else "Gaussian noise"]
+    if config.guides_per_gene > 1:
+        words.append(f"{config.guides_per_gene} guides per gene")
+    if config.escape_fraction:
+        words.append(f"{100 * config.escape_fraction:.0f} % escape")
+    return ", ".join(words)
+
+
 def format_summary(screen: PlantedScreen) -> str:
     """A few lines describing a screen (what ``python -m grape_core simulate`` prints)."""
     s = screen.summary
@@ -243,9 +257,10 @@ def format_summary(screen: PlantedScreen) -> str:
         f"(background {100 * net['go_shared_fraction_background']:.1f}%)",
         f"conditions   {c['singles']} singles ({g['perturbed_regulators']} regulators), "
         f"{c['pairs']} pairs ({inter or 'no planted interactions'}); "
-        f"{screen.config.mode}, {screen.config.propagation}",
+        f"{screen.config.mode}, "
+        f"{'harissa' if screen.config.simulator == 'harissa' else screen.config.propagation}",
         f"cells        {s['cells']['total']:,} ({s['cells']['control']} control, "
-        f"{s['cells']['per_condition']} per condition)",
+        f"{s['cells']['per_condition']} per condition; {_cell_words(screen.config)})",
         f"priors       informative {pr['informative']['edges']:,} edges "
         f"({pr['informative']['true']:,} true), random {pr['random']['edges']:,} (0 true)",
     ]
