@@ -764,6 +764,6 @@ def evaluate(model: Model | Bundle, pb=None, *, part: str = "test",
     report = evaluate_models(pb, bundle.split, {"grape": grape},
                              part=part, baselines=baselines or fit_baselines(
                                  pb, model.fitted_on, prior=bundle.prior_edges,
-                                 genes=bundle.genes))
+                                 genes=bundle.genes, features=bundle.fused))
     report.extra["verdict"] = report.verdict("grape")
     return report

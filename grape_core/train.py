@@ -159,8 +159,8 @@ def warm_start(model: GRAPE, graph: GraphInputs, pb: PseudoBulk, train: list[str
     perturbation, single or pair: on the Norman slice the training singles hold almost none
     of the response that the held-out ones share with the training pairs, and in every
     simulated screen a pair holds about one dose, not two), the self-effect ``b`` (every
-    gene alike) and the prior's scale ``s``: for
-    each ``s`` of :data:`SCALES` the rest by least squares, and the ``s`` that fits best. This
+    gene alike) and the prior's scale ``s``: for each ``s`` of :data:`SCALES` the rest by
+    least squares, and the ``s`` that fits best. This
     is the ``propagation`` baseline's idea in the model's own form, so that the series the
     model runs is the one fitted (a one-step fit, scaled up to ``L`` steps, blows up where
     the data want a strong scale). Training then moves away from it only where validation
