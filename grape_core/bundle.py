@@ -45,8 +45,9 @@ from .data.conditions import genes_of
 from .data.pseudobulk import PseudoBulk
 from .data.splits import Split
 from .errors import BundleError, GrapeError
-from .io import (check_writable, read_safetensors_numpy, remove_stale, sha256_file, temp_prefix,
-                 write_json, write_safetensors, write_table)
+from .io import (FolderKind, check_output_folder, disk_full, ensure_space, folder_mode,
+                 json_marker, not_ours, read_safetensors_numpy, remove_stale, sha256_file,
+                 temp_prefix, tensor_bytes, write_json, write_safetensors, write_table)
 
 if TYPE_CHECKING:  # torch and the model are imported where used: listing and verifying
     # bundles (the app's first page) must not pay for importing torch
@@ -68,6 +69,12 @@ FILES = {
     "metrics": "metrics.csv",
 }
 OPTIONAL_FILES = {"ablations": "ablations.csv", "singles": "singles.safetensors"}
+MODEL_FOLDER = FolderKind(
+    name="model folder", marker=FILES["manifest"],
+    entries=frozenset({*FILES.values(), *OPTIONAL_FILES.values()}),
+    is_ours=json_marker("model_class", "GRAPE"))
+"""What ``--overwrite`` may replace: a model folder of ours holding nothing else (or an
+empty folder); a folder of the user's is never deleted."""
 GRAPH_KEYS = ("text", "dna", "dna_missing", "is_coding", "prior_index", "prior_weight", "measured")
 SINGLES_FLOAT16_ABOVE = 16_000_000
 """Stored single predictions with more values than this are written as float16 (a
@@ -639,19 +646,37 @@ class Bundle:
             ``path`` cannot be written (a parent is a file, a read-only folder).
         """
         path = Path(path)
-        if os.path.lexists(path) and not overwrite:
-            raise BundleError(f"{path} already exists; pass overwrite=True (--overwrite) to replace it")
-        check_writable(path, what="model folder")
+        fix = "choose another folder"
+        try:
+            check_output_folder(path, kind=MODEL_FOLDER, overwrite=overwrite,
+                                what="model folder", hint=fix)
+        except GrapeError as exc:
+            raise BundleError(str(exc)) from exc
+        needed = self._bytes()
+        ensure_space(path, needed, what="model folder", hint=f"free some space or {fix}")
         path.parent.mkdir(parents=True, exist_ok=True)
         remove_stale(path)
-        tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=temp_prefix(path), suffix=".tmp"))
+        with disk_full(path, needed, hint=f"free some space or {fix}"):
+            tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=temp_prefix(path), suffix=".tmp"))
         try:
-            os.chmod(tmp, 0o777 & ~_umask())  # a model folder, not a private one
-            self._write(tmp)
+            os.chmod(tmp, folder_mode())  # a model folder, not a private one
+            with disk_full(path, needed, hint=f"free some space or {fix}"):
+                self._write(tmp)
             _install(tmp, path, overwrite=overwrite)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         return path
+
+    def _bytes(self) -> int:
+        """About how many bytes the folder takes (its tensors; tables are small)."""
+        total = sum(tensor_bytes(v) for m in self.members for v in m.state_dict().values())
+        total += sum(tensor_bytes(getattr(self.graph, k)) for k in GRAPH_KEYS)
+        total += tensor_bytes(np.asarray(self.fused))
+        total += tensor_bytes(np.asarray(self.pseudobulk.means)) * 2
+        if self.singles is not None:
+            size = int(np.asarray(self.singles).size)
+            total += size * (2 if size > SINGLES_FLOAT16_ABOVE else 4)
+        return total
 
     def _write(self, folder: Path) -> None:
         import torch
@@ -771,12 +796,6 @@ class Bundle:
         )
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 _TAKEN = (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR, errno.EISDIR)
 
 
@@ -795,6 +814,14 @@ def _install(tmp: Path, path: Path, *, overwrite: bool) -> None:
         if not overwrite:
             raise BundleError(f"{path} already exists (written meanwhile by another run); pass "
                               "overwrite=True (--overwrite) to replace it")
+        if os.path.islink(path) or (os.path.lexists(path) and not os.path.isdir(path)):
+            raise BundleError(f"{path} became a link or a file while the model was written; it "
+                              "is left as it is: choose another folder")
+        reason = not_ours(path, MODEL_FOLDER) if os.path.isdir(path) else None
+        if reason:
+            raise BundleError(f"{path} {reason} (it changed while the model was written); "
+                              "refusing to replace it: move your files out, or choose another "
+                              "folder")
         aside = Path(tempfile.mkdtemp(dir=path.parent, prefix=temp_prefix(path), suffix=".old"))
         try:
             os.rename(path, aside / path.name)
