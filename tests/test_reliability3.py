@@ -27,7 +27,7 @@ def one_error(capsys, argv, code: int = 1) -> str:
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if line.startswith("error: ")]
     assert len(lines) == 1, err
-    assert "Traceback" not in err and "unexpected" not in lines[0], err
+    assert "Traceback" not in err and not lines[0].startswith("error: unexpected"), err
     return lines[0]
 
 
@@ -190,3 +190,182 @@ def test_4_files_follow_the_umask(tmp_path, umask_027):
     assert stat.S_IMODE(folder.stat().st_mode) == 0o750
     modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in folder.iterdir()}
     assert set(modes.values()) == {0o640}, modes
+
+
+# ----------------------------------------------------------------------------------------
+# 3 and 7. a download is kept only when proved, within a size limit
+# ----------------------------------------------------------------------------------------
+LOGIN_PAGE = b"<!DOCTYPE html><html><head><title>Sign in</title></head><body>log in</body></html>"
+
+
+class Hostile:
+    """A loopback server whose paths answer as told: ``body`` (bytes), ``length`` (the
+    Content-Length header to send, or None for none), ``endless`` (a stream that never
+    ends)."""
+
+    def __init__(self) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.routes: dict[str, dict] = {}
+        self.requests = 0
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 - http.server API
+                owner.requests += 1
+                route = owner.routes.get(self.path)
+                if route is None:
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                length = route.get("length", len(route.get("body", b"")))
+                if length is not None:
+                    self.send_header("Content-Length", str(length))
+                self.end_headers()
+                try:
+                    if route.get("endless"):
+                        block = b"\0" * 65536
+                        for _ in range(100_000):  # 6.5 GB at most, if the client never stops
+                            self.wfile.write(block)
+                    else:
+                        self.wfile.write(route["body"])
+                except OSError:  # the client hung up: what a refusal looks like
+                    pass
+                self.close_connection = True
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever,
+                                       kwargs={"poll_interval": 0.05}, daemon=True)
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}{path}"
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(timeout=5)
+
+
+@pytest.fixture
+def hostile():
+    with Hostile() as srv:
+        yield srv
+
+
+def _entry(url, **fields):
+    from grape_core.data.datasets import RegistryEntry
+
+    return RegistryEntry(name="norman", url=url, description="test", **fields)
+
+
+def test_3_a_login_page_is_never_cached(hostile, tmp_path):
+    from grape_core.data.datasets import cached_path, fetch
+    from grape_core.errors import DownloadError
+
+    hostile.routes["/norman"] = {"body": LOGIN_PAGE}
+    with pytest.raises(DownloadError) as info:  # no checksum, no size in this entry
+        fetch("norman", data_dir=tmp_path, entry=_entry(hostile.url("/norman")), progress=False)
+    text = str(info.value)
+    assert "is not an AnnData .h5ad file (it is an HTML or XML page" in text
+    assert "discarded" in text and info.value.reason == "checksum"
+    assert not (tmp_path / "norman").exists() or list((tmp_path / "norman").iterdir()) == []
+    # an h5ad of another shape than the registry's, or without a condition column
+    hostile.routes["/other"] = {"body": ADAMSON.read_bytes()}
+    with pytest.raises(DownloadError, match="holds 320 cells x 160 genes, not the 91205 x 5045"):
+        fetch("norman", data_dir=tmp_path, entry=_entry(hostile.url("/other"), cells=91_205,
+                                                        genes=5_045), progress=False)
+    assert not cached_path("norman", data_dir=tmp_path).exists()
+    # the right file (its shape) is kept
+    path = fetch("norman", data_dir=tmp_path, entry=_entry(hostile.url("/other"), cells=320,
+                                                           genes=160), progress=False)
+    assert path.read_bytes() == ADAMSON.read_bytes()
+
+
+def test_3_a_bad_cached_file_names_the_file_to_delete(tmp_path, capsys, monkeypatch):
+    from grape_core.data import datasets
+
+    monkeypatch.setenv("GRAPE_DATA_DIR", str(tmp_path))
+    cached = datasets.cached_path("norman", data_dir=tmp_path)
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(LOGIN_PAGE)  # left by an older version
+    monkeypatch.setitem(datasets.REGISTRY, "norman", _entry("http://127.0.0.1:9/unused"))
+    line = one_error(capsys, ["describe", "norman"])
+    assert f"the cached file {cached} is not an AnnData .h5ad file" in line
+    assert f"delete {cached} and run again" in line
+    # an HDF5 file that is not a screen: the reader's message, plus which file to delete
+    import h5py
+
+    cached.unlink()
+    with h5py.File(cached, "w") as fh:
+        fh["x"] = [1, 2, 3]
+    line = one_error(capsys, ["describe", "norman"])
+    assert f"this is the download cache of 'norman': delete {cached}" in line
+
+
+def test_3_norman_has_a_checksum_and_size():
+    from grape_core.data.datasets import REGISTRY
+
+    norman = REGISTRY["norman"]
+    assert norman.sha256 == "23ffb0fac6a847ff927cf7509d80d85052bfefbfb97610786a2dafaaefa0b6a0"
+    assert norman.size == 2_228_610_012 and (norman.cells, norman.genes) == (91_205, 5_045)
+
+
+def test_7_endless_and_oversized_downloads_are_stopped(hostile, tmp_path):
+    from grape_core.data.datasets import fetch
+    from grape_core.errors import DownloadError
+
+    hostile.routes["/endless"] = {"endless": True, "length": None}
+    small = len(LOGIN_PAGE)
+    with pytest.raises(DownloadError) as info:  # a 45 KB entry: stopped near 1 MB, not GBs
+        fetch("norman", data_dir=tmp_path, entry=_entry(hostile.url("/endless"), size=45_000),
+              progress=False)
+    assert "the server sent" in str(info.value) and "stopped and discarded" in str(info.value)
+    assert list((tmp_path / "norman").iterdir()) == []
+    hostile.routes["/big"] = {"body": LOGIN_PAGE, "length": 10**12}
+    with pytest.raises(DownloadError, match="announces 1.0 TB"):
+        fetch("norman", data_dir=tmp_path, entry=_entry(hostile.url("/big"), size=small),
+              progress=False)
+    # no size in the registry: GRAPE_DOWNLOAD_MAX_GB caps it
+    os.environ["GRAPE_DOWNLOAD_MAX_GB"] = "0.001"
+    try:
+        with pytest.raises(DownloadError, match="GRAPE_DOWNLOAD_MAX_GB"):
+            fetch("norman", data_dir=tmp_path, entry=_entry(hostile.url("/endless")),
+                  progress=False)
+    finally:
+        del os.environ["GRAPE_DOWNLOAD_MAX_GB"]
+
+
+def test_7_an_invalid_content_length_is_ignored(hostile, tmp_path):
+    from grape_core.data.datasets import fetch
+
+    data = ADAMSON.read_bytes()
+    hostile.routes["/abc"] = {"body": data, "length": "abc"}
+    path = fetch("norman", data_dir=tmp_path, entry=_entry(hostile.url("/abc")), progress=False)
+    assert path.read_bytes() == data
+
+
+def test_7_a_zip_bomb_is_refused_before_unpacking(hostile, tmp_path):
+    import io
+    import zipfile
+
+    from grape_core.data.datasets import fetch
+    from grape_core.errors import DownloadError
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("norman/perturb_processed.h5ad", b"\0" * (64 << 20))  # 64 MiB of zeros
+    bomb = buffer.getvalue()
+    assert len(bomb) < 1 << 20
+    hostile.routes["/bomb.zip"] = {"body": bomb}
+    with pytest.raises(DownloadError, match="unpacks to 67.1 MB, more than the 45.0 KB"):
+        fetch("norman", data_dir=tmp_path, entry=_entry(hostile.url("/bomb.zip"), size=45_000),
+              progress=False)
+    assert list((tmp_path / "norman").iterdir()) == []
