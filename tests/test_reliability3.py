@@ -369,3 +369,70 @@ def test_7_a_zip_bomb_is_refused_before_unpacking(hostile, tmp_path):
         fetch("norman", data_dir=tmp_path, entry=_entry(hostile.url("/bomb.zip"), size=45_000),
               progress=False)
     assert list((tmp_path / "norman").iterdir()) == []
+
+
+# ----------------------------------------------------------------------------------------
+# 5, 6, 13. prior files: weights in their stored width, case folding, no FIFO or device
+# ----------------------------------------------------------------------------------------
+GENES = ("HSPA5", "DDIT3", "ATF4", "TP53", "MALAT1")
+
+
+def _prior(rows):
+    import pandas as pd
+
+    return pd.DataFrame(rows, columns=["source", "target", "weight"])
+
+
+def test_5_weights_are_checked_as_they_are_stored():
+    import numpy as np
+
+    from grape_core.knowledge.graphs import prior_from_table
+
+    edges, _ = prior_from_table(_prior([("ATF4", "DDIT3", 1e39), ("HSPA5", "ATF4", 5e38)]), GENES)
+    assert np.isfinite(edges["weight"]).all()  # relative confidences: scaled to 1 and 0.5
+    assert sorted(edges["weight"].tolist()) == [0.5, 1.0]
+    edges, _ = prior_from_table(_prior([("ATF4", "DDIT3", 0.25), ("HSPA5", "ATF4", 1.0)]), GENES)
+    assert sorted(edges["weight"].tolist()) == [0.25, 1.0]  # weights up to 1: as given
+    for rows, phrase in (([("ATF4", "DDIT3", 1e-50)], "too small to store"),
+                         ([("ATF4", "DDIT3", 1e39), ("HSPA5", "ATF4", 1.0)],
+                          r"too small to store beside the largest, 1e\+39 \(e.g. row 3: 1;"),
+                         ([("ATF4", "DDIT3", float("inf"))], "not finite"),
+                         ([("ATF4", "DDIT3", True)], "true/false")):
+        with pytest.raises(GrapeError, match=phrase):
+            prior_from_table(_prior(rows), GENES, name="mine.csv")
+
+
+def test_6_case_only_duplicates_and_self_loops_are_refused():
+    from grape_core.knowledge.graphs import prior_from_table
+
+    with pytest.raises(GrapeError, match=r"lists 1 edge\(s\) twice \(ATF4->ddit3\).*row 3, "
+                                         r"ATF4->ddit3, repeats row 2"):
+        prior_from_table(_prior([("ATF4", "DDIT3", 1.0), ("ATF4", "ddit3", 1.0)]), GENES)
+    with pytest.raises(GrapeError, match=r"1 self-loop\(s\) \(ATF4->atf4\)"):
+        prior_from_table(_prior([("ATF4", "atf4", 1.0), ("TP53", "ATF4", 1.0)]), GENES)
+    with pytest.raises(GrapeError, match="twice"):  # unknown genes fold too
+        prior_from_table(_prior([("XBP1", "ERN1", 1.0), ("xbp1", "ern1", 1.0),
+                                 ("TP53", "ATF4", 1.0)]), GENES)
+    # two genes of the model that differ only in case stay two genes
+    edges, report = prior_from_table(_prior([("ATF4", "Ddit3", 1.0), ("ATF4", "DDIT3", 1.0)]),
+                                     GENES + ("Ddit3",))
+    assert report["edges"] == len(edges) == 2
+
+
+def test_13_a_fifo_or_a_device_as_prior_is_refused_at_once(tmp_path):
+    from grape_core.knowledge.graphs import read_prior_table
+
+    fifo = tmp_path / "prior.csv"
+    os.mkfifo(fifo)
+    with pytest.raises(GrapeError, match="is a FIFO"):
+        read_prior_table(fifo)  # would block forever
+    link = tmp_path / "zero.csv"
+    link.symlink_to("/dev/zero")
+    with pytest.raises(GrapeError, match="is a character device"):
+        read_prior_table(link)  # would read forever
+    listed = tmp_path / "list.txt"
+    os.mkfifo(listed)
+    from grape_core.predict import read_perturbations
+
+    with pytest.raises(GrapeError, match="is a FIFO"):
+        read_perturbations(listed)
