@@ -565,9 +565,10 @@ def cmd_simulate(args) -> int:
             reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
             raise GrapeError(f"cannot read --config {args.config} (not JSON: {reason}); "
                              f"{fix}") from exc
+        data = data.get("config", data) if isinstance(data, dict) else data
         if not isinstance(data, dict):
             raise GrapeError(f"--config {args.config} must hold a JSON object of settings")
-        config = SimulationConfig.from_dict(data.get("config", data))
+        config = SimulationConfig.from_dict(data)
     changes = {
         "seed": args.seed, "n_genes": args.genes, "noncoding_fraction": args.noncoding,
         "n_singles": args.singles, "n_pairs": args.pairs, "cells_per_condition": args.cells,
@@ -587,6 +588,12 @@ def cmd_simulate(args) -> int:
         text = getattr(args, flag[2:])
         changes[name] = _numbers(text, flag, count, kind) if text is not None else None
     config = config.replace(**{k: v for k, v in changes.items() if v is not None})
+    from .io import ensure_space
+    from .simulate import check_memory
+
+    check_memory(config)  # before any work: memory, then the disk for the folder
+    ensure_space(out, config.disk_bytes(), what="the screen folder",
+                 hint="free some space or choose another --out")
     screen = simulate(config, progress=_progress(args))
     screen.write(out, overwrite=args.overwrite)
     print(format_summary(screen))

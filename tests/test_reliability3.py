@@ -436,3 +436,56 @@ def test_13_a_fifo_or_a_device_as_prior_is_refused_at_once(tmp_path):
 
     with pytest.raises(GrapeError, match="is a FIFO"):
         read_perturbations(listed)
+
+
+# ----------------------------------------------------------------------------------------
+# 8. simulate: every setting bounded, memory estimated before any allocation
+# ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("flags, phrase", [
+    (["--noise", "1e300"], "cell_noise (1e+300, --noise) must be a number between 0 and 100"),
+    (["--shared-std", "1e300"], "shared_std (1e+300, --shared-std) must be a number between"),
+    (["--network-noise", "inf"], "network_noise (inf, --network-noise) must be a number"),
+    (["--strength", "nan,1,1,1"], "relation_strength ((nan, 1.0, 1.0, 1.0), --strength) must be "
+                                  "4 numbers in [0, 1000]"),
+    (["--propensity", "1,1,1,1e300"], "relation_propensity"),
+    (["--efficiency", "1.5,2"], "efficiency ((1.5, 2.0), --efficiency) must be two numbers "
+                                "(low, high) with 0 <= low <= high <= 1"),
+    (["--saturation", "inf"], "saturation (inf, --saturation) must be a number > 0"),
+    (["--cells", "100000000"], "of memory (15,000,000,500 cells x 300 genes), more than"),
+])
+def test_8_simulate_settings_are_bounded(tmp_path, capsys, flags, phrase):
+    out = tmp_path / "screen"
+    line = one_error(capsys, ["simulate", "--out", str(out), *flags])
+    assert phrase in line, line
+    assert not out.exists()
+
+
+def test_8_simulate_config_files(tmp_path, capsys):
+    out = tmp_path / "screen"
+    for content, phrase in ((b"\xff\xfe{}", "is not text (byte 0 is not UTF-8"),
+                            (b'{"config": 5}', "must hold a JSON object of settings"),
+                            (b'{"cell_noise": NaN}', "cell_noise (nan, --noise)"),
+                            (b'{"n_genes": "many"}', "n_genes ('many', --genes) must be a whole"),
+                            (b"[[[[" * 10, "not JSON")):
+        config = tmp_path / "config.json"
+        config.write_bytes(content)
+        line = one_error(capsys, ["simulate", "--out", str(out), "--config", str(config)])
+        assert phrase in line, line
+    assert not out.exists()
+
+
+def test_8_the_memory_limit_is_a_setting(tmp_path, capsys, monkeypatch):
+    from grape_core.simulate import SimulationConfig, simulate
+
+    monkeypatch.setenv("GRAPE_SIMULATE_MEMORY_GB", "0.01")
+    line = one_error(capsys, ["simulate", "--out", str(tmp_path / "s"), "--genes", "40",
+                              "--singles", "5", "--pairs", "2"])
+    assert "more than the 0.0 GB allowed (GRAPE_SIMULATE_MEMORY_GB" in line
+    with pytest.raises(GrapeError, match="raise GRAPE_SIMULATE_MEMORY_GB"):
+        simulate(SimulationConfig(n_genes=40, n_singles=5, n_pairs=2))
+    monkeypatch.setenv("GRAPE_SIMULATE_MEMORY_GB", "lots")
+    line = one_error(capsys, ["simulate", "--out", str(tmp_path / "s")])
+    assert "GRAPE_SIMULATE_MEMORY_GB='lots' is not a size in GB" in line
+    config = SimulationConfig(n_genes=20_000, n_singles=2_000, n_pairs=300,
+                              cells_per_condition=3, n_control_cells=100)
+    assert 1.4 * 2**30 < config.memory_bytes() < 2.0 * 2**30  # measured peak: 1.4 GB
