@@ -247,6 +247,8 @@ def disk_full_message(path: str | Path, needed: int | None = None, *,
     """"the disk is full: cannot write PATH (it needs N; M free there); ...": which file, how
     much space it needed (or how much was written when the disk filled) and what is free."""
     free = free_space(Path(path).parent)
+    if free is not None and written:
+        free += written  # the partial file is removed: its space is free again
     if needed:
         need = f"it needs about {human_size(needed)}"
     elif written:
@@ -265,7 +267,13 @@ def disk_full(path: str | Path, needed: int | None = None, *,
     :class:`GrapeError` line from :func:`disk_full_message`."""
     try:
         yield
-    except GrapeError:
+    except GrapeError as exc:
+        # a file inside a folder being written said so first: name the folder instead (its
+        # file is a temporary one), with what the whole folder needs
+        if getattr(exc, "disk_full", False) and not getattr(exc, "final", False):
+            error = GrapeError(disk_full_message(path, needed, hint=hint))
+            error.disk_full, error.final = True, True  # type: ignore[attr-defined]
+            raise error from exc.__cause__
         raise
     except Exception as exc:
         if not is_disk_full(exc):
@@ -276,7 +284,9 @@ def disk_full(path: str | Path, needed: int | None = None, *,
                 got = written()
             except OSError:
                 got = None
-        raise GrapeError(disk_full_message(path, needed, written=got, hint=hint)) from exc
+        error = GrapeError(disk_full_message(path, needed, written=got, hint=hint))
+        error.disk_full = True  # type: ignore[attr-defined]
+        raise error from exc
 
 
 def ensure_space(path: str | Path, needed: int, *, what: str, hint: str = "") -> None:

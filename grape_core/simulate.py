@@ -442,8 +442,12 @@ class PlantedScreen:
         X = self.adata.X
         needed = int(getattr(X, "nbytes", 0) or getattr(getattr(X, "data", None), "nbytes", 0)
                      or 0) + 2 * int(self.shifts.nbytes)
+        def written() -> int:  # what the temporary folder held when the disk filled
+            return sum(f.stat().st_size for f in tmp.iterdir() if f.is_file())
+
         try:
-            with disk_full(folder, needed, hint="free some space or choose another output folder"):
+            with disk_full(folder, needed, written=written,
+                           hint="free some space or choose another output folder"):
                 self._write_files(tmp)
             mode = 0o666 & ~_umask()  # as a plain open() would (some writers use 0o600)
             for name in FILES:

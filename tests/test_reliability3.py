@@ -489,3 +489,82 @@ def test_8_the_memory_limit_is_a_setting(tmp_path, capsys, monkeypatch):
     config = SimulationConfig(n_genes=20_000, n_singles=2_000, n_pairs=300,
                               cells_per_condition=3, n_control_cells=100)
     assert 1.4 * 2**30 < config.memory_bytes() < 2.0 * 2**30  # measured peak: 1.4 GB
+
+
+# ----------------------------------------------------------------------------------------
+# 9. output mistakes are found before the work; a full disk names the file and the space
+# ----------------------------------------------------------------------------------------
+def test_9_outputs_that_collide_with_each_other_or_an_input(tmp_path, capsys):
+    model = copy_model(tmp_path, "model")
+    before = tree(model)
+    same = tmp_path / "x.out"
+    line = one_error(capsys, ["predict", "--model", str(model), "--perturbation", "HSPA5",
+                              "--report", str(same), "--h5ad", str(same)])
+    assert f"--h5ad {same} is also --report" in line and not same.exists()
+    line = one_error(capsys, ["evaluate", "--model", str(model), "--json",
+                              str(model / "manifest.json")])
+    assert "lies inside --model" in line and "which this command reads" in line
+    line = one_error(capsys, ["screen", "--model", str(model), "--target", "HSPA5", "--json",
+                              str(model / "metrics.csv")])
+    assert "lies inside --model" in line
+    listed = tmp_path / "list.txt"
+    listed.write_text("HSPA5\n")
+    line = one_error(capsys, ["predict", "--model", str(model), "--perturbations", str(listed),
+                              "--json", str(listed)])
+    assert "is --perturbations" in line and listed.read_text() == "HSPA5\n"
+    assert tree(model) == before  # the model is untouched
+
+
+def _no_space(*args, **kwargs):
+    raise RuntimeError('Error while serializing: IoError(Os { code: 28, kind: StorageFull, '
+                       'message: "No space left on device" })')
+
+
+def test_9_a_full_disk_names_the_file_and_the_space(tmp_path, capsys, monkeypatch):
+    import errno
+
+    import safetensors.torch
+
+    from grape_core import io
+    from grape_core.bundle import Bundle
+
+    bundle = Bundle.load(MODEL)
+    monkeypatch.setattr(safetensors.torch, "save_file", _no_space)  # as safetensors says it
+    with pytest.raises(GrapeError) as info:
+        bundle.save(tmp_path / "model")
+    text = str(info.value)
+    assert text.startswith(f"the disk is full: cannot write {tmp_path / 'model'} (it needs about")
+    assert "MB" in text and "free there" in text and "\n" not in text
+    assert list(tmp_path.iterdir()) == []  # no temporary folder left
+    monkeypatch.undo()
+
+    old = tmp_path / "r.html"
+    old.write_text("the previous report")
+
+    def full(self, data):  # a plain OSError, half-way through
+        with open(self, "wb") as fh:
+            fh.write(data[:10])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_bytes", full)
+    with pytest.raises(GrapeError, match=r"cannot write .*r.html \(it needs about 7 bytes"):
+        io.write_text(old, "new one")
+    monkeypatch.undo()
+    assert old.read_text() == "the previous report"
+    assert [p.name for p in tmp_path.iterdir()] == ["r.html"]
+
+
+def test_9_a_full_disk_during_simulate(tmp_path, capsys, monkeypatch):
+    import errno
+
+    import anndata
+
+    def full(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(anndata.AnnData, "write_h5ad", full)
+    out = tmp_path / "screen"
+    line = one_error(capsys, ["simulate", "--out", str(out), "--genes", "40", "--singles", "5",
+                              "--pairs", "2"])
+    assert line.startswith(f"error: the disk is full: cannot write {out} (it needs about")
+    assert list(tmp_path.iterdir()) == []
