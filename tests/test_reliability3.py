@@ -568,3 +568,111 @@ def test_9_a_full_disk_during_simulate(tmp_path, capsys, monkeypatch):
                               "--pairs", "2"])
     assert line.startswith(f"error: the disk is full: cannot write {out} (it needs about")
     assert list(tmp_path.iterdir()) == []
+
+
+# ----------------------------------------------------------------------------------------
+# 10. every number of a model folder is checked; the manifest has its own checksum
+# ----------------------------------------------------------------------------------------
+def _edit(folder: Path, path: tuple, value, *, sign: bool = True) -> None:
+    from conftest import read_manifest, write_manifest
+
+    manifest = read_manifest(folder)
+    node = manifest
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    write_manifest(folder, manifest, sign=sign)
+
+
+def _predict(capsys, folder, *extra) -> str:
+    return one_error(capsys, ["predict", "--model", str(folder), "--perturbation", "HSPA5",
+                              *extra])
+
+
+@pytest.fixture(scope="module")
+def saved_model(tmp_path_factory):
+    """The bundled Adamson model saved by this version (format 3, with its own checksum)."""
+    from grape_core.bundle import Bundle
+
+    folder = tmp_path_factory.mktemp("v3") / "model"
+    Bundle.load(MODEL).save(folder)
+    return folder
+
+
+def _copy(folder: Path, parent: Path) -> Path:
+    import shutil
+
+    return Path(shutil.copytree(folder, parent / "copy"))
+
+
+@pytest.mark.parametrize("path, value, phrase", [
+    (("uncertainty", "within_interval_top"), "x", "'uncertainty.within_interval_top' must be a "
+                                                  "number between 0 and 1 (or null)"),
+    (("uncertainty", "within_interval_top"), 7.5, "not 7.5"),
+    (("uncertainty", "spearman_std_vs_error"), -3, "between -1 and 1"),
+    (("training", "seconds"), float("nan"), "'training.seconds' is nan, not a finite number"),
+    (("training", "seconds"), -1, "'training.seconds' must be a number >= 0"),
+    (("training", "members", 0, "steps"), -5, "'training.members[0].steps' must be a whole"),
+    (("training", "members", 0, "best_step"), 10**6, "at most its steps"),
+    (("calibration", "rest", "floor"), 1e308, "'calibration.rest.floor' must be finite, "
+                                              "between 0 and 10000"),
+    (("graph", "prior_sources"), [{"name": "mine.csv", "kind": "file", "unknown_genes": "many"}],
+     "'graph.prior_sources[0].unknown_genes' must be a whole number >= 0"),
+    (("metrics", "test", "grape", "pearson_delta"), 4.0, "between -1 and 1"),
+    (("dataset", "cells"), -10, "'dataset.cells' must be a whole number >= 0"),
+])
+def test_10_tampered_manifest_numbers(tmp_path, capsys, path, value, phrase):
+    folder = copy_model(tmp_path)  # format 2: no checksum of its own, every number checked
+    _edit(folder, path, value)
+    assert phrase in _predict(capsys, folder)
+
+
+def test_10_the_manifest_checksum(saved_model, tmp_path, capsys):
+    from conftest import read_manifest
+
+    from grape_core.bundle import FORMAT_VERSION, manifest_digest, verify_bundle
+
+    data = read_manifest(saved_model)
+    assert data["format_version"] == FORMAT_VERSION == 3
+    assert data["manifest_sha256"] == manifest_digest(data)
+    verify_bundle(saved_model)
+    folder = _copy(saved_model, tmp_path)
+    _edit(folder, ("uncertainty", "within_interval_top"), 0.99, sign=False)  # plausible, unsigned
+    assert "manifest.json was edited: its SHA-256 does not match" in _predict(capsys, folder)
+    _edit(folder, ("manifest_sha256",), "0" * 64, sign=False)
+    assert "was edited" in _predict(capsys, folder)
+    data = read_manifest(folder)
+    del data["manifest_sha256"]
+    (folder / "manifest.json").write_text(json.dumps(data))
+    line = _predict(capsys, folder)
+    assert "has no checksum of its manifest" in line and "--unverified" in line
+    assert main(["--quiet", "predict", "--model", str(folder), "--perturbation", "HSPA5",
+                 "--unverified"]) == 0
+    capsys.readouterr()
+
+
+def _edit_table(folder: Path, name: str, change) -> None:
+    import pandas as pd
+    from conftest import rehash
+
+    frame = pd.read_parquet(folder / name)
+    frame = change(frame)
+    frame.to_parquet(folder / name, index=False)
+    rehash(folder)  # every checksum updated, the manifest's own too
+
+
+@pytest.mark.parametrize("name, change, phrase", [
+    ("prior_edges.parquet", lambda f: f.assign(weight=f["weight"].where(f.index > 0)),
+     "prior_edges.parquet: column 'weight' holds 1 non-finite value(s)"),
+    ("prior_edges.parquet", lambda f: f.drop(columns=["source"]),
+     "prior_edges.parquet has no 'source' column"),
+    ("learned_edges.parquet", lambda f: f.assign(weight=float("nan")),
+     "learned_edges.parquet: column 'weight' holds"),
+    ("learned_edges.parquet", lambda f: f.assign(target="NOTAGENE"),
+     "learned_edges.parquet: target \"NOTAGENE\" (row 0) is not a gene of the model"),
+])
+def test_10_tampered_tables_with_their_checksums_updated(saved_model, tmp_path, capsys, name,
+                                                         change, phrase):
+    folder = _copy(saved_model, tmp_path)
+    _edit_table(folder, name, change)
+    assert phrase in _predict(capsys, folder)
