@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 from pathlib import Path
 
@@ -676,3 +677,47 @@ def test_10_tampered_tables_with_their_checksums_updated(saved_model, tmp_path, 
     folder = _copy(saved_model, tmp_path)
     _edit_table(folder, name, change)
     assert phrase in _predict(capsys, folder)
+
+
+# ----------------------------------------------------------------------------------------
+# 11. gene names with <, > or & are escaped once in the report's charts
+# ----------------------------------------------------------------------------------------
+def test_11_report_charts_escape_once(tmp_path, capsys):
+    from conftest import rename_gene, unperturbed_measured_genes
+
+    from explorer import charts
+    from grape_core import load, predict
+
+    pred = predict(load(MODEL), "HSPA5", baselines=False)
+    top = pred.to_frame(top=20)["gene"].tolist()
+    gene = next(g for g in top if g in set(unperturbed_measured_genes(MODEL)))
+    folder = copy_model(tmp_path)
+    odd = "A<B>&C"
+    rename_gene(folder, gene, odd)
+    twice = charts.esc(charts.esc(odd))
+    for perturbation in ("HSPA5", odd):  # the gene in the chart's bars, then in its title
+        report = tmp_path / "r.html"
+        assert main(["--quiet", "predict", "--model", str(folder), "--perturbation",
+                     perturbation, "--report", str(report)]) == 0
+        capsys.readouterr()
+        # the network view is a page of its own in the frame's srcdoc (escaped once more as
+        # an attribute, as it must be): the charts are the rest
+        page = re.sub(r'srcdoc="[^"]*"', "", report.read_text())
+        assert charts.esc(odd) in page  # plotly shows it as typed
+        assert twice not in page and twice.replace("&", "\\u0026") not in page
+    assert "Top 20 predicted shifts: A&lt;B&gt;&amp;C" in page
+
+
+def test_11_safe_figure_is_idempotent():
+    import plotly.graph_objects as go
+
+    from explorer import charts
+    from explorer.report import safe_figure
+
+    fig = go.Figure(go.Bar(x=charts.esc(["A<B", "raw<b>"]), y=[1, 2]))
+    fig.update_xaxes(categoryorder="array", categoryarray=charts.esc(["A<B", "raw<b>"]))
+    out = safe_figure(safe_figure(fig))
+    assert list(out.data[0].x) == ["A&lt;B", "raw&lt;b&gt;"]
+    assert list(out.layout.xaxis.categoryarray) == ["A&lt;B", "raw&lt;b&gt;"]
+    raw = safe_figure(go.Figure(go.Bar(x=["<i>x</i>"], y=[1])))  # unescaped input: escaped once
+    assert list(raw.data[0].x) == ["&lt;i&gt;x&lt;/i&gt;"]
