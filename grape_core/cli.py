@@ -705,7 +705,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--perturbation", action="append", metavar="GENE[+GENE]",
                    help="GENE or GENE_A+GENE_B; repeat it for several")
     p.add_argument("--perturbations", metavar="FILE", help="a text file of perturbations, one "
-                   "GENE or GENE_A+GENE_B per line (# comments; on a CSV line, the first field)")
+                   "GENE or GENE_A+GENE_B per line (# comments); a CSV or TSV table whose "
+                   "header's first column is perturbation or condition also works")
     p.add_argument("--top", type=_at_least_one, default=20,
                    help="genes to show (largest |shift|; 1 or more)")
     p.add_argument("--no-interactions", action="store_true",

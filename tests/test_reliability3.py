@@ -721,3 +721,29 @@ def test_11_safe_figure_is_idempotent():
     assert list(out.layout.xaxis.categoryarray) == ["A&lt;B", "raw&lt;b&gt;"]
     raw = safe_figure(go.Figure(go.Bar(x=["<i>x</i>"], y=[1])))  # unescaped input: escaped once
     assert list(raw.data[0].x) == ["&lt;i&gt;x&lt;/i&gt;"]
+
+
+# ----------------------------------------------------------------------------------------
+# 12. a list line with a comma or a tab is refused with its line number
+# ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("text, phrase", [
+    ("HSPA5\nATF4,DDIT3\n", "list.txt, line 2: 'ATF4,DDIT3' holds a comma"),
+    ("ATF4\tDDIT3\n", "list.txt, line 1: 'ATF4\\tDDIT3' holds a tab"),
+    ("perturbation\nATF4,DDIT3\n", "line 2: 'ATF4,DDIT3' holds a comma"),  # a header alone
+    ("ATF4;DDIT3\n", "list.txt, line 1"),
+])
+def test_12_list_lines_with_other_separators(tmp_path, capsys, text, phrase):
+    listed = tmp_path / "list.txt"
+    listed.write_text(text)
+    line = one_error(capsys, ["predict", "--model", str(MODEL), "--perturbations", str(listed)])
+    assert phrase in line, line
+
+
+def test_12_a_table_with_a_header_reads_its_first_column():
+    from grape_core.predict import parse_perturbations
+
+    listed, where = parse_perturbations("perturbation\tscore\nATF4\t1.5\nATF4+DDIT3\t2\n",
+                                        source="t.tsv")
+    assert listed == ["ATF4", "ATF4+DDIT3"] and where == ["t.tsv, line 2", "t.tsv, line 3"]
+    listed, _ = parse_perturbations('"condition",why\n"HSPA5",control\n')
+    assert listed == ["HSPA5"]
