@@ -422,7 +422,7 @@ class Manifest(_Section):
     created: str = ""
     files: dict[str, str] = field(default_factory=dict)
     """SHA-256 of every file of the folder, by key of :data:`FILES`."""
-    manifest_sha256: str = ""
+    manifest_sha256: str | None = None
     """SHA-256 of this manifest's canonical JSON without this key (:func:`manifest_digest`;
     format 3)."""
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
@@ -889,7 +889,7 @@ class Bundle:
             created=self.manifest.created
             or datetime.now(timezone.utc).isoformat(timespec="seconds"),
             files=files,
-            manifest_sha256="",
+            manifest_sha256=None,
         )
         data = manifest.to_dict()
         data["manifest_sha256"] = manifest_digest(data)
