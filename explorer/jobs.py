@@ -284,8 +284,9 @@ def full_screen_section(sel: Selection) -> None:
     entry = known[dataset]
     size = f"{entry.size / 1e6:,.0f} MB" if entry.size else "size not recorded"
     check = ("checked against its SHA-256" if entry.sha256 else
-             "checked for size only (no checksum recorded)" if entry.size else
-             "not checked (the registry records no checksum for it)")
+             "checked for size, and that it opens as the expected AnnData (no checksum "
+             "recorded)" if entry.size else
+             "checked that it opens as the expected AnnData (no checksum recorded)")
     st.caption(f"{md(entry.description)}. Download: {size} from "
                f"{md(urlparse(entry.url).hostname or entry.url)}, {check}. "
                f"{md(ESTIMATES.get(dataset, ''))}")

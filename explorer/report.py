@@ -8,7 +8,6 @@ it without starting the app.
 
 from __future__ import annotations
 
-import html
 from typing import Any
 
 import numpy as np
@@ -26,9 +25,13 @@ _CONFIG = {"displaylogo": False, "responsive": True,
 
 def _escaped(values: Any) -> Any:
     """Strings in a trace's data escaped for plotly's own markup (``<b>``, ``<a href>``...):
-    a gene named like HTML shows as text. Plotly turns ``&lt;`` back into ``<`` on screen."""
+    a gene named like HTML shows as text. Plotly turns ``&lt;`` back into ``<`` on screen.
+
+    Idempotent: the app's charts already escape their labels (:func:`charts.esc`), and text
+    escaped twice would show ``&lt;`` instead of ``<``; so what :func:`charts.esc` made is
+    unescaped first, and everything is escaped once."""
     if isinstance(values, str):
-        return html.escape(values, quote=False)
+        return charts.esc(charts.unesc(values))
     if isinstance(values, (list, tuple)):
         return type(values)(_escaped(v) for v in values)
     if isinstance(values, np.ndarray) and values.dtype.kind in "OUS":
@@ -77,7 +80,7 @@ def prediction_report_html(model, pred, *, top: int = 20, hops: int = 1, edges: 
 
     from .network_view import network_html
 
-    title = f"Top {top} predicted shifts: {html.escape(pred.label, quote=False)}"
+    title = f"Top {top} predicted shifts: {pred.label}"  # the chart escapes its title
     figures = [Figure(figure_html(charts.shift_chart(pred, top=top, title=title), div_id="shift-chart"),
                       "Bars: the model's predicted shift (blue: coding gene, orange: non-coding), "
                       f"error bars: {charts.error_bar_words(pred)}; grey bars: what the screen "

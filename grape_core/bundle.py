@@ -45,8 +45,9 @@ from .data.conditions import genes_of
 from .data.pseudobulk import PseudoBulk
 from .data.splits import Split
 from .errors import BundleError, GrapeError
-from .io import (check_writable, read_safetensors_numpy, remove_stale, sha256_file, temp_prefix,
-                 write_json, write_safetensors, write_table)
+from .io import (FolderKind, check_output_folder, disk_full, ensure_space, folder_mode,
+                 json_marker, not_ours, read_safetensors_numpy, remove_stale, sha256_file,
+                 temp_prefix, tensor_bytes, write_json, write_safetensors, write_table)
 
 if TYPE_CHECKING:  # torch and the model are imported where used: listing and verifying
     # bundles (the app's first page) must not pay for importing torch
@@ -55,10 +56,14 @@ if TYPE_CHECKING:  # torch and the model are imported where used: listing and ve
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 3
-READS = (2, 3)
-"""Bundle formats this version reads. Format 2 (before the data-driven self-effect and pair
-composition) is read as what it was: its model config gets :data:`LEGACY_MODEL` and its
-members the tensors they lacked, set so that they predict exactly what they did."""
+"""Format 3 adds ``manifest_sha256``: the SHA-256 of the manifest itself (its canonical JSON
+without that key), so an edit of a number in it is caught like an edit of a file; and the
+model's data-driven self-effect, pair composition and floor at zero expression."""
+READABLE_VERSIONS = (2, 3)
+"""Format 2 (no manifest checksum; the model before the data-driven self-effect and pair
+composition) is still read, as what it was: its numbers are checked like every other's, its
+model config gets :data:`LEGACY_MODEL` and its members the tensors they lacked, set so that
+they predict exactly what they did."""
 LEGACY_MODEL = {"signed_self_effect": False, "pair_mixing": False, "nonnegative": False}
 FILES = {
     "manifest": "manifest.json",
@@ -73,6 +78,12 @@ FILES = {
     "metrics": "metrics.csv",
 }
 OPTIONAL_FILES = {"ablations": "ablations.csv", "singles": "singles.safetensors"}
+MODEL_FOLDER = FolderKind(
+    name="model folder", marker=FILES["manifest"],
+    entries=frozenset({*FILES.values(), *OPTIONAL_FILES.values()}),
+    is_ours=json_marker("model_class", "GRAPE"))
+"""What ``--overwrite`` may replace: a model folder of ours holding nothing else (or an
+empty folder); a folder of the user's is never deleted."""
 GRAPH_KEYS = ("text", "dna", "dna_missing", "is_coding", "prior_index", "prior_weight", "measured")
 SINGLES_FLOAT16_ABOVE = 16_000_000
 """Stored single predictions with more values than this are written as float16 (a
@@ -383,7 +394,7 @@ class Manifest(_Section):
     ``versions``, ``files``) are empty on a model that was never saved.
     """
 
-    OPTIONAL = ("metrics", "uncertainty", "calibration", "genes", "created")
+    OPTIONAL = ("metrics", "uncertainty", "calibration", "genes", "created", "manifest_sha256")
     REQUIRED_ON_DISK = ("dataset", "split", "configs", "encoder_args", "model_sizes", "ensemble",
                         "training", "genes", "pseudobulk")
     """Keys every saved manifest has. ``files`` is not among them: a manifest without
@@ -419,6 +430,9 @@ class Manifest(_Section):
     created: str = ""
     files: dict[str, str] = field(default_factory=dict)
     """SHA-256 of every file of the folder, by key of :data:`FILES`."""
+    manifest_sha256: str | None = None
+    """SHA-256 of this manifest's canonical JSON without this key (:func:`manifest_digest`;
+    format 3)."""
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:  # null on disk (strict JSON) is NaN in memory
@@ -430,6 +444,7 @@ class Manifest(_Section):
         if not isinstance(data, dict):
             raise BundleError(f"{source} must hold a JSON object, not {_json_kind(data)}; "
                               "restore the model folder or retrain it")
+        _refuse_non_finite(data, "", source)
         manifest = _section(cls, data, "", source)
         manifest._check(source)
         return manifest
@@ -454,8 +469,12 @@ class Manifest(_Section):
                 raise BundleError(f"{source}: 'genes.nodes' lists {_shown(twice)} twice; {fix}")
         if self.calibration is not None:
             self._check_calibration(self.calibration, source, fix)
+        _check_numbers(self, source, fix)
         if self.pseudobulk:
             meta = _section(PseudoBulkMeta, self.pseudobulk, "pseudobulk", source)
+            if meta.n_control < 0:
+                raise BundleError(f"{source}: manifest key 'pseudobulk.n_control' must be a "
+                                  f"whole number >= 0, not {meta.n_control}; {fix}")
             if self.genes is not None and len(meta.genes) != self.genes.n_measured:
                 raise BundleError(f"{source}: 'pseudobulk.genes' lists {len(meta.genes)} genes but "
                                   f"'genes.n_measured' is {self.genes.n_measured}; {fix}")
@@ -469,8 +488,10 @@ class Manifest(_Section):
                  ("conditions", calibration.conditions, "1 or more", calibration.conditions >= 1)]
         for group in ("largest", "rest"):
             fit = getattr(calibration, group)
-            rules += [(f"{group}.{key}", getattr(fit, key), "finite and 0 or more",
-                       bool(np.isfinite(getattr(fit, key)) and getattr(fit, key) >= 0))
+            rules += [(f"{group}.{key}", getattr(fit, key),
+                       f"finite, between 0 and {CALIBRATION_MAX:g}",
+                       bool(np.isfinite(getattr(fit, key))
+                            and 0 <= getattr(fit, key) <= CALIBRATION_MAX))
                       for key in ("scale", "floor")]
             rules.append((f"{group}.values", fit.values, "1 or more", fit.values >= 1))
         for key, value, wanted, ok in rules:
@@ -507,11 +528,24 @@ class Manifest(_Section):
         if not isinstance(data, dict):
             raise BundleError(f"{file} must hold a JSON object, not {_json_kind(data)}; {fix}")
         version = data.get("format_version")
-        if version not in READS or isinstance(version, bool):
+        if version not in READABLE_VERSIONS or isinstance(version, bool):
             raise BundleError(
-                f"{file.parent} uses bundle format {version!r}, this grape_core reads formats "
-                f"{', '.join(map(str, READS))}; retrain the model with this version"
+                f"{file.parent} uses bundle format {version!r}, this grape_core reads format "
+                f"{' and '.join(map(str, READABLE_VERSIONS))}; retrain the model with this "
+                "version"
             )
+        stated = data.get("manifest_sha256")
+        if stated is not None:
+            if not isinstance(stated, str) or not _SHA256.fullmatch(stated):
+                raise BundleError(f"{file}: manifest key 'manifest_sha256' must be a SHA-256 (64 "
+                                  f"hex digits), not {_shown(stated)}; {fix}")
+            try:
+                digest = manifest_digest(data)
+            except ValueError:  # NaN or infinity in it: reported below, key by key
+                digest = ""
+            if digest and digest != stated:
+                raise BundleError(f"{file} was edited: its SHA-256 does not match its "
+                                  f"'manifest_sha256'; {fix}")
         if version == 2:
             model = data.get("configs", {}).get("model") if isinstance(data.get("configs"), dict) else None
             if isinstance(model, dict):
@@ -528,6 +562,150 @@ class Manifest(_Section):
 
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+CALIBRATION_MAX = 1e4
+"""The largest interval scale and floor a manifest may give: far above any fit (about 10
+and 2 on the bundled models), low enough that every interval stays finite in float32."""
+
+
+def manifest_digest(data: dict[str, Any]) -> str:
+    """SHA-256 of a manifest's canonical JSON (keys sorted, no spaces, strict: ``NaN`` as
+    ``null``), without its ``manifest_sha256`` key.
+
+    Raises
+    ------
+    ValueError
+        The manifest holds an infinity (a literal ``Infinity`` in the file).
+    """
+    import hashlib
+
+    from .io import strict
+
+    body = {k: v for k, v in data.items() if k != "manifest_sha256"}
+    text = json.dumps(strict(body), sort_keys=True, separators=(",", ":"), ensure_ascii=True,
+                      allow_nan=False)
+    return hashlib.sha256(text.encode("ascii")).hexdigest()
+
+
+def _refuse_non_finite(value: Any, key: str, source: str) -> None:
+    """A literal ``NaN`` or ``Infinity`` anywhere in a manifest (the project writes undefined
+    values as ``null``): one line naming the key."""
+    if isinstance(value, float) and not np.isfinite(value):
+        raise BundleError(f"{source}: manifest key {key!r} is {value!r}, not a finite number "
+                          "(undefined values are written null); restore the model folder or "
+                          "retrain it")
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _refuse_non_finite(v, f"{key}.{k}" if key else str(k), source)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _refuse_non_finite(v, f"{key}[{i}]", source)
+
+
+_UNCERTAINTY_RANGES = {
+    "spearman_std_vs_error": (-1.0, 1.0), "within_2_std": (0.0, 1.0),
+    "interval_level": (0.0, 1.0), "within_interval_top": (0.0, 1.0),
+    "within_interval_rest": (0.0, 1.0), "within_interval_de": (0.0, 1.0),
+    "mean_error_top_decile_std": (0.0, np.inf), "mean_error_bottom_decile_std": (0.0, np.inf),
+    "median_interval_half_width_top": (0.0, np.inf), "median_error_top": (0.0, np.inf),
+    "n": (0, np.inf),
+}
+"""What each number of ``manifest.uncertainty`` may be (shares are 0..1: a 7.5 would be
+shown as 750 %); NaN (``null``) is allowed: undefined."""
+
+
+def _metric_range(name: str) -> tuple[float, float]:
+    """The range of a held-out metric, by its name (GEARS names)."""
+    if name.startswith("n_"):
+        return 0.0, np.inf
+    if name.startswith(("pearson", "spearman")):
+        return -1.0, 1.0
+    if name.startswith("frac"):
+        return 0.0, 1.0
+    if name.startswith(("mse", "rmse", "mae")):
+        return 0.0, np.inf
+    return -np.inf, np.inf
+
+
+def _check_numbers(manifest: "Manifest", source: str, fix: str) -> None:
+    """Every number of a manifest that the app and the CLI show or compute with, in its
+    range (counts >= 0, seconds finite >= 0, shares in 0..1, correlations in -1..1), and the
+    records of the priors of the right types; one :class:`BundleError` naming the key."""
+
+    def bad(key: str, value: Any, wanted: str) -> BundleError:
+        return BundleError(f"{source}: manifest key {key!r} must be {wanted}, not "
+                           f"{_shown(value)}; {fix}")
+
+    def number(key: str, value: Any, low: float, high: float = np.inf, *,
+               nan: bool = False, whole: bool = False) -> None:
+        ok_type = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if whole:
+            ok_type = ok_type and isinstance(value, int)
+        if ok_type and nan and isinstance(value, float) and np.isnan(value):
+            return
+        if not ok_type or not np.isfinite(value) or not low <= value <= high:
+            kind = "a whole number" if whole else "a number"
+            span = (f">= {low:g}" if high == np.inf else f"between {low:g} and {high:g}")
+            raise bad(key, value, f"{kind} {span}" + (" (or null)" if nan else ""))
+
+    t = manifest.training
+    number("training.seconds", t.seconds, 0.0)
+    for name in ("total_seconds", "singles_seconds", "evaluation_seconds"):
+        if getattr(t, name) is not None:
+            number(f"training.{name}", getattr(t, name), 0.0)
+    number("ensemble", manifest.ensemble, 1, whole=True)
+    if t.members and len(t.members) != manifest.ensemble:
+        raise bad("training.members", f"{len(t.members)} members",
+                  f"one record per member ({manifest.ensemble})")
+    for i, m in enumerate(t.members):
+        for name in ("seed", "best_step", "steps"):
+            number(f"training.members[{i}].{name}", getattr(m, name), 0, whole=True)
+        if m.refit_steps is not None:
+            number(f"training.members[{i}].refit_steps", m.refit_steps, 0, whole=True)
+        if m.best_step > m.steps:
+            raise bad(f"training.members[{i}].best_step", m.best_step,
+                      f"at most its steps ({m.steps})")
+    for name in ("cells", "genes", "conditions"):
+        number(f"dataset.{name}", getattr(manifest.dataset, name), 0, whole=True)
+    for name in ("train", "val", "test"):
+        number(f"split.{name}", getattr(manifest.split, name), 0, whole=True)
+    for name, value in manifest.model_sizes.items():
+        number(f"model_sizes.{name}", value, 0, whole=True)
+    g = manifest.graph
+    for name in ("prior_edges", "learned_edges", "learned_in_prior"):
+        number(f"graph.{name}", getattr(g, name), 0, whole=True)
+    if g.learned_in_prior > g.learned_edges:
+        raise bad("graph.learned_in_prior", g.learned_in_prior,
+                  f"at most the learned edges ({g.learned_edges})")
+    for i, record in enumerate(g.prior_sources):
+        where = f"graph.prior_sources[{i}]"
+        if not isinstance(record.get("name"), str) or not isinstance(record.get("kind"), str):
+            raise bad(where, record, "an object with a name and a kind (strings)")
+        for name in ("edges", "dropped_edges", "unknown_genes"):
+            if name in record:
+                number(f"{where}.{name}", record[name], 0, whole=True)
+        examples = record.get("unknown_examples", [])
+        if not isinstance(examples, list) or not all(isinstance(e, str) for e in examples):
+            raise bad(f"{where}.unknown_examples", examples, "a list of gene names")
+        if "sha256" in record and not (isinstance(record["sha256"], str)
+                                       and _SHA256.fullmatch(record["sha256"])):
+            raise bad(f"{where}.sha256", record["sha256"], "a SHA-256 (64 hex digits)")
+    for name, value in manifest.uncertainty.items():
+        if name in _UNCERTAINTY_RANGES:
+            low, high = _UNCERTAINTY_RANGES[name]
+            number(f"uncertainty.{name}", value, low, high, nan=True, whole=name == "n")
+        elif not isinstance(value, str):
+            number(f"uncertainty.{name}", value, -np.inf, np.inf, nan=True)
+    if manifest.metrics is not None:
+        for model, values in manifest.metrics.test.items():
+            for name, value in values.items():
+                low, high = _metric_range(name)
+                number(f"metrics.test.{model}.{name}", value, low, high, nan=True)
+        for model, groups in manifest.metrics.subgroups.items():
+            for group, values in groups.items():
+                for name, value in values.items():
+                    low, high = _metric_range(name)
+                    number(f"metrics.subgroups.{model}.{group}.{name}", value, low, high,
+                           nan=True)
 
 
 def _nan_for_null(value: Any) -> Any:
@@ -653,19 +831,37 @@ class Bundle:
             ``path`` cannot be written (a parent is a file, a read-only folder).
         """
         path = Path(path)
-        if os.path.lexists(path) and not overwrite:
-            raise BundleError(f"{path} already exists; pass overwrite=True (--overwrite) to replace it")
-        check_writable(path, what="model folder")
+        fix = "choose another folder"
+        try:
+            check_output_folder(path, kind=MODEL_FOLDER, overwrite=overwrite,
+                                what="model folder", hint=fix)
+        except GrapeError as exc:
+            raise BundleError(str(exc)) from exc
+        needed = self._bytes()
+        ensure_space(path, needed, what="model folder", hint=f"free some space or {fix}")
         path.parent.mkdir(parents=True, exist_ok=True)
         remove_stale(path)
-        tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=temp_prefix(path), suffix=".tmp"))
+        with disk_full(path, needed, hint=f"free some space or {fix}"):
+            tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=temp_prefix(path), suffix=".tmp"))
         try:
-            os.chmod(tmp, 0o777 & ~_umask())  # a model folder, not a private one
-            self._write(tmp)
+            os.chmod(tmp, folder_mode())  # a model folder, not a private one
+            with disk_full(path, needed, hint=f"free some space or {fix}"):
+                self._write(tmp)
             _install(tmp, path, overwrite=overwrite)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         return path
+
+    def _bytes(self) -> int:
+        """About how many bytes the folder takes (its tensors; tables are small)."""
+        total = sum(tensor_bytes(v) for m in self.members for v in m.state_dict().values())
+        total += sum(tensor_bytes(getattr(self.graph, k)) for k in GRAPH_KEYS)
+        total += tensor_bytes(np.asarray(self.fused))
+        total += tensor_bytes(np.asarray(self.pseudobulk.means)) * 2
+        if self.singles is not None:
+            size = int(np.asarray(self.singles).size)
+            total += size * (2 if size > SINGLES_FLOAT16_ABOVE else 4)
+        return total
 
     def _write(self, folder: Path) -> None:
         import torch
@@ -706,8 +902,11 @@ class Bundle:
             created=self.manifest.created
             or datetime.now(timezone.utc).isoformat(timespec="seconds"),
             files=files,
+            manifest_sha256=None,
         )
-        write_json(folder / FILES["manifest"], manifest.to_dict())
+        data = manifest.to_dict()
+        data["manifest_sha256"] = manifest_digest(data)
+        write_json(folder / FILES["manifest"], data)
 
     # ------------------------------------------------------------------ load
     @classmethod
@@ -772,23 +971,22 @@ class Bundle:
         singles = (check.singles(read_safetensors_numpy(stored), manifest) if stored.is_file()
                    else None)
         ablations = path / OPTIONAL_FILES["ablations"]
+        nodes = set(genes)
+        prior = check.edges(pd.read_parquet(path / FILES["prior"]), FILES["prior"], nodes)
+        learned = check.edges(pd.read_parquet(path / FILES["learned"]), FILES["learned"], nodes,
+                              extra={"in_prior": "bool"})
+        history = check.numbers(pd.read_csv(path / FILES["history"]), FILES["history"])
+        metrics = check.numbers(pd.read_csv(path / FILES["metrics"], dtype={"condition": str}),
+                                FILES["metrics"])
         return cls(
             manifest=manifest, members=members, graph=graph, genes=genes, table=table,
             pseudobulk=pb, split=Split.load(path / FILES["split"]),
-            prior_edges=pd.read_parquet(path / FILES["prior"]),
-            learned_edges=pd.read_parquet(path / FILES["learned"]),
-            history=pd.read_csv(path / FILES["history"]),
-            metrics=pd.read_csv(path / FILES["metrics"], dtype={"condition": str}),
+            prior_edges=prior, learned_edges=learned, history=history, metrics=metrics,
             fused=graph_t["fused"].numpy(), singles=singles, path=path,
-            ablations=(pd.read_csv(ablations, index_col="variant") if ablations.is_file()
-                       else None),
+            ablations=(check.numbers(pd.read_csv(ablations, index_col="variant"),
+                                     OPTIONAL_FILES["ablations"])
+                       if ablations.is_file() else None),
         )
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 _TAKEN = (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR, errno.EISDIR)
@@ -809,6 +1007,14 @@ def _install(tmp: Path, path: Path, *, overwrite: bool) -> None:
         if not overwrite:
             raise BundleError(f"{path} already exists (written meanwhile by another run); pass "
                               "overwrite=True (--overwrite) to replace it")
+        if os.path.islink(path) or (os.path.lexists(path) and not os.path.isdir(path)):
+            raise BundleError(f"{path} became a link or a file while the model was written; it "
+                              "is left as it is: choose another folder")
+        reason = not_ours(path, MODEL_FOLDER) if os.path.isdir(path) else None
+        if reason:
+            raise BundleError(f"{path} {reason} (it changed while the model was written); "
+                              "refusing to replace it: move your files out, or choose another "
+                              "folder")
         aside = Path(tempfile.mkdtemp(dir=path.parent, prefix=temp_prefix(path), suffix=".old"))
         try:
             os.rename(path, aside / path.name)
@@ -875,6 +1081,46 @@ class _Checker:
             bad = lo if lo < low else hi
             self.fail(f"{file}: tensor {prefix + name!r} holds index {bad}, outside "
                       f"{low}..{bound - 1}")
+
+    # -------------------------------------------------------------- tables
+    def edges(self, frame: pd.DataFrame, file: str, genes: set[str], *,
+              extra: dict[str, str] | None = None) -> pd.DataFrame:
+        """An edge table: ``source``, ``target`` (genes of the model), a finite numeric
+        ``weight``, a ``relation`` (and ``extra`` columns of the given kind)."""
+        columns = {"source": "gene", "target": "gene", "weight": "number",
+                   "relation": "text", **(extra or {})}
+        for name, kind in columns.items():
+            if name not in frame.columns:
+                self.fail(f"{file} has no {name!r} column")
+            values = frame[name]
+            if kind == "gene":
+                unknown = ~values.isin(genes)
+                if unknown.any():
+                    self.fail(f"{file}: {name} {_shown(values[unknown].iloc[0])} (row "
+                              f"{int(np.flatnonzero(unknown.to_numpy())[0])}) is not a gene of "
+                              "the model")
+            elif kind == "number":
+                if not pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
+                    self.fail(f"{file}: column {name!r} is not numeric ({values.dtype})")
+                bad = ~np.isfinite(values.to_numpy(dtype=np.float64))
+                if bad.any():
+                    self.fail(f"{file}: column {name!r} holds {int(bad.sum())} non-finite "
+                              "value(s) (NaN or infinite)")
+            elif kind == "bool":
+                if not pd.api.types.is_bool_dtype(values):
+                    self.fail(f"{file}: column {name!r} is not true/false ({values.dtype})")
+            elif not all(isinstance(v, str) for v in values.tolist()):
+                self.fail(f"{file}: column {name!r} holds values that are not text")
+        return frame
+
+    def numbers(self, frame: pd.DataFrame, file: str) -> pd.DataFrame:
+        """A table of results: its numeric columns hold no infinity (NaN: undefined)."""
+        for name in frame.columns:
+            values = frame[name]
+            if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+                if np.isinf(values.to_numpy(dtype=np.float64)).any():
+                    self.fail(f"{file}: column {name!r} holds an infinite value")
+        return frame
 
     # -------------------------------------------------------------- the three tensor files
     def pseudobulk(self, arrays: dict[str, np.ndarray], manifest: Manifest) -> PseudoBulk:
@@ -959,9 +1205,9 @@ class _Checker:
         for i in range(n):
             model = _fresh_member(self, manifest, graph, pb)
             state = states.get(i, {})
-            if manifest.format_version == 2:
-                state = _legacy_state(state)
             expected = model.state_dict()
+            if manifest.format_version == 2:
+                state = _legacy_state(state, expected)
             unknown = sorted(set(state) - set(expected))
             if unknown:
                 self.fail(f"{file} holds tensor 'member{i}.{unknown[0]}', which the manifest's "
@@ -976,23 +1222,24 @@ class _Checker:
         return members
 
 
-def _legacy_state(state: dict[str, Any]) -> dict[str, Any]:
+def _legacy_state(state: dict[str, Any], expected: dict[str, Any]) -> dict[str, Any]:
     """A format-2 member's tensors, with those format 3 added set to what the member computed:
     its own self-effect whatever its sign (``self_known``, ``self_scale`` 1), and a pair as
     the sum of its measured singles plus the predicted interaction (``pair_mix`` 1, 1, 1, 0;
-    every measured single holding one single's dose of the shared response)."""
+    every measured single holding one single's dose of the shared response). Shapes come
+    from the fresh model (``expected``), never from the file."""
     import torch
 
-    if "known_shift" not in state or "shared_amplitude" not in state:
+    if "shared_amplitude" not in state:
         return state  # the checks that follow name what is missing
     state = dict(state)
-    dose = torch.as_tensor(state["shared_amplitude"])[0]
-    n_known = torch.as_tensor(state["known_shift"]).shape[0]
-    state.setdefault("self_scale", torch.ones(()))
-    state.setdefault("self_known", torch.ones((), dtype=torch.bool))
-    state.setdefault("known_dose", torch.full((n_known,), float(dose)))
-    state.setdefault("pair_mix", torch.tensor([1.0, 1.0, 1.0, 0.0]))
-    state.setdefault("pair_fitted", torch.zeros((), dtype=torch.bool))
+    dose = float(torch.as_tensor(state["shared_amplitude"]).reshape(-1)[0])
+    fill = {"self_scale": 1.0, "self_known": True, "known_dose": dose, "pair_fitted": False}
+    for name, value in fill.items():
+        if name not in state and name in expected:
+            state[name] = torch.full_like(expected[name], value)
+    if "pair_mix" not in state and "pair_mix" in expected:
+        state["pair_mix"] = torch.tensor([1.0, 1.0, 1.0, 0.0])
     return state
 
 
@@ -1065,6 +1312,8 @@ def verify_bundle(path: str | Path, *, unverified: bool = False) -> Manifest:
     fix = "restore the model folder or retrain it"
     files = manifest.files
     unchecked = []
+    if manifest.format_version >= 3 and not manifest.manifest_sha256:
+        unchecked.append(FILES["manifest"])  # format 3 states its own checksum
     for key, name in {**FILES, **OPTIONAL_FILES}.items():
         if key == "manifest":
             continue
@@ -1094,6 +1343,8 @@ def verify_bundle(path: str | Path, *, unverified: bool = False) -> Manifest:
     if unchecked and not unverified:
         what = ("has no checksums (manifest key 'files' is missing or empty)" if not files else
                 f"has no checksum for {', '.join(unchecked)} in its manifest")
+        if unchecked == [FILES["manifest"]]:
+            what = "has no checksum of its manifest (manifest key 'manifest_sha256')"
         raise BundleError(f"model {path.name!r} {what}, so its files cannot be verified; "
                           f"{fix}, or load it unverified (--unverified; Python: "
                           "load(..., unverified=True))")

@@ -77,12 +77,33 @@ def _load(args):
     return model
 
 
-def _writable(path: str | None, flag: str) -> None:
-    """Fail before the work when the output ``path`` of ``flag`` cannot be written."""
-    if path:
-        from .io import check_writable
+def _inputs(args) -> list[tuple[str, str]]:
+    """The files and folders the command reads, as ``(flag, path)``: no output may be one of
+    them or lie inside one."""
+    found = []
+    for name in ("model", "data", "split_file", "perturbations", "signature", "conditions",
+                 "config"):
+        value = getattr(args, name, None)
+        if value:
+            found.append((f"--{name.replace('_', '-')}", value))
+    found += [("--prior", p) for p in (getattr(args, "prior", None) or [])]
+    return found
 
-        check_writable(path, what=f"{flag}", hint=f"choose another {flag}")
+
+def _outputs(args, *flags: str, folder: tuple[str, str] | None = None) -> None:
+    """Check every output file of the command (the options ``flags``, e.g. ``"--json"``)
+    before any work: not a link, a device, a FIFO or a folder, not an input of the command
+    nor inside one, not another output of the run (nor inside the output ``folder``,
+    ``(flag, path)``, which the command replaces), in a folder that can be written."""
+    from .io import check_output
+
+    given = [(flag, getattr(args, flag[2:].replace("-", "_"), None)) for flag in flags]
+    given = [(flag, path) for flag, path in given if path]
+    inputs = _inputs(args)
+    for i, (flag, path) in enumerate(given):
+        others = given[:i] + ([folder] if folder else [])
+        check_output(path, what=flag, hint=f"choose another {flag}", inputs=inputs,
+                     others=others)
 
 
 def _add_data_options(p: argparse.ArgumentParser, *, required: bool = True) -> None:
@@ -135,7 +156,7 @@ def _emit_json(data, out: str | None) -> None:
     from .io import to_json, write_json
 
     if out:
-        write_json(out, data)
+        write_json(out, data, what="the JSON output")
         print(f"wrote {out}", file=sys.stderr)
     else:
         sys.stdout.write(to_json(data))
@@ -182,7 +203,7 @@ def cmd_split(args) -> int:
     from .config import SplitConfig
     from .data.splits import make_split, read_conditions
 
-    _writable(args.out, "--out")
+    _outputs(args, "--out")
     conditions = read_conditions(args.conditions)
     split = make_split(conditions, SplitConfig(name=args.split, seed=args.seed,
                                                train_gene_set_size=args.train_gene_set_size))
@@ -200,7 +221,7 @@ def cmd_benchmark(args) -> int:
     from .knowledge.graphs import resolve_priors
     from .model.inputs import named_edges
 
-    _writable(args.json, "--json")
+    _outputs(args, "--json")
     adata = _read(args)
     pb = pseudobulk(adata, progress=_progress(args))
     split = _split_for(args, pb.conditions)
@@ -226,12 +247,20 @@ def cmd_genes(args) -> int:
     from .knowledge.genes import format_coverage
     from .knowledge.graphs import format_graph_stats
 
+    from .io import check_output_folder
+    from .knowledge.build import KNOWLEDGE_FOLDER
+
     out = Path(args.out)
     if (out / "knowledge.json").exists() and not args.overwrite:
         raise GrapeError(f"{out} already holds gene knowledge; pass --overwrite or choose "
                          "another --out folder")
-    _writable(str(out / "knowledge.json"), "--out")
-    _writable(args.json, "--json")
+    try:  # an empty folder made for it is used as it is
+        empty = out.is_dir() and not out.is_symlink() and not any(out.iterdir())
+    except OSError:
+        empty = False
+    check_output_folder(out, kind=KNOWLEDGE_FOLDER, overwrite=args.overwrite or empty,
+                        inputs=_inputs(args))
+    _outputs(args, "--json", folder=("--out", args.out))
     paths = Paths.from_env()
     for field_name, value in (("gene_sources", args.gene_sources), ("text_model", args.text_model),
                               ("dna_model", args.dna_model)):
@@ -293,12 +322,13 @@ def _configs(args):
 def cmd_train(args) -> int:
     from contextlib import nullcontext
 
-    from .io import check_writable, reserve
+    from .bundle import MODEL_FOLDER
+    from .io import check_output_folder, reserve
 
     out = Path(args.out)
-    if os.path.lexists(out) and not args.overwrite:
-        raise GrapeError(f"{out} already exists; pass --overwrite or choose another --out")
-    check_writable(out, what="model folder", hint="choose another --out")  # before the work
+    # before the work: a folder of the user's is never replaced, an input never overwritten
+    check_output_folder(out, kind=MODEL_FOLDER, overwrite=args.overwrite, what="--out",
+                        inputs=_inputs(args))
     from .devices import resolve_device
 
     resolve_device(args.device)  # a device this machine lacks: one line, before any work
@@ -354,7 +384,7 @@ def cmd_evaluate(args) -> int:
     from .data.pseudobulk import pseudobulk
     from .predict import evaluate
 
-    _writable(args.json, "--json")
+    _outputs(args, "--json")
     model = _load(args)
     bundle = model.bundle
     adata = _read(args) if args.data else None
@@ -412,8 +442,7 @@ def cmd_predict(args) -> int:
     if args.report and listed:
         raise GrapeError("--report writes one perturbation's report; give one --perturbation, "
                          "or write a list's predictions with --h5ad or --json")
-    _writable(args.json, "--json")
-    _writable(args.h5ad, "--h5ad")
+    _outputs(args, "--report", "--h5ad", "--json")
     model = _load(args)
     preds = predict_many(model, perturbations, where=where if listed else None,
                          baselines=bool(args.report), interactions=not args.no_interactions,
@@ -425,13 +454,14 @@ def cmd_predict(args) -> int:
     if args.h5ad:
         from .export import to_anndata, write_h5ad
 
-        write_h5ad(to_anndata(preds), args.h5ad)
+        write_h5ad(to_anndata(preds), args.h5ad, what="--h5ad")
         print(f"wrote {args.h5ad}", file=sys.stderr)
     if args.report:
         from .io import write_text
 
         write_text(args.report, _report_maker("prediction_report_html")(model, preds[0],
-                                                                         command=_command(args)))
+                                                                         command=_command(args)),
+                   what="--report")
         print(f"wrote {args.report}", file=sys.stderr)
     if args.json:
         data = ({"model": model.name, "predictions": [p.to_dict(top=args.top) for p in preds]}
@@ -464,7 +494,7 @@ def cmd_screen(args) -> int:
 
     if bool(args.target) == bool(args.signature):
         raise GrapeError("give target genes with --target GENE[,GENE...] or a --signature file (not both)")
-    _writable(args.json, "--json")
+    _outputs(args, "--report", "--json")
     targets = read_signature(args.signature) if args.signature else \
         [t.strip() for t in args.target.split(",") if t.strip()]
     model = _load(args)
@@ -489,7 +519,8 @@ def cmd_screen(args) -> int:
 
         maker = _report_maker("screen_report_html")
         check = _report_maker("check_or_none")(model)
-        write_text(args.report, maker(model, result, check=check, command=_command(args)))
+        write_text(args.report, maker(model, result, check=check, command=_command(args)),
+                   what="--report")
         print(f"wrote {args.report}", file=sys.stderr)
     shown_targets = ", ".join(result.targets[:8])
     if len(result.targets) > 8:
@@ -518,22 +549,29 @@ def cmd_simulate(args) -> int:
 
     from .simulate import SimulationConfig, format_summary, simulate
 
+    from .io import check_output_folder, read_text_file
+    from .simulate import SCREEN_FOLDER
+
     out = Path(args.out)
-    if out.exists() and not args.overwrite:  # checked before the work
-        raise GrapeError(f"{out} already exists; pass --overwrite or choose another --out")
-    _writable(args.out, "--out")
+    # checked before the work: only a previous screen (or an empty folder) is replaced
+    check_output_folder(out, kind=SCREEN_FOLDER, overwrite=args.overwrite, what="--out",
+                        inputs=_inputs(args))
     config = SimulationConfig()
     if args.kind:
         config = SimulationConfig(**FAMILY[args.kind])
     if args.config:
+        fix = "give a JSON file of settings or a screen's simulation.json"
+        text = read_text_file(args.config, what="--config", fix=fix)
         try:
-            data = json.loads(Path(args.config).read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise GrapeError(f"cannot read --config {args.config} ({exc}); give a JSON file "
-                             "of settings or a screen's simulation.json") from exc
+            data = json.loads(text)
+        except (json.JSONDecodeError, RecursionError) as exc:
+            reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+            raise GrapeError(f"cannot read --config {args.config} (not JSON: {reason}); "
+                             f"{fix}") from exc
+        data = data.get("config", data) if isinstance(data, dict) else data
         if not isinstance(data, dict):
             raise GrapeError(f"--config {args.config} must hold a JSON object of settings")
-        config = SimulationConfig.from_dict(data.get("config", data))
+        config = SimulationConfig.from_dict(data)
     changes = {
         "seed": args.seed, "n_genes": args.genes, "noncoding_fraction": args.noncoding,
         "n_singles": args.singles, "n_pairs": args.pairs, "cells_per_condition": args.cells,
@@ -556,6 +594,12 @@ def cmd_simulate(args) -> int:
         text = getattr(args, flag[2:])
         changes[name] = _numbers(text, flag, count, kind) if text is not None else None
     config = config.replace(**{k: v for k, v in changes.items() if v is not None})
+    from .io import ensure_space
+    from .simulate import check_memory
+
+    check_memory(config)  # before any work: memory, then the disk for the folder
+    ensure_space(out, config.disk_bytes(), what="the screen folder",
+                 hint="free some space or choose another --out")
     screen = simulate(config, progress=_progress(args))
     screen.write(out, overwrite=args.overwrite)
     print(format_summary(screen))
@@ -667,7 +711,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--perturbation", action="append", metavar="GENE[+GENE]",
                    help="GENE or GENE_A+GENE_B; repeat it for several")
     p.add_argument("--perturbations", metavar="FILE", help="a text file of perturbations, one "
-                   "GENE or GENE_A+GENE_B per line (# comments; on a CSV line, the first field)")
+                   "GENE or GENE_A+GENE_B per line (# comments); a CSV or TSV table whose "
+                   "header's first column is perturbation or condition also works")
     p.add_argument("--top", type=_at_least_one, default=20,
                    help="genes to show (largest |shift|; 1 or more)")
     p.add_argument("--no-interactions", action="store_true",

@@ -136,11 +136,13 @@ def to_anndata(predictions: "Prediction | Sequence[Prediction]") -> anndata.AnnD
     return adata
 
 
-def write_h5ad(adata: anndata.AnnData, path) -> None:
-    """Write ``adata`` atomically (a temporary file renamed into place)."""
-    from .io import atomic_path
+def write_h5ad(adata: anndata.AnnData, path, *, what: str = "the AnnData file") -> None:
+    """Write ``adata`` atomically (a temporary file renamed into place; see
+    :func:`grape_core.io.atomic_path`: never over a link, a device or a FIFO)."""
+    from .io import atomic_path, tensor_bytes
 
-    with atomic_path(path) as tmp:
+    needed = tensor_bytes(adata.X) + sum(tensor_bytes(v) for v in adata.layers.values())
+    with atomic_path(path, needed=needed or None, what=what) as tmp:
         adata.write_h5ad(tmp)
 
 

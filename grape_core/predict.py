@@ -617,10 +617,16 @@ def read_perturbations(path: str | Path) -> tuple[list[str], list[str]]:
     return parse_perturbations(text, source=str(path))
 
 
+_HEADERS = frozenset({"perturbation", "condition"})
+_SEPARATORS = ((",", "comma"), ("\t", "tab"))
+
+
 def parse_perturbations(text: str, *, source: str = "") -> tuple[list[str], list[str]]:
-    """Perturbations listed one per line, ``GENE`` or ``GENE_A+GENE_B`` (blank lines, what
-    follows a ``#`` and a header ``perturbation`` or ``condition`` skipped; on a line with
-    commas or tabs, the first field: a CSV of conditions works).
+    """Perturbations listed one per line, ``GENE`` or ``GENE_A+GENE_B`` (blank lines and what
+    follows a ``#`` skipped). A table (CSV or TSV) works when its header's first column is
+    ``perturbation`` or ``condition``: then each line's first field is read. Without such a
+    header, a line with a comma or a tab is refused (``A,B`` is not the pair ``A+B``, nor
+    the single ``A``).
 
     Returns
     -------
@@ -631,15 +637,38 @@ def parse_perturbations(text: str, *, source: str = "") -> tuple[list[str], list
     Raises
     ------
     GrapeError
-        No perturbation is listed.
+        No perturbation is listed, or a line holds a separator other than ``+`` (with its
+        line number).
     """
+    from .errors import echo
+
     perturbations, where = [], []
-    for n, line in enumerate(text.splitlines(), 1):
-        line = line.split("#")[0].split("\t")[0].split(",")[0].strip().strip('"')
-        if not line or (not perturbations and line.lower() in {"perturbation", "condition"}):
+    table: str | None = None  # the separator of a table with a header; "" for a header alone
+    for n, raw in enumerate(text.splitlines(), 1):
+        line = raw.split("#")[0].strip()
+        if not line:
+            continue
+        at = f"{source}, line {n}" if source else f"line {n}"
+        if not perturbations and table is None:
+            cut = min([i for i in (line.find(","), line.find("\t")) if i >= 0], default=-1)
+            first = line if cut < 0 else line[:cut]
+            if first.strip().strip('"').strip().lower() in _HEADERS:
+                table = "" if cut < 0 else line[cut]
+                continue
+        if table:
+            line = line.split(table)[0]
+        else:
+            for sep, word in _SEPARATORS:
+                if sep in line:
+                    raise GrapeError(
+                        f"{at}: {echo(line)} holds a {word}; give one perturbation per line, "
+                        "a pair as GENE_A+GENE_B (for a table, start it with a header whose "
+                        "first column is perturbation)")
+        line = line.strip().strip('"').strip()
+        if not line:
             continue
         perturbations.append(line)
-        where.append(f"{source}, line {n}" if source else f"line {n}")
+        where.append(at)
     if not perturbations:
         listed = f"perturbation list {source}" if source else "the list"
         raise GrapeError(f"{listed} names no perturbation; give one GENE or GENE_A+GENE_B per "

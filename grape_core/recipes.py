@@ -130,7 +130,7 @@ def train_public(
     >>> from grape_core.recipes import train_public
     >>> folder = train_public("adamson", on_progress=print)  # doctest: +SKIP
     """
-    from .data.datasets import fetch, registry
+    from .data.datasets import cache_hint, fetch, registry
     from .data.pseudobulk import pseudobulk
     from .data.read import read_perturbseq
     from .data.splits import make_split
@@ -167,7 +167,8 @@ def train_public(
     path = fetch(dataset, data_dir=data_dir, progress=False, on_progress=downloaded, stop=stop)
     check_stop("the run")
     report("read", 0.0, f"Reading and checking the {dataset} screen")
-    adata = read_perturbseq(path)
+    with cache_hint(dataset, path):  # a bad cached file: which one to delete
+        adata = read_perturbseq(path)
     pb = pseudobulk(adata)
     split = make_split(pb.conditions)
     check_stop("the run")

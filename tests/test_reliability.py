@@ -305,7 +305,7 @@ def test_row1_files_list_and_folders_instead_of_files(tmp_path, capsys):
     (("pseudobulk", "n_control"), "80", "manifest key 'pseudobulk.n_control' must be an integer"),
     (("genes", "n_nodes"), 7, "'genes.n_nodes' is 7 but 'genes.nodes' lists 160 genes"),
     (("calibration", "level"), 1.5, "'calibration.level' must be between 0 and 1 (excluded), not 1.5"),
-    (("calibration", "rest", "scale"), -2, "'calibration.rest.scale' must be finite and 0 or more"),
+    (("calibration", "rest", "scale"), -2, "'calibration.rest.scale' must be finite, between 0 and 10000"),
 ])
 def test_row2_manifest_values_of_the_wrong_type(tmp_path, capsys, path, value, phrase):
     folder = copy_model(tmp_path)

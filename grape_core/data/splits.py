@@ -83,11 +83,10 @@ class Split:
     @classmethod
     def load(cls, path: str | Path) -> "Split":
         path = Path(path)
+        text = _read(path, "split file", "give a split JSON (ours or GEARS')")
         try:
-            data = json.loads(path.read_text())
-        except FileNotFoundError as exc:
-            raise SplitError(f"split file not found: {path}") from exc
-        except json.JSONDecodeError as exc:
+            data = json.loads(text)
+        except (json.JSONDecodeError, RecursionError) as exc:
             raise SplitError(f"split file {path} is not valid JSON ({exc})") from exc
         if isinstance(data, dict) and "split" in data and isinstance(data["split"], dict):
             data = data["split"]
@@ -287,20 +286,33 @@ def make_split(conditions: Iterable[str], config: SplitConfig | None = None) -> 
     raise SplitError(f"unknown split {config.name!r}; choose 'simulation' or 'grape'")
 
 
+def _read(path: Path, what: str, fix: str) -> str:
+    """A text file the user gives (:func:`grape_core.io.read_text_file`: a FIFO, a device,
+    a binary file or a huge file is one line), as a :class:`SplitError`."""
+    from ..errors import GrapeError
+    from ..io import read_text_file
+
+    try:
+        return read_text_file(path, what=what, fix=fix)
+    except GrapeError as exc:
+        raise SplitError(str(exc)) from exc
+
+
 def read_conditions(path: str | Path) -> list[str]:
     """Conditions from a file: one per line, or a JSON list (or a GEARS split dict)."""
     path = Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError as exc:
-        raise SplitError(f"conditions file not found: {path}") from exc
+    text = _read(path, "conditions file", "give one condition per line, or a JSON list")
     stripped = text.lstrip()
     if stripped.startswith(("[", "{")):
         try:
             data = json.loads(text)
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, RecursionError) as exc:
             raise SplitError(f"{path} starts like JSON but cannot be parsed ({exc})") from exc
         if isinstance(data, dict):
-            data = [c for k in ("train", "val", "test") for c in data.get(k, [])]
-        return [str(c) for c in data]
+            data = [c for k in ("train", "val", "test") for c in (data.get(k) or [])
+                    if isinstance(data.get(k), list)]
+        if not isinstance(data, list) or not all(isinstance(c, str) for c in data):
+            raise SplitError(f"{path} must hold a JSON list of conditions (strings) or a GEARS "
+                             "split object")
+        return data
     return [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]

@@ -38,12 +38,18 @@ from ..config import FeatureConfig, GraphConfig, Paths
 from ..data.backed import control_cells, sample_rows
 from ..io import sha256_file
 from ..errors import BundleError, GrapeError
-from ..io import read_safetensors_numpy, write_bytes, write_json, write_safetensors, write_table
+from ..io import (FolderKind, folder_mode, json_marker, not_ours, read_safetensors_numpy,
+                  write_bytes, write_json, write_safetensors, write_table)
 
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 _FILES = ("genes.csv", "sequences.fa.gz", "features.safetensors", "encoder.safetensors")
+KNOWLEDGE_FOLDER = FolderKind(name="gene-knowledge folder", marker="knowledge.json",
+                              entries=frozenset({*_FILES, "priors", "knowledge.json"}),
+                              is_ours=json_marker("kind", "grape_gene_knowledge"))
+"""What ``genes --overwrite`` may write over: gene knowledge holding nothing else, or an
+empty folder (the files of a folder of the user's are never replaced)."""
 
 
 @dataclass
@@ -190,6 +196,13 @@ class GeneKnowledge:
         if (root / "knowledge.json").exists() and not overwrite:
             raise GrapeError(f"{root} already holds gene knowledge; pass overwrite=True "
                              "(CLI: --overwrite) or choose another folder")
+        if os.path.islink(root) or (os.path.lexists(root) and not root.is_dir()):
+            raise GrapeError(f"{root} is a link or a file, not a folder; it is left as it is: "
+                             "choose another folder")
+        reason = not_ours(root, KNOWLEDGE_FOLDER) if root.is_dir() else None
+        if reason:
+            raise GrapeError(f"{root} {reason}; refusing to write gene knowledge over it: move "
+                             "your files out, or choose another folder")
         root.mkdir(parents=True, exist_ok=True)
         table = self.table.drop(columns=["sequence"], errors="ignore")
         write_table(root / "genes.csv", table)
@@ -529,6 +542,7 @@ def _write_cache(know: GeneKnowledge, root: Path) -> None:
     root.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}."))
     try:
+        os.chmod(tmp, folder_mode())  # a cache the user's other runs share, not a secret
         know.save(tmp, overwrite=True)
         if root.exists():
             shutil.rmtree(root, ignore_errors=True)

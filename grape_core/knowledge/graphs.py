@@ -631,15 +631,14 @@ def read_prior_table(path: str | Path) -> pd.DataFrame:
     Raises
     ------
     GrapeError
-        The file is missing, a folder, unreadable or empty (one line naming the file).
+        The file is missing, a folder, not a regular file (a FIFO, a device), unreadable or
+        empty (one line naming the file).
     """
     from ..errors import GrapeError
+    from ..io import check_input_file
 
-    path = Path(path)
-    if not path.exists():
-        raise GrapeError(f"prior file not found: {path}")
-    if path.is_dir():
-        raise GrapeError(f"prior {path} is a folder; give a CSV, TSV or Parquet edge list")
+    # a FIFO would block the read forever and a device never ends: refused before opening
+    path = check_input_file(path, what="prior", fix="give a CSV, TSV or Parquet edge list")
     suffix = "".join(path.suffixes[-2:]).lower()
     try:
         if suffix.endswith(".parquet"):
@@ -699,50 +698,57 @@ def prior_from_table(table: pd.DataFrame, genes: Sequence[str], *, name: str = "
         raise GrapeError(f"prior {name!r} has no column {', '.join(repr(m) for m in missing)} "
                          f"(found: {_examples(map(str, table.columns), 6) or 'none'}); it needs "
                          "source,target[,weight] with gene symbols, source regulating target")
+    for column in PRIOR_COLUMNS:
+        absent = np.flatnonzero(table[columns[column]].isna().to_numpy())
+        if absent.size:
+            raise GrapeError(f"prior {name!r}: row {absent[0] + 2} has no {column} gene (an "
+                             "empty cell); every edge needs a source and a target")
     src = table[columns["source"]].astype(str).str.strip().to_numpy()
     dst = table[columns["target"]].astype(str).str.strip().to_numpy()
     if len(src) == 0:
         raise GrapeError(f"prior {name!r} has no edges; it needs rows source,target[,weight]")
     if "weight" in columns:
-        raw = table[columns["weight"]]
-        weight = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64)
-        bad = np.flatnonzero(~np.isfinite(weight))
-        if bad.size:
-            shown = _examples(f"row {i + 2}: {raw.iloc[i]!r}" for i in bad)
-            raise GrapeError(f"prior {name!r}: {bad.size} weight(s) are not finite numbers "
-                             f"({shown}); give numbers or drop the weight column")
-        bad = np.flatnonzero(weight <= 0)
-        if bad.size:
-            raise GrapeError(f"prior {name!r}: {bad.size} weight(s) are <= 0 (e.g. row "
-                             f"{bad[0] + 2}: {weight[bad[0]]:g}); weights are confidences > 0 "
-                             "(the model learns each edge's sign)")
+        weight = _prior_weights(table[columns["weight"]], name)
     else:
         weight = np.ones(len(src))
     empty = np.flatnonzero((src == "") | (dst == ""))
     if empty.size:
         raise GrapeError(f"prior {name!r}: row {empty[0] + 2} has an empty gene name")
-    loops = np.flatnonzero(src == dst)
-    if loops.size:
-        raise GrapeError(f"prior {name!r} has {loops.size} self-loop(s) "
-                         f"({_examples(f'{src[i]}->{dst[i]}' for i in loops)}); remove them "
-                         "(a perturbed gene's effect on itself is learned separately)")
-    pairs = pd.Series(list(zip(src, dst)))
-    dup = pairs.duplicated(keep="first").to_numpy()
-    if dup.any():
-        raise GrapeError(f"prior {name!r} lists {int(dup.sum())} edge(s) twice "
-                         f"({_examples(f'{a}->{b}' for a, b in pairs[dup])}); keep one row per "
-                         "edge")
     index = {g: i for i, g in enumerate(genes)}
     upper: dict[str, list[int]] = {}
     for g, i in index.items():
-        upper.setdefault(g.upper(), []).append(i)
+        upper.setdefault(g.casefold(), []).append(i)
 
     def node(symbol: str) -> int:
         if symbol in index:
             return index[symbol]
-        hits = upper.get(symbol.upper(), [])
+        hits = upper.get(symbol.casefold(), [])
         return hits[0] if len(hits) == 1 else -1
 
+    # the rules apply to what the names mean: the model's gene where a name is one (exactly,
+    # or ignoring case when that is unambiguous), else the name ignoring case, so A->b and
+    # A->B are one edge twice and A->a is a self-loop
+    def key(symbol: str) -> str:
+        i = node(symbol)
+        return f"#{i}" if i >= 0 else symbol.casefold()
+
+    src_key = np.array([key(g) for g in src], dtype=object)
+    dst_key = np.array([key(g) for g in dst], dtype=object)
+    loops = np.flatnonzero(src_key == dst_key)
+    if loops.size:
+        raise GrapeError(f"prior {name!r} has {loops.size} self-loop(s) "
+                         f"({_examples(f'{src[i]}->{dst[i]}' for i in loops)}); remove them (a "
+                         "perturbed gene's effect on itself is learned separately; names are "
+                         f"compared ignoring case: row {loops[0] + 2})")
+    pairs = pd.Series(list(zip(src_key, dst_key)))
+    dup = np.flatnonzero(pairs.duplicated(keep="first").to_numpy())
+    if dup.size:
+        earlier = {p: i for i, p in reversed(list(enumerate(pairs)))}
+        i = dup[0]
+        raise GrapeError(f"prior {name!r} lists {dup.size} edge(s) twice "
+                         f"({_examples(f'{src[j]}->{dst[j]}' for j in dup)}); keep one row per "
+                         f"edge (names are compared ignoring case: row {i + 2}, "
+                         f"{src[i]}->{dst[i]}, repeats row {earlier[pairs[i]] + 2})")
     s_idx = np.array([node(g) for g in src], dtype=np.int64)
     d_idx = np.array([node(g) for g in dst], dtype=np.int64)
     unknown = sorted({g for g, i in zip(src, s_idx) if i < 0} | {g for g, i in zip(dst, d_idx) if i < 0})
@@ -758,6 +764,47 @@ def prior_from_table(table: pd.DataFrame, genes: Sequence[str], *, name: str = "
     report = {"name": name, "edges": int(keep.sum()), "dropped_edges": int((~keep).sum()),
               "unknown_genes": len(unknown), "unknown_examples": unknown[:10]}
     return edges, report
+
+
+WEIGHT_FLOOR = float(np.finfo(np.float32).tiny)
+"""The smallest weight a prior can store (weights are float32): about 1.2e-38."""
+
+
+def _prior_weights(raw: pd.Series, name: str) -> np.ndarray:
+    """A user prior's weights, checked in the width they are stored in (float32): numbers,
+    finite, > 0. Weights are relative confidences: when the largest is above 1 they are all
+    divided by it (so 1e39 is stored as 1, not as infinity), and a weight that would then be
+    below :data:`WEIGHT_FLOOR` (stored as 0) is refused."""
+    from ..errors import GrapeError
+
+    if pd.api.types.is_bool_dtype(raw):
+        raise GrapeError(f"prior {name!r}: the weight column holds true/false, not numbers; "
+                         "give numbers > 0 or drop the weight column")
+    weight = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64)
+    bad = np.flatnonzero(~np.isfinite(weight))
+    if bad.size:
+        shown = _examples(f"row {i + 2}: {raw.iloc[i]!r}" for i in bad)
+        raise GrapeError(f"prior {name!r}: {bad.size} weight(s) are not finite numbers "
+                         f"({shown}); give numbers or drop the weight column")
+    bad = np.flatnonzero(weight <= 0)
+    if bad.size:
+        raise GrapeError(f"prior {name!r}: {bad.size} weight(s) are <= 0 (e.g. row "
+                         f"{bad[0] + 2}: {weight[bad[0]]:g}); weights are confidences > 0 "
+                         "(the model learns each edge's sign)")
+    largest = float(weight.max())
+    if largest > 1:
+        weight = weight / largest
+    stored = weight.astype(np.float32)
+    bad = np.flatnonzero(~(stored >= WEIGHT_FLOOR))
+    if bad.size:
+        i = bad[0]
+        beside = f" beside the largest, {largest:g}" if largest > 1 else ""
+        raise GrapeError(f"prior {name!r}: {bad.size} weight(s) are too small to store{beside} "
+                         f"(e.g. row {i + 2}: {weight[i] * max(largest, 1):g}; weights are "
+                         "stored as float32, "
+                         f"which makes anything below {WEIGHT_FLOOR:.2g} times the largest "
+                         "weight a 0); raise them or drop those edges")
+    return stored.astype(np.float64)
 
 
 def resolve_priors(specs: Sequence[Any], builtin: Mapping[str, pd.DataFrame],

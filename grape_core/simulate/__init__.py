@@ -30,10 +30,11 @@ import scipy.sparse as sp
 from ..config import Paths
 from ..data.conditions import format_condition
 from ..errors import GrapeError
-from .config import ADDITIVE, INTERACTION_TYPES, RELATIONS, SimulationConfig
+from .config import ADDITIVE, INTERACTION_TYPES, RELATIONS, SimulationConfig, check_memory
 from .dynamics import (_add_columns, _draw_pairs, _guides, _mean_by_condition,
                        _plant_interactions, _steady_state)
-from .folder import FILES, FORMAT, FORMAT_VERSION, PlantedScreen, format_summary, read_truth
+from .folder import (FILES, FORMAT, FORMAT_VERSION, SCREEN_FOLDER, PlantedScreen, format_summary,
+                     read_truth)
 from .cells import _cells
 from .generated import GeneratedKnowledge, GeneratedScreen, generated_screen
 from .genes import _draw_genes
@@ -41,6 +42,7 @@ from .network import _draw_network
 from .priors import _priors
 
 __all__ = ["ADDITIVE", "FILES", "FORMAT", "FORMAT_VERSION", "INTERACTION_TYPES", "RELATIONS",
+           "SCREEN_FOLDER", "check_memory",
            "GeneratedKnowledge", "GeneratedScreen", "PlantedScreen", "SimulationConfig",
            "format_summary", "generated_screen", "read_truth", "simulate"]
 
@@ -102,7 +104,8 @@ def simulate(config: SimulationConfig | None = None, *, paths: Paths | None = No
     Raises
     ------
     GrapeError
-        The annotation holds too few suitable genes for the request.
+        The annotation holds too few suitable genes for the request, or the screen needs
+        more memory than ``GRAPE_SIMULATE_MEMORY_GB`` allows (:func:`check_memory`).
 
     Examples
     --------
@@ -111,6 +114,7 @@ def simulate(config: SimulationConfig | None = None, *, paths: Paths | None = No
     (60, 13)
     """
     config = config or SimulationConfig()
+    check_memory(config)  # before any allocation
     streams = [np.random.default_rng(s) for s in np.random.SeedSequence(config.seed).spawn(8)]
     rng_genes, rng_net, rng_pert, rng_inter, rng_shared, rng_cells, rng_prior, rng_guides = streams
 

@@ -16,7 +16,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from ..errors import GrapeError
-from ..io import sha256_file
+from ..io import FolderKind, check_output_folder, disk_full, json_marker, sha256_file, umask
 from .config import ADDITIVE, SimulationConfig
 
 log = logging.getLogger(__name__)
@@ -26,6 +26,11 @@ FORMAT_VERSION = 1
 FILES = ("screen.h5ad", "true_edges.csv", "prior_informative.csv", "prior_random.csv",
          "genes.csv", "interactions.csv", "truth.safetensors")
 """Files of a screen folder besides ``simulation.json`` (which holds their SHA-256)."""
+SCREEN_FOLDER = FolderKind(name="planted-screen folder", marker="simulation.json",
+                           entries=frozenset({*FILES, "simulation.json"}),
+                           is_ours=json_marker("format", FORMAT))
+"""What ``--overwrite`` may replace: a previous screen holding nothing else, or an empty
+folder (:func:`grape_core.io.check_output_folder`)."""
 
 
 
@@ -105,19 +110,22 @@ class PlantedScreen:
             The folder exists (without ``overwrite``), or is not a screen folder.
         """
         folder = Path(folder)
-        if folder.exists():
-            if not overwrite:
-                raise GrapeError(f"{folder} already exists; pass --overwrite (overwrite=True) "
-                                 "or choose another output folder")
-            if not folder.is_dir() or (any(folder.iterdir())
-                                       and not (folder / "simulation.json").is_file()):
-                raise GrapeError(f"{folder} exists and is not a planted-screen folder (no "
-                                 "simulation.json); refusing to replace it: choose another folder")
+        check_output_folder(folder, kind=SCREEN_FOLDER, overwrite=overwrite,
+                            what="the screen folder", hint="choose another output folder")
         folder.parent.mkdir(parents=True, exist_ok=True)
         tmp = _fresh_dir(folder.parent, f".{folder.name}.tmp-")
+        X = self.adata.X
+        needed = int(getattr(X, "nbytes", 0) or getattr(getattr(X, "data", None), "nbytes", 0)
+                     or 0) + 2 * int(self.shifts.nbytes)
+
+        def written() -> int:  # what the temporary folder held when the disk filled
+            return sum(f.stat().st_size for f in tmp.iterdir() if f.is_file())
+
         try:
-            self._write_files(tmp)
-            mode = 0o666 & ~_umask()  # as a plain open() would (some writers use 0o600)
+            with disk_full(folder, needed, written=written,
+                           hint="free some space or choose another output folder"):
+                self._write_files(tmp)
+            mode = 0o666 & ~umask()  # as a plain open() would (some writers use 0o600)
             for name in FILES:
                 os.chmod(tmp / name, mode)
             digests = {name: sha256_file(tmp / name) for name in FILES}
@@ -132,7 +140,8 @@ class PlantedScreen:
             }
             from ..io import to_json
 
-            (tmp / "simulation.json").write_text(to_json(record), encoding="utf-8")
+            with disk_full(folder, needed, hint="free some space or choose another output folder"):
+                (tmp / "simulation.json").write_text(to_json(record), encoding="utf-8")
             if folder.exists():
                 old = _fresh_dir(folder.parent, f".{folder.name}.old-")
                 os.replace(folder, old / folder.name)
@@ -212,12 +221,6 @@ def _fresh_dir(parent: Path, prefix: str) -> Path:
             return path
         except FileExistsError:
             continue
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _version() -> str:
