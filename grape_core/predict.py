@@ -683,8 +683,9 @@ def example_condition(model: Model | Bundle) -> str | None:
 
 # ----------------------------------------------------------------------------- evaluation
 def evaluate(model: Model | Bundle, pb=None, *, part: str = "test",
-             predicted: np.ndarray | None = None) -> Report:
-    """GRAPE (row ``grape``) and every baseline on the model's held-out conditions.
+             predicted: np.ndarray | None = None, cells=None) -> Report:
+    """GRAPE (row ``grape``), every baseline and the data's replicate on the model's
+    held-out conditions, with GEARS' and cell-eval's metrics.
 
     Parameters
     ----------
@@ -698,6 +699,12 @@ def evaluate(model: Model | Bundle, pb=None, *, part: str = "test",
     predicted
         GRAPE's predicted expression of the model's own held-out conditions of ``part``
         (:func:`predict_conditions`, in the split's order) when the caller has it already.
+    cells
+        The screen's cells (the AnnData ``pb`` comes from; for the model's own data, the
+        training file read by :func:`~grape_core.data.read.read_perturbseq`): cell-eval's
+        DE metrics and the ``replicate`` row are computed from them. Without them, the
+        replicate rows stored in the model at training time are used, when it has them, and
+        cell-eval's DE metrics are left out (``Report.notes`` says so).
 
     Raises
     ------
@@ -723,6 +730,28 @@ def evaluate(model: Model | Bundle, pb=None, *, part: str = "test",
     report = evaluate_models(pb, bundle.split, {"grape": grape},
                              part=part, baselines=baselines or fit_baselines(
                                  pb, model.fitted_on, prior=bundle.prior_edges,
-                                 genes=bundle.genes))
+                                 genes=bundle.genes), cells=cells)
+    if cells is None and pb is bundle.pseudobulk and part == "test":
+        _stored_replicate(bundle, report)
     report.extra["verdict"] = report.verdict("grape")
     return report
+
+
+def _stored_replicate(bundle: Bundle, report: Report) -> None:
+    """The ``replicate`` rows a model stored at training time (they depend on the data and
+    the split only), into ``report`` when it has none."""
+    from .evaluation.replicate import REFERENCE
+
+    metrics = bundle.metrics
+    if REFERENCE in report.tables or "model" not in metrics:
+        return
+    rows = metrics[metrics["model"] == REFERENCE].set_index("condition")
+    rows = rows.loc[rows.index.intersection(report.test_conditions)]
+    if not len(rows):
+        return
+    report.tables[REFERENCE] = rows.drop(columns=["model", "subgroup"], errors="ignore")
+    report.notes[:] = [n for n in report.notes if not n.startswith("no replicate row")]
+    report.notes.append("replicate row: stored in the model at training time (computed from "
+                        "the training data's cells)")
+    report.replicate = dict(bundle.manifest.metrics.extra.get("replicate", {})) \
+        if bundle.manifest.metrics is not None else {}

@@ -71,7 +71,8 @@ def _rivals(metrics: pd.DataFrame | None, conditions=None) -> tuple[int, float, 
 def _versus(found: list[Comparison], n: int, *, partial: bool = True) -> tuple[str, bool]:
     """Words for the best baseline on the same conditions (``", against 0.27 for the train
     mean baseline"``, plus a sentence for one that covers only some of them, the additive
-    one), and whether a baseline is as good or better there."""
+    one), and whether a baseline is as good or better there: better beyond a tie anywhere,
+    or tied on all of them (:func:`~.verdicts.tied`; a tie on one pair of several is not)."""
     full = [c for c in found if c.n_conditions == n]
     words = ""
     if full:
@@ -82,7 +83,7 @@ def _versus(found: list[Comparison], n: int, *, partial: bool = True) -> tuple[s
         words += (f" On the {_n(c.n_conditions, 'pair')} whose two singles were measured, the "
                   f"{model_label(c.baseline)} baseline scored {c.baseline_value:.2f} against "
                   f"{c.model_value:.2f}.")
-    return words, any(c.baseline_value >= c.model_value for c in found)
+    return words, any(c.baseline_wins for c in found) or any(c.tie for c in full)
 
 
 def _n(count: int, word: str) -> str:
