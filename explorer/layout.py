@@ -370,3 +370,30 @@ def job_panel() -> None:
         for job in jobs:
             _job_view(job)
     st.divider()
+
+
+def ceiling(b, metric: str) -> None:
+    """Benchmark: how close each model came to repeating the experiment (the replicate and
+    the scaled scores), and cell-eval's metrics."""
+    from . import charts
+
+    st.subheader("How close to repeating the experiment?")
+    scaled = charts.scaled_table(b.metrics, metric)
+    if scaled.empty:
+        st.info("This model does not store the screen's replicate (it was trained before "
+                "replicates were kept). `python -m grape_core evaluate --model <folder> --data "
+                "<its training file>` computes it; retraining stores it.", icon=":material/info:")
+    else:
+        table(scaled.set_index("model"))
+        st.caption("0 = the train mean baseline (every perturbation gets the mean training "
+                   "shift), 1 = the replicate; per held-out perturbation in the other columns. "
+                   "Undefined (empty) where the replicate does not beat the train mean beyond a "
+                   "tie: there the data cannot tell a good model from the mean response.")
+    cell_eval = charts.cell_eval_overview(b.manifest.metrics.test)
+    if not cell_eval.empty:
+        st.markdown("**cell-eval's metrics** (the Virtual Cell Challenge's names and definitions)")
+        table(cell_eval)
+        st.caption("Predicted means laid out as cells, as cell-eval lays out its own mean baseline; "
+                   "the perturbed gene is left out of the discrimination score. `python -m "
+                   "grape_core evaluate --data ... --h5ad DIR` writes the files to run cell-eval "
+                   "itself.")

@@ -143,10 +143,11 @@ def predictions_file(folder: str, stamp: str, perturbations: tuple[str, ...],
     hundred perturbations x 5,000 genes would be millions of rows)."""
     from grape_core.export import h5ad_bytes, to_anndata
 
-    adata = to_anndata(predictions(folder, stamp, perturbations, where))
-    if kind == "h5ad":
-        return h5ad_bytes(adata)
-    return adata.to_df(layer="shift").to_csv(index_label="perturbation").encode()
+    found = predictions(folder, stamp, perturbations, where)
+    if kind == "h5ad":  # with the control row (pertpy, cell-eval)
+        return h5ad_bytes(to_anndata(found))
+    shifts = to_anndata(found, control=False).to_df(layer="shift")  # control's shift is 0
+    return shifts.to_csv(index_label="perturbation").encode()
 
 
 @st.cache_data(max_entries=512, show_spinner=False)

@@ -201,7 +201,11 @@ def resolve_gene(model: Model | Bundle, symbol: str) -> str:
         hits = bundle.table.index[bundle.table["resolved_symbol"].astype(str).str.lower() == text.lower()]
         if len(hits) == 1:
             return str(hits[0])
-    suggestions = tuple(difflib.get_close_matches(text.upper(), bundle.genes, n=5, cutoff=0.6))
+    # the genes it starts (what a partial symbol was on its way to), shortest first, then
+    # the genes that look like it: offered, never picked
+    starts = sorted((g for g in bundle.genes if g.lower().startswith(folded)), key=lambda g: (len(g), g))
+    close = difflib.get_close_matches(text.upper(), bundle.genes, n=5, cutoff=0.6)
+    suggestions = tuple(dict.fromkeys([*starts, *close]))[:5] if folded else ()
     hint = f"; did you mean {', '.join(suggestions)}?" if suggestions else ""
     if _in_annotation(text):
         raise UnknownGeneError(

@@ -44,6 +44,8 @@ def one(model, sel) -> None:
     for warning in (*pred.warnings, *widgets.typical_response(model, pred)):
         st.warning(layout.md(warning), icon=":material/warning:")
     st.markdown(f"**{layout.md(pred.condition)}** {PARTS.get(pred.part, '')}.")
+    for note in widgets.replicate_note(model, pred):
+        st.info(layout.md(note), icon=":material/target:")
 
     st.plotly_chart(charts.shift_chart(pred, top=top, title=f"Top {top} predicted shifts after perturbing "
                                        f"{layout.short_label(pred.condition)}"), key="shift_chart")

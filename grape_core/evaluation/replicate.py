@@ -328,3 +328,47 @@ def scaled_from_metrics(metrics: pd.DataFrame | None, metric: str = "pearson_del
                       "why": s.reasons.get(metric, ""),
                       **s.per_condition[metric].to_dict()}
     return pd.DataFrame.from_dict(rows, orient="index")
+
+
+@dataclass(frozen=True)
+class ConditionScaled:
+    """One held-out perturbation's scaled score (:func:`condition_scaled`)."""
+
+    condition: str
+    metric: str
+    model: str
+    value: float
+    """The scaled score; NaN when undefined (see ``reason``)."""
+    model_value: float
+    baseline_value: float
+    reference_value: float
+    reason: str = ""
+
+
+def condition_scaled(metrics: pd.DataFrame | None, condition: str, *, model: str = "grape",
+                     metric: str = "pearson_delta",
+                     baseline: str = BASELINE) -> ConditionScaled | None:
+    """How close ``model`` came to repeating the experiment on one held-out perturbation,
+    from a model's long per-condition metrics (``metrics.csv``).
+
+    Returns
+    -------
+    ``None`` when the table has no replicate row for ``condition`` (the perturbation was
+    not held out, or the model was trained before replicates were stored) or no row of
+    ``model`` or ``baseline``.
+    """
+    if metrics is None or not len(metrics) or metric not in metrics or "model" not in metrics:
+        return None
+    rows = metrics[metrics["condition"] == condition].set_index("model")[metric]
+    if not {model, baseline, REFERENCE} <= set(rows.index):
+        return None
+    m, b, r = (float(rows[k]) for k in (model, baseline, REFERENCE))
+    value = scale(m, b, r, metric)
+    reason = "" if np.isfinite(value) else why_undefined(b, r, metric, baseline=baseline)
+    return ConditionScaled(condition=condition, metric=metric, model=model, value=value,
+                           model_value=m, baseline_value=b, reference_value=r, reason=reason)
+
+
+def has_replicate(metrics: pd.DataFrame | None) -> bool:
+    """Whether a model's ``metrics.csv`` holds the replicate's rows."""
+    return metrics is not None and "model" in metrics and bool((metrics["model"] == REFERENCE).any())
