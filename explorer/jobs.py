@@ -68,12 +68,12 @@ def follow(thread: threading.Thread, status: Any) -> float:
 @st.cache_resource(show_spinner=False)
 def _warm_up() -> threading.Thread:
     def work() -> None:
-        try:  # torch, the graph library, the model and interaction code: seconds on a laptop
-            import dcor  # noqa: F401
-            import sklearn.linear_model  # noqa: F401
-
+        try:  # torch and the graph library first (the model needs them: 3 to 6 s on a laptop),
+            # then the interaction code; a page that needs a module this thread is importing
+            # waits for it (Python imports a module once), so nothing is done twice
             from grape_core import model  # noqa: F401
             from grape_core.model import inputs  # noqa: F401
+            import sklearn.linear_model  # noqa: F401
         except Exception:  # noqa: BLE001 - a failure shows later, where it matters
             pass
 

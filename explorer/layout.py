@@ -145,6 +145,9 @@ def page(title: str, icon: str, *, intro: str = "") -> Selection:
     """Page config, sidebar and title: the first call of every page."""
     _route_through_app()
     st.set_page_config(page_title=f"{title} · {APP_TITLE}", page_icon=FAVICON, layout="wide")
+    from .jobs import warm_up  # jobs imports this module
+
+    warm_up()  # the first page of the process, whichever it is, starts the heavy imports
     sel = sidebar()
     st.title(f"{icon} {title}")
     if intro:

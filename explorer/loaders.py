@@ -151,12 +151,17 @@ def predictions_file(folder: str, stamp: str, perturbations: tuple[str, ...],
 
 
 @st.cache_data(max_entries=512, show_spinner=False)
-def prediction(folder: str, stamp: str, genes: tuple[str, ...]):
+def prediction(folder: str, stamp: str, genes: tuple[str, ...], interaction: bool = True):
     """:func:`grape_core.predict.predict` with the baselines and, for a pair, the additive
-    expectation (cached per model and perturbation)."""
-    from grape_core.predict import predict
+    expectation (cached per model and perturbation); ``interaction``: a pair's
+    genetic-interaction analysis too (about a second, and the first of the process imports
+    its libraries: the page draws the chart before asking for it)."""
+    from grape_core.predict import predict, with_interaction
 
-    return predict(load_model(folder, stamp), list(genes))
+    model = load_model(folder, stamp)
+    if interaction:  # the cached prediction without it, completed
+        return with_interaction(model, prediction(folder, stamp, genes, False))
+    return predict(model, list(genes), interactions=False)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)

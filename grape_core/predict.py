@@ -418,7 +418,7 @@ class Prediction:
 
 
 def predict(model: Model | Bundle, perturbation: str | Sequence[str], *,
-            baselines: bool = True) -> Prediction:
+            baselines: bool = True, interactions: bool = True) -> Prediction:
     """Predicted response of every measured gene to one gene or a pair.
 
     Parameters
@@ -429,6 +429,9 @@ def predict(model: Model | Bundle, perturbation: str | Sequence[str], *,
         ``"A"``, ``"A+B"`` (also ``A+ctrl``, any case, known aliases) or ``["A", "B"]``.
     baselines
         Also give every baseline's shift and, for a pair, the additive expectation.
+    interactions
+        A pair's genetic-interaction analysis (about a second, and the first one of a process
+        imports its libraries); ``False`` leaves it out (:func:`with_interaction` adds it).
 
     Returns
     -------
@@ -452,7 +455,22 @@ def predict(model: Model | Bundle, perturbation: str | Sequence[str], *,
     model = as_model(model)
     condition = resolve_perturbation(model, perturbation)
     mean, std = predict_conditions(model, _with_singles(condition))  # a pair's singles in one pass
-    return _prediction(model, condition, mean, std, baselines=baselines)
+    return _prediction(model, condition, mean, std, baselines=baselines, analyse_pair=interactions)
+
+
+def with_interaction(model: Model | Bundle, pred: Prediction) -> Prediction:
+    """``pred`` with a pair's genetic-interaction analysis (:attr:`Prediction.interaction`),
+    for a prediction made without it; a single, or a pair that has it, as it is. The app
+    shows a pair's chart first and this below it."""
+    if pred.interaction is not None or len(pred.perturbed) != 2:
+        return pred
+    from dataclasses import replace
+
+    model = as_model(model)
+    mean, _ = predict_conditions(model, _with_singles(pred.condition))
+    control = model.bundle.pseudobulk.control_mean.astype(np.float64)
+    return replace(pred, interaction=_interaction(model, pred.perturbed, pred.condition,
+                                                  mean - control[None, :]))
 
 
 def _with_singles(condition: str) -> list[str]:
