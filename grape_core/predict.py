@@ -103,6 +103,67 @@ class Model:
     def __repr__(self) -> str:
         return f"Model({self.name!r}, {len(self.bundle.members)} members, {len(self.genes)} genes)"
 
+    # ------------------------------------------------------------------ scverse-style API
+    def predict(self, perturbations: str | Sequence[str], *, interactions: bool = False,
+                control: bool = True, progress: bool = False) -> "anndata.AnnData":  # noqa: F821
+        """Predicted expression of perturbations, as AnnData (pertpy's layout).
+
+        Parameters
+        ----------
+        perturbations
+            ``"KLF1"``, ``"KLF1+MAP2K6"``, or a list of them (each once).
+        interactions
+            Also each pair's genetic-interaction type (``obs['gi_type']``; about a second per
+            pair).
+        control
+            Add the ``control`` row (the control mean) that pertpy and cell-eval compare with.
+        progress
+            A progress bar over a long list.
+
+        Returns
+        -------
+        AnnData ``(n_perturbations + 1) × n_measured``: ``X`` predicted mean log-expression,
+        ``obs['perturbation']`` (``KLF1``, ``KLF1+MAP2K6``, ``control``), layers ``shift``,
+        ``ensemble_std``, ``interval`` and, for measured perturbations, ``measured``
+        (:func:`grape_core.export.to_anndata`).
+
+        Examples
+        --------
+        >>> import grape_core as gc
+        >>> model = gc.load("assets/models/norman")
+        >>> model.predict(["KLF1", "KLF1+MAP2K6"]).obs["perturbation"].tolist()
+        ['KLF1', 'KLF1+MAP2K6', 'control']
+        """
+        from .export import to_anndata
+
+        listed = [perturbations] if isinstance(perturbations, str) else list(perturbations)
+        preds = predict_many(self, listed, interactions=interactions, progress=progress)
+        return to_anndata(preds, control=control)
+
+    def evaluate(self, adata=None, *, part: str = "test") -> Report:
+        """GRAPE, every baseline and the data's replicate on the held-out perturbations,
+        with GEARS' and cell-eval's metrics (:func:`evaluate`).
+
+        Parameters
+        ----------
+        adata
+            The screen's cells (``n_cells × n_genes``, the same measured genes; the file the
+            model was trained on, read or in memory): the replicate and cell-eval's DE
+            metrics need them. ``None``: the model's own stored data.
+        """
+        if adata is None:
+            return evaluate(self, part=part)
+        from .data.pseudobulk import pseudobulk
+        from .data.read import read_perturbseq
+
+        if "grape_source" not in adata.uns:  # not read by grape_core: check it the same way
+            adata = read_perturbseq(adata)
+        return evaluate(self, pseudobulk(adata), part=part, cells=adata)
+
+    def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
+        """Write the model folder (:meth:`~grape_core.bundle.Bundle.save`)."""
+        return self.bundle.save(path, overwrite=overwrite)
+
     @property
     def name(self) -> str:
         return self.bundle.name
