@@ -332,13 +332,14 @@ def scaled_table(metrics: pd.DataFrame | None, metric: str) -> pd.DataFrame:
     return shown.join(per, on="model")
 
 
-def cell_eval_overview(test_metrics: Mapping[str, Mapping[str, float]]) -> pd.DataFrame:
-    """cell-eval's headline metrics (its own names) per model, from a manifest's
-    ``metrics.test``; empty for a model evaluated before they existed."""
-    from grape_core.evaluation.celleval import HEADLINE, flat
+def cell_eval_overview(metrics) -> pd.DataFrame:
+    """cell-eval's headline metrics (its own names) per model, from a manifest's ``metrics``
+    (``extra['cell_eval']``); empty for a model evaluated before they existed."""
+    from grape_core.evaluation.celleval import HEADLINE
 
-    rows = {model_label(m): {name: v.get(flat(name), np.nan) for name in HEADLINE}
-            for m, v in test_metrics.items()}
+    found = (getattr(metrics, "extra", None) or {}).get("cell_eval") or {}
+    rows = {model_label(m): {name: (np.nan if v.get(name) is None else v.get(name))
+                             for name in HEADLINE} for m, v in found.items()}
     frame = pd.DataFrame.from_dict(rows, orient="index").astype(float)
     return frame.dropna(how="all") if len(frame) else frame
 

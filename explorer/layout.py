@@ -24,7 +24,7 @@ from grape_core.data.conditions import label, short_label
 from grape_core.errors import GrapeError  # noqa: F401 - pages catch it as layout.GrapeError
 
 from .charts import number  # noqa: F401 - pages format numbers with layout.number
-from .loaders import held_out_metrics, load_model, model_entries, verified
+from .loaders import held_out_metrics, load_model, model_entries, verified, warm_up
 from .state import (ModelEntry, PublicJob, Selection, cancel_job, changed, dismiss_job, public_jobs,
                     remember, restore)
 
@@ -145,8 +145,6 @@ def page(title: str, icon: str, *, intro: str = "") -> Selection:
     """Page config, sidebar and title: the first call of every page."""
     _route_through_app()
     st.set_page_config(page_title=f"{title} · {APP_TITLE}", page_icon=FAVICON, layout="wide")
-    from .jobs import warm_up  # jobs imports this module
-
     warm_up()  # the first page of the process, whichever it is, starts the heavy imports
     sel = sidebar()
     st.title(f"{icon} {title}")
@@ -392,7 +390,7 @@ def ceiling(b, metric: str) -> None:
                    "shift), 1 = the replicate; per held-out perturbation in the other columns. "
                    "Undefined (empty) where the replicate does not beat the train mean beyond a "
                    "tie: there the data cannot tell a good model from the mean response.")
-    cell_eval = charts.cell_eval_overview(b.manifest.metrics.test)
+    cell_eval = charts.cell_eval_overview(b.manifest.metrics)
     if not cell_eval.empty:
         st.markdown("**cell-eval's metrics** (the Virtual Cell Challenge's names and definitions)")
         table(cell_eval)

@@ -104,6 +104,28 @@ def torch_threads() -> None:
         torch.set_num_threads(threads)
 
 
+@st.cache_resource(show_spinner=False)
+def warm_up():
+    """Import torch, the graph library and the model code, then the interaction code, in a
+    background thread, once per process: called by the first page that runs, whichever it
+    is, so that the first prediction waits less (torch and the graph library take 3 to 6 s
+    on a laptop). A page that needs a module this thread is importing waits for it (Python
+    imports a module once), so nothing is done twice."""
+    import threading
+
+    def work() -> None:
+        try:
+            from grape_core import model  # noqa: F401
+            from grape_core.model import inputs  # noqa: F401
+            import sklearn.linear_model  # noqa: F401
+        except Exception:  # noqa: BLE001 - a failure shows later, where it matters
+            pass
+
+    thread = threading.Thread(target=work, name="grape-warm-up", daemon=True)
+    thread.start()
+    return thread
+
+
 @st.cache_resource(max_entries=4, show_spinner=False)
 def load_model(folder: str, stamp: str):
     """A loaded model, shared by every session: its bundle is read-only (members in eval

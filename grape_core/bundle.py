@@ -764,7 +764,9 @@ class Bundle:
             prior_edges=pd.read_parquet(path / FILES["prior"]),
             learned_edges=pd.read_parquet(path / FILES["learned"]),
             history=pd.read_csv(path / FILES["history"]),
-            metrics=pd.read_csv(path / FILES["metrics"], dtype={"condition": str}),
+            # round_trip: the stored replicate rows stand in for a fresh evaluation, bit for bit
+            metrics=pd.read_csv(path / FILES["metrics"], dtype={"condition": str},
+                                float_precision="round_trip"),
             fused=graph_t["fused"].numpy(), singles=singles, path=path,
             ablations=(pd.read_csv(ablations, index_col="variant") if ablations.is_file()
                        else None),

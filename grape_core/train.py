@@ -578,10 +578,13 @@ def train_bundle(
             uncertainty |= interval_check(
                 calibration, mean - control, std, pb.shifts_of(held_out), model.gene_scale(),
                 control, pb.de_idx[pb.rows(held_out)])
+        found = report.to_dict()  # GEARS' names in test; cell-eval's, under theirs, beside
+        extra = {"cell_eval": found["cell_eval"]["models"]}
+        if report.replicate:
+            extra["replicate"] = report.replicate
         manifest = bundle.manifest.replace(
-            metrics=MetricsInfo(test=report.models, subgroups=report.subgroup_summary(),
-                                verdict=report.verdict("grape"),
-                                extra={"replicate": report.replicate} if report.replicate else {}),
+            metrics=MetricsInfo(test=found["models"], subgroups=found["subgroups"],
+                                verdict=report.verdict("grape"), extra=extra),
             uncertainty=uncertainty)
         bundle = bundle.replace(manifest=manifest, metrics=report.long_frame(split))
         seconds["evaluation_seconds"] = round(time.perf_counter() - started, 2)

@@ -220,6 +220,8 @@ def test_a_trained_model_stores_its_replicate(adamson_model):
     assert set(metrics["model"]) >= {"grape", "train_mean", "replicate"}
     assert metrics["cell_eval.de_direction_match"].notna().any()
     assert "replicate" in model.bundle.manifest.metrics.test
+    cell_eval = model.bundle.manifest.metrics.extra["cell_eval"]  # under cell-eval's own names
+    assert {"grape", "replicate"} <= set(cell_eval) and "de_direction_match" in cell_eval["grape"]
     assert model.bundle.manifest.metrics.extra["replicate"]["seed"] == 0
     report = gc.evaluate(model)
     assert "replicate" in report.tables and any("stored in the model" in n for n in report.notes)

@@ -126,7 +126,7 @@ class Comparison:
             values = (f"{self.model_value:.3f}" if f"{self.model_value:.3f}" == f"{self.baseline_value:.3f}"
                       else f"{self.model_value:.3f} and {self.baseline_value:.3f}")
             return (f"{where}, {model_label(self.model)} and the {model_label(self.baseline)} "
-                    f"baseline tie ({values}; a difference of {TIE} or less is a tie).")
+                    f"baseline tie ({values}): a difference of {TIE} or less counts as a tie.")
         if self.baseline_wins:
             return (f"{where}, the {model_label(self.baseline)} baseline beats "
                     f"{model_label(self.model)} ({self.baseline_value:.3f} vs {self.model_value:.3f}).")
