@@ -19,8 +19,8 @@ import plotly.graph_objects as go
 from grape_core.evaluation.calibration import COVERAGE_KEYS
 from grape_core.evaluation.metrics import pearson
 from grape_core.evaluation.trust import interval_sentences, ranking_is_noise  # noqa: F401 (pages)
-from grape_core.evaluation.verdicts import (METRIC_LABELS, compare, metric_label, metrics_overview,
-                                            model_label, subgroup_table)
+from grape_core.evaluation.verdicts import (METRIC_LABELS, REFERENCES, compare, metric_label,
+                                            metrics_overview, model_label, subgroup_table)
 from grape_core.network import CODING, NONCODING, biotype_class
 from grape_core.predict import Prediction
 from grape_core.screen import ScreenResult
@@ -29,9 +29,10 @@ BIOTYPE_COLORS = {CODING: "#2b6cb0", NONCODING: "#dd6b20"}
 GRAPE_COLOR = "#6a3d9a"
 MEASURED_COLOR = "#4a5568"
 MODEL_COLORS = {"grape": GRAPE_COLOR, "control": "#a0aec0", "train_mean": "#2f855a",
-                "linear": "#319795", "additive": "#c53030", "propagation": "#b7791f"}
+                "linear": "#319795", "additive": "#c53030", "propagation": "#b7791f",
+                "replicate": "#1a202c"}
 BASELINE_SYMBOLS = {"train_mean": "diamond", "linear": "triangle-up", "additive": "star",
-                    "propagation": "square"}
+                    "propagation": "square", "replicate": "line-ew-open"}
 EDGE_STATUS_COLORS = {"both": "#4a5568", "learned only": GRAPE_COLOR, "prior only": "#b8c2cc"}
 SHIFT_AXIS = "shift vs control (log-expression)"
 _LAYOUT = dict(template="plotly_white", margin=dict(l=10, r=10, t=40, b=10),
@@ -333,13 +334,56 @@ def degree_figure(deg: pd.DataFrame, table: pd.DataFrame) -> go.Figure:
 
 # ----------------------------------------------------------------------------- Benchmark
 def metric_bars(overview: pd.DataFrame, metric: str) -> go.Figure:
-    fig = _figure(title=metric_label(metric), height=360, showlegend=False)
-    fig.add_bar(x=esc(overview["model"]), y=overview[metric], meta=f"metric:{metric}",
-                marker_color=[MODEL_COLORS.get(k, "#718096") for k in overview["key"]],
-                text=[f"{number(v, 3)}<br>n={n}"
-                      for v, n in zip(overview[metric], overview["held-out conditions"])],
+    """One bar per model and baseline; a bar over fewer held-out perturbations than the
+    model's (``additive``: only pairs) is hatched and says so, and the replicate (the data's
+    own ceiling, not a model) is a dashed line."""
+    fig = _figure(title=metric_label(metric), height=380, showlegend=False)
+    models = overview[~overview["key"].isin(list(REFERENCES))]
+    full = int(overview["held-out conditions"].max()) if len(overview) else 0
+    partial = models["held-out conditions"] < full
+    fig.add_bar(x=esc(models["model"]), y=models[metric], meta=f"metric:{metric}",
+                marker_color=[MODEL_COLORS.get(k, "#718096") for k in models["key"]],
+                marker_pattern_shape=["/" if p else "" for p in partial],
+                marker_opacity=[0.45 if p else 1.0 for p in partial],
+                text=[f"{number(v, 3)}<br>n={n}" + (f" of {full} (only these)" if p else "")
+                      for v, n, p in zip(models[metric], models["held-out conditions"], partial)],
                 textposition="outside", cliponaxis=False)
+    for _, row in overview[overview["key"].isin(list(REFERENCES))].iterrows():
+        if np.isfinite(row[metric]):
+            fig.add_hline(y=float(row[metric]), line_dash="dash", line_color=MODEL_COLORS["replicate"],
+                          annotation_text=esc(f"replicate (the data's ceiling): {number(row[metric], 3)}"),
+                          annotation_position="top left")
     return fig
+
+
+def scaled_table(metrics: pd.DataFrame | None, metric: str) -> pd.DataFrame:
+    """How close each model came to repeating the experiment on ``metric`` (0: the train
+    mean baseline, 1: the replicate), overall and per held-out perturbation; empty for a
+    model that stores no replicate."""
+    from grape_core.evaluation.replicate import scaled_from_metrics
+
+    found = scaled_from_metrics(metrics, metric)
+    if found.empty:
+        return found
+    shown = pd.DataFrame({"model": [model_label(m) for m in found.index],
+                          "scaled (0 = train mean, 1 = replicate)": found["scaled"].to_numpy(dtype=float),
+                          "held-out perturbations": found["n"].astype(int).to_numpy(),
+                          "why undefined": found["why"].fillna("").to_numpy()})
+    per = found.drop(columns=["scaled", "n", "why"]).astype(float)
+    per.index = shown["model"]
+    return shown.join(per, on="model")
+
+
+def cell_eval_overview(metrics) -> pd.DataFrame:
+    """cell-eval's headline metrics (its own names) per model, from a manifest's ``metrics``
+    (``extra['cell_eval']``); empty for a model evaluated before they existed."""
+    from grape_core.evaluation.celleval import HEADLINE
+
+    found = (getattr(metrics, "extra", None) or {}).get("cell_eval") or {}
+    rows = {model_label(m): {name: (np.nan if v.get(name) is None else v.get(name))
+                             for name in HEADLINE} for m, v in found.items()}
+    frame = pd.DataFrame.from_dict(rows, orient="index").astype(float)
+    return frame.dropna(how="all") if len(frame) else frame
 
 
 def per_condition_figure(metrics: pd.DataFrame, metric: str) -> go.Figure:

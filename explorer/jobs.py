@@ -28,6 +28,7 @@ from grape_core.errors import GrapeError
 
 from .layout import md, show_error
 from .loaders import load_model, model_entries, torch_threads
+from .loaders import warm_up as loaders_warm_up
 from .state import JOBS, JOBS_LOCK, PublicJob, Selection, job_key, public_job
 from .widgets import read_data
 
@@ -63,21 +64,6 @@ def follow(thread: threading.Thread, status: Any) -> float:
         clock.caption(f"{time.perf_counter() - begin:.0f} s elapsed")
         thread.join(timeout=0.5)
     return time.perf_counter() - begin
-
-
-@st.cache_resource(show_spinner=False)
-def _warm_up() -> threading.Thread:
-    def work() -> None:
-        try:  # torch, the graph library, the model and interaction code: seconds on a laptop
-            import dcor  # noqa: F401
-            import sklearn.linear_model  # noqa: F401
-
-            from grape_core import model  # noqa: F401
-            from grape_core.model import inputs  # noqa: F401
-        except Exception:  # noqa: BLE001 - a failure shows later, where it matters
-            pass
-
-    return start("grape-warm-up", work)
 
 
 def prepare_screen(sel: Selection, targets: tuple[tuple[str, float], ...]) -> None:
@@ -120,8 +106,9 @@ def prepare_screen(sel: Selection, targets: tuple[tuple[str, float], ...]) -> No
 
 
 def warm_up() -> None:
-    """Import the model code in the background once per process, after the first page."""
-    _warm_up()
+    """Import the model code in the background once per process
+    (:func:`~.loaders.warm_up`)."""
+    loaders_warm_up()
 
 
 def train_model(sel: Selection, path: str | Path, *, name: str, ensemble: int, max_steps: int) -> Path | None:

@@ -24,7 +24,7 @@ from grape_core.data.conditions import label, short_label
 from grape_core.errors import GrapeError  # noqa: F401 - pages catch it as layout.GrapeError
 
 from .charts import number  # noqa: F401 - pages format numbers with layout.number
-from .loaders import held_out_metrics, load_model, model_entries, verified
+from .loaders import held_out_metrics, load_model, model_entries, verified, warm_up
 from .state import (ModelEntry, PublicJob, Selection, cancel_job, changed, dismiss_job, public_jobs,
                     remember, restore)
 
@@ -145,6 +145,7 @@ def page(title: str, icon: str, *, intro: str = "") -> Selection:
     """Page config, sidebar and title: the first call of every page."""
     _route_through_app()
     st.set_page_config(page_title=f"{title} · {APP_TITLE}", page_icon=FAVICON, layout="wide")
+    warm_up()  # the first page of the process, whichever it is, starts the heavy imports
     sel = sidebar()
     st.title(f"{icon} {title}")
     if intro:
@@ -370,3 +371,30 @@ def job_panel() -> None:
         for job in jobs:
             _job_view(job)
     st.divider()
+
+
+def ceiling(b, metric: str) -> None:
+    """Benchmark: how close each model came to repeating the experiment (the replicate and
+    the scaled scores), and cell-eval's metrics."""
+    from . import charts
+
+    st.subheader("How close to repeating the experiment?")
+    scaled = charts.scaled_table(b.metrics, metric)
+    if scaled.empty:
+        st.info("This model does not store the screen's replicate (it was trained before "
+                "replicates were kept). `python -m grape_core evaluate --model <folder> --data "
+                "<its training file>` computes it; retraining stores it.", icon=":material/info:")
+    else:
+        table(scaled.set_index("model"))
+        st.caption("0 = the train mean baseline (every perturbation gets the mean training "
+                   "shift), 1 = the replicate; per held-out perturbation in the other columns. "
+                   "Undefined (empty) where the replicate does not beat the train mean beyond a "
+                   "tie: there the data cannot tell a good model from the mean response.")
+    cell_eval = charts.cell_eval_overview(b.manifest.metrics)
+    if not cell_eval.empty:
+        st.markdown("**cell-eval's metrics** (the Virtual Cell Challenge's names and definitions)")
+        table(cell_eval)
+        st.caption("Predicted means laid out as cells, as cell-eval lays out its own mean baseline; "
+                   "the perturbed gene is left out of the discrimination score. `python -m "
+                   "grape_core evaluate --data ... --h5ad DIR` writes the files to run cell-eval "
+                   "itself.")

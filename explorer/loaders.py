@@ -104,6 +104,28 @@ def torch_threads() -> None:
         torch.set_num_threads(threads)
 
 
+@st.cache_resource(show_spinner=False)
+def warm_up():
+    """Import torch, the graph library and the model code, then the interaction code, in a
+    background thread, once per process: called by the first page that runs, whichever it
+    is, so that the first prediction waits less (torch and the graph library take 3 to 6 s
+    on a laptop). A page that needs a module this thread is importing waits for it (Python
+    imports a module once), so nothing is done twice."""
+    import threading
+
+    def work() -> None:
+        try:
+            from grape_core import model  # noqa: F401
+            from grape_core.model import inputs  # noqa: F401
+            import sklearn.linear_model  # noqa: F401
+        except Exception:  # noqa: BLE001 - a failure shows later, where it matters
+            pass
+
+    thread = threading.Thread(target=work, name="grape-warm-up", daemon=True)
+    thread.start()
+    return thread
+
+
 @st.cache_resource(max_entries=4, show_spinner=False)
 def load_model(folder: str, stamp: str):
     """A loaded model, shared by every session: its bundle is read-only (members in eval
@@ -143,19 +165,25 @@ def predictions_file(folder: str, stamp: str, perturbations: tuple[str, ...],
     hundred perturbations x 5,000 genes would be millions of rows)."""
     from grape_core.export import h5ad_bytes, to_anndata
 
-    adata = to_anndata(predictions(folder, stamp, perturbations, where))
-    if kind == "h5ad":
-        return h5ad_bytes(adata)
-    return adata.to_df(layer="shift").to_csv(index_label="perturbation").encode()
+    found = predictions(folder, stamp, perturbations, where)
+    if kind == "h5ad":  # with the control row (pertpy, cell-eval)
+        return h5ad_bytes(to_anndata(found))
+    shifts = to_anndata(found, control=False).to_df(layer="shift")  # control's shift is 0
+    return shifts.to_csv(index_label="perturbation").encode()
 
 
 @st.cache_data(max_entries=512, show_spinner=False)
-def prediction(folder: str, stamp: str, genes: tuple[str, ...]):
+def prediction(folder: str, stamp: str, genes: tuple[str, ...], interaction: bool = True):
     """:func:`grape_core.predict.predict` with the baselines and, for a pair, the additive
-    expectation (cached per model and perturbation)."""
-    from grape_core.predict import predict
+    expectation (cached per model and perturbation); ``interaction``: a pair's
+    genetic-interaction analysis too (about a second, and the first of the process imports
+    its libraries: the page draws the chart before asking for it)."""
+    from grape_core.predict import predict, with_interaction
 
-    return predict(load_model(folder, stamp), list(genes))
+    model = load_model(folder, stamp)
+    if interaction:  # the cached prediction without it, completed
+        return with_interaction(model, prediction(folder, stamp, genes, False))
+    return predict(model, list(genes), interactions=False)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)

@@ -9,6 +9,7 @@ links between pages, and shared links, carry them.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -89,11 +90,31 @@ def remember(key: str, value: Any, *, url: bool = False) -> None:
             st.session_state[f"_{key}_from_url"] = values
 
 
-def replace_gene(key: str, old: str, new: str) -> None:
-    """Button callback: swap a mistyped symbol for a suggestion in the gene picker ``key``."""
-    current = list(st.session_state.get(key, []))
-    st.session_state[key] = [new if g.strip().lower() == old.strip().lower() else g for g in current]
-    st.session_state[f"_{key}"] = st.session_state[key]
+GENE_SEPARATORS = re.compile(r"[+,;\s]+")
+"""What separates the genes typed in a gene box: ``+`` (as in ``KLF1+MAP2K6``), commas,
+semicolons or spaces; none of them is ever part of a symbol here."""
+
+
+def split_genes(text: str) -> list[str]:
+    """The genes typed in a gene box, as typed (``"KLF1 + MAP2K6"`` -> ``["KLF1", "MAP2K6"]``)."""
+    return [g for g in GENE_SEPARATORS.split(str(text or "")) if g]
+
+
+def join_genes(genes: list[str], separator: str = "+") -> str:
+    return separator.join(genes)
+
+
+def typed(key: str) -> None:
+    """Gene box callback: remember the genes typed in text box ``key`` (``_key``: a list)."""
+    st.session_state[f"_{key}"] = split_genes(st.session_state.get(key, ""))
+
+
+def replace_gene(key: str, old: str, new: str, separator: str = "+") -> None:
+    """Button callback: swap a mistyped symbol for a suggestion in the gene box ``key``."""
+    current = list(st.session_state.get(f"_{key}", split_genes(st.session_state.get(key, ""))))
+    genes = [new if g.strip().lower() == old.strip().lower() else g for g in current]
+    st.session_state[f"_{key}"] = genes
+    st.session_state[key] = join_genes(genes, separator)
 
 
 # ----------------------------------------------------------------------------- full screens (server-side)

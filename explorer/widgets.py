@@ -20,12 +20,13 @@ from typing import Any
 import streamlit as st
 
 from grape_core.errors import GrapeError, UnknownGeneError
-from grape_core.evaluation.trust import typical_response_sentence
+from grape_core.evaluation.trust import replicate_sentence, typical_response_sentence
 from grape_core.io import write_bytes
 
 from .layout import md, show_error
 from .loaders import evaluation, file_stamp, predictions_file, predictions_table, screen_data
-from .state import Selection, changed, remember, replace_gene, restore
+from .state import (Selection, join_genes, remember, replace_gene, restore, split_genes,
+                    typed)
 
 UPLOAD_LIMIT_ENV = "GRAPE_MAX_UPLOAD_MB"
 _UPLOAD_FOLDERS: set[str] = set()
@@ -40,16 +41,54 @@ def _remove_uploads() -> None:
 
 # ----------------------------------------------------------------------------- genes
 def gene_picker(model, *, key: str = "genes", label: str = "Gene or pair to perturb") -> list[str]:
-    """Searchable choice of up to two genes among the model's; typed symbols are accepted
-    and checked (with suggestions) by :func:`resolve`."""
+    """A text box for one gene or a pair (``KLF1``, ``KLF1+MAP2K6``): what is typed is what is
+    predicted, checked (exact symbol, any case, or a known alias) by :func:`resolve`, which
+    offers the genes that start with, or look like, a symbol the model lacks. A search list
+    would pick its first match on Enter: ``KLF1`` gave KLF1 and KLF12, ``KLF2`` gave KLF12.
+
+    The genes are remembered as a list (``_genes``, and in the URL), the box shows them
+    joined by ``+``."""
     restore(key, [], url=True, valid=lambda v: isinstance(v, list))
-    genes = st.multiselect(
-        label, sorted(model.genes), key=key, accept_new_options=True, on_change=changed, args=(key,),
-        placeholder="type a gene symbol, e.g. KLF1",
-        help=f"One gene, or two for a pair. Only the {len(model.genes)} genes of this model's graph "
-             "can be predicted; other symbols get suggestions.")
-    remember(key, list(genes), url=True)
+    st.session_state[key] = join_genes(st.session_state[key])
+    text = st.text_input(
+        label, key=key, on_change=typed, args=(key,),
+        placeholder="a gene symbol, e.g. KLF1; a pair: KLF1+MAP2K6",
+        help=f"One gene, or two joined by + for a pair; press Enter. Only the {len(model.genes)} "
+             "genes of this model's graph can be predicted; a symbol it lacks gets suggestions.")
+    genes = split_genes(text)
+    remember(key, genes, url=True)
     return genes
+
+
+def target_picker(model, container, *, key: str = "targets") -> list[str]:
+    """Screen: the target genes, typed (``HBG2, HBE1``); each must be one of the model's
+    measured genes as typed (any case, or a known alias): a partial symbol is never widened
+    to the genes it starts (``HBG`` is an error that offers HBG1 and HBG2)."""
+    text = container.text_input(
+        "Target genes", key=key, placeholder="measured genes, e.g. HBG2, HBE1",
+        help=f"One or more of the {len(model.measured)} measured genes, separated by commas or "
+             "spaces.")
+    return split_genes(text)
+
+
+def use_target(key: str, old: str, new: str) -> None:
+    """Suggestion button of the Screen page: put ``new`` in place of ``old`` in the target
+    box and in the screen's arguments, so that the ranking shows at once."""
+    replace_gene(key, old, new, separator=", ")
+    args = st.session_state.get("screen_args")
+    if args:
+        weights = tuple((new if g.strip().lower() == old.strip().lower() else g, w) for g, w in args[0])
+        st.session_state["screen_args"] = (weights, *args[1:])
+
+
+def gene_error(exc: GrapeError, *, key: str, on_click=None) -> None:
+    """One error line and, for a symbol the model lacks, a button per suggestion."""
+    show_error(exc)
+    if isinstance(exc, UnknownGeneError) and exc.suggestions:
+        cols = st.columns(min(len(exc.suggestions), 5))
+        for col, suggestion in zip(cols, exc.suggestions):
+            col.button(f"Use {md(suggestion)}", key=f"suggest-{key}-{suggestion}",
+                       on_click=on_click or replace_gene, args=(key, exc.gene, suggestion))
 
 
 def open_on_example(model, sel: Selection, *, key: str = "genes") -> tuple[str, ...]:
@@ -80,16 +119,8 @@ def resolve(model, genes: Sequence[str], *, key: str = "genes") -> tuple[str, ..
 
     try:
         return genes_of(resolve_perturbation(model, list(genes)))
-    except UnknownGeneError as exc:
-        show_error(exc)
-        if exc.suggestions:
-            cols = st.columns(min(len(exc.suggestions), 5))
-            for col, suggestion in zip(cols, exc.suggestions):
-                col.button(f"Use {md(suggestion)}", key=f"suggest-{key}-{suggestion}",
-                           on_click=replace_gene, args=(key, exc.gene, suggestion))
-        return None
     except GrapeError as exc:
-        show_error(exc)
+        gene_error(exc, key=key)
         return None
 
 
@@ -237,4 +268,11 @@ def typical_response(model, pred) -> tuple[str, ...]:
     """A warning when the prediction is nearly the mean response of the training
     perturbations (:func:`~grape_core.evaluation.trust.typical_response_sentence`)."""
     sentence = typical_response_sentence(model, pred)
+    return (sentence,) if sentence else ()
+
+
+def replicate_note(model, pred) -> tuple[str, ...]:
+    """For a held-out perturbation: how close the prediction came to repeating the
+    experiment (:func:`~grape_core.evaluation.trust.replicate_sentence`)."""
+    sentence = replicate_sentence(model, pred)
     return (sentence,) if sentence else ()

@@ -976,8 +976,9 @@ class Bundle:
         learned = check.edges(pd.read_parquet(path / FILES["learned"]), FILES["learned"], nodes,
                               extra={"in_prior": "bool"})
         history = check.numbers(pd.read_csv(path / FILES["history"]), FILES["history"])
-        metrics = check.numbers(pd.read_csv(path / FILES["metrics"], dtype={"condition": str}),
-                                FILES["metrics"])
+        # round_trip: the stored replicate rows stand in for a fresh evaluation, bit for bit
+        metrics = check.numbers(pd.read_csv(path / FILES["metrics"], dtype={"condition": str},
+                                            float_precision="round_trip"), FILES["metrics"])
         return cls(
             manifest=manifest, members=members, graph=graph, genes=genes, table=table,
             pseudobulk=pb, split=Split.load(path / FILES["split"]),

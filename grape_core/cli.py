@@ -384,16 +384,36 @@ def cmd_evaluate(args) -> int:
     from .data.pseudobulk import pseudobulk
     from .predict import evaluate
 
-    _outputs(args, "--json")
+    _outputs(args, "--json", folder=("--h5ad", args.h5ad) if args.h5ad else None)
+    if args.h5ad and not args.data:
+        raise GrapeError("--h5ad writes the measured cells beside the predictions: give the "
+                         "model's data with --data")
+    if args.h5ad:
+        from .io import check_output
+
+        if Path(args.h5ad).exists() and not Path(args.h5ad).is_dir():
+            raise GrapeError(f"--h5ad {args.h5ad} is a file; give a folder for cell-eval's files")
+        check_output(Path(args.h5ad) / "cell_eval.json", what="--h5ad", inputs=_inputs(args))
     model = _load(args)
     bundle = model.bundle
     adata = _read(args) if args.data else None
     pb = pseudobulk(adata, progress=_progress(args)) if adata is not None else bundle.pseudobulk
-    report = evaluate(model, pb)
+    report = evaluate(model, pb, cells=adata)
     print(f"{bundle.name}: {len(report.test_conditions)} held-out conditions of "
           f"{pb.dataset or 'the training data'} (split {report.split}, seed {report.seed})")
     print(report.format())
     print(report.extra["verdict"])
+    for note in report.notes:
+        print(f"note: {note}", file=sys.stderr)
+    if args.h5ad:
+        from .evaluation.replicate import CellSample
+        from .export import write_cell_eval
+
+        index = write_cell_eval(args.h5ad, report,
+                                CellSample.from_adata(adata, report.test_conditions))
+        print(f"wrote {len(index['pairs'])} prediction(s) for cell-eval and the measured cells "
+              f"to {args.h5ad}; e.g. {index['pairs'][0]['command']} (in that folder)",
+              file=sys.stderr)
     for group, rows in report.subgroup_summary().get("grape", {}).items():
         print(f"  {group}: {rows['n_conditions']} conditions")
     data = report.to_dict()
@@ -422,8 +442,20 @@ def _report_maker(name: str):
     return getattr(report, name)
 
 
-def _command(args) -> str:
-    return "python -m grape_core " + " ".join(_argv_for_record(args._argv))
+def _command(args, model=None) -> str:
+    """The command as typed, for a report's "Reproduce" line: file names without their
+    folders (no machine paths in a file that is sent around), except ``--model``, which must
+    find the model again (:func:`~grape_core.report.model_argument`)."""
+    words = _argv_for_record(args._argv)
+    if model is not None:
+        from .report import model_argument
+
+        for i, word in enumerate(words[:-1]):
+            if word == "--model":
+                words[i + 1] = model_argument(model)
+        words = [f"--model={model_argument(model)}" if w.startswith("--model=") else w
+                 for w in words]
+    return "python -m grape_core " + " ".join(words)
 
 
 def cmd_predict(args) -> int:
@@ -460,7 +492,7 @@ def cmd_predict(args) -> int:
         from .io import write_text
 
         write_text(args.report, _report_maker("prediction_report_html")(model, preds[0],
-                                                                         command=_command(args)),
+                                                                         command=_command(args, model)),
                    what="--report")
         print(f"wrote {args.report}", file=sys.stderr)
     if args.json:
@@ -519,7 +551,7 @@ def cmd_screen(args) -> int:
 
         maker = _report_maker("screen_report_html")
         check = _report_maker("check_or_none")(model)
-        write_text(args.report, maker(model, result, check=check, command=_command(args)),
+        write_text(args.report, maker(model, result, check=check, command=_command(args, model)),
                    what="--report")
         print(f"wrote {args.report}", file=sys.stderr)
     shown_targets = ", ".join(result.targets[:8])
@@ -699,6 +731,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_option(p)
     _add_data_options(p, required=False)
     p.add_argument("--json", help="write the report as JSON here")
+    p.add_argument("--h5ad", metavar="DIR", help="also write the measured cells and every model's "
+                   "predictions as AnnData for cell-eval (obs['perturbation'], control label "
+                   "'control', log1p data), with cell_eval.json naming each pair and its "
+                   "cell-eval command (needs --data)")
     p.add_argument("--ablations", action="store_true", help="also retrain the ablations (needs --data)")
     p.add_argument("--max-steps", type=int, help="maximum optimisation steps for the ablation runs")
     p.add_argument("--prior", action="append", metavar="NAME|FILE",

@@ -30,6 +30,11 @@ CONTROL_CANDIDATES = ("ctrl", "control", "non-targeting", "non_targeting", "nont
                       "unperturbed")
 STUDY_COLUMNS = ("dataset", "study")
 
+# pertpy / cell-eval layout of an exported AnnData: obs['perturbation'] is ``KLF1``, ``A+B``
+# or ``control`` (:func:`grape_core.data.conditions.perturbation_label`)
+PERTURBATION = "perturbation"
+PERTURBATION_CONTROL = "control"
+
 # --- conditions ------------------------------------------------------------------------
 CTRL = "ctrl"
 """Canonical control label (GEARS): singles are ``GENE+ctrl``, pairs ``A+B``."""

@@ -104,6 +104,67 @@ class Model:
     def __repr__(self) -> str:
         return f"Model({self.name!r}, {len(self.bundle.members)} members, {len(self.genes)} genes)"
 
+    # ------------------------------------------------------------------ scverse-style API
+    def predict(self, perturbations: str | Sequence[str], *, interactions: bool = False,
+                control: bool = True, progress: bool = False) -> "anndata.AnnData":  # noqa: F821
+        """Predicted expression of perturbations, as AnnData (pertpy's layout).
+
+        Parameters
+        ----------
+        perturbations
+            ``"KLF1"``, ``"KLF1+MAP2K6"``, or a list of them (each once).
+        interactions
+            Also each pair's genetic-interaction type (``obs['gi_type']``; about a second per
+            pair).
+        control
+            Add the ``control`` row (the control mean) that pertpy and cell-eval compare with.
+        progress
+            A progress bar over a long list.
+
+        Returns
+        -------
+        AnnData ``(n_perturbations + 1) × n_measured``: ``X`` predicted mean log-expression,
+        ``obs['perturbation']`` (``KLF1``, ``KLF1+MAP2K6``, ``control``), layers ``shift``,
+        ``ensemble_std``, ``interval`` and, for measured perturbations, ``measured``
+        (:func:`grape_core.export.to_anndata`).
+
+        Examples
+        --------
+        >>> import grape_core as gc
+        >>> model = gc.load("assets/models/norman")
+        >>> model.predict(["KLF1", "KLF1+MAP2K6"]).obs["perturbation"].tolist()
+        ['KLF1', 'KLF1+MAP2K6', 'control']
+        """
+        from .export import to_anndata
+
+        listed = [perturbations] if isinstance(perturbations, str) else list(perturbations)
+        preds = predict_many(self, listed, interactions=interactions, progress=progress)
+        return to_anndata(preds, control=control)
+
+    def evaluate(self, adata=None, *, part: str = "test") -> Report:
+        """GRAPE, every baseline and the data's replicate on the held-out perturbations,
+        with GEARS' and cell-eval's metrics (:func:`evaluate`).
+
+        Parameters
+        ----------
+        adata
+            The screen's cells (``n_cells × n_genes``, the same measured genes; the file the
+            model was trained on, read or in memory): the replicate and cell-eval's DE
+            metrics need them. ``None``: the model's own stored data.
+        """
+        if adata is None:
+            return evaluate(self, part=part)
+        from .data.pseudobulk import pseudobulk
+        from .data.read import read_perturbseq
+
+        if "grape_source" not in adata.uns:  # not read by grape_core: check it the same way
+            adata = read_perturbseq(adata)
+        return evaluate(self, pseudobulk(adata), part=part, cells=adata)
+
+    def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
+        """Write the model folder (:meth:`~grape_core.bundle.Bundle.save`)."""
+        return self.bundle.save(path, overwrite=overwrite)
+
     @property
     def name(self) -> str:
         return self.bundle.name
@@ -221,7 +282,11 @@ def resolve_gene(model: Model | Bundle, symbol: str) -> str:
         hits = bundle.table.index[bundle.table["resolved_symbol"].astype(str).str.lower() == text.lower()]
         if len(hits) == 1:
             return str(hits[0])
-    suggestions = tuple(difflib.get_close_matches(text.upper(), bundle.genes, n=5, cutoff=0.6))
+    # the genes it starts (what a partial symbol was on its way to), shortest first, then
+    # the genes that look like it: offered, never picked
+    starts = sorted((g for g in bundle.genes if g.lower().startswith(folded)), key=lambda g: (len(g), g))
+    close = difflib.get_close_matches(text.upper(), bundle.genes, n=5, cutoff=0.6)
+    suggestions = tuple(dict.fromkeys([*starts, *close]))[:5] if folded else ()
     hint = f"; did you mean {', '.join(suggestions)}?" if suggestions else ""
     if _in_annotation(text):
         raise UnknownGeneError(
@@ -434,7 +499,7 @@ class Prediction:
 
 
 def predict(model: Model | Bundle, perturbation: str | Sequence[str], *,
-            baselines: bool = True) -> Prediction:
+            baselines: bool = True, interactions: bool = True) -> Prediction:
     """Predicted response of every measured gene to one gene or a pair.
 
     Parameters
@@ -445,6 +510,9 @@ def predict(model: Model | Bundle, perturbation: str | Sequence[str], *,
         ``"A"``, ``"A+B"`` (also ``A+ctrl``, any case, known aliases) or ``["A", "B"]``.
     baselines
         Also give every baseline's shift and, for a pair, the additive expectation.
+    interactions
+        A pair's genetic-interaction analysis (about a second, and the first one of a process
+        imports its libraries); ``False`` leaves it out (:func:`with_interaction` adds it).
 
     Returns
     -------
@@ -468,7 +536,22 @@ def predict(model: Model | Bundle, perturbation: str | Sequence[str], *,
     model = as_model(model)
     condition = resolve_perturbation(model, perturbation)
     mean, std = predict_conditions(model, _with_singles(condition))  # a pair's singles in one pass
-    return _prediction(model, condition, mean, std, baselines=baselines)
+    return _prediction(model, condition, mean, std, baselines=baselines, analyse_pair=interactions)
+
+
+def with_interaction(model: Model | Bundle, pred: Prediction) -> Prediction:
+    """``pred`` with a pair's genetic-interaction analysis (:attr:`Prediction.interaction`),
+    for a prediction made without it; a single, or a pair that has it, as it is. The app
+    shows a pair's chart first and this below it."""
+    if pred.interaction is not None or len(pred.perturbed) != 2:
+        return pred
+    from dataclasses import replace
+
+    model = as_model(model)
+    mean, _ = predict_conditions(model, _with_singles(pred.condition))
+    control = model.bundle.pseudobulk.control_mean.astype(np.float64)
+    return replace(pred, interaction=_interaction(model, pred.perturbed, pred.condition,
+                                                  mean - control[None, :]))
 
 
 def _with_singles(condition: str) -> list[str]:
@@ -753,8 +836,9 @@ def example_condition(model: Model | Bundle) -> str | None:
 
 # ----------------------------------------------------------------------------- evaluation
 def evaluate(model: Model | Bundle, pb=None, *, part: str = "test",
-             predicted: np.ndarray | None = None) -> Report:
-    """GRAPE (row ``grape``) and every baseline on the model's held-out conditions.
+             predicted: np.ndarray | None = None, cells=None) -> Report:
+    """GRAPE (row ``grape``), every baseline and the data's replicate on the model's
+    held-out conditions, with GEARS' and cell-eval's metrics.
 
     Parameters
     ----------
@@ -768,6 +852,12 @@ def evaluate(model: Model | Bundle, pb=None, *, part: str = "test",
     predicted
         GRAPE's predicted expression of the model's own held-out conditions of ``part``
         (:func:`predict_conditions`, in the split's order) when the caller has it already.
+    cells
+        The screen's cells (the AnnData ``pb`` comes from; for the model's own data, the
+        training file read by :func:`~grape_core.data.read.read_perturbseq`): cell-eval's
+        DE metrics and the ``replicate`` row are computed from them. Without them, the
+        replicate rows stored in the model at training time are used, when it has them, and
+        cell-eval's DE metrics are left out (``Report.notes`` says so).
 
     Raises
     ------
@@ -793,6 +883,28 @@ def evaluate(model: Model | Bundle, pb=None, *, part: str = "test",
     report = evaluate_models(pb, bundle.split, {"grape": grape},
                              part=part, baselines=baselines or fit_baselines(
                                  pb, model.fitted_on, prior=bundle.prior_edges,
-                                 genes=bundle.genes, features=bundle.fused))
+                                 genes=bundle.genes, features=bundle.fused), cells=cells)
+    if cells is None and pb is bundle.pseudobulk and part == "test":
+        _stored_replicate(bundle, report)
     report.extra["verdict"] = report.verdict("grape")
     return report
+
+
+def _stored_replicate(bundle: Bundle, report: Report) -> None:
+    """The ``replicate`` rows a model stored at training time (they depend on the data and
+    the split only), into ``report`` when it has none."""
+    from .evaluation.replicate import REFERENCE
+
+    metrics = bundle.metrics
+    if REFERENCE in report.tables or "model" not in metrics:
+        return
+    rows = metrics[metrics["model"] == REFERENCE].set_index("condition")
+    rows = rows.loc[rows.index.intersection(report.test_conditions)]
+    if not len(rows):
+        return
+    report.tables[REFERENCE] = rows.drop(columns=["model", "subgroup"], errors="ignore")
+    report.notes[:] = [n for n in report.notes if not n.startswith("no replicate row")]
+    report.notes.append("replicate row: stored in the model at training time (computed from "
+                        "the training data's cells)")
+    report.replicate = dict(bundle.manifest.metrics.extra.get("replicate", {})) \
+        if bundle.manifest.metrics is not None else {}

@@ -186,6 +186,26 @@ def _header(kind: str, title: str, model: Model) -> list[str]:
             f"offline by GRAPE Explorer {esc(__version__)}</p>"]
 
 
+def model_argument(model: Model) -> str:
+    """The ``--model`` argument that finds ``model`` again, so that a report's "Reproduce"
+    line runs as printed: ``assets/models/<name>`` for a bundled model (from the project
+    folder, where the app and the command line run); else its folder relative to the working
+    folder, or its full path; its name for a model never saved."""
+    from pathlib import Path
+
+    folder = getattr(model.bundle, "path", None)
+    if folder is None:
+        return model.name
+    folder = Path(folder).resolve()
+    bundled = Path(__file__).resolve().parent.parent / "assets" / "models"
+    for base, prefix in ((bundled, Path("assets") / "models"), (Path.cwd().resolve(), Path())):
+        try:
+            return (prefix / folder.relative_to(base)).as_posix()
+        except ValueError:
+            continue
+    return str(folder)
+
+
 def _footer(command: str) -> str:
     return ("<footer><p>Reproduce: <code>" + esc(command) + "</code></p><p>This file is "
             "self-contained: it loads nothing from the internet. Shifts are changes in "
@@ -289,7 +309,7 @@ def prediction_report(model: Model, pred: Prediction, *, parts: ReportParts = Re
     body.append(_interaction(pred))
     body.append(_network(parts, edges, pred.perturbed))
     body.append("<h2>Model card</h2>" + model_card(model.bundle.manifest))
-    body.append(_footer(command or f"python -m grape_core predict --model {model.name} "
+    body.append(_footer(command or f"python -m grape_core predict --model {model_argument(model)} "
                         f"--perturbation {'+'.join(pred.perturbed)} --report report.html"))
     return _page(title, body, parts)
 
@@ -323,6 +343,7 @@ def screen_report(model: Model, result: ScreenResult, *, parts: ReportParts = Re
                     "the measurements do? Spearman correlation per target gene, averaged (higher "
                     "is better).</p>" + _table(shown))
     body.append("<h2>Model card</h2>" + model_card(model.bundle.manifest))
-    body.append(_footer(command or f"python -m grape_core screen --model {model.name} --target "
-                        f"{','.join(result.targets)} --direction {result.direction}"))
+    body.append(_footer(command or f"python -m grape_core screen --model {model_argument(model)} "
+                        f"--target {','.join(result.targets)} --direction {result.direction} "
+                        "--report report.html"))
     return _page(title, body, parts)

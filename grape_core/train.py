@@ -758,16 +758,21 @@ def train_bundle(
     if held_out:
         started = time.perf_counter()
         mean, std = predict_conditions(model, held_out)  # once, for metrics and uncertainty
-        report = evaluate(model, predicted=mean)
+        # with the cells: cell-eval's DE metrics and the replicate row, stored in metrics.csv
+        report = evaluate(model, predicted=mean, cells=adata)
         uncertainty = uncertainty_check(mean, std, pb.means[pb.rows(held_out)], pb.control_mean)
         if calibration is not None:
             control = pb.control_mean.astype(np.float64)
             uncertainty |= interval_check(
                 calibration, mean - control, std, pb.shifts_of(held_out), model.gene_scale(),
                 control, pb.de_idx[pb.rows(held_out)])
+        found = report.to_dict()  # GEARS' names in test; cell-eval's, under theirs, beside
+        extra = {"cell_eval": found["cell_eval"]["models"]}
+        if report.replicate:
+            extra["replicate"] = report.replicate
         manifest = bundle.manifest.replace(
-            metrics=MetricsInfo(test=report.models, subgroups=report.subgroup_summary(),
-                                verdict=report.verdict("grape")),
+            metrics=MetricsInfo(test=found["models"], subgroups=found["subgroups"],
+                                verdict=report.verdict("grape"), extra=extra),
             uncertainty=uncertainty)
         bundle = bundle.replace(manifest=manifest, metrics=report.long_frame(split))
         seconds["evaluation_seconds"] = round(time.perf_counter() - started, 2)

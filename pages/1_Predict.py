@@ -35,7 +35,7 @@ def one(model, sel) -> None:
         return
     with st.spinner(f"Predicting {layout.md(layout.label(perturbed))} with "
                     f"{len(model.bundle.members)} models…"):
-        pred = loaders.prediction(sel.folder, sel.stamp, perturbed)
+        pred = loaders.prediction(sel.folder, sel.stamp, perturbed, False)  # the chart first
     if perturbed == example:
         st.info(f"An example to start with: **{layout.md(layout.label(perturbed))}** was measured but held "
                 "out, so you can compare the prediction with the measurement. Of the model's held-out "
@@ -44,11 +44,15 @@ def one(model, sel) -> None:
     for warning in (*pred.warnings, *widgets.typical_response(model, pred)):
         st.warning(layout.md(warning), icon=":material/warning:")
     st.markdown(f"**{layout.md(pred.condition)}** {PARTS.get(pred.part, '')}.")
+    for note in widgets.replicate_note(model, pred):
+        st.info(layout.md(note), icon=":material/target:")
 
     st.plotly_chart(charts.shift_chart(pred, top=top, title=f"Top {top} predicted shifts after perturbing "
                                        f"{layout.short_label(pred.condition)}"), key="shift_chart")
     st.caption(layout.md(charts.shift_chart_caption(model, pred)))
-    if pred.interaction:
+    if len(pred.perturbed) == 2:
+        with st.spinner("Analysing the genetic interaction…"):
+            pred = loaders.prediction(sel.folder, sel.stamp, perturbed)
         interaction(pred)
     if pred.measured_shift is not None:
         st.plotly_chart(charts.scatter_measured(pred), key="scatter")

@@ -35,7 +35,10 @@ def main() -> None:
     st.caption("Pearson of shifts: do predicted and measured changes go up and down together "
                "(1 = perfectly). MSE: average squared error of the predicted expression. "
                "n = held-out perturbations each model can predict (additive: pairs whose singles "
-               "were measured).")
+               "were measured; its bar is hatched). Replicate: half of each perturbation's cells "
+               "scored against the other half, the data's own ceiling. Differences of 0.001 or "
+               "less (1 % on errors) are ties.")
+    layout.ceiling(b, metric)
 
     st.subheader("Per perturbation and per subgroup")
     st.plotly_chart(charts.per_condition_figure(b.metrics, metric), key="per_condition")

@@ -13,8 +13,7 @@ def main() -> None:
     model = layout.model(sel)
     with st.form("screen"):
         left, right = st.columns([3, 2])
-        targets = left.multiselect("Target genes", sorted(model.measured), key="targets",
-                                   placeholder="measured genes, e.g. HBG2")
+        targets = widgets.target_picker(model, left)
         signature = left.text_area("…or paste a signature (gene and weight per line; negative = "
                                    "move the other way)", key="signature", height=90,
                                    placeholder="HBG2 1\nHBE1 1\nGATA1 -0.5")
@@ -37,7 +36,7 @@ def main() -> None:
         with st.spinner("Ranking the candidates…"):
             result = loaders.screen_result(sel.folder, sel.stamp, *args)
     except layout.GrapeError as exc:
-        layout.show_error(exc)
+        widgets.gene_error(exc, key="targets", on_click=widgets.use_target)
         return
     for note in result.notes:
         st.info(layout.md(note), icon=":material/info:")

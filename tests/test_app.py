@@ -86,8 +86,13 @@ def app(models_dir):
 def page(at: AppTest, name: str, **widgets) -> AppTest:
     ok(at.switch_page(PAGES[name]).run())
     for key, value in widgets.items():
-        ok(at.multiselect(key=key).set_value(value).run())
+        ok(at.text_input(key=key).set_value("+".join(value)).run())
     return at
+
+
+def genes_box(at: AppTest) -> list[str]:
+    """The genes in the gene box (a text box: ``KLF1+MAP2K6``)."""
+    return [g for g in at.text_input(key="genes").value.split("+") if g]
 
 
 def app_bundle(name: str):
@@ -197,16 +202,16 @@ def test_predict_opens_on_a_held_out_example(app, norman):
     ok(app.switch_page(PAGES["predict"]).run())
     condition = example_condition(norman)
     assert condition in norman.bundle.split.test and condition in norman.bundle.pseudobulk
-    assert app.multiselect(key="genes").value == list(genes_of(condition))
+    assert genes_box(app) == list(genes_of(condition))
     line = [plain(i.value) for i in app.info if "An example to start with" in i.value]
     assert line and "held out" in line[0] and "median accuracy" in line[0]
     assert chart(app, "shift_chart") and chart(app, "scatter")  # measured: the comparison shows
     ok(app.sidebar.selectbox(key="model").set_value("adamson").run())  # the example follows the model
-    assert app.multiselect(key="genes").value == list(genes_of(example_condition(app_bundle("adamson"))))
-    ok(app.multiselect(key="genes").set_value([]).run())  # cleared by the user: stays empty
+    assert genes_box(app) == list(genes_of(example_condition(app_bundle("adamson"))))
+    ok(app.text_input(key="genes").set_value("").run())  # cleared by the user: stays empty
     assert not app.get("plotly_chart") and not any("An example" in i.value for i in app.info)
     ok(app.sidebar.selectbox(key="model").set_value("norman").run())
-    assert app.multiselect(key="genes").value == []
+    assert genes_box(app) == []
 
 
 def test_pair_of_unseen_genes_warns_but_predicts(app):
@@ -221,14 +226,14 @@ def test_bad_gene_inputs_give_one_clear_error(app):
     assert any("unknown gene 'KLF'" in e and "did you mean KLF1" in e for e in errors(app))
     assert not app.get("plotly_chart")
     ok(app.button(key="suggest-genes-KLF1").click().run())  # one click fixes it
-    assert app.multiselect(key="genes").value == ["KLF1"]
+    assert genes_box(app) == ["KLF1"]
     assert chart(app, "shift_chart") and not errors(app)
 
-    ok(app.multiselect(key="genes").set_value(["KLF1", "MAPK1", "CBL"]).run())
+    ok(app.text_input(key="genes").set_value("KLF1+MAPK1+CBL").run())
     assert any("perturbs 3 genes" in e for e in errors(app))
-    ok(app.multiselect(key="genes").set_value(["TP53"]).run())
+    ok(app.text_input(key="genes").set_value("TP53").run())
     assert any("known human gene but not in model 'norman'" in e for e in errors(app))
-    ok(app.multiselect(key="genes").set_value(["<script>alert(1)</script>"]).run())
+    ok(app.text_input(key="genes").set_value("<script>alert(1)</script>").run())
     assert any("'<script>alert(1)</script>'" in e for e in errors(app))
     assert all("<script>" not in e.value for e in app.error)  # escaped, never markup
 
@@ -239,7 +244,7 @@ def test_gene_from_the_url_opens_on_predict(models_dir):
     at.query_params["genes"] = ["CBL", "CNN1"]
     at.switch_page(PAGES["predict"])
     ok(at.run())
-    assert at.multiselect(key="genes").value == ["CBL", "CNN1"]
+    assert genes_box(at) == ["CBL", "CNN1"]
     assert "Genetic interaction" in texts(at)
 
 
@@ -321,6 +326,79 @@ def test_benchmark_page(app, norman):
     assert "What drives the predictions" in texts(app)
 
 
+def test_benchmark_calls_a_one_pair_difference_a_tie(app, norman):
+    """The bundled Norman model: additive and GRAPE differ by less than 0.001 on their one
+    common pair. That is a tie in the sentence, and additive's bar (one perturbation of 16)
+    is hatched and says so."""
+    page(app, "benchmark")
+    shown = texts(app)
+    assert "GRAPE and the additive (A + B) baseline tie" in shown
+    assert "additive (A + B) baseline beats" not in shown
+    bars = chart(app, "metric_bars")["data"][0]
+    labels = list(array(bars["x"]))
+    additive = labels.index("additive (A + B)")
+    assert bars["marker"]["pattern"]["shape"][additive] == "/" and "of 16" in bars["text"][additive]
+    assert "does not store the screen's replicate" in plain(" ".join(i.value for i in app.info))
+
+
+def test_benchmark_and_predict_show_the_replicate(models_dir, adamson_model):
+    """A model trained now stores the replicate: the Benchmark page shows it (a line on the
+    chart, a row in the table) and each model scaled between the train mean and it; Predict
+    says how close a held-out perturbation's prediction came to repeating the experiment."""
+    import grape_core as gc
+    from grape_core.evaluation.replicate import condition_scaled, scaled_from_metrics
+    from grape_core.predict import example_condition
+
+    shutil.copytree(adamson_model, models_dir / "trained")
+    at = ok(AppTest.from_file(APP, default_timeout=TIMEOUT).run())
+    ok(at.sidebar.selectbox(key="model").set_value("trained").run())
+    page(at, "benchmark")
+    model = gc.load(adamson_model)
+    fig = chart(at, "metric_bars")
+    line = [s for s in fig["layout"]["shapes"] if s.get("line", {}).get("dash") == "dash"]
+    replicate = model.bundle.manifest.metrics.test["replicate"]["pearson_delta"]
+    assert line and line[0]["y0"] == pytest.approx(replicate)
+    assert "replicate (half the cells vs the other half)" in at.dataframe[0].value.index
+    scaled = at.dataframe[1].value
+    expected = scaled_from_metrics(model.bundle.metrics, "pearson_delta")
+    grape = scaled.loc["GRAPE", "scaled (0 = train mean, 1 = replicate)"]
+    assert (np.isnan(grape) and np.isnan(expected.loc["grape", "scaled"])) or \
+        grape == pytest.approx(expected.loc["grape", "scaled"])
+    assert "cell-eval's metrics" in texts(at)
+    ok(at.switch_page(PAGES["predict"]).run())  # opens on a held-out example
+    condition = example_condition(model)
+    found = condition_scaled(model.bundle.metrics, condition)
+    notes = [plain(i.value) for i in at.info if "repeating the experiment" in i.value]
+    assert notes and (f"{found.value:.2f}" in notes[0] if np.isfinite(found.value)
+                      else "not defined" in notes[0])
+
+
+def test_the_gene_box_predicts_what_was_typed(app):
+    """Enter on a symbol predicts that symbol; a symbol the model lacks, or part of one, is
+    one error with suggestions, never another gene."""
+    page(app, "predict", genes=["KLF1"])  # KLF12 starts with it: still KLF1 alone
+    assert "KLF1+ctrl" in texts(app) and "KLF12" not in texts(app) and not errors(app)
+    for typed_text, suggested in (("KLF2", "KLF12"), ("KLF", "KLF1"), ("klf", "KLF12")):
+        ok(app.text_input(key="genes").set_value(typed_text).run())
+        assert any(typed_text in e and ("unknown gene" in e or "not in model 'norman'" in e)
+                   for e in errors(app)), (typed_text, errors(app))
+        assert not app.get("plotly_chart")  # nothing predicted
+        assert f"Use {suggested}" in [b.label for b in app.button]
+    ok(app.text_input(key="genes").set_value("klf1 + map2k6").run())  # any case, spaces
+    assert "KLF1+MAP2K6" in texts(app) and not errors(app)
+
+
+def test_the_screen_target_box_takes_what_was_typed(app):
+    ok(app.sidebar.selectbox(key="model").set_value("adamson").run())
+    page(app, "screen")
+    app.text_input(key="targets").set_value("HSPA")  # part of HSPA5 (and of HSPA8...)
+    ok(app.button(key="FormSubmitter:screen-Run the screen").click().run())
+    assert any("unknown gene 'HSPA'" in e for e in errors(app)) and not app.dataframe
+    ok(app.button(key="suggest-targets-HSPA5").click().run())  # one click: that gene alone
+    assert app.text_input(key="targets").value == "HSPA5" and not errors(app)
+    assert "Targets: HSPA5 (up)" in texts(app)
+
+
 # ----------------------------------------------------------------------------- Genes
 def test_genes_page_and_links(app, norman):
     page(app, "genes")
@@ -343,7 +421,7 @@ def test_screen_page_ranks_like_grape_core(app):
 
     ok(app.sidebar.selectbox(key="model").set_value("adamson").run())  # 160 genes: quick
     page(app, "screen")
-    app.multiselect(key="targets").set_value(["HSPA5", "SEC61A1"])  # a form: sent on submit
+    app.text_input(key="targets").set_value("HSPA5, SEC61A1")  # a form: sent on submit
     app.radio(key="direction").set_value("down")
     ok(app.button(key="FormSubmitter:screen-Run the screen").click().run())
     bundle = app_bundle("adamson")
@@ -360,7 +438,7 @@ def test_screen_page_ranks_like_grape_core(app):
     noise = ranking_is_noise(screen(bundle, ["HSPA5", "SEC61A1"], direction="down", top=20))
     assert (noise is not None) == any("The order is mostly noise" in w for w in warnings(app))
     assert "additive_effect" not in shown  # singles only
-    app.multiselect(key="targets").set_value([])
+    app.text_input(key="targets").set_value("")
     app.text_area(key="signature").set_value("HSPA5 one\n")
     ok(app.button(key="FormSubmitter:screen-Run the screen").click().run())
     assert any("weight 'one' is not a number" in e and "pasted signature" in e for e in errors(app))
@@ -384,7 +462,7 @@ def test_screen_page_on_a_model_that_stores_no_singles(models_dir, monkeypatch):
     at = ok(AppTest.from_file(APP, default_timeout=TIMEOUT).run())
     ok(at.sidebar.selectbox(key="model").set_value("no-singles").run())
     page(at, "screen")
-    at.multiselect(key="targets").set_value(["HSPA5"])
+    at.text_input(key="targets").set_value("HSPA5")
     monkeypatch.setenv("GRAPE_SCREEN_MEMORY_GB", "lots")
     ok(at.button(key="FormSubmitter:screen-Run the screen").click().run())
     assert errors(at) == ["GRAPE_SCREEN_MEMORY_GB='lots' is not a size in GB; give a number such "
@@ -425,7 +503,7 @@ def test_broken_and_user_models(models_dir):
     page(at, "predict", genes=["KLF1"])  # the app keeps working
     assert chart(at, "shift_chart")
     ok(at.sidebar.selectbox(key="model").set_value("my-model").run())
-    ok(at.multiselect(key="genes").set_value(["HSPA5"]).run())
+    ok(at.text_input(key="genes").set_value("HSPA5").run())
     assert chart(at, "shift_chart")
 
 
@@ -639,7 +717,7 @@ def test_names_from_data_are_shown_as_typed_never_as_markup(models_dir):
     no_markup(ok(at.selectbox(key="gene_pick").set_value(MD_GENE).run()))
     assert f"Open {MD_GENE} in Predict" in [plain(x.proto.label) for x in at.get("page_link")]
     page(at, "screen")
-    at.multiselect(key="targets").set_value(["Y_RNA", MD_GENE])
+    at.text_input(key="targets").set_value(f"Y_RNA, {MD_GENE}")
     ok(at.button(key="FormSubmitter:screen-Run the screen").click().run())
     assert not errors(at) and len(at.dataframe[0].value)
     no_markup(at)
@@ -653,7 +731,7 @@ def test_case_clash_and_bad_signatures_in_the_app(models_dir):
     page(at, "predict", genes=["Hspa5"])
     assert any("'Hspa5' is ambiguous" in e and "HSPA5 and hspa5" in e for e in errors(at))
     ok(at.button(key="suggest-genes-hspa5").click().run())  # one click picks the exact gene
-    assert at.multiselect(key="genes").value == ["hspa5"] and not errors(at)
+    assert genes_box(at) == ["hspa5"] and not errors(at)
     page(at, "screen")
     for text, phrase in (("HSPA5 nan", "is not a finite number"),
                          ("HSPA5 1\nhspa5 -1", "give each gene once"),

@@ -116,7 +116,8 @@ def test_a_list_as_one_table_and_one_anndata_file(norman_model, tmp_path):
     assert table["measured_shift"].isna().sum() == len(model.measured)  # SET was not measured
     (tmp_path / "p.h5ad").write_bytes(h5ad_bytes(to_anndata(preds)))
     adata = anndata.read_h5ad(tmp_path / "p.h5ad")
-    assert list(adata.obs_names) == ["SET+ctrl", "KLF1+MAP2K6"] and adata.n_vars == len(model.measured)
+    assert list(adata.obs_names) == ["SET+ctrl", "KLF1+MAP2K6", "ctrl"]
+    assert adata.n_vars == len(model.measured)
 
 
 def test_predict_a_list_of_perturbations(norman_model, tmp_path, capsys):
@@ -133,7 +134,8 @@ def test_predict_a_list_of_perturbations(norman_model, tmp_path, capsys):
     printed = capsys.readouterr().out.splitlines()
     assert printed[0].startswith("3 perturbations") and len(printed) == 2 + 3 * 3
     adata = anndata.read_h5ad(out)
-    assert list(adata.obs_names) == ["SET+ctrl", "KLF1+MAP2K6", "CEBPE+ctrl"]
+    assert list(adata.obs_names) == ["SET+ctrl", "KLF1+MAP2K6", "CEBPE+ctrl", "ctrl"]
+    assert list(adata.obs["perturbation"]) == ["SET", "KLF1+MAP2K6", "CEBPE", "control"]
     model = load(norman_model)
     shift = adata.layers["shift"]  # as stored (float32)
     np.testing.assert_array_equal(shift[1], predict(model, "KLF1+MAP2K6").shift.astype(shift.dtype))

@@ -144,6 +144,21 @@ def test_distance_correlation_properties():
     assert distance_correlation(x, x**2) > 0.3  # non-linear dependence, Pearson ~ 0
 
 
+def test_distance_correlation_equals_dcor():
+    """Computed from its definition (no numba compile in the app's first pair): the same as
+    the dcor package, for 1-D and 2-D samples, with ties."""
+    import dcor
+
+    rng = np.random.default_rng(3)
+    for n in (5, 120, 500):
+        x = rng.normal(size=n)
+        y = np.round(0.5 * x + rng.normal(size=n), 1)
+        xy = np.column_stack([x, rng.normal(size=n)])
+        for a, b in ((x, y), (xy, y), (xy, xy[:, ::-1] ** 2)):
+            assert distance_correlation(a, b) == pytest.approx(
+                float(dcor.distance_correlation(a, b)), abs=1e-12)
+
+
 def test_distance_correlation_matches_bivariate_normal_formula():
     """Székely et al. (2007), population dCor of a bivariate normal with correlation rho."""
     rho, n = 0.5, 1000

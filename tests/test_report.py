@@ -4,6 +4,8 @@ bundled Norman model; the report in a real browser is in ``test_browser.py``."""
 from __future__ import annotations
 
 import dataclasses
+import html
+import os
 import re
 from pathlib import Path
 
@@ -16,6 +18,7 @@ from grape_core.config import BUNDLED_MODELS
 from grape_core.errors import GrapeError
 
 NORMAN = BUNDLED_MODELS / "norman"
+ROOT = Path(__file__).resolve().parent.parent
 EVIL = ("<script>window.__pwned=1</script>", "<img src=x onerror='window.__pwned=2'>")
 OUTSIDE = re.compile(r"<(?:script|link|img|iframe)\b[^>]*\b(?:src|href)\s*=\s*[\"']?(?:https?:)?//",
                      re.IGNORECASE)
@@ -50,13 +53,18 @@ def test_prediction_to_anndata_for_scanpy(model, pair, tmp_path):
     single = gc.predict(model, "FOXO4")
     unmeasured = gc.predict(model, "FOXO4+PERM1")  # neither measured nor seen
     adata = gc.to_anndata([pair, single, unmeasured])
-    assert adata.shape == (3, len(model.measured))
-    assert list(adata.obs_names) == ["KLF1+MAP2K6", "FOXO4+ctrl", "FOXO4+PERM1"]
+    assert adata.shape == (4, len(model.measured))  # and the control row, last
+    assert list(adata.obs_names) == ["KLF1+MAP2K6", "FOXO4+ctrl", "FOXO4+PERM1", "ctrl"]
     assert list(adata.var_names) == list(model.measured)
     obs = adata.obs
+    # pertpy's layout: obs['perturbation'] with a 'control' label; the GEARS label beside it
+    assert obs["perturbation"].tolist() == ["KLF1+MAP2K6", "FOXO4", "FOXO4+PERM1", "control"]
+    assert obs["condition"].tolist() == list(adata.obs_names) and adata.uns["log1p"] == {"base": None}
     assert obs.loc["KLF1+MAP2K6", ["gene_a", "gene_b"]].tolist() == ["KLF1", "MAP2K6"]
-    assert obs.loc["FOXO4+ctrl", "gene_b"] == "" and obs["n_perturbed"].tolist() == [2, 1, 2]
-    assert obs["measured"].tolist() == [True, True, False]
+    assert obs.loc["FOXO4+ctrl", "gene_b"] == "" and obs["n_perturbed"].tolist() == [2, 1, 2, 0]
+    assert obs["measured"].tolist() == [True, True, False, True]
+    np.testing.assert_allclose(adata.X[3], pair.control, atol=1e-6)  # the control mean, no shift
+    assert not adata.layers["shift"][3].any() and obs.loc["ctrl", "part"] == "control"
     assert obs.loc["KLF1+MAP2K6", "part"] == "test" and obs.loc["FOXO4+PERM1", "part"] == "unmeasured"
     assert obs.loc["KLF1+MAP2K6", "gi_type"] == pair.interaction["predicted"]["gi_type"]
     np.testing.assert_allclose(adata.X[0], pair.predicted, atol=1e-5)
@@ -74,6 +82,7 @@ def test_prediction_to_anndata_for_scanpy(model, pair, tmp_path):
     write_h5ad(adata, path)
     back = anndata.read_h5ad(path)
     assert back.shape == adata.shape and list(back.var["biotype"]) == list(adata.var["biotype"])
+    assert list(back.obs["perturbation"]) == list(obs["perturbation"])
     assert back.obs["measured"].dtype == bool and set(back.layers) == set(adata.layers)
 
     alone = unmeasured.to_anndata()  # nothing measured: no measured layers at all
@@ -102,22 +111,49 @@ def test_the_done_when_command(tmp_path, capsys):
     err = capsys.readouterr().err
     assert f"wrote {h5ad}" in err and f"wrote {report}" in err
     adata = anndata.read_h5ad(h5ad)
-    assert "biotype" in adata.var and adata.obs_names.tolist() == ["KLF1+MAP2K6"]
+    assert "biotype" in adata.var and adata.obs_names.tolist() == ["KLF1+MAP2K6", "ctrl"]
     page = report.read_text()
     for needed in ("KLF1", "MAP2K6", "How far to trust this", "Genetic interaction",
                    "Network neighbourhood", "Model card", "new vis.Network", "Plotly.newPlot"):
         assert needed in page, needed
     assert not OUTSIDE.search(page)  # no CDN, no outside script, style, image or frame
     assert "Content-Security-Policy" in page and "default-src 'none'" in page
-    assert "python -m grape_core predict --model norman --perturbation KLF1+MAP2K6" in page
+    printed = re.search(r"Reproduce: <code>([^<]*)</code>", page).group(1)
+    assert printed == ("python -m grape_core predict --model assets/models/norman --perturbation "
+                       "KLF1+MAP2K6 --h5ad p.h5ad --report r.html")
     assert str(tmp_path) not in page  # no machine paths in a file that is sent around
+    assert_runs_as_printed(printed, tmp_path / "again", made=("p.h5ad", "r.html"))
 
 
-def test_report_sections_and_trust(model, pair):
+def assert_runs_as_printed(printed: str, folder: Path, *, made: tuple[str, ...]) -> None:
+    """Run a report's "Reproduce" line as printed, from a folder laid out as the project
+    (``assets`` beside it): it must succeed and write what it says."""
+    import shlex
+    import subprocess
+    import sys
+
+    folder.mkdir()
+    (folder / "assets").symlink_to(ROOT / "assets")
+    words = shlex.split(html.unescape(printed))
+    assert words[:3] == ["python", "-m", "grape_core"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, *words[1:]], cwd=folder, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    for name in made:
+        assert (folder / name).is_file(), name
+
+
+def test_report_sections_and_trust(model, pair, tmp_path):
     from explorer.report import prediction_report_html
     from grape_core.evaluation.trust import prediction_trust
 
     page = prediction_report_html(model, pair)
+    # the app's report: its "Reproduce" line finds the bundled model and runs as printed
+    printed = re.search(r"Reproduce: <code>([^<]*)</code>", page).group(1)
+    assert printed == ("python -m grape_core predict --model assets/models/norman "
+                       "--perturbation KLF1+MAP2K6 --report report.html")
+    assert_runs_as_printed(printed, tmp_path / "again", made=("report.html",))
     trust = prediction_trust(model, pair)
     assert f"trust: {trust.level}" in page
     score = model.bundle.manifest.metrics.test["grape"]["pearson_delta"]
@@ -154,6 +190,10 @@ def test_screen_report(tmp_path, capsys):
                          index=["grape", "train_mean"])
     page = screen_report_html(adamson, result, check=check)
     assert "what would lower HSPA5, SEC61A1" in page
+    printed = re.search(r"Reproduce: <code>([^<]*)</code>", page).group(1)
+    assert printed == ("python -m grape_core screen --model assets/models/adamson --target "
+                       "HSPA5,SEC61A1 --direction down --report report.html")
+    assert_runs_as_printed(printed, tmp_path / "again", made=("report.html",))
     assert "Screen check" in page and "Spearman 0.31 (best baseline 0.00)" in page
     assert page.count("Plotly.newPlot") == 1 and not OUTSIDE.search(page)
     for gene in result.table["genes"]:

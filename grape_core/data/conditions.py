@@ -142,6 +142,12 @@ def short_label(condition: str) -> str:
     return keys.SEP.join(genes_of(condition))
 
 
+def perturbation_label(condition: str) -> str:
+    """The label pertpy and cell-eval read in ``obs['perturbation']``: ``KLF1+ctrl`` ->
+    ``KLF1``, ``A+B`` -> ``A+B``, ``ctrl`` -> ``control``."""
+    return short_label(condition) or keys.PERTURBATION_CONTROL
+
+
 def canonical_map(labels: Iterable[str], *, control_label: str | None = None,
                   known: Collection[str] | None = None) -> dict[str, str]:
     """Map each raw label to its canonical form.

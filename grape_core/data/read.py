@@ -326,8 +326,12 @@ def _stream_by_default(path: Path) -> bool:
     return True
 
 
+IN_MEMORY = Path("the AnnData given")
+"""How errors name an AnnData given in memory rather than a file."""
+
+
 def read_perturbseq(
-    path: str | Path,
+    path: "str | Path | anndata.AnnData",  # noqa: F821
     *,
     config: DataConfig | None = None,
     condition_key: str | None = None,
@@ -344,7 +348,9 @@ def read_perturbseq(
     ----------
     path
         A local ``.h5ad`` file or GEARS dataset folder (for a registry name such as
-        ``adamson``, see :func:`grape_core.data.datasets.read`).
+        ``adamson``, see :func:`grape_core.data.datasets.read`), or an AnnData already in
+        memory (pertpy's layout, ``obs['perturbation']`` with ``control``, is recognised; it
+        is not changed, and the result shares its X).
     config
         Reading settings; the keyword arguments override its fields.
     condition_key, control_label, gene_name_key
@@ -387,14 +393,23 @@ def read_perturbseq(
     gene_name_key = gene_name_key or config.gene_name_key
     subset = tuple(subset) if subset else tuple(config.subset)
 
-    path = local_file(path)
-    if backed is None:
-        backed = _stream_by_default(path)
+    given = None if isinstance(path, (str, Path)) else path
     matrix = None
-    if backed:
-        adata, matrix = _read_without_x(path)
+    if given is not None:  # already in memory: the same checks, no file
+        if not hasattr(given, "obs") or not hasattr(given, "var"):
+            raise DataFormatError(f"expected a file path or an AnnData, got {type(given).__name__}")
+        if getattr(given, "isbacked", False):
+            raise DataFormatError("an AnnData opened in backed mode: give its file path (and "
+                                  "backed=True) instead")
+        path, adata, backed = IN_MEMORY, given, False
     else:
-        adata = _read_anndata(path)
+        path = local_file(path)
+        if backed is None:
+            backed = _stream_by_default(path)
+        if backed:
+            adata, matrix = _read_without_x(path)
+        else:
+            adata = _read_anndata(path)
     warnings: list[str] = []
 
     rows = np.arange(adata.n_obs, dtype=np.int64)  # each cell's row in the file's X
@@ -518,10 +533,11 @@ def read_perturbseq(
     if len(few):
         warnings.append(f"{len(few)} condition(s) have fewer than 10 cells; their means are noisy")
     out.uns[keys.UNS_SOURCE] = {
-        "path": str(path),
+        "path": "" if given is not None else str(path),
         # GEARS layout (and the download cache): <name>/perturb_processed.h5ad
-        "name": Path(path).parent.name if Path(path).name == keys.GEARS_H5AD else Path(path).stem,
-        "sha256": sha256_file(path) if checksum else "",
+        "name": ("" if given is not None else Path(path).parent.name
+                 if Path(path).name == keys.GEARS_H5AD else Path(path).stem),
+        "sha256": sha256_file(path) if checksum and given is None else "",
         "condition_key": key,
         "control_label": str(control),
         "gene_name_key": gene_key,

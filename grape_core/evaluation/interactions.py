@@ -185,8 +185,6 @@ def distance_correlation(x: np.ndarray, y: np.ndarray) -> float:
     ValueError
         If ``x`` and ``y`` have different numbers of rows.
     """
-    import dcor
-
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     if len(x) != len(y):
@@ -194,8 +192,39 @@ def distance_correlation(x: np.ndarray, y: np.ndarray) -> float:
     if np.ptp(x.reshape(len(x), -1), axis=0).max(initial=0.0) == 0 or \
             np.ptp(y.reshape(len(y), -1), axis=0).max(initial=0.0) == 0:
         return 0.0
-    value = float(dcor.distance_correlation(x, y))
+    if len(x) > _DCOR_DIRECT_MAX:
+        import dcor
+
+        value = float(dcor.distance_correlation(x, y))
+    else:
+        value = _distance_correlation(x, y)
     return min(1.0, max(0.0, value)) if np.isfinite(value) else 0.0
+
+
+_DCOR_DIRECT_MAX = 4000
+"""Up to this many rows :func:`distance_correlation` uses the definition itself (two
+``n x n`` distance matrices: 256 MB at 4,000); above, ``dcor``'s O(n log n) algorithm.
+A pair's analysis reads 500 genes. Importing ``dcor`` compiles its numba code, 5 s or more
+the first time in a process (the app's first pair); the two agree to 1e-12 (tested)."""
+
+
+def _distance_correlation(x: np.ndarray, y: np.ndarray) -> float:
+    """Székely's biased distance correlation from its definition: the double-centred
+    Euclidean distance matrices ``A``, ``B`` of the rows, ``dcor = sqrt(mean(A B) /
+    sqrt(mean(A A) mean(B B)))`` (what ``dcor.distance_correlation`` computes)."""
+
+    def centred(values: np.ndarray) -> np.ndarray:
+        rows = values.reshape(len(values), -1)
+        diff = rows[:, None, :] - rows[None, :, :]
+        dist = np.sqrt((diff * diff).sum(axis=-1)) if rows.shape[1] > 1 else np.abs(diff[..., 0])
+        return dist - dist.mean(axis=0)[None, :] - dist.mean(axis=1)[:, None] + dist.mean()
+
+    a, b = centred(x), centred(y)
+    cov = float((a * b).mean())
+    var = float((a * a).mean()) * float((b * b).mean())
+    if var <= 0:
+        return 0.0
+    return float(np.sqrt(max(cov, 0.0) / np.sqrt(var)))
 
 
 # ----------------------------------------------------------------------- GI scores

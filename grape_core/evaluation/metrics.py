@@ -94,7 +94,13 @@ def metrics_table(
 
 
 def summarize(table: pd.DataFrame) -> dict[str, float]:
-    """Mean of each metric over conditions, plus ``n_conditions``."""
-    out = {m: float(table[m].mean()) if len(table) else float("nan") for m in keys.METRICS}
+    """Mean of each metric over conditions, plus ``n_conditions``.
+
+    Every numeric column is averaged over the conditions that have a value (cell-eval's
+    ``cell_eval.*`` columns have none where cell-eval has none: a perturbation without a
+    real DE gene has no ``de_direction_match``); GEARS' metrics are defined everywhere."""
+    columns = list(dict.fromkeys([*keys.METRICS, *table.columns]))
+    out = {m: float(table[m].mean()) if m in table and table[m].notna().any() else float("nan")
+           for m in columns}
     out["n_conditions"] = int(len(table))
     return out

@@ -71,7 +71,8 @@ def _rivals(metrics: pd.DataFrame | None, conditions=None) -> tuple[int, float, 
 def _versus(found: list[Comparison], n: int, *, partial: bool = True) -> tuple[str, bool]:
     """Words for the best baseline on the same conditions (``", against 0.27 for the train
     mean baseline"``, plus a sentence for one that covers only some of them, the additive
-    one), and whether a baseline is as good or better there."""
+    one), and whether a baseline is as good or better there: better beyond a tie anywhere,
+    or tied on all of them (:func:`~.verdicts.tied`; a tie on one pair of several is not)."""
     full = [c for c in found if c.n_conditions == n]
     words = ""
     if full:
@@ -82,7 +83,7 @@ def _versus(found: list[Comparison], n: int, *, partial: bool = True) -> tuple[s
         words += (f" On the {_n(c.n_conditions, 'pair')} whose two singles were measured, the "
                   f"{model_label(c.baseline)} baseline scored {c.baseline_value:.2f} against "
                   f"{c.model_value:.2f}.")
-    return words, any(c.baseline_value >= c.model_value for c in found)
+    return words, any(c.baseline_wins for c in found) or any(c.tie for c in full)
 
 
 def _n(count: int, word: str) -> str:
@@ -229,6 +230,9 @@ def prediction_trust(model: Model, pred: Prediction) -> Trust:
         if pred.part == "test":
             sentences.append(f"This perturbation was held out, and its prediction correlates "
                              f"with the measurement at {r:.2f}.")
+            ceiling = replicate_sentence(model, pred)
+            if ceiling:
+                sentences.append(ceiling)
         else:
             sentences.append(f"This perturbation was used in training, so its agreement with the "
                              f"measurement ({r:.2f}) says little about new perturbations.")
@@ -238,6 +242,37 @@ def prediction_trust(model: Model, pred: Prediction) -> Trust:
         level = "low"
     sentences += _spread(model, pred)
     return Trust(level=level, sentences=(*sentences, BOTTOM_LINE[level]))
+
+
+def replicate_sentence(model: Model, pred: Prediction) -> str | None:
+    """For a held-out perturbation: how close the prediction came to repeating the
+    experiment (:func:`~.replicate.condition_scaled` of ``pearson_delta``: 0 is the training
+    perturbations' mean response, 1 half of the perturbation's cells against the other half);
+    ``None`` for a perturbation that was not held out."""
+    from .replicate import condition_scaled, has_replicate
+
+    if pred.part != "test":
+        return None
+    metrics = model.bundle.metrics
+    if not has_replicate(metrics):
+        return ("This model does not store the screen's own replicate (it was trained before "
+                "replicates were kept), so how close this comes to repeating the experiment is "
+                "not known here; `python -m grape_core evaluate` with the training data "
+                "computes it.")
+    found = condition_scaled(metrics, pred.condition)
+    if found is None:
+        return None
+    values = (f"the correlation of predicted and measured shifts was {found.model_value:.2f}, "
+              f"against {found.baseline_value:.2f} for the training perturbations' mean "
+              f"response and {found.reference_value:.2f} for half of this perturbation's cells "
+              "against the other half")
+    if not np.isfinite(found.value):
+        return (f"How close to repeating the experiment: not defined for this perturbation, "
+                f"because {found.reason}; {values}.")
+    return (f"How close to repeating the experiment: {found.value:.2f} on a scale where 0 is "
+            f"the training perturbations' mean response and 1 a replicate of the screen (half "
+            f"the cells against the other half; above 1: closer to the measurement than that "
+            f"replicate). Here {values}.")
 
 
 TYPICAL = 0.1

@@ -20,7 +20,11 @@ import pandas as pd
 
 MODEL_LABELS = {"grape": "GRAPE", "control": "control (no change)", "train_mean": "train mean",
                 "linear": "linear (PCA + ridge)", "additive": "additive (A + B)",
-                "propagation": "propagation (prior graph)"}
+                "propagation": "propagation (prior graph)",
+                "replicate": "replicate (half the cells vs the other half)"}
+REFERENCES = frozenset({"replicate"})
+"""Rows of a report that are not models: the data's own replicate (the ceiling,
+:mod:`.replicate`). They are never a baseline that "beats" a model."""
 METRIC_LABELS = {
     "pearson_delta": "Pearson of shifts, all genes",
     "pearson_delta_de": "Pearson of shifts, top-20 DE genes",
@@ -34,6 +38,47 @@ METRIC_LABELS = {
 }
 LOWER_IS_BETTER = frozenset({"mse", "rmse", "mse_de"})
 
+TIE = 0.001
+"""Two scores on a 0-1 scale (correlations, shares, ranks) that differ by no more than this
+tie. The one rule for "tie" wherever two figures are compared: verdicts, the Benchmark page,
+the trust text, the README (:func:`tied`)."""
+TIE_RELATIVE = 0.01
+"""Two errors (MSE, MAE: on the data's own scale) that differ by no more than this share of
+the larger tie."""
+
+
+def lower_is_better(metric: str) -> bool:
+    """Errors: GEARS' ``mse``, ``rmse``, ``mse_de`` and cell-eval's ``mse``, ``mae``,
+    ``mse_delta``, ``mae_delta`` (flat name ``cell_eval.*``)."""
+    from .celleval import LOWER_IS_BETTER as CELL_EVAL_ERRORS, unflat
+
+    inner = unflat(metric)
+    return metric in LOWER_IS_BETTER if inner is None else inner in CELL_EVAL_ERRORS
+
+
+def is_score(metric: str) -> bool:
+    """A metric with a better direction (not a count such as ``de_nsig_counts_real``)."""
+    from .celleval import COUNTS, unflat
+
+    return (unflat(metric) or metric) not in COUNTS
+
+
+def tied(a: float, b: float, metric: str) -> bool:
+    """Whether ``a`` and ``b`` tie on ``metric``: within :data:`TIE` on a score, within
+    :data:`TIE_RELATIVE` of the larger on an error."""
+    if not (np.isfinite(a) and np.isfinite(b)):
+        return False
+    if lower_is_better(metric):
+        return abs(a - b) <= TIE_RELATIVE * max(abs(a), abs(b))
+    return abs(a - b) <= TIE + 1e-9  # 0.001 itself ties, whatever its last binary digit
+
+
+def better(a: float, b: float, metric: str) -> bool:
+    """``a`` is better than ``b`` on ``metric``, beyond a tie (:func:`tied`)."""
+    if not (np.isfinite(a) and np.isfinite(b)) or tied(a, b, metric):
+        return False
+    return a < b if lower_is_better(metric) else a > b
+
 
 def model_label(name: str) -> str:
     """``grape`` -> ``GRAPE``, ``train_mean`` -> ``train mean``..."""
@@ -41,8 +86,12 @@ def model_label(name: str) -> str:
 
 
 def metric_label(metric: str) -> str:
-    arrow = "lower is better" if metric in LOWER_IS_BETTER else "higher is better"
-    return f"{METRIC_LABELS.get(metric, metric)} ({arrow})"
+    from .celleval import unflat
+
+    arrow = "lower is better" if lower_is_better(metric) else "higher is better"
+    inner = unflat(metric)
+    name = METRIC_LABELS.get(metric, metric) if inner is None else f"cell-eval {inner}"
+    return f"{name} ({arrow})" if is_score(metric) else name
 
 
 @dataclass(frozen=True)
@@ -60,9 +109,12 @@ class Comparison:
 
     @property
     def baseline_wins(self) -> bool:
-        if self.metric in LOWER_IS_BETTER:
-            return self.baseline_value < self.model_value
-        return self.baseline_value > self.model_value
+        """The baseline is better beyond a tie (:func:`better`)."""
+        return better(self.baseline_value, self.model_value, self.metric)
+
+    @property
+    def tie(self) -> bool:
+        return tied(self.baseline_value, self.model_value, self.metric)
 
     @property
     def sentence(self) -> str:
@@ -70,9 +122,11 @@ class Comparison:
         where = f"On {n} held-out perturbation{'s' if n > 1 else ''}"
         if self.pairs_only:
             where += f" (pair{'s' if n > 1 else ''} whose singles were measured in training)"
-        if f"{self.model_value:.3f}" == f"{self.baseline_value:.3f}":
+        if self.tie:
+            values = (f"{self.model_value:.3f}" if f"{self.model_value:.3f}" == f"{self.baseline_value:.3f}"
+                      else f"{self.model_value:.3f} and {self.baseline_value:.3f}")
             return (f"{where}, {model_label(self.model)} and the {model_label(self.baseline)} "
-                    f"baseline tie ({self.model_value:.3f}).")
+                    f"baseline tie ({values}): a difference of {TIE} or less counts as a tie.")
         if self.baseline_wins:
             return (f"{where}, the {model_label(self.baseline)} baseline beats "
                     f"{model_label(self.model)} ({self.baseline_value:.3f} vs {self.model_value:.3f}).")
@@ -96,7 +150,7 @@ def compare(metrics: pd.DataFrame | None, metric: str, *, model: str = "grape") 
         return []
     out = []
     for name in wide.columns:
-        if name in (model, "control"):
+        if name in (model, "control") or name in REFERENCES:
             continue
         common = wide[[model, name]].dropna()
         if not len(common):
@@ -171,14 +225,14 @@ def verdict(tables: Mapping[str, pd.DataFrame], subgroups: Mapping[str, Sequence
     mine = tables[model]
     beaten = []
     for name, table in tables.items():
-        if name == model:
+        if name == model or name in REFERENCES:
             continue
         common = mine.index.intersection(table.index)
         if not len(common):
             continue
         ours, theirs = mine.loc[common], table.loc[common]
-        if theirs["pearson_delta"].mean() > ours["pearson_delta"].mean() and \
-                theirs["mse"].mean() < ours["mse"].mean():
+        if better(theirs["pearson_delta"].mean(), ours["pearson_delta"].mean(), "pearson_delta") \
+                and better(theirs["mse"].mean(), ours["mse"].mean(), "mse"):
             beaten.append(Win(baseline=name, n_conditions=len(common),
                               pearson_delta=(float(theirs["pearson_delta"].mean()),
                                              float(ours["pearson_delta"].mean())),
@@ -189,11 +243,11 @@ def verdict(tables: Mapping[str, pd.DataFrame], subgroups: Mapping[str, Sequence
         best: tuple[float, Win] | None = None
         for name, table in tables.items():
             common = rows.intersection(table.index)
-            if name == model or not len(common):
+            if name == model or name in REFERENCES or not len(common):
                 continue
             ours = float(mine.loc[common, "pearson_delta"].mean())
             theirs = float(table.loc[common, "pearson_delta"].mean())
-            if theirs > ours and (best is None or theirs - ours > best[0]):
+            if better(theirs, ours, "pearson_delta") and (best is None or theirs - ours > best[0]):
                 best = (theirs - ours, Win(baseline=name, n_conditions=len(common),
                                            pearson_delta=(theirs, ours), subgroup=group,
                                            n_subgroup=len(rows)))
