@@ -96,7 +96,8 @@ class Explanation:
     ``contribution_member_1`` ...; 0 for a member without one of the path's edges."""
     edges: pd.DataFrame
     """The edges of the listed paths with the learned network's columns (weight, sign,
-    status, agreement...: :func:`grape_core.network.learned_network`)."""
+    status, agreement...: :func:`grape_core.network.learned_network`, with ``weak=True``:
+    a path may use a learned-only edge below the cut)."""
     n_walks: int
     """Walks found from the perturbed gene(s) to ``gene`` (any member)."""
     steps: int
@@ -124,9 +125,9 @@ class Explanation:
             out.append(f"It adds up from {shown}.")
         network = self.part("listed") + self.part("other") + self.part("unenumerated")
         if self.shift != 0 and abs(network) < NETWORK_CARRIES_LITTLE * abs(self.shift):
-            out.append(f"The learned network carries {100 * abs(network / self.shift):.1f} % of "
-                       "this shift: the prediction is not a regulatory path from "
-                       f"{x} to {y}, whatever the paths below look like.")
+            out.append(f"The learned network carries only {100 * abs(network / self.shift):.1f} % "
+                       "of this shift: the prediction rests on the other parts, not on a "
+                       "regulatory path, however the paths below read.")
         if len(self.paths):
             best = self.paths.iloc[0]
             agree = (f", in {int(best['members_same_sign'])} of {self.n_members} members with "
@@ -264,7 +265,7 @@ def explain(model: Model | Bundle, perturbation, gene: str, *, top: int = 10) ->
     pairs = {(a, b) for g in paths["genes"] for a, b in zip(g[:-1], g[1:])}
     edges = pd.DataFrame()
     if pairs:
-        network = learned_network(model).edges
+        network = learned_network(model, weak=True).edges
         keys = pd.MultiIndex.from_frame(network[["source", "target"]])
         edges = network[keys.isin(list(pairs))].reset_index(drop=True)
     return Explanation(model=bundle.name, condition=condition, perturbed=genes_of(condition),

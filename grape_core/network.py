@@ -369,7 +369,13 @@ class LearnedNetwork:
         return e.loc[order].head(n).reset_index(drop=True)
 
 
-def learned_network(model: Model | Bundle, *, keep_fraction: float = 0.05) -> LearnedNetwork:
+WEAK = "learned only (below the cut)"
+"""Status of a learned-only candidate edge too weak to count as learned (kept only with
+``learned_network(..., weak=True)``: it still carries its tiny weight in propagation)."""
+
+
+def learned_network(model: Model | Bundle, *, keep_fraction: float = 0.05,
+                    weak: bool = False) -> LearnedNetwork:
     """Every edge of the model's prior and of the graph its members learned, with each
     member's weight and their agreement.
 
@@ -385,6 +391,9 @@ def learned_network(model: Model | Bundle, *, keep_fraction: float = 0.05) -> Le
     keep_fraction
         As :func:`~grape_core.model.inputs.learned_graph`: an edge is learned when its mean
         absolute weight reaches this share of the 99th percentile.
+    weak
+        Also the learned-only candidates below that cut (status :data:`WEAK`): every edge
+        the members propagate on, as a path decomposition needs.
 
     Returns
     -------
@@ -406,7 +415,7 @@ def learned_network(model: Model | Bundle, *, keep_fraction: float = 0.05) -> Le
     in_prior = table["in_prior"].to_numpy(bool)
     learned = np.array([(a, b) in learned_keys for a, b in zip(src.tolist(), dst.tolist())],
                        dtype=bool)
-    keep = in_prior | learned  # learned-only candidates below the cut carry nothing
+    keep = in_prior | learned | weak  # learned-only candidates below the cut carry ~nothing
     src, dst, in_prior, learned, weights = (src[keep], dst[keep], in_prior[keep], learned[keep],
                                             weights[keep])
     weight = weights.mean(1) if n else np.zeros(len(src))
@@ -425,7 +434,8 @@ def learned_network(model: Model | Bundle, *, keep_fraction: float = 0.05) -> Le
                              bundle.prior_edges["prior"].astype(str)))
     agree = sign_agreement(weights)
     spread = member_spread(weights)
-    status = np.where(in_prior & learned, "both", np.where(learned, "learned only", "prior only"))
+    status = np.where(in_prior & learned, "both",
+                      np.where(learned, "learned only", np.where(in_prior, "prior only", WEAK)))
     fit_on = learned & in_prior
     fits = [_relation_scales(weights[:, i], prior_weight, relation, fit_on) for i in range(n)]
     # the edge's rescaled prior: the members' own rescalings, averaged like the weights
