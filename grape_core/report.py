@@ -305,12 +305,18 @@ def screen_report(model: Model, result: ScreenResult, *, parts: ReportParts = Re
     weights = ", ".join(f"{t} ({w:+.2f})" for t, w in zip(result.targets, result.weights))
     body.append(f"<p>Every perturbation the model knows was scored by the mean predicted shift of "
                 f"the targets, signed so that higher is better: {esc(weights)}. A typical "
-                f"perturbation scores {result.typical_effect:.3f}; <i>vs typical</i> is what is "
-                "specific to a candidate.</p>")
+                f"perturbation scores {result.typical_effect:.3f}"
+                + (f", a typical pair {result.typical_pair_effect:.3f}"
+                   if result.typical_pair_effect is not None else "")
+                + "; <i>vs typical</i> is what is specific to a candidate (pairs against pairs) "
+                "and orders the ranking; <i>members agree</i>: in how many of the "
+                f"{result.n_members} ensemble members it beats a typical perturbation.</p>")
+    body += [f"<p class='warn'>&#9888; {esc(note)}</p>" for note in result.notes]
     body.append(_trust_box(trust))
     body.append("<h2>Candidates</h2>" + _figures(parts))
     table = result.table.drop(columns=["perturbation"]).rename(columns={
         "genes": "perturbation", "effect_std": "effect spread", "vs_typical": "vs typical",
+        "members_agree": "members agree",
         "off_target": "off-target", "additive_effect": "additive effect",
         "measured_effect": "measured effect", "measured": "measured in screen"})
     body.append(_table(table))
