@@ -432,3 +432,12 @@ def _walks(edges, gains: list[np.ndarray], x0: np.ndarray, target: int,
         if len(nodes) > MAX_WALKS and j < steps:
             return walks, total, True
     return walks, total, False
+
+
+def responding_gene(pred) -> str | None:
+    """The gene to explain first for a :class:`~grape_core.predict.Prediction`: the measured
+    gene with the largest predicted shift that is not itself perturbed (the top of the
+    Predict chart); ``None`` when every measured gene is perturbed."""
+    perturbed = set(pred.perturbed)
+    order = np.argsort(-np.abs(np.asarray(pred.shift)), kind="stable")
+    return next((str(pred.genes[i]) for i in order if pred.genes[i] not in perturbed), None)
