@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from grape_core.data.conditions import label
-from grape_core.explain import signed
+from grape_core.explain import responding_gene, signed  # noqa: F401 (pages)
 
 from . import loaders
 from .layout import md, show_error

@@ -38,9 +38,7 @@ def main() -> None:
                            file_name=f"grape_{sel.model}_{'_'.join(focus)}_network.html",
                            mime="text/html", icon=":material/download:")
         pred = loaders.prediction(sel.folder, sel.stamp, focus)
-        from grape_core.explain import responding_gene
-
-        why_view.why_section(model, sel, focus, default=responding_gene(pred), key="net_why")
+        why_view.why_section(model, sel, focus, default=why_view.responding_gene(pred), key="net_why")
         layout.open_in(focus, sel, pages=("Predict",))
     elif not genes:
         st.info("Choose a gene above to draw its neighbourhood.")

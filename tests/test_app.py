@@ -146,6 +146,24 @@ def test_predict_chart_is_grape_core_prediction(app, norman):
     assert app.get("download_button")
 
 
+def test_predict_says_why_the_perturbation_moves_a_gene(app, norman):
+    from grape_core.explain import explain, responding_gene
+    from grape_core.predict import predict
+
+    page(app, "predict", genes=["KLF1", "MAP2K6"])
+    assert app.selectbox(key="why_gene").value == responding_gene(predict(norman, "KLF1+MAP2K6"))
+    ok(app.selectbox(key="why_gene").set_value("HBG2").run())
+    why = explain(norman, "KLF1+MAP2K6", "HBG2")
+    assert "Why does perturbing KLF1 + MAP2K6 move a gene?" in texts(app)
+    parts = frame_with(app, "part", "share of the prediction")
+    assert parts["shift"].sum() == pytest.approx(why.shift, abs=1e-9)
+    assert parts["shift"].sum() == pytest.approx(
+        float(predict(norman, "KLF1+MAP2K6").to_frame().set_index("gene").loc["HBG2", "shift"]), abs=2e-5)
+    paths = frame_with(app, "path", "members with this sign")
+    assert list(paths["path"]) == list(why.paths["path"])
+    assert all(p.startswith(("KLF1", "MAP2K6")) and p.endswith("HBG2") for p in paths["path"])
+
+
 def test_predict_a_pasted_list_of_perturbations(app, norman):
     from grape_core.predict import predict
 
