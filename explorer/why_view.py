@@ -77,8 +77,9 @@ def why_section(model, sel: Selection, perturbed: Sequence[str], *, default: str
     st.markdown(" ".join(md(s) for s in why.sentences()))
     number = st.column_config.NumberColumn(format="%.4g")
     percent = st.column_config.NumberColumn(format="percent")
+    members = {f"member {i + 1}": number for i in range(why.n_members)}
     st.dataframe(parts_table(why), hide_index=True, width="stretch", key=f"{key}_parts",
-                 column_config={"shift": number, "share of the prediction": percent})
+                 column_config={"shift": number, "share of the prediction": percent, **members})
     if len(why.paths):
         st.markdown(f"**The {len(why.paths)} strongest of {why.n_walks:,} paths** "
                     f"(shift of {md(why.gene)}: {signed(why.shift)})")
@@ -86,5 +87,6 @@ def why_section(model, sel: Selection, perturbed: Sequence[str], *, default: str
                      column_config={"contribution": number, "share of the prediction": percent,
                                     "spread across members": number})
         with st.expander("Edges of these paths"):
-            st.dataframe(edges_table(why), hide_index=True, width="stretch", key=f"{key}_edges")
+            st.dataframe(edges_table(why), hide_index=True, width="stretch", key=f"{key}_edges",
+                         column_config={"weight": number, "spread across members": number})
     st.caption(METHOD)

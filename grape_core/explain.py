@@ -125,9 +125,11 @@ class Explanation:
             out.append(f"It adds up from {shown}.")
         network = self.part("listed") + self.part("other") + self.part("unenumerated")
         if self.shift != 0 and abs(network) < NETWORK_CARRIES_LITTLE * abs(self.shift):
-            out.append(f"The learned network carries only {100 * abs(network / self.shift):.1f} % "
-                       "of this shift: the prediction rests on the other parts, not on a "
-                       "regulatory path, however the paths below read.")
+            carried = 100 * abs(network / self.shift)
+            amount = f"{carried:.1f} %" if carried >= 0.1 else "less than 0.1 %"
+            out.append(f"The learned network carries only {amount} of this shift: the "
+                       "prediction rests on the other parts, not on a regulatory path, however "
+                       "the paths below read.")
         if len(self.paths):
             best = self.paths.iloc[0]
             agree = (f", in {int(best['members_same_sign'])} of {self.n_members} members with "
