@@ -126,8 +126,8 @@ class Explanation:
         network = self.part("listed") + self.part("other") + self.part("unenumerated")
         if self.shift != 0 and abs(network) < NETWORK_CARRIES_LITTLE * abs(self.shift):
             carried = 100 * abs(network / self.shift)
-            amount = f"{carried:.1f} %" if carried >= 0.1 else "less than 0.1 %"
-            out.append(f"The learned network carries only {amount} of this shift: the "
+            amount = f"only {carried:.1f} %" if carried >= 0.1 else "less than 0.1 %"
+            out.append(f"The learned network carries {amount} of this shift: the "
                        "prediction rests on the other parts, not on a regulatory path, however "
                        "the paths below read.")
         if len(self.paths):
