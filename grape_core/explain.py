@@ -92,7 +92,8 @@ class Explanation:
     """The strongest walks from a perturbed gene to ``gene``, largest ``|contribution|``
     first: ``rank``, ``path`` (``A → B → Y``), ``genes`` (tuple), ``length``,
     ``contribution`` (ensemble mean), ``share`` (of :attr:`shift`; negative: the path
-    pushes the other way), ``sign_agreement``, ``members_same_sign``, ``spread``,
+    pushes the other way), ``sign_agreement`` (share of members with the majority sign),
+    ``members_same_sign`` (members whose contribution has the mean's sign), ``spread``,
     ``contribution_member_1`` ...; 0 for a member without one of the path's edges."""
     edges: pd.DataFrame
     """The edges of the listed paths with the learned network's columns (weight, sign,
@@ -248,7 +249,7 @@ def explain(model: Model | Bundle, perturbation, gene: str, *, top: int = 10) ->
         rows.append(row)
     parts = pd.DataFrame(rows)
     genes = np.asarray(bundle.genes, dtype=object)
-    from .model.inputs import member_spread, sign_agreement
+    from .model.inputs import member_spread, same_sign_as_mean, sign_agreement
 
     agree = sign_agreement(listed)
     paths = pd.DataFrame({
@@ -259,7 +260,7 @@ def explain(model: Model | Bundle, perturbation, gene: str, *, top: int = 10) ->
         "contribution": mean[order],
         "share": [_share(float(v), shift) for v in mean[order]],
         "sign_agreement": agree,
-        "members_same_sign": np.rint(agree * n).astype(np.int64),
+        "members_same_sign": same_sign_as_mean(listed),
         "spread": member_spread(listed),
     })
     for i in range(n):

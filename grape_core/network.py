@@ -339,9 +339,10 @@ class LearnedNetwork:
       times the relation's fitted factor, :class:`PriorChange`), ``beyond_prior`` (``weight``
       minus ``rescaled_prior``: what was learned for this edge itself);
     - ``sign_agreement``: share of members with the majority sign (a member without the
-      edge has none); ``members_same_sign`` the count; ``spread``: standard deviation of
-      the members' weights; ``stable``: every member has the same sign and the spread is
-      below the weight's size;
+      edge has none); ``members_same_sign``: members whose weight has the sign of
+      ``weight`` (the mean), which can be a minority (-0.008, -0.008, +0.25: mean +0.08,
+      one member); ``spread``: standard deviation of the members' weights; ``stable``: every
+      member has the mean's sign and the spread is below the weight's size;
     - ``relation`` (``coding->noncoding``...), ``source_biotype``, ``target_biotype``,
       ``prior_source`` (which prior the edge came from, empty for a learned-only one).
     """
@@ -401,7 +402,8 @@ def learned_network(model: Model | Bundle, *, keep_fraction: float = 0.05,
         ``edges`` (one row per edge, :data:`EDGE_COLUMNS` plus one weight per member) and
         the :class:`PriorChange` summary.
     """
-    from .model.inputs import learned_graph, member_edges, member_spread, sign_agreement
+    from .model.inputs import (learned_graph, member_edges, member_spread, same_sign_as_mean,
+                               sign_agreement)
     from .predict import as_model
 
     bundle = as_model(model).bundle
@@ -433,6 +435,7 @@ def learned_network(model: Model | Bundle, *, keep_fraction: float = 0.05,
         source_of = dict(zip(zip(bundle.prior_edges["source"], bundle.prior_edges["target"]),
                              bundle.prior_edges["prior"].astype(str)))
     agree = sign_agreement(weights)
+    same = same_sign_as_mean(weights)
     spread = member_spread(weights)
     status = np.where(in_prior & learned, "both",
                       np.where(learned, "learned only", np.where(in_prior, "prior only", WEAK)))
@@ -450,8 +453,8 @@ def learned_network(model: Model | Bundle, *, keep_fraction: float = 0.05,
         "status": status, "in_prior": in_prior, "learned": learned,
         "prior_weight": prior_weight, "rescaled_prior": rescaled,
         "beyond_prior": weight - rescaled,
-        "sign_agreement": agree, "members_same_sign": np.rint(agree * n).astype(np.int64),
-        "spread": spread, "stable": (agree == 1.0) & (spread < np.abs(weight)),
+        "sign_agreement": agree, "members_same_sign": same,
+        "spread": spread, "stable": (same == n) & (spread < np.abs(weight)),
         "relation": relation, "source_biotype": biotype[src], "target_biotype": biotype[dst],
         "prior_source": [source_of.get((a, b), "") for a, b in zip(genes[src], genes[dst])],
     })

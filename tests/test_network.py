@@ -58,7 +58,9 @@ def test_network_matches_the_members_and_the_model_folder(norman, network):
     assert np.allclose(e["spread"], w.std(1, ddof=1))
     agree = np.maximum((w > 0).sum(1), (w < 0).sum(1)) / w.shape[1]
     assert np.allclose(e["sign_agreement"], agree)
-    assert (e["members_same_sign"] == np.rint(agree * w.shape[1])).all()
+    same = (np.sign(w) == np.sign(w.mean(1))[:, None]).sum(1)
+    assert (e["members_same_sign"] == same).all()
+    assert (e["stable"] == ((same == w.shape[1]) & (e["spread"] < e["weight"].abs()))).all()
     assert (e["sign"] == np.where(e["weight"] < 0, "-", "+")).all()
     # the members' own weights, read from the members' graphs
     members_t, graph = norman.members_and_graph()
@@ -112,6 +114,18 @@ def test_prior_change_says_plainly_when_nothing_beyond_the_prior_was_learned():
     split = PriorChange(added=0, member_rescaled_share=(0.5,), **{**common, "n_members": 1,
                                                                    "members_disagree": 0})
     assert "one member" in " ".join(split.sentences())
+
+
+def test_agreement_of_a_mean_held_by_one_member():
+    """The issue's HBZ -> HBG2: -0.0076, -0.0076, +0.253. The majority sign is negative
+    (2 of 3), the mean positive and held by one member: the page says 1 of 3."""
+    from grape_core.model.inputs import member_spread, same_sign_as_mean, sign_agreement
+
+    w = np.array([[-0.0076, -0.0076, 0.253], [0.1, 0.2, 0.3], [0.0, 0.0, 0.5]])
+    assert np.allclose(sign_agreement(w), [2 / 3, 1.0, 1 / 3])
+    assert same_sign_as_mean(w).tolist() == [1, 3, 1]
+    assert member_spread(w)[0] == pytest.approx(np.std(w[0], ddof=1))
+    assert member_spread(w[:, :1]).tolist() == [0.0, 0.0, 0.0]
 
 
 # ----------------------------------------------------------------------------- files

@@ -117,6 +117,18 @@ def sign_agreement(weights: np.ndarray) -> np.ndarray:
     return np.maximum((w > 0).sum(1), (w < 0).sum(1)) / w.shape[1]
 
 
+def same_sign_as_mean(weights: np.ndarray) -> np.ndarray:
+    """Members whose weight has the sign of the members' mean, ``(n_edges,)`` integers
+    from ``weights (n_edges, n_members)``: what "k of M members with this sign" means next
+    to a mean weight (the majority sign can differ from the mean's: -0.008, -0.008, +0.25
+    has mean +0.08 and one member of that sign)."""
+    w = np.asarray(weights, dtype=np.float64)
+    if w.ndim != 2 or w.shape[1] == 0:
+        return np.zeros(w.shape[0] if w.ndim else 0, dtype=np.int64)
+    mean = np.sign(w.mean(1, keepdims=True))
+    return ((np.sign(w) == mean) & (mean != 0)).sum(1).astype(np.int64)
+
+
 def member_spread(weights: np.ndarray) -> np.ndarray:
     """Standard deviation across members (``ddof=1``, as the ensemble's prediction spread),
     ``(n_edges,)``; 0 for a single member."""
