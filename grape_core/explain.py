@@ -53,7 +53,7 @@ if TYPE_CHECKING:
     from .predict import Model
 
 MAX_WALKS = 2_000_000
-"""Partial walks kept at one length before the enumeration stops; what it did not reach is
+"""Partial walks one length may hold before the enumeration stops; what it did not reach is
 reported as a part of its own (never hidden)."""
 
 NETWORK_CARRIES_LITTLE = 0.05
@@ -409,6 +409,8 @@ def _walks(edges, gains: list[np.ndarray], x0: np.ndarray, target: int,
     for j in range(1, steps + 1):
         gain = gains[steps - j]
         counts = ptr[nodes + 1] - ptr[nodes]
+        if int(counts.sum()) > MAX_WALKS:  # before allocating them
+            return walks, total, True
         parent = np.repeat(np.arange(len(nodes)), counts)
         if not len(parent):
             break
@@ -432,8 +434,6 @@ def _walks(edges, gains: list[np.ndarray], x0: np.ndarray, target: int,
             walks[tuple(walk)] = walks.get(tuple(walk), 0.0) + contribution
             total += contribution
         nodes, prods = new_nodes, new_prods
-        if len(nodes) > MAX_WALKS and j < steps:
-            return walks, total, True
     return walks, total, False
 
 

@@ -291,3 +291,18 @@ def test_why_command_and_errors(tmp_path, capsys):
     assert "Perturbing IER3IP1 is predicted to shift HSPA5" in capsys.readouterr().out
     assert main(["why", "--model", str(ADAMSON), "--perturbation", "IER3IP1", "--gene", "NOTAGENE"]) == 1
     assert capsys.readouterr().err.startswith("error: unknown gene")
+
+
+def test_a_cut_enumeration_reports_what_it_left_out(adamson, monkeypatch):
+    """With too many walks to enumerate, the paths not reached are a part of their own:
+    the parts still add up to the prediction, nothing is hidden."""
+    import grape_core.explain as ex
+
+    full = ex.explain(adamson, "IER3IP1", "HSPA5")
+    monkeypatch.setattr(ex, "MAX_WALKS", 10)
+    cut = ex.explain(adamson, "IER3IP1", "HSPA5")
+    parts = cut.parts.set_index("part")["value"]
+    assert "unenumerated" in parts.index and cut.n_walks < full.n_walks
+    assert parts.sum() == pytest.approx(full.shift, abs=1e-10)
+    network = full.part("listed") + full.part("other")
+    assert parts["listed"] + parts.get("other", 0.0) + parts["unenumerated"] == pytest.approx(network, abs=1e-10)
