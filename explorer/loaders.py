@@ -189,13 +189,37 @@ def prediction(folder: str, stamp: str, genes: tuple[str, ...], interaction: boo
 @st.cache_data(max_entries=64, show_spinner=False)
 def network_view(folder: str, stamp: str, focus: tuple[str, ...], hops: int, top_k: int) -> tuple[str, pd.DataFrame]:
     """Self-contained pyvis HTML of the neighbourhood of ``focus`` and its edge table."""
-    from grape_core.network import neighbourhood
-
     from .network_view import network_html
 
     b = load_model(folder, stamp).bundle
-    edges = neighbourhood(b.prior_edges, b.learned_edges, focus, hops=hops, top_k=top_k)
+    edges = learned_network(folder, stamp).neighbourhood(focus, hops=hops, top_k=top_k)
     return network_html(edges, b.table, list(focus)), edges
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def learned_network(folder: str, stamp: str):
+    """:func:`grape_core.network.learned_network`: every edge with each member's weight,
+    their agreement, and what changed against the prior."""
+    from grape_core.network import learned_network as read
+
+    return read(load_model(folder, stamp))
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def network_file(folder: str, stamp: str, fmt: str) -> bytes:
+    """The learned network as a GraphML, CSV or CX2 file
+    (:func:`grape_core.network_export.network_bytes`)."""
+    from grape_core.network_export import network_bytes
+
+    return network_bytes(learned_network(folder, stamp), fmt)
+
+
+@st.cache_data(max_entries=128, show_spinner=False)
+def explanation(folder: str, stamp: str, genes: tuple[str, ...], gene: str, top: int = 10):
+    """:func:`grape_core.explain.explain`: why perturbing ``genes`` moves ``gene``."""
+    from grape_core.explain import explain
+
+    return explain(load_model(folder, stamp), list(genes), gene, top=top)
 
 
 @st.cache_data(max_entries=8, show_spinner=False)

@@ -72,11 +72,15 @@ def plotly_js() -> str:
 
 
 def prediction_report_html(model, pred, *, top: int = 20, hops: int = 1, edges: int = 40,
-                           command: str = "") -> str:
+                           command: str = "", why_gene: str | None = None) -> str:
     """The whole report of one prediction (:func:`grape_core.report.prediction_report`)
-    with the shift chart, the predicted-vs-measured scatter (when measured) and the
-    network neighbourhood of the perturbed genes."""
-    from grape_core.network import neighbourhood
+    with the shift chart, the predicted-vs-measured scatter (when measured), why the
+    perturbation moves ``why_gene`` (default: its most shifted gene,
+    :func:`grape_core.explain.responding_gene`) and the network neighbourhood of the
+    perturbed genes with the members' agreement."""
+    from grape_core.errors import GrapeError
+    from grape_core.explain import explain, responding_gene
+    from grape_core.network import learned_network
 
     from .network_view import network_html
 
@@ -90,10 +94,16 @@ def prediction_report_html(model, pred, *, top: int = 20, hops: int = 1, edges: 
                               "Each dot is a gene: on the dashed line the prediction equals the "
                               "measurement."))
     bundle = model.bundle
-    found = neighbourhood(bundle.prior_edges, bundle.learned_edges, pred.perturbed, hops=hops, top_k=edges)
+    found = learned_network(model).neighbourhood(pred.perturbed, hops=hops, top_k=edges)
     network = network_html(found, bundle.table, list(pred.perturbed), height=560)
     parts = ReportParts(figures=tuple(figures), network=network, scripts=(plotly_js(),))
-    return prediction_report(model, pred, parts=parts, edges=found, top=top, command=command)
+    gene = responding_gene(pred) if why_gene is None else why_gene
+    try:
+        why = explain(model, pred.condition, gene) if gene is not None else None
+    except GrapeError:  # a prediction that is not this model's own (its genes are unknown)
+        why = None
+    return prediction_report(model, pred, parts=parts, edges=found, top=top, command=command,
+                             why=why)
 
 
 def screen_report_html(model, result, *, check: pd.DataFrame | None = None, command: str = "") -> str:

@@ -564,6 +564,43 @@ def cmd_screen(args) -> int:
     return 0
 
 
+def cmd_network(args) -> int:
+    from .network import learned_network
+    from .network_export import network_format, write_network
+
+    fmt = network_format(args.out, args.format)  # a bad suffix fails before the work
+    _writable(args.out, "--out")
+    model = _load(args)
+    net = learned_network(model)
+    write_network(net, args.out, fmt=fmt)
+    for sentence in net.change.sentences():
+        print(sentence)
+    print(f"{len(net.edges):,} edges ({int(net.edges['learned'].sum()):,} learned, "
+          f"{net.change.dropped:,} prior edges dropped), {net.n_members} member(s)")
+    print(f"wrote {args.out} ({fmt})", file=sys.stderr)
+    return 0
+
+
+def cmd_why(args) -> int:
+    from .explain import explain
+
+    _writable(args.json, "--json")
+    model = _load(args)
+    why = explain(model, args.perturbation, args.gene, top=args.top)
+    if args.json:
+        _emit_json(why.to_dict(), args.json)
+        return 0
+    print("\n".join(why.sentences()))
+    print()
+    parts = why.parts[["label", "value", "share"]].rename(columns={"label": "part"})
+    print(parts.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    if len(why.paths):
+        print()
+        cols = ["rank", "path", "contribution", "share", "sign_agreement", "spread"]
+        print(why.paths[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    return 0
+
+
 def _numbers(text: str, flag: str, count: int, kind: type = float) -> tuple:
     """``"0.6,1.0"`` -> ``(0.6, 1.0)``; a one-line GrapeError when it is not ``count`` numbers."""
     try:
@@ -775,6 +812,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", metavar="FILE.html",
                    help="also write the ranking as a self-contained offline HTML report")
     p.set_defaults(func=cmd_screen)
+
+    p = sub.add_parser("network", help="write the learned gene network (GraphML, CSV or "
+                       "Cytoscape CX2) with each edge's weight, sign, prior or learned status and "
+                       "agreement across ensemble members")
+    _add_model_option(p)
+    p.add_argument("--out", required=True, metavar="FILE",
+                   help="network.graphml, network.csv or network.cx2 (the format follows the "
+                   "suffix)")
+    p.add_argument("--format", choices=["graphml", "csv", "cx2"],
+                   help="the format, whatever the suffix")
+    p.set_defaults(func=cmd_network)
+
+    p = sub.add_parser("why", help="why a perturbation moves a gene: its predicted shift split "
+                       "into the shared response, the perturbed gene's own change and the "
+                       "strongest paths through the learned network")
+    _add_model_option(p)
+    p.add_argument("--perturbation", required=True, metavar="GENE[+GENE]")
+    p.add_argument("--gene", required=True, help="the responding (measured) gene")
+    p.add_argument("--top", type=_at_least_one, default=10, help="paths to list (default 10)")
+    p.add_argument("--json", help="write the explanation as JSON here")
+    p.set_defaults(func=cmd_why)
 
     p = sub.add_parser("simulate", help="a planted-truth screen: known gene network, "
                        "Perturb-seq cells, true edges and priors")

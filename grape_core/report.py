@@ -31,6 +31,7 @@ from .evaluation.verdicts import METRIC_LABELS, metrics_overview, model_label
 
 if TYPE_CHECKING:
     from .bundle import Manifest
+    from .explain import Explanation
     from .predict import Model, Prediction
     from .screen import ScreenResult
 
@@ -260,14 +261,48 @@ def _network(parts: ReportParts, edges: pd.DataFrame | None, focus: Sequence[str
         out.append(f"<iframe sandbox='allow-scripts' title='network' srcdoc=\"{esc(parts.network)}\">"
                    "</iframe>")
     if edges is not None and len(edges):
-        shown = edges[["source", "target", "status", "weight"]].head(15)
+        cols = [c for c in ("source", "target", "status", "weight", "sign_agreement", "spread")
+                if c in edges.columns]
+        shown = edges[cols].head(15).rename(columns={
+            "sign_agreement": "members with the majority sign", "spread": "spread across members"})
         out.append("<h3>Strongest edges shown</h3>" + _table(shown))
+    return "".join(out)
+
+
+def _why(why: Explanation | None) -> str:
+    """Why the perturbation moves one gene (:func:`~grape_core.explain.explain`): parts
+    that add up to its predicted shift, and the strongest paths with member agreement."""
+    if why is None:
+        return ""
+    parts = pd.DataFrame({"part": why.parts["label"], "shift": why.parts["value"],
+                          "share of the prediction": why.parts["share"]})
+    out = [f"<h2>Why does perturbing {esc(label(why.perturbed))} move {esc(why.gene)}?</h2>",
+           "<p>" + " ".join(esc(s) for s in why.sentences()) + "</p>",
+           _table(parts, digits=4)]
+    if len(why.paths):
+        paths = pd.DataFrame({
+            "path": why.paths["path"], "steps": why.paths["length"],
+            "contribution": why.paths["contribution"], "share of the prediction": why.paths["share"],
+            "members with this sign": [f"{int(k)} of {why.n_members}"
+                                       for k in why.paths["members_same_sign"]],
+            "spread across members": why.paths["spread"]})
+        out.append(f"<h3>The {len(why.paths)} strongest of {why.n_walks:,} paths</h3>"
+                   + _table(paths, digits=4))
+    out.append("<p class='caption'>The model's prediction of this gene split exactly (in each "
+               "ensemble member, then averaged): the shared response, the perturbed gene's own "
+               "change, every walk of up to the model's propagation steps from the perturbed "
+               "gene(s) through the learned network (its edge weights times the message gains "
+               "at the states the model passes through) and, for a pair, what composing it from "
+               "its singles adds. The parts add up to the predicted shift; a negative share "
+               "pushes the other way. Reproduce: python -m grape_core why --model "
+               f"{esc(why.model)} --perturbation {esc('+'.join(why.perturbed))} --gene "
+               f"{esc(why.gene)}</p>")
     return "".join(out)
 
 
 def prediction_report(model: Model, pred: Prediction, *, parts: ReportParts = ReportParts(),
                       edges: pd.DataFrame | None = None, top: int = 20,
-                      command: str = "") -> str:
+                      command: str = "", why: Explanation | None = None) -> str:
     """One perturbation's report as a self-contained HTML page.
 
     Parameters
@@ -282,6 +317,9 @@ def prediction_report(model: Model, pred: Prediction, *, parts: ReportParts = Re
         Genes in the table (largest predicted shift first).
     command
         How to make this report again (shown in the footer).
+    why
+        Why the perturbation moves one gene (:func:`grape_core.explain.explain`), shown
+        after the interaction.
 
     Returns
     -------
@@ -307,6 +345,7 @@ def prediction_report(model: Model, pred: Prediction, *, parts: ReportParts = Re
                 + ". Baselines: what simple methods predict (train mean: the average shift of "
                 "all training perturbations).</p>")
     body.append(_interaction(pred))
+    body.append(_why(why))
     body.append(_network(parts, edges, pred.perturbed))
     body.append("<h2>Model card</h2>" + model_card(model.bundle.manifest))
     body.append(_footer(command or f"python -m grape_core predict --model {model_argument(model)} "
@@ -327,12 +366,18 @@ def screen_report(model: Model, result: ScreenResult, *, parts: ReportParts = Re
     weights = ", ".join(f"{t} ({w:+.2f})" for t, w in zip(result.targets, result.weights))
     body.append(f"<p>Every perturbation the model knows was scored by the mean predicted shift of "
                 f"the targets, signed so that higher is better: {esc(weights)}. A typical "
-                f"perturbation scores {result.typical_effect:.3f}; <i>vs typical</i> is what is "
-                "specific to a candidate.</p>")
+                f"perturbation scores {result.typical_effect:.3f}"
+                + (f", a typical pair {result.typical_pair_effect:.3f}"
+                   if result.typical_pair_effect is not None else "")
+                + "; <i>vs typical</i> is what is specific to a candidate (pairs against pairs) "
+                "and orders the ranking; <i>members agree</i>: in how many of the "
+                f"{result.n_members} ensemble members it beats a typical perturbation.</p>")
+    body += [f"<p class='warn'>&#9888; {esc(note)}</p>" for note in result.notes]
     body.append(_trust_box(trust))
     body.append("<h2>Candidates</h2>" + _figures(parts))
     table = result.table.drop(columns=["perturbation"]).rename(columns={
         "genes": "perturbation", "effect_std": "effect spread", "vs_typical": "vs typical",
+        "members_agree": "members agree",
         "off_target": "off-target", "additive_effect": "additive effect",
         "measured_effect": "measured effect", "measured": "measured in screen"})
     body.append(_table(table))

@@ -12,6 +12,13 @@ with the ensemble's spread of that score as its uncertainty and the off-target c
 else moves). With ``pairs``, the best singles are combined two by two and each pair is
 scored by the model and by the additive expectation (sum of the two singles the pair is
 built from: measured where the model composes it from a measured single, else predicted).
+
+Most of a score is shared by every perturbation (the shared response), and a pair may hold
+more of it: candidates are ranked by what is specific to them, ``vs_typical``, the effect
+minus that of the median single (for a single) or of the median of a seeded random sample
+of pairs (for a pair), so pairs are scored against pairs. ``members_agree`` counts the
+ensemble members in which a candidate beats that member's own typical perturbation: a hit
+that rests on one member says so.
 """
 
 from __future__ import annotations
@@ -328,9 +335,12 @@ class ScreenResult:
     """A ranking of candidate perturbations (:func:`screen`)."""
 
     table: pd.DataFrame
-    """Best first: ``rank``, ``perturbation``, ``kind`` (single/pair), ``genes``, ``biotype``,
-    ``effect`` (ensemble mean, higher = better), ``effect_std``, ``vs_typical``,
-    ``off_target``, ``additive_effect`` (pairs), ``measured`` (bool), ``measured_effect``."""
+    """Best first (largest ``vs_typical``): ``rank``, ``perturbation``, ``kind``
+    (single/pair), ``genes``, ``biotype``, ``effect`` (ensemble mean, higher = better),
+    ``effect_std``, ``vs_typical`` (the effect minus the typical one of its kind),
+    ``members_agree`` (members in which it beats that member's typical perturbation of its
+    kind), ``off_target``, ``additive_effect`` (pairs), ``measured`` (bool),
+    ``measured_effect``."""
     model: str
     targets: tuple[str, ...]
     """The model's symbols of the targets."""
@@ -346,13 +356,30 @@ class ScreenResult:
     """Per row: are all perturbed genes protein-coding, ``(n_rows,)`` bool."""
     notes: tuple[str, ...] = ()
     """What to know when reading the ranking (e.g. no gene left for the off-target cost)."""
+    typical_pair_effect: float | None = None
+    """With pairs: the median effect of :data:`TYPICAL_PAIRS` random pairs, what a pair's
+    ``vs_typical`` is measured from (a pair gets about twice the shared response)."""
+    n_members: int = 1
+    """Ensemble members (``members_agree`` counts among them)."""
+    leaders: pd.DataFrame | None = None
+    """The best candidate of each kind (single, and pair with ``pairs``), columns of
+    :attr:`table`, whether or not it made the table: a pair screen still tells whether its
+    best single stands out."""
+
+    def typical_of(self, kind: str) -> float:
+        """The typical effect a ``single`` or ``pair`` candidate is compared with."""
+        if kind == "pair" and self.typical_pair_effect is not None:
+            return self.typical_pair_effect
+        return self.typical_effect
 
     def __len__(self) -> int:
         return len(self.table)
 
     def to_dict(self) -> dict:
         return {"model": self.model, "targets": list(self.targets), "direction": self.direction,
-                "typical_effect": self.typical_effect, "notes": list(self.notes),
+                "typical_effect": self.typical_effect,
+                "typical_pair_effect": self.typical_pair_effect, "n_members": self.n_members,
+                "notes": list(self.notes),
                 "candidates": self.table.to_dict(orient="records")}
 
 
@@ -426,26 +453,44 @@ def screen(
     frame = _frame(bundle, conditions, scores, _off_target(mean_shift, idx), genes[idx], w, sign)
     frame["kind"] = "single"
     frame["additive_effect"] = np.nan
+    typical = float(np.median(scores.mean(0)))
+    frame["vs_typical"] = frame["effect"] - typical
+    frame["members_agree"] = _members_agree(scores, scores)
+    typical_pair = None
     if pairs and len(conditions) > 1:
         best = np.argsort(-scores.mean(0), kind="stable")[:pair_candidates]
         combos = list(combinations(best.tolist(), 2))
         pair_conds = [format_condition((genes_of(conditions[i])[0], genes_of(conditions[j])[0]))
                       for i, j in combos]
-        pair_members = all_member_shifts(model, pair_conds, outputs=genes)
+        # a seeded random sample of pairs, scored the same way: what a typical pair does
+        sample = _random_pairs(len(conditions), TYPICAL_PAIRS, exclude=set(combos))
+        sample_conds = [format_condition((genes_of(conditions[i])[0], genes_of(conditions[j])[0]))
+                        for i, j in sample]
+        scored = all_member_shifts(model, pair_conds + sample_conds, outputs=genes)
+        pair_members, sample_members = scored[:, :len(pair_conds)], scored[:, len(pair_conds):]
         pair_scores = _score(pair_members, idx, w, sign)
+        sample_scores = _score(sample_members, idx, w, sign)
         pf = _frame(bundle, pair_conds, pair_scores, _off_target(pair_members.mean(0), idx),
                     genes[idx], w, sign)
         pf["kind"] = "pair"
         built = _composing_singles(model, conditions, mean_shift, genes)
         additive = np.array([built[i] + built[j] for i, j in combos])
         pf["additive_effect"] = _score(additive, idx, w, sign)
+        reference = sample_scores if sample else pair_scores  # too few genes for a sample
+        typical_pair = float(np.median(reference.mean(0)))
+        pf["vs_typical"] = pf["effect"] - typical_pair
+        pf["members_agree"] = _members_agree(pair_scores, reference)
         frame = pd.concat([frame, pf], ignore_index=True)
-    typical = float(np.median(scores.mean(0)))
-    frame["vs_typical"] = frame["effect"] - typical
-    frame = frame.sort_values("effect", ascending=False, kind="stable").head(top).reset_index(drop=True)
+    notes += _direction_notes(frame, names, direction, typical)
+    frame = frame.sort_values(["vs_typical", "effect"], ascending=False,
+                              kind="stable").reset_index(drop=True)
     frame.insert(0, "rank", np.arange(1, len(frame) + 1))
+    leaders = frame.groupby("kind", sort=False).head(1).reset_index(drop=True)
+    frame = frame.head(top)
     frame = frame[["rank", "perturbation", "kind", "genes", "biotype", "effect", "effect_std",
-                   "vs_typical", "off_target", "additive_effect", "measured", "measured_effect"]]
+                   "vs_typical", "members_agree", "off_target", "additive_effect", "measured",
+                   "measured_effect"]]
+    notes += _agreement_notes(frame, scores.shape[0])
     perturbed = tuple(genes_of(c) for c in frame["perturbation"])
     coding = bundle.table["is_coding"].astype(bool)
     return ScreenResult(table=frame, model=bundle.name, targets=tuple(names),
@@ -453,7 +498,64 @@ def screen(
                         typical_effect=typical, perturbed=perturbed,
                         all_coding=np.array([all(bool(coding.get(g, True)) for g in p)
                                              for p in perturbed], dtype=bool),
-                        notes=tuple(notes))
+                        notes=tuple(notes), typical_pair_effect=typical_pair,
+                        n_members=int(scores.shape[0]), leaders=leaders[frame.columns])
+
+
+TYPICAL_PAIRS = 48
+"""Random pairs (seeded) scored to tell what a typical pair does."""
+
+
+def _random_pairs(n: int, k: int, *, exclude: set[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Up to ``k`` distinct pairs ``(i, j)``, ``i < j < n``, not in ``exclude``, drawn with a
+    fixed seed (the same screen gives the same typical pair)."""
+    rng = np.random.default_rng(0)
+    out: list[tuple[int, int]] = []
+    seen = set(exclude)
+    total = n * (n - 1) // 2
+    for _ in range(20 * k):
+        if len(out) >= k or len(seen) >= total:
+            break
+        i, j = sorted(rng.choice(n, 2, replace=False).tolist())
+        if (i, j) not in seen:
+            seen.add((i, j))
+            out.append((i, j))
+    return out
+
+
+def _members_agree(scores: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Per candidate: the members ``(n_members, n_candidates)`` in which its score beats
+    that member's median score over ``reference`` ``(n_members, n_reference)``."""
+    typical = np.median(reference, axis=1, keepdims=True)
+    return (scores > typical).sum(0).astype(np.int64)
+
+
+def _direction_notes(frame: pd.DataFrame, targets: Sequence[str], direction: str,
+                     typical: float) -> list[str]:
+    """A plain sentence when no candidate moves the targets the asked way at all."""
+    if not len(frame) or float(frame["effect"].max()) > 0:
+        return []
+    verb, other = ("raise", "lowers") if direction == "up" else ("lower", "raises")
+    shown = ", ".join(targets[:5]) + (" ..." if len(targets) > 5 else "")
+    return [f"No perturbation is predicted to {verb} {shown}: every candidate {other} "
+            f"{'it' if len(targets) == 1 else 'them'} or leaves {'it' if len(targets) == 1 else 'them'} "
+            f"unchanged (a typical perturbation scores {typical:+.3f}, the best "
+            f"{float(frame['effect'].max()):+.3f}). The ranking lists those that move it the "
+            "wrong way least; none is a hit."]
+
+
+def _agreement_notes(frame: pd.DataFrame, n_members: int) -> list[str]:
+    """A sentence when top candidates beat a typical perturbation in one member only."""
+    if n_members < 2:
+        return []
+    alone = frame.head(5)
+    alone = alone[alone["members_agree"] <= 1]
+    if not len(alone):
+        return []
+    names = ", ".join(alone["genes"].astype(str).tolist())
+    return [f"{names} {'ranks' if len(alone) == 1 else 'rank'} above a typical perturbation in "
+            f"at most one of the {n_members} ensemble members: the hit rests on one member, "
+            "not on the ensemble (see members_agree)."]
 
 
 def _frame(bundle: Bundle, conditions: list[str], scores: np.ndarray, off: np.ndarray,

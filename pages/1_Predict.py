@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from explorer import charts, layout, loaders, report, widgets
+from explorer import charts, layout, loaders, report, widgets, why_view
 
 PARTS = {"train": "was measured and used for training", "val": "was measured and used for early stopping",
          "test": "was measured but **held out**: the model never saw it",
@@ -61,11 +61,13 @@ def one(model, sel) -> None:
     table = charts.prediction_table(pred)
     with st.expander(f"All {len(table)} genes (table)", expanded=False):
         st.dataframe(table, hide_index=True, width="stretch", height=360)
+    why_view.why_section(model, sel, pred.perturbed, default=why_view.responding_gene(pred))
     csv, html = st.columns(2)
     csv.download_button("Download the prediction (CSV)", table.to_csv(index=False).encode(),
                         file_name=f"grape_{sel.model}_{pred.condition}.csv", mime="text/csv",
                         icon=":material/download:")
-    html.download_button("Download report (HTML)", lambda: report.prediction_report_html(model, pred),
+    html.download_button("Download report (HTML)", lambda: report.prediction_report_html(
+                             model, pred, why_gene=st.session_state.get("why_gene")),
                          file_name=f"grape_{sel.model}_{pred.condition}.html", mime="text/html",
                          icon=":material/description:", on_click="ignore", key="report",
                          help="One offline file for collaborators: charts, network, interaction, "

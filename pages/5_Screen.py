@@ -51,12 +51,18 @@ def main() -> None:
                "effect on your targets and little else changed. Error bars: the ensemble's spread, "
                "a lower bound on the uncertainty (for single genes' shifts it is far narrower "
                "than the held-out errors). "
-               f"A typical perturbation scores {result.typical_effect:.3f}; 'vs typical' is what is "
-               "specific to a candidate.")
+               f"A typical perturbation scores {result.typical_effect:.3f}"
+               + (f", a typical pair {result.typical_pair_effect:.3f}" if result.typical_pair_effect
+                  is not None else "")
+               + "; 'vs typical' is what is specific to a candidate (pairs against pairs), and the "
+               "ranking follows it. 'members agree': in how many of the ensemble's "
+               f"{result.n_members} members the candidate beats a typical perturbation.")
     shown_table = result.table.dropna(axis="columns", how="all")  # e.g. additive_effect without pairs
     table = st.dataframe(shown_table, hide_index=True, width="stretch", key="screen_table",
                          on_select="rerun", selection_mode="single-row",
-                         column_config={"measured": st.column_config.CheckboxColumn("measured in screen")})
+                         column_config={"measured": st.column_config.CheckboxColumn("measured in screen"),
+                                        "members_agree": st.column_config.NumberColumn(
+                                            "members agree", format=f"%d of {result.n_members}")})
     csv, html = st.columns(2)
     csv.download_button("Download the ranking (CSV)", result.table.to_csv(index=False).encode(),
                         file_name=f"grape_{sel.model}_screen.csv", mime="text/csv", icon=":material/download:")

@@ -151,6 +151,24 @@ def test_predict_chart_is_grape_core_prediction(app, norman):
     assert app.get("download_button")
 
 
+def test_predict_says_why_the_perturbation_moves_a_gene(app, norman):
+    from grape_core.explain import explain, responding_gene
+    from grape_core.predict import predict
+
+    page(app, "predict", genes=["KLF1", "MAP2K6"])
+    assert app.selectbox(key="why_gene").value == responding_gene(predict(norman, "KLF1+MAP2K6"))
+    ok(app.selectbox(key="why_gene").set_value("HBG2").run())
+    why = explain(norman, "KLF1+MAP2K6", "HBG2")
+    assert "Why does perturbing KLF1 + MAP2K6 move a gene?" in texts(app)
+    parts = frame_with(app, "part", "share of the prediction")
+    assert parts["shift"].sum() == pytest.approx(why.shift, abs=1e-9)
+    assert parts["shift"].sum() == pytest.approx(
+        float(predict(norman, "KLF1+MAP2K6").to_frame().set_index("gene").loc["HBG2", "shift"]), abs=2e-5)
+    paths = frame_with(app, "path", "members with this sign")
+    assert list(paths["path"]) == list(why.paths["path"])
+    assert all(p.startswith(("KLF1", "MAP2K6")) and p.endswith("HBG2") for p in paths["path"])
+
+
 def test_predict_a_pasted_list_of_perturbations(app, norman):
     from grape_core.predict import predict
 
@@ -249,24 +267,67 @@ def test_gene_from_the_url_opens_on_predict(models_dir):
 
 
 # ----------------------------------------------------------------------------- Network
+def frame_with(at: AppTest, *columns: str) -> pd.DataFrame:
+    """The first dataframe on the page that has ``columns``."""
+    for element in at.dataframe:
+        if set(columns) <= set(element.value.columns):
+            return element.value
+    raise AssertionError(f"no table with {columns}")
+
+
 def test_network_page_draws_a_self_contained_graph(app, norman):
+    from grape_core.network import learned_network
+
     page(app, "network", genes=["KLF1"])
     frames = app.get("iframe")
     assert len(frames) == 1
     html_page = frames[0].proto.srcdoc
     assert "new vis.Network" in html_page and "KLF1" in html_page
+    assert "members with this sign" in html_page  # the agreement in each edge's tooltip
     assert not re.search(r"<(?:link|script)\b[^>]*(?:href|src)\s*=\s*[\"']?(?:https?:)?//", html_page)
     assert "bootstrap" not in html_page
-    assert app.get("download_button")
-    changes = app.dataframe[0].value
-    assert {"relation", "added by learning", "removed by learning"} <= set(changes)
+    labels = [b.proto.label for b in app.get("download_button")]
+    assert {"Network as GraphML (Cytoscape, Gephi)", "Network as CSV",
+            "Network as CX2 (Cytoscape Web, NDEx)"} <= set(labels)
+    changes = frame_with(app, "relation", "added by learning", "removed by learning")
     assert int(changes["learned edges"].sum()) == len(norman.bundle.learned_edges.drop_duplicates(["source", "target"]))
     assert chart(app, "changes") and chart(app, "degrees")
-    strongest = app.dataframe[1].value
+    # the page leads with what changed against the prior, in the library's words
+    net = learned_network(norman)
+    assert [h.value for h in app.subheader][0] == "What changed against the prior"
+    assert plain(net.change.sentences()[0]) in texts(app)
+    changed = frame_with(app, "beyond the prior", "prior rescaled")
+    assert changed["beyond the prior"].abs().is_monotonic_decreasing
+    strongest = frame_with(app, "strength", "also in prior")
     assert strongest["weight"].iloc[0] == pytest.approx(float(norman.bundle.learned_edges["weight"].max()))
+    row = net.edges.set_index(["source", "target"]).loc[(strongest["source"].iloc[0], strongest["target"].iloc[0])]
+    assert strongest["members with this sign"].iloc[0] == f"{int(row['members_same_sign'])} of {net.n_members}"
     ok(app.slider(key="hops").set_value(2).run())
     ok(app.toggle(key="new_only").set_value(True).run())
-    assert not app.dataframe[1].value["also in prior"].any()
+    assert not frame_with(app, "strength", "also in prior")["also in prior"].any()
+
+
+def test_network_page_opens_on_the_example_and_explains_it(app, norman):
+    """Like Predict, the page opens on the model's held-out example, and says why it moves
+    its most shifted gene: parts that add up to the prediction, paths with agreement."""
+    from grape_core.data.conditions import genes_of
+    from grape_core.explain import explain, responding_gene
+    from grape_core.predict import example_condition, predict
+
+    ok(app.switch_page(PAGES["network"]).run())
+    example = list(genes_of(example_condition(norman)))
+    assert app.multiselect(key="genes").value == example
+    assert "An example to start with" in " ".join(i.value for i in app.info)
+    gene = app.selectbox(key="net_why_gene").value
+    assert gene == responding_gene(predict(norman, example))
+    why = explain(norman, example, gene)
+    parts = frame_with(app, "part", "share of the prediction")
+    assert parts["shift"].sum() == pytest.approx(why.shift, abs=1e-9)
+    paths = frame_with(app, "path", "contribution")
+    assert list(paths["path"]) == list(why.paths["path"])
+    assert f"Perturbing {plain(why.sentences()[0])[len('Perturbing '):]}" in texts(app)
+    ok(app.selectbox(key="net_why_gene").set_value(example[0] if example[0] in norman.measured
+                                                  else sorted(norman.measured)[0]).run())
 
 
 def test_network_html_escapes_gene_names():

@@ -229,6 +229,71 @@ def test_network_canvas(page, server, shots):
     _shot(page, shots, "network", scroll_to="iframe")
 
 
+def test_network_opens_on_the_example_and_exports(page, server, shots, tmp_path):
+    """A first visit to Network: the example drawn, what changed against the prior first,
+    why the example moves its most shifted gene, and a GraphML download that networkx reads
+    with the edge attributes."""
+    import networkx as nx
+
+    import grape_core as gc
+    from grape_core.data.conditions import genes_of
+    from grape_core.explain import explain, responding_gene
+    from grape_core.network import learned_network
+    from grape_core.predict import example_condition
+
+    model = gc.load(ROOT / "assets" / "models" / "norman")
+    example = genes_of(example_condition(model))
+    page.goto(f"{server}/Network?model=norman")
+    page.frame_locator("iframe").first.locator("canvas").first.wait_for()
+    _settle(page)
+    _no_exception(page)
+    picked = page.locator("[data-testid='stMultiSelect']").first.inner_text()
+    assert all(g in picked for g in example)
+    body = page.inner_text("body")
+    assert body.index("What changed against the prior") < body.index("Gene(s) at the centre")
+    assert learned_network(model).change.sentences()[0][:60] in body.replace("\n", " ")
+    gene = responding_gene(gc.predict(model, list(example), baselines=False))
+    why = explain(model, list(example), gene)
+    page.get_by_text("Why does perturbing").first.wait_for()
+    assert why.sentences()[0] in page.inner_text("body")
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Network as GraphML (Cytoscape, Gephi)").click()
+    path = tmp_path / "net.graphml"
+    download.value.save_as(path)
+    graph = nx.read_graphml(path)
+    attrs = next(iter(graph.edges(data=True)))[2]
+    assert {"weight", "sign", "status", "in_prior", "sign_agreement", "spread", "relation",
+            "source_biotype", "target_biotype"} <= set(attrs)
+    assert isinstance(attrs["in_prior"], bool)
+    _shot(page, shots, "network_why", scroll_to="text=Why does perturbing")
+
+
+def test_pair_screen_keeps_its_warnings(page, server, shots):
+    """Pairs on: the pairs are scored against pairs and the page shows the same noise
+    warning and notes as the library, and the members' agreement column."""
+    import grape_core as gc
+    from grape_core.evaluation.trust import ranking_is_noise
+
+    model = gc.load(ROOT / "assets" / "models" / "norman")
+    result = gc.screen(model, ["HBG2"], direction="up", pairs=True, top=20)
+    page.goto(f"{server}/Screen?model=norman")
+    _settle(page)
+    page.locator("textarea").first.fill("HBG2 1")
+    page.get_by_text("Also try pairs of the best singles").click()
+    page.get_by_role("button", name="Run the screen").click()
+    _charts(page, 1)
+    _settle(page)
+    _no_exception(page)
+    body = page.inner_text("body").replace("\n", " ")
+    noise = ranking_is_noise(result)
+    if noise:
+        assert noise[:50] in body
+    for note in result.notes:
+        assert note[:50] in body
+    assert "a typical pair" in body and "members agree" in body
+    _shot(page, shots, "screen_pairs", scroll_to="[data-testid='stPlotlyChart']")
+
+
 def test_benchmark(page, server, shots):
     page.goto(f"{server}/Benchmark?model=norman")
     _charts(page, 5)

@@ -114,7 +114,9 @@ def test_the_done_when_command(tmp_path, capsys):
     assert "biotype" in adata.var and adata.obs_names.tolist() == ["KLF1+MAP2K6", "ctrl"]
     page = report.read_text()
     for needed in ("KLF1", "MAP2K6", "How far to trust this", "Genetic interaction",
-                   "Network neighbourhood", "Model card", "new vis.Network", "Plotly.newPlot"):
+                   "Network neighbourhood", "Model card", "new vis.Network", "Plotly.newPlot",
+                   "Why does perturbing KLF1 + MAP2K6 move", "strongest of",
+                   "members with the majority sign"):
         assert needed in page, needed
     assert not OUTSIDE.search(page)  # no CDN, no outside script, style, image or frame
     assert "Content-Security-Policy" in page and "default-src 'none'" in page
@@ -167,6 +169,22 @@ def test_report_sections_and_trust(model, pair, tmp_path):
     page = prediction_report_html(model, single)
     assert page.count("Plotly.newPlot") == 1 and "not measured" in page
     assert "Genetic interaction" not in page
+
+
+def test_report_says_why_with_parts_that_add_up(model, pair):
+    """The report explains the gene chosen (default: the most shifted one) with the
+    library's own decomposition: its sentences, parts and paths."""
+    from explorer.report import prediction_report_html
+    from grape_core.explain import explain, responding_gene
+
+    gene = responding_gene(pair)
+    why = explain(model, pair.condition, gene)
+    page = prediction_report_html(model, pair)
+    assert f"move {gene}?</h2>" in page
+    assert html.escape(why.sentences()[0]) in page
+    assert html.escape(why.paths["path"].iloc[0]) in page
+    other = sorted(g for g in model.measured if g != gene)[0]
+    assert f"move {other}?</h2>" in prediction_report_html(model, pair, why_gene=other)
 
 
 def test_report_escapes_every_data_string(model, pair):

@@ -255,3 +255,98 @@ def test_a_model_without_stored_singles_computes_each_column_once(constructed, m
     n_calls = len(computed)
     screen(model, ["SCYL1"], direction="down", top=5)
     assert len(computed) == n_calls  # every column was computed by the first screen
+
+
+# ----------------------------------------------------------------------------- pairs vs pairs, agreement
+def _shared_response_model(constructed, *, shared: float, lone: float | None = None,
+                           flat: bool = False) -> Model:
+    """The constructed model with a shared response: every perturbed gene shifts DDIT4 by
+    ``shared`` (a pair gets it twice, as GRAPE's dose per gene does); ``lone``: SCYL1's
+    effect in the second member only (the first has none); ``flat``: no single does more
+    than the shared response (the HSPA9 + YIPF5 synergy stays)."""
+    bundle = constructed.bundle
+    target = bundle.measured.index("DDIT4")
+    members = []
+    for k, member in enumerate(bundle.members):
+        effects = member.effects.clone()
+        effects[:, target] += shared
+        if flat:  # HSPA9 and YIPF5 barely above the others: the best singles, not hits
+            for gene, extra in (("SCYL1", 0.0), ("GBF1", 0.0), ("HSPA9", 0.03), ("YIPF5", 0.03)):
+                effects[bundle.node_index[gene], target] = shared + extra
+        if lone is not None:
+            effects[bundle.node_index["SCYL1"], target] = shared + (lone if k == 1 else 0.0)
+        members.append(KnownEffects(effects, member.interaction))
+    changed = replace(bundle, members=members)
+    return Model(replace(changed, singles=stored_singles(changed)))
+
+
+def test_pairs_are_scored_against_pairs(constructed):
+    """With a shared response a pair gets twice, pairs are compared with a typical pair:
+    a pair of two plain genes is not a hit, the synergy still is, and the ranking follows
+    what is specific to each candidate."""
+    model = _shared_response_model(constructed, shared=0.5)
+    result = screen(model, ["DDIT4"], direction="up", pairs=True, pair_candidates=6, top=200)
+    frame = result.table
+    assert result.typical_effect == pytest.approx(0.5, abs=0.05)
+    assert result.typical_pair_effect == pytest.approx(1.0, abs=0.05)
+    singles, pairs = frame[frame["kind"] == "single"], frame[frame["kind"] == "pair"]
+    assert np.allclose(singles["vs_typical"], singles["effect"] - result.typical_effect)
+    assert np.allclose(pairs["vs_typical"], pairs["effect"] - result.typical_pair_effect)
+    assert frame["vs_typical"].is_monotonic_decreasing
+    top = frame.iloc[0]
+    assert set(top["genes"].split(" + ")) == {"HSPA9", "YIPF5"}
+    assert top["vs_typical"] == pytest.approx(2.6, abs=0.05)
+    # SCYL1 with a plain gene: SCYL1's own 1.0 beyond a typical pair, not 1.5
+    scyl1 = pairs[pairs["genes"].str.contains("SCYL1") & ~pairs["genes"].str.contains("HSPA9|YIPF5")]
+    assert len(scyl1) and np.allclose(scyl1["vs_typical"], 1.0, atol=0.06)
+    assert set(result.leaders["kind"]) == {"single", "pair"}
+    assert result.to_dict()["typical_pair_effect"] == pytest.approx(result.typical_pair_effect)
+
+
+def test_a_pair_screen_keeps_the_noise_warning_of_its_singles(constructed):
+    from grape_core.evaluation.trust import ranking_is_noise
+
+    model = _shared_response_model(constructed, shared=0.5, flat=True)
+    result = screen(model, ["DDIT4"], direction="up", pairs=True, pair_candidates=6)
+    noise = ranking_is_noise(result)
+    assert result.table.iloc[0]["genes"] in ("HSPA9 + YIPF5", "YIPF5 + HSPA9")
+    assert noise and noise.startswith("Among the single genes, no candidate stands out")
+    assert "Among the pairs" not in noise  # the HSPA9 + YIPF5 synergy stands out
+    assert ranking_is_noise(screen(model, ["DDIT4"], direction="up")).startswith("No candidate")
+
+
+def test_a_hit_from_one_member_says_so(constructed):
+    from grape_core.evaluation.trust import screen_trust
+
+    model = _shared_response_model(constructed, shared=0.0, lone=1.0)
+    result = screen(model, ["DDIT4"], direction="up")
+    top = result.table.iloc[0]
+    assert top["genes"] == "SCYL1" and top["members_agree"] == 1 and result.n_members == 2
+    assert any("SCYL1 ranks above a typical perturbation in at most one of the 2" in n
+               for n in result.notes)
+    assert "in 1 of the 2 ensemble members: it rests on one member" in screen_trust(model, result).text
+    agreed = screen(constructed, ["DDIT4"], direction="up").table.iloc[0]
+    assert agreed["members_agree"] == 2
+
+
+def test_members_agree_is_counted_per_member(constructed):
+    from grape_core.screen import single_shifts
+
+    result = screen(constructed, ["DDIT4", "HERPUD1"], direction="down", top=500)
+    conditions, members = single_shifts(constructed)
+    pos = [constructed.bundle.measured.index(g) for g in ("DDIT4", "HERPUD1")]
+    keep = [i for i, c in enumerate(conditions) if c.split("+")[0] not in ("DDIT4", "HERPUD1")]
+    scores = -members[:, keep][:, :, pos].mean(-1)  # (n_members, n_candidates), signed "down"
+    beats = (scores > np.median(scores, axis=1, keepdims=True)).sum(0)
+    expected = dict(zip([conditions[i] for i in keep], beats))
+    table = result.table.set_index("perturbation")
+    assert all(table.loc[c, "members_agree"] == expected[c] for c in table.index)
+
+
+def test_a_direction_nobody_moves_says_so(constructed):
+    model = _shared_response_model(constructed, shared=0.5, flat=True)  # GBF1 lowers nothing
+    result = screen(model, ["DDIT4"], direction="down")
+    assert (result.table["effect"] < 0).all()
+    assert any(n.startswith("No perturbation is predicted to lower DDIT4: every candidate raises it")
+               for n in result.notes)
+    assert not any(n.startswith("No perturbation") for n in screen(model, ["DDIT4"]).notes)

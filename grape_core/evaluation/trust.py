@@ -316,6 +316,13 @@ def screen_trust(model: Model, result: ScreenResult, check: pd.DataFrame | None 
                          f"beyond a typical perturbation) is larger than the ensemble's spread "
                          f"({float(top['effect_std']):.3f}), which is a lower bound on its "
                          "uncertainty.")
+    if len(result.table) and result.n_members > 1 and "members_agree" in result.table:
+        agree = int(result.table.iloc[0]["members_agree"])
+        sentences.append(f"The top candidate beats a typical perturbation in {agree} of the "
+                         f"{result.n_members} ensemble members"
+                         + (": it rests on one member, not on the ensemble." if agree <= 1 else "."))
+        if agree <= 1:
+            level = "low"
     if check is not None and "grape" in check.index:
         rho = float(check.loc["grape", "spearman"])
         others = check.drop(index="grape")["spearman"]
@@ -331,17 +338,26 @@ def screen_trust(model: Model, result: ScreenResult, check: pd.DataFrame | None 
 
 
 def ranking_is_noise(result: ScreenResult) -> str | None:
-    """A sentence when the screen's top candidate does not stand out from a typical
-    perturbation (what is specific to it is within twice the ensemble's spread, or under a
-    tenth of the shared effect), else ``None``."""
-    if not len(result.table):
+    """A sentence when the screen's best candidate of a kind (single, pair) does not stand
+    out from a typical perturbation of that kind (what is specific to it is within twice
+    the ensemble's spread, or under a tenth of the shared effect), else ``None``. A pair is
+    compared with a typical pair, and a pair screen still says when its singles are noise."""
+    leaders = result.leaders if result.leaders is not None else result.table.head(1)
+    if not len(leaders):
         return None
-    top = result.table.iloc[0]
-    specific, spread = float(top["vs_typical"]), float(top["effect_std"])
-    if abs(specific) > 2 * spread and abs(specific) >= 0.1 * abs(result.typical_effect):
-        return None
-    return (f"No candidate stands out: most of the predicted effect ({float(top['effect']):.3f} "
-            f"for the top one) is shared by every perturbation (typical "
-            f"{result.typical_effect:.3f}), and what is specific to the top candidate "
-            f"({specific:.3f}) is small against the ensemble's spread ({spread:.3f}). The order "
-            "is mostly noise.")
+    both = leaders["kind"].nunique() > 1 if "kind" in leaders else False
+    out = []
+    for top in leaders.itertuples(index=False):
+        kind = str(getattr(top, "kind", "single"))
+        typical = result.typical_of(kind)
+        specific, spread = float(top.vs_typical), float(top.effect_std)
+        if abs(specific) > 2 * spread and abs(specific) >= 0.1 * abs(typical):
+            continue
+        what = f"{kind}s" if kind == "pair" else "single genes"
+        out.append((f"Among the {what}, no" if both else "No")
+                   + f" candidate stands out: most of the predicted effect "
+                   f"({float(top.effect):.3f} for the best one, {top.genes}) is shared by every "
+                   f"{'pair' if kind == 'pair' else 'perturbation'} (typical {typical:.3f}), and "
+                   f"what is specific to it ({specific:.3f}) is small against the ensemble's "
+                   f"spread ({spread:.3f}). The order is mostly noise.")
+    return " ".join(out) or None

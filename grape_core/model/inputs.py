@@ -107,32 +107,93 @@ def named_edges(edges: pd.DataFrame, genes: Sequence[str], is_coding: np.ndarray
     return out
 
 
+def sign_agreement(weights: np.ndarray) -> np.ndarray:
+    """Share of the members whose weight has the majority sign, ``(n_edges,)`` from
+    ``weights (n_edges, n_members)``; a member without the edge (weight 0) agrees with
+    neither sign, so an edge that only one of three members has scores 1/3."""
+    w = np.asarray(weights, dtype=np.float64)
+    if w.ndim != 2 or w.shape[1] == 0:
+        return np.zeros(w.shape[0] if w.ndim else 0)
+    return np.maximum((w > 0).sum(1), (w < 0).sum(1)) / w.shape[1]
+
+
+def same_sign_as_mean(weights: np.ndarray) -> np.ndarray:
+    """Members whose weight has the sign of the members' mean, ``(n_edges,)`` integers
+    from ``weights (n_edges, n_members)``: what "k of M members with this sign" means next
+    to a mean weight (the majority sign can differ from the mean's: -0.008, -0.008, +0.25
+    has mean +0.08 and one member of that sign)."""
+    w = np.asarray(weights, dtype=np.float64)
+    if w.ndim != 2 or w.shape[1] == 0:
+        return np.zeros(w.shape[0] if w.ndim else 0, dtype=np.int64)
+    mean = np.sign(w.mean(1, keepdims=True))
+    return ((np.sign(w) == mean) & (mean != 0)).sum(1).astype(np.int64)
+
+
+def member_spread(weights: np.ndarray) -> np.ndarray:
+    """Standard deviation across members (``ddof=1``, as the ensemble's prediction spread),
+    ``(n_edges,)``; 0 for a single member."""
+    w = np.asarray(weights, dtype=np.float64)
+    return w.std(axis=1, ddof=1) if w.ndim == 2 and w.shape[1] > 1 else np.zeros(len(w))
+
+
 @torch.no_grad()
+def member_edges(members: Sequence[GRAPE], graph: GraphInputs) -> tuple[pd.DataFrame, np.ndarray]:
+    """Every edge any member propagates on, and each member's weight of it.
+
+    Returns
+    -------
+    edges, weights
+        ``src``, ``dst``, ``in_prior`` ``(n_edges,)`` rows, sorted by ``(src, dst)``, and the
+        signed weights ``(n_edges, n_members)``: 0 where a member does not have the edge
+        (learned-only edges differ between members; prior edges are in every one).
+    """
+    frames = []
+    for i, model in enumerate(members):
+        model.eval()
+        _, edges = model.graph(graph)
+        frames.append(pd.DataFrame({
+            "src": edges.src.cpu().numpy(), "dst": edges.dst.cpu().numpy(),
+            "weight": edges.weight.detach().cpu().numpy().astype(np.float64),
+            "in_prior": np.arange(edges.src.numel()) < edges.n_prior, "member": i}))
+    if not frames:
+        return (pd.DataFrame({"src": np.zeros(0, np.int64), "dst": np.zeros(0, np.int64),
+                              "in_prior": np.zeros(0, bool)}), np.zeros((0, 0)))
+    long = (pd.concat(frames).groupby(["src", "dst", "member"], as_index=False)
+            .agg(weight=("weight", "sum"), in_prior=("in_prior", "max")))
+    wide = long.pivot(index=["src", "dst"], columns="member", values="weight").fillna(0.0)
+    wide = wide.reindex(columns=range(len(frames)), fill_value=0.0)
+    in_prior = long.groupby(["src", "dst"])["in_prior"].max().reindex(wide.index)
+    index = wide.index.to_frame(index=False)
+    table = pd.DataFrame({"src": index["src"].to_numpy(np.int64),
+                          "dst": index["dst"].to_numpy(np.int64),
+                          "in_prior": in_prior.to_numpy(dtype=bool)})
+    return table, wide.to_numpy(dtype=np.float64)
+
+
 def learned_graph(members: Sequence[GRAPE], graph: GraphInputs, *,
                   keep_fraction: float = 0.05) -> pd.DataFrame:
     """The graph the ensemble propagates perturbations on: ``src``, ``dst``, ``weight``
-    (signed ensemble mean), ``in_prior``.
+    (signed ensemble mean), ``in_prior``, and how far the members agree on it:
+    ``sign_agreement`` (:func:`sign_agreement`), ``spread`` (:func:`member_spread`) and
+    ``weight_member_1`` ... ``weight_member_M`` (each member's weight, 0 where it does
+    not have the edge).
 
     An edge is kept when its mean absolute weight reaches ``keep_fraction`` of the 99th
     percentile of all absolute weights: prior edges below that were pruned by structure learning,
     and learned-only edges below it carry nothing.
     """
-    frames = []
-    for model in members:
-        model.eval()
-        _, edges = model.graph(graph)
-        frames.append(pd.DataFrame({
-            "src": edges.src.cpu().numpy(), "dst": edges.dst.cpu().numpy(),
-            "weight": edges.weight.cpu().numpy().astype(np.float64),
-            "in_prior": np.arange(edges.src.numel()) < edges.n_prior}))
-    if not frames:
-        return pd.DataFrame({"src": np.zeros(0, np.int64), "dst": np.zeros(0, np.int64),
-                             "weight": np.zeros(0, np.float32), "in_prior": np.zeros(0, bool)})
-    edges = (pd.concat(frames).groupby(["src", "dst"], as_index=False)
-             .agg(weight=("weight", "sum"), in_prior=("in_prior", "max")))
-    edges["weight"] = (edges["weight"] / len(frames)).astype(np.float32)
+    table, weights = member_edges(members, graph)
+    edges = table.assign(weight=(weights.mean(1) if weights.shape[1] else
+                                 np.zeros(len(table))).astype(np.float32))
+    edges = edges[["src", "dst", "weight", "in_prior"]]
+    edges["sign_agreement"] = sign_agreement(weights)
+    edges["spread"] = member_spread(weights)
+    for i in range(weights.shape[1]):
+        edges[f"weight_member_{i + 1}"] = weights[:, i]
+    if not len(edges):
+        return edges
     magnitude = edges["weight"].abs()
-    cut = keep_fraction * float(np.quantile(magnitude, 0.99)) if len(edges) else 0.0
+    cut = keep_fraction * float(np.quantile(magnitude, 0.99))
     return edges[magnitude >= max(cut, 1e-12)].reset_index(drop=True)
 
 
