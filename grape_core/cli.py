@@ -569,7 +569,7 @@ def cmd_network(args) -> int:
     from .network_export import network_format, write_network
 
     fmt = network_format(args.out, args.format)  # a bad suffix fails before the work
-    _writable(args.out, "--out")
+    _outputs(args, "--out")
     model = _load(args)
     net = learned_network(model)
     write_network(net, args.out, fmt=fmt)
@@ -584,7 +584,7 @@ def cmd_network(args) -> int:
 def cmd_why(args) -> int:
     from .explain import explain
 
-    _writable(args.json, "--json")
+    _outputs(args, "--json")
     model = _load(args)
     why = explain(model, args.perturbation, args.gene, top=args.top)
     if args.json:

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from explorer import charts, layout, loaders
+from explorer import benchmark_view, charts, layout
 
 METRICS = ("pearson_delta", "pearson_delta_de", "mse", "mse_de", "frac_correct_direction_20",
            "frac_correct_direction_all")
@@ -51,11 +51,7 @@ def main() -> None:
         c.caption("unseen_single: a gene never perturbed in training; combo_seenN: a pair with N of "
                   "its genes perturbed in training (GEARS' simulation split).")
 
-    parts = loaders.decomposition(sel.folder, sel.stamp)
-    if parts is not None:
-        st.subheader("What drives the predictions")
-        layout.table(parts)
-        st.caption(layout.md(charts.decomposition_caption(parts)))
+    benchmark_view.decomposition(sel)
 
     if man.uncertainty:
         st.subheader("Error bars: how often the measured shift fell inside")
@@ -71,38 +67,7 @@ def main() -> None:
         st.plotly_chart(charts.ablation_figure(b.ablations, metric), key="ablations")
         layout.table(b.ablations)
 
-    planted = loaders.planted_benchmark(loaders.planted_stamp())
-    if planted is not None:
-        st.subheader("Planted truth: does the model win on dynamics it was not built from? "
-                     "(generated screens)")
-        group = st.radio("Held-out perturbations", charts.PLANTED_GROUPS, horizontal=True,
-                         format_func=charts.group_label, key="planted_group")
-        layout.table(planted.grid(metric if metric in ("pearson_delta", "mse") else "pearson_delta",
-                                  group))
-        st.caption(layout.md(charts.planted_caption(planted)))
-        failed = planted.failures()
-        if len(failed):
-            st.warning(layout.md(f"Where a baseline beats GRAPE ({len(failed)} of "
-                                 f"{len(planted.checks())} checks):"), icon=":material/balance:")
-            layout.table(failed)
-        with st.expander("Per screen: the prior's worth, structure learning, intervals, screen"):
-            layout.table(planted.summary().set_index("screen"))
-        ablations = planted.ablations()
-        if not ablations.empty:  # the benchmark can be run without them
-            st.plotly_chart(charts.planted_ablation_figure(ablations), key="planted_ablations")
-
-    st.subheader("Screen check: does the in-silico screen rank perturbations right?")
-    try:
-        with st.spinner("Ranking held-out perturbations with every model…"):
-            check = loaders.screen_check(sel.folder, sel.stamp)
-    except layout.GrapeError as exc:  # e.g. too few held-out perturbations to rank
-        st.info(f"No screen check for this model: {layout.md(exc)}.")
-        return
-    st.plotly_chart(charts.screen_check_figure(check), key="screen_check")
-    best = check["spearman"].idxmax()
-    st.caption(f"For the genes that vary most, the Spearman correlation between predicted and measured "
-               f"shift across the {int(check['n_conditions'].max())} held-out perturbations. Best here: "
-               f"{layout.md(charts.model_label(best))}.")
-
+    benchmark_view.planted(metric)
+    benchmark_view.screen_check(sel)
 
 layout.run(main)

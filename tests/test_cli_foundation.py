@@ -141,7 +141,8 @@ def test_benchmark_real_norman19_has_pairs_and_additive(capsys, tmp_path):
                          "--json", out_json)
     assert code == 0, err
     report = json.loads(out_json.read_text())
-    assert set(report["models"]) == {"control", "train_mean", "linear", "additive", "propagation"}
+    assert set(report["models"]) == {"control", "train_mean", "linear", "additive", "additive_mean",
+                                     "propagation"}
     test = report["test_conditions"]
     pairs = [c for c in test if not c.endswith("+ctrl")]
     assert pairs and any(c.endswith("+ctrl") for c in test)

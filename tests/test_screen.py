@@ -113,7 +113,7 @@ def test_screen_on_a_trained_model_and_cli(norman_model, tmp_path, capsys):
     bundle = Bundle.load(norman_model)
     frame = screen(bundle, ["HBG2"], direction="up", pairs=True, top=10).table
     assert len(frame) == 10 and set(frame["kind"]) <= {"single", "pair"}
-    assert frame["effect"].is_monotonic_decreasing
+    assert frame["vs_typical"].is_monotonic_decreasing  # ranked by what is specific to each
     out = tmp_path / "screen.json"
     assert main(["screen", "--model", str(norman_model), "--target", "HBG2", "--direction", "up",
                  "--top", "5", "--json", str(out)]) == 0
