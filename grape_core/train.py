@@ -847,7 +847,8 @@ def run_ablations(
     has_pairs = any(is_pair(c) for c in pb.conditions)
     names = list(variants or [v for v in ABLATIONS
                               if has_pairs or v not in ("no_additive_pairs", "no_pair_mixing")])
-    train_config = bundle.train_config.replace(ensemble=1)
+    # one member each, and no intervals: a variant is judged on its held-out metrics alone
+    train_config = bundle.train_config.replace(ensemble=1, calibration_folds=0)
     if steps:
         train_config = train_config.replace(max_steps=steps)
     rows = {}
