@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import write_manifest
+
 ROOT = Path(__file__).resolve().parent.parent
 UI = ("streamlit", "plotly", "pyvis")
 PROJECT = ("grape_core", "explorer")
@@ -170,7 +172,7 @@ def test_a_bad_manifest_is_one_line_naming_key_and_file(tmp_path, change, messag
     data = json.loads((ROOT / "assets" / "models" / "adamson" / "manifest.json").read_text())
     change(data)
     path = tmp_path / "manifest.json"
-    path.write_text(json.dumps(data))
+    write_manifest(tmp_path, data)  # with its own checksum updated, as a deliberate edit would
     with pytest.raises(BundleError) as info:
         Manifest.read(path)
     text = str(info.value)
