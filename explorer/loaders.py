@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +19,14 @@ import pandas as pd
 import streamlit as st
 
 from grape_core.bundle import Manifest, list_bundles, verify_bundle
-from grape_core.config import BUNDLED_MODELS, PROJECT_ROOT
+from grape_core.settings import settings
 from grape_core.evaluation.planted import RESULTS, PlantedBenchmark
 from grape_core.errors import GrapeError
 
 from .state import ModelEntry
 
-THREADS_ENV = "GRAPE_APP_THREADS"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+"""The app's source checkout (the planted benchmark's results are read from it)."""
 
 
 def _stamp(folder: Path) -> str:
@@ -60,7 +60,7 @@ def model_entries(models_dir: str) -> list[ModelEntry]:
     loaded; cached per folder stamp."""
     entries: list[ModelEntry] = []
     seen: set[str] = set()
-    for source, root in (("bundled", BUNDLED_MODELS), ("yours", Path(models_dir).expanduser())):
+    for source, root in (("bundled", settings.bundled_models), ("yours", Path(models_dir).expanduser())):
         try:
             found = list_bundles(root)
         except OSError:
@@ -96,10 +96,7 @@ def torch_threads() -> None:
     prediction many times slower (measured: 0.25 s vs up to 8 s per gene on 2 busy cores)."""
     import torch
 
-    try:
-        threads = int(os.environ.get(THREADS_ENV, "1") or 1)
-    except ValueError:
-        threads = 1
+    threads = settings.app_threads
     if threads > 0 and torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import atexit
 import functools
 import hashlib
-import os
 import shutil
 import tempfile
 from collections.abc import Sequence
@@ -200,11 +199,10 @@ def perturbation_list_section(sel: Selection) -> None:
 def upload_limit_mb() -> float:
     """Upload size limit: ``server.maxUploadSize``, lowered by ``GRAPE_MAX_UPLOAD_MB``."""
     limit = float(st.get_option("server.maxUploadSize"))
-    env = os.environ.get(UPLOAD_LIMIT_ENV, "").strip()
-    try:
-        return min(limit, float(env)) if env else limit
-    except ValueError:
-        return limit
+    from grape_core.settings import settings
+
+    lower = settings.max_upload_mb
+    return min(limit, lower) if lower is not None else limit
 
 
 def _session_folder() -> Path:

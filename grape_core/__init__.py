@@ -30,7 +30,7 @@ no UI toolkit is ever imported by the library (the app lives in ``explorer/``).
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 from . import data, evaluation, keys, knowledge
 from .bundle import Bundle, Manifest, verify_bundle

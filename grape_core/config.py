@@ -2,26 +2,49 @@
 
 Every config has ``to_dict()`` / ``from_dict()``; ``from_dict`` rejects unknown keys so a
 manifest written by another version fails loudly instead of silently ignoring a setting.
-Paths on disk come from :class:`Paths`, overridable by environment variables.
+Paths on disk come from :class:`Paths`, filled from the ``GRAPE_*`` variables by
+:data:`grape_core.settings.settings`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from .errors import GrapeError
+from .typed import check_fields, decode, shown, type_name
 
 C = TypeVar("C", bound="Config")
 
 
 class Config:
-    """Mixin: dict round-trip with strict keys."""
+    """Mixin: typed fields (:mod:`grape_core.typed`) and a dict round trip with strict keys.
+
+    Every field is checked against its type hint when a config is built, from keywords or
+    from a dict: a list becomes the tuple the field holds, an integer the float it holds,
+    and a value of another type is one :class:`GrapeError` line naming the setting.
+    """
+
+    def __post_init__(self) -> None:
+        check_fields(self, type(self)._type_error)
+
+    @classmethod
+    def _type_error(cls, key: str, value: Any, tp: Any) -> GrapeError:
+        """The message for a setting of the wrong type (or a missing one)."""
+        if value is dataclasses.MISSING:
+            return GrapeError(f"{cls.__name__} setting {key!r} is missing")
+        return GrapeError(f"{cls.__name__} setting {key!r} must be "
+                          f"{type_name(tp, SETTING_WORDS)}, not {shown(value)}")
 
     def to_dict(self) -> dict[str, Any]:
+        """Every field, tuples as lists (JSON-able).
+
+        Returns
+        -------
+        dict
+            ``{field: value}`` in field order.
+        """
         out = {}
         for f in dataclasses.fields(self):  # type: ignore[arg-type]
             value = getattr(self, f.name)
@@ -30,23 +53,41 @@ class Config:
 
     @classmethod
     def from_dict(cls: type[C], values: dict[str, Any]) -> C:
-        names = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-        unknown = sorted(set(values) - set(names))
-        if unknown:
-            raise GrapeError(
-                f"unknown {cls.__name__} setting(s): {', '.join(unknown)}; "
-                f"known: {', '.join(sorted(names))}"
-            )
-        kwargs = {}
-        for key, value in values.items():
-            default = names[key].default
-            if isinstance(value, list) and isinstance(default, tuple):
-                value = tuple(value)
-            kwargs[key] = value
-        return cls(**kwargs)
+        """A config from :meth:`to_dict`'s output (a manifest, a settings file).
+
+        Parameters
+        ----------
+        values
+            ``{field: value}``; a field left out keeps its default.
+
+        Returns
+        -------
+        The config.
+
+        Raises
+        ------
+        GrapeError
+            A key this config does not know (a manifest of another version must fail
+            loudly, not lose a setting), or a value of the wrong type.
+        """
+        names = sorted(f.name for f in dataclasses.fields(cls))  # type: ignore[arg-type]
+
+        def unknown(keys: list[str]) -> GrapeError:
+            return GrapeError(f"unknown {cls.__name__} setting(s): {', '.join(keys)}; "
+                              f"known: {', '.join(names)}")
+
+        return decode(cls, values, fail=cls._type_error,
+                      missing=lambda key: cls._type_error(key, dataclasses.MISSING, None),
+                      unknown=unknown)
 
     def replace(self: C, **changes: Any) -> C:
+        """A copy with ``changes`` (checked like a new config)."""
         return dataclasses.replace(self, **changes)  # type: ignore[type-var]
+
+
+SETTING_WORDS = {str: "a string", int: "a whole number", float: "a number",
+                 bool: "true or false"}
+"""How a setting's type is named in messages."""
 
 
 @dataclass(frozen=True)
@@ -73,40 +114,6 @@ class SplitConfig(Config):
     val_fraction: float = 0.1
 
 
-def _env_path(name: str, default: Path) -> Path:
-    value = os.environ.get(name)
-    return Path(value).expanduser() if value else default
-
-
-GB = 2**30
-
-
-def gigabytes_setting(name: str, *, example: str) -> float | None:
-    """The environment setting ``name``, a size in GB, in bytes; ``None`` when unset.
-
-    Raises
-    ------
-    GrapeError
-        Not a number >= 0; the message gives ``example`` (a value and what it means).
-    """
-    text = os.environ.get(name, "").strip()
-    if not text:
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not (0 <= value < float("inf")):
-        raise GrapeError(f"{name}={text[:40]!r} is not a size in GB; give a number such as "
-                         f"{example}")
-    return value * GB
-
-
-def _user_cache() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME")
-    return (Path(base) if base else Path.home() / ".cache") / "grape"
-
-
 @dataclass(frozen=True)
 class Paths(Config):
     """Folders and model locations, read from the environment when not given.
@@ -128,20 +135,18 @@ class Paths(Config):
 
     @classmethod
     def from_env(cls) -> "Paths":
-        cache = _user_cache()
-        return cls(
-            data_dir=str(_env_path("GRAPE_DATA_DIR", cache / "data")),
-            cache_dir=str(_env_path("GRAPE_CACHE_DIR", cache / "cache")),
-            models_dir=str(_env_path("GRAPE_MODELS_DIR", cache / "models")),
-            gene_sources=os.environ.get("GRAPE_GENE_SOURCES", ""),
-            text_model=os.environ.get("GRAPE_TEXT_MODEL", ""),
-            dna_model=os.environ.get("GRAPE_DNA_MODEL", ""),
-        )
+        """The folders the ``GRAPE_*`` variables set (:data:`~grape_core.settings.settings`).
 
+        Returns
+        -------
+        Paths
+            Every field filled: the defaults lie in the user cache folder.
+        """
+        from .settings import settings
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-ASSETS = PROJECT_ROOT / "assets"
-BUNDLED_MODELS = ASSETS / "models"
+        return cls(data_dir=str(settings.data_dir), cache_dir=str(settings.cache_dir),
+                   models_dir=str(settings.models_dir), gene_sources=settings.gene_sources,
+                   text_model=settings.text_model, dna_model=settings.dna_model)
 
 
 @dataclass(frozen=True)

@@ -45,7 +45,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from . import __version__, keys
+from . import keys
+from ._version import __version__
 from .errors import GrapeError
 
 if TYPE_CHECKING:  # Prediction (grape_core.predict) is named in annotations only: predict

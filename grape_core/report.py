@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from . import __version__
+from ._version import __version__
 from .data.conditions import label
 from .evaluation.trust import Trust, prediction_trust, screen_trust
 from .evaluation.verdicts import METRIC_LABELS, metrics_overview, model_label

@@ -34,7 +34,6 @@ import numpy as np
 import pandas as pd
 
 from .bundle import SINGLES_FLOAT16_ABOVE, SINGLES_MAX_VALUES, Bundle
-from .config import GB, gigabytes_setting
 from .data.conditions import format_condition, genes_of, label
 from .errors import GrapeError, echo
 from .io import read_text_file
@@ -221,9 +220,9 @@ def screen_memory() -> float:
     GrapeError
         The setting is not a number >= 0.
     """
-    size = gigabytes_setting(SCREEN_MEMORY_ENV,
-                             example="2 (0: compute only the genes each screen reads)")
-    return GB if size is None else size
+    from .settings import settings
+
+    return settings.screen_memory
 
 
 def stored_singles(model: Model | Bundle) -> np.ndarray | None:

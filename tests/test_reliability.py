@@ -130,7 +130,7 @@ def slow(path, frame):
     original(path, frame)
     print("writing", flush=True)
     time.sleep(60)
-import grape_core.bundle as b
+import grape_core.bundle.folder as b
 b.write_table = slow
 bundle.save({target!r}, overwrite=True)
 """

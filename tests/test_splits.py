@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from grape_core import keys
 from grape_core.data.conditions import genes_of
 from grape_core.config import SplitConfig
-from grape_core.errors import SplitError
+from grape_core.errors import GrapeError, SplitError
 from grape_core.data.splits import Split, grape_split, make_split, read_conditions, simulation_split
 
 
@@ -232,7 +232,7 @@ def test_make_split_dispatch():
     conds = [f"G{i}+ctrl" for i in range(12)]
     assert make_split(conds, SplitConfig(name="grape", seed=2)) == grape_split(conds, seed=2)
     assert make_split(conds, SplitConfig(seed=2)) == simulation_split(conds, seed=2)
-    with pytest.raises(SplitError, match="unknown split"):
+    with pytest.raises(GrapeError, match="'name' must be one of 'simulation', 'grape'"):
         make_split(conds, SplitConfig(name="random"))  # type: ignore[arg-type]
 
 

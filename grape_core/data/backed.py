@@ -38,7 +38,6 @@ import numpy as np
 import scipy.sparse as sp
 
 from .. import keys
-from ..config import gigabytes_setting
 from ..errors import DataFormatError
 
 log = logging.getLogger(__name__)
@@ -60,7 +59,9 @@ def stream_threshold() -> float:
     GrapeError
         ``GRAPE_STREAM_ABOVE_GB`` is not a number >= 0.
     """
-    size = gigabytes_setting(STREAM_ENV, example="4 (0: always read X in chunks from the file)")
+    from ..settings import settings
+
+    size = settings.stream_above
     if size is not None:
         return size
     import psutil

@@ -36,8 +36,8 @@ from pathlib import Path
 
 from .. import keys
 from ..config import Paths
+from ..settings import DOWNLOAD_MAX_DEFAULT_GB, GB
 from ..errors import Cancelled, DataFormatError, DownloadError, GrapeError
-from ..config import gigabytes_setting
 from ..io import file_mode, free_space, human_size, sha256_file
 from .read import HDF5_SIGNATURE, read_perturbseq
 
@@ -49,8 +49,7 @@ REGISTRY_ENV = "GRAPE_REGISTRY"
 BLOCK = 1 << 20
 MAX_ENV = "GRAPE_DOWNLOAD_MAX_GB"
 """The most a download (and the file unpacked from it) may be when the registry records no
-size, in GB; default :data:`MAX_DEFAULT_GB`."""
-MAX_DEFAULT_GB = 20
+size, in GB; default :data:`~grape_core.settings.DOWNLOAD_MAX_DEFAULT_GB`."""
 
 
 @dataclass(frozen=True)
@@ -116,10 +115,11 @@ def registry() -> dict[str, RegistryEntry]:
         field or gives a new entry without ``url``.
     """
     found = dict(REGISTRY)
-    name = os.environ.get(REGISTRY_ENV, "").strip()
-    if not name:
+    from ..settings import settings
+
+    path = settings.registry
+    if path is None:
         return found
-    path = Path(name).expanduser()
     fix = f"fix it or unset {REGISTRY_ENV}"
     try:
         data = json.loads(path.read_text())
@@ -229,12 +229,12 @@ def max_download(entry: RegistryEntry) -> int:
     """
     if entry.size:
         return entry.size + max(entry.size // 100, 1 << 20)
+    from ..settings import settings
+
     try:
-        limit = gigabytes_setting(MAX_ENV, example=f"{MAX_DEFAULT_GB} (the most a download of "
-                                  "a dataset without a recorded size may be)")
+        return int(settings.download_max)
     except GrapeError as exc:
         raise DownloadError(str(exc)) from exc
-    return int(limit if limit is not None else MAX_DEFAULT_GB * 2**30)
 
 
 def fetch(
@@ -344,7 +344,7 @@ def _download(url: str, part: Path, *, progress: bool, timeout: float,
               name: str = "") -> None:
     from tqdm.auto import tqdm
 
-    limit = limit if limit is not None else MAX_DEFAULT_GB * 2**30
+    limit = limit if limit is not None else DOWNLOAD_MAX_DEFAULT_GB * GB
     done = part.stat().st_size if part.exists() else 0
     if done > limit:  # a part left by another registry entry or a runaway transfer
         part.unlink(missing_ok=True)
@@ -433,7 +433,7 @@ def _extract_h5ad(archive: Path, dest: Path, *, limit: int | None = None, name: 
     """Unpack the archive's ``.h5ad`` to ``dest``: refused before a byte is written when it
     says it is larger than ``limit`` (or than the free disk), and stopped when it grows past
     ``limit`` while unpacking (an archive that lies about its size)."""
-    limit = limit if limit is not None else MAX_DEFAULT_GB * 2**30
+    limit = limit if limit is not None else DOWNLOAD_MAX_DEFAULT_GB * GB
     try:
         with zipfile.ZipFile(archive) as zf:
             members = [m for m in zf.infolist() if m.filename.endswith(".h5ad")]

@@ -19,7 +19,8 @@ import pandas as pd
 import scipy.sparse as sp
 
 from .. import keys
-from ..config import GB, DataConfig
+from ..config import DataConfig
+from ..settings import GB
 from ..errors import ConditionError, DataFormatError, GrapeError
 from ..io import sha256_file
 from .backed import STREAM_ENV, DiskMatrix, progress_bar, stream_threshold

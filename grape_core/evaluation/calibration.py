@@ -37,7 +37,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..bundle import CalibrationInfo, IntervalFit
+from ..bundle.schema import CalibrationInfo, IntervalFit
 from ..data.pseudobulk import PseudoBulk
 from .evaluate import expressed
 

@@ -20,9 +20,6 @@ import gzip
 import hashlib
 import json
 import logging
-import os
-import shutil
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -38,8 +35,8 @@ from ..config import FeatureConfig, GraphConfig, Paths
 from ..data.backed import control_cells, sample_rows
 from ..io import sha256_file
 from ..errors import BundleError, GrapeError
-from ..io import (FolderKind, folder_mode, json_marker, not_ours, read_safetensors_numpy,
-                  write_bytes, write_json, write_safetensors, write_table)
+from ..io import (FolderKind, json_marker, read_safetensors_numpy, write_bytes, write_folder,
+                  write_safetensors, write_table)
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +157,7 @@ class GeneKnowledge:
 
     # ------------------------------------------------------------------ save / load
     def manifest(self) -> dict[str, Any]:
-        from .. import __version__
+        from .._version import __version__
 
         return {
             "format": FORMAT_VERSION,
@@ -180,30 +177,47 @@ class GeneKnowledge:
         }
 
     def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
-        """Write the knowledge to a folder (each file atomically).
+        """Write the knowledge to a folder, atomically (:func:`grape_core.io.write_folder`).
 
         Files: ``genes.csv`` (table without sequences, plus ``description``),
         ``sequences.fa.gz``, ``features.safetensors`` (text, dna, dna_missing, fused),
         ``encoder.safetensors``, ``priors/<name>.parquet``, ``knowledge.json`` (manifest
         with configs, sizes, statistics and the SHA-256 of every file).
 
+        Parameters
+        ----------
+        path
+            The folder; an empty folder is used as it is.
+        overwrite
+            Replace gene knowledge already there.
+
+        Returns
+        -------
+        Path
+            ``path``.
+
         Raises
         ------
         GrapeError
-            The folder already holds a ``knowledge.json`` and ``overwrite`` is False.
+            The folder exists (not empty) and ``overwrite`` is False, is a link or a file,
+            or holds files that are not gene knowledge.
         """
         root = Path(path)
-        if (root / "knowledge.json").exists() and not overwrite:
-            raise GrapeError(f"{root} already holds gene knowledge; pass overwrite=True "
-                             "(CLI: --overwrite) or choose another folder")
-        if os.path.islink(root) or (os.path.lexists(root) and not root.is_dir()):
-            raise GrapeError(f"{root} is a link or a file, not a folder; it is left as it is: "
-                             "choose another folder")
-        reason = not_ours(root, KNOWLEDGE_FOLDER) if root.is_dir() else None
-        if reason:
-            raise GrapeError(f"{root} {reason}; refusing to write gene knowledge over it: move "
-                             "your files out, or choose another folder")
-        root.mkdir(parents=True, exist_ok=True)
+        try:  # an empty folder made for it is used as it is
+            empty = root.is_dir() and not root.is_symlink() and not any(root.iterdir())
+        except OSError:
+            empty = False
+        files = list(_FILES) + [f"priors/{n}.parquet" for n in self.priors]
+
+        def manifest(digests: dict[str, str]) -> dict[str, Any]:
+            return {**self.manifest(), "sha256": {f: digests[f] for f in files}}
+
+        needed = sum(int(np.asarray(a).nbytes) for a in (self.text, self.dna, self.fused))
+        write_folder(root, kind=KNOWLEDGE_FOLDER, write=self._write_files, manifest=manifest,
+                     overwrite=overwrite or empty, needed=needed, what="gene-knowledge folder")
+        return root
+
+    def _write_files(self, root: Path) -> None:
         table = self.table.drop(columns=["sequence"], errors="ignore")
         write_table(root / "genes.csv", table)
         fasta = "".join(f">{g}\n{s}\n" for g, s, h in
@@ -216,11 +230,6 @@ class GeneKnowledge:
         write_safetensors(root / "encoder.safetensors", dict(self.encoder_state))
         for name, frame in self.priors.items():
             write_table(root / "priors" / f"{name}.parquet", frame)
-        manifest = self.manifest()
-        files = list(_FILES) + [f"priors/{n}.parquet" for n in self.priors]
-        manifest["sha256"] = {f: sha256_file(root / f) for f in files}
-        write_json(root / "knowledge.json", manifest)
-        return root
 
     @classmethod
     def load(cls, path: str | Path, *, verify: bool = True) -> "GeneKnowledge":
@@ -311,7 +320,7 @@ def _file_stamp(path: Path) -> str:
 def knowledge_key(symbols, ensembl_ids, measured, control_X, feature_config: FeatureConfig,
                   graph_config: GraphConfig, paths: Paths) -> str:
     """Hash naming a build: inputs, settings, model files, annotation and gene sources."""
-    from .. import __version__
+    from .._version import __version__
     from .features import dna_view_kind, model_identity, sha256_json, sha256_strings, text_model_dir
     from .genes import EPD_ENSEMBL, EPD_SEQUENCES, GENCODE_FILE, annotation_version
 
@@ -538,20 +547,12 @@ def build_gene_knowledge(
 
 
 def _write_cache(know: GeneKnowledge, root: Path) -> None:
-    """Write to a temporary sibling folder, then rename it into place."""
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}."))
+    """The cache folder, written by the folder store (a temporary folder renamed into
+    place); a failure is a warning: the next build computes it again."""
     try:
-        os.chmod(tmp, folder_mode())  # a cache the user's other runs share, not a secret
-        know.save(tmp, overwrite=True)
-        if root.exists():
-            shutil.rmtree(root, ignore_errors=True)
-        os.replace(tmp, root)
-    except OSError as exc:
+        know.save(root, overwrite=True)
+    except (OSError, GrapeError) as exc:
         log.warning("could not write the gene-knowledge cache %s (%s)", root, exc)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def genes_of_adata(adata) -> tuple[list[str], list[str], list[str]]:

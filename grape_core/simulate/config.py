@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -9,8 +10,9 @@ from typing import Any, Literal
 import numpy as np
 
 from .. import keys
-from ..config import Config
+from ..config import SETTING_WORDS, Config
 from ..errors import GrapeError
+from ..typed import type_name
 
 RELATIONS = tuple(f"{s}->{t}" for s in keys.NODE_TYPES for t in keys.NODE_TYPES)
 """Biotype pairs of an edge, ``source->target``: coding->coding, coding->noncoding,
@@ -66,9 +68,9 @@ def check_memory(config: "SimulationConfig") -> None:
     GrapeError
         Naming the estimate, the limit and the settings that size it.
     """
-    from ..config import GB, gigabytes_setting
+    from ..settings import GB, settings
 
-    limit = gigabytes_setting(MEMORY_ENV, example="8 (the most memory a simulation may use)")
+    limit = settings.simulate_memory
     if limit is None:
         import psutil
 
@@ -224,7 +226,17 @@ class SimulationConfig(Config):
     random) for models that read one."""
 
     def __post_init__(self) -> None:
+        super().__post_init__()  # types (grape_core.typed), then ranges
         self._validate()
+
+    @classmethod
+    def _type_error(cls, key: str, value: Any, tp: Any) -> GrapeError:
+        """A setting of the wrong type, named with its CLI flag like every other problem."""
+        if value is dataclasses.MISSING:
+            return GrapeError(f"SimulationConfig setting {key!r} is missing")
+        name = key.split("[")[0]
+        flag = f", {_FLAGS[name]}" if name in _FLAGS else ""
+        return GrapeError(f"{key} ({value!r}{flag}) must be {type_name(tp, SETTING_WORDS)}")
 
     # one message per problem: what, the setting (and its CLI flag), what to do
     def _bad(self, name: str, text: str) -> GrapeError:

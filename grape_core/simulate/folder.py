@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import secrets
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,7 +13,8 @@ import pandas as pd
 import scipy.sparse as sp
 
 from ..errors import GrapeError
-from ..io import FolderKind, check_output_folder, disk_full, json_marker, sha256_file, umask
+from .._version import __version__
+from ..io import FolderKind, json_marker, write_folder
 from .config import ADDITIVE, SimulationConfig
 
 log = logging.getLogger(__name__)
@@ -109,56 +107,26 @@ class PlantedScreen:
         GrapeError
             The folder exists (without ``overwrite``), or is not a screen folder.
         """
-        folder = Path(folder)
-        check_output_folder(folder, kind=SCREEN_FOLDER, overwrite=overwrite,
-                            what="the screen folder", hint="choose another output folder")
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = _fresh_dir(folder.parent, f".{folder.name}.tmp-")
         X = self.adata.X
         needed = int(getattr(X, "nbytes", 0) or getattr(getattr(X, "data", None), "nbytes", 0)
                      or 0) + 2 * int(self.shifts.nbytes)
 
-        def written() -> int:  # what the temporary folder held when the disk filled
-            return sum(f.stat().st_size for f in tmp.iterdir() if f.is_file())
-
-        try:
-            with disk_full(folder, needed, written=written,
-                           hint="free some space or choose another output folder"):
-                self._write_files(tmp)
-            mode = 0o666 & ~umask()  # as a plain open() would (some writers use 0o600)
-            for name in FILES:
-                os.chmod(tmp / name, mode)
-            digests = {name: sha256_file(tmp / name) for name in FILES}
-            record = {
+        def manifest(digests: dict[str, str]) -> dict[str, Any]:
+            return {
                 "format": FORMAT,
                 "format_version": FORMAT_VERSION,
-                "grape_core_version": _version(),
+                "grape_core_version": __version__,
                 "seed": self.config.seed,
                 "config": self.config.to_dict(),
                 "summary": self.summary,
-                "files": digests,
+                "files": {name: digests[name] for name in FILES},
             }
-            from ..io import to_json
 
-            with disk_full(folder, needed, hint="free some space or choose another output folder"):
-                (tmp / "simulation.json").write_text(to_json(record), encoding="utf-8")
-            if folder.exists():
-                old = _fresh_dir(folder.parent, f".{folder.name}.old-")
-                os.replace(folder, old / folder.name)
-                try:
-                    os.replace(tmp, folder)
-                except OSError:  # put the previous screen back
-                    os.replace(old / folder.name, folder)
-                    shutil.rmtree(old, ignore_errors=True)
-                    raise
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(tmp, folder)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
+        digests = write_folder(folder, kind=SCREEN_FOLDER, write=self._write_files,
+                               manifest=manifest, overwrite=overwrite, needed=needed,
+                               what="the screen folder", hint="choose another output folder")
         log.info("wrote planted screen %s", folder)
-        return digests
+        return {name: digests[name] for name in FILES}
 
     def _write_files(self, root: Path) -> None:
         from safetensors.numpy import save_file
@@ -209,24 +177,6 @@ def read_truth(folder: str | Path) -> dict[str, Any]:
     out["genes"] = list(index.get("genes", []))
     out["conditions"] = list(index.get("conditions", []))
     return out
-
-
-def _fresh_dir(parent: Path, prefix: str) -> Path:
-    """A new empty folder ``parent/prefix<random>``, with the user's usual permissions
-    (``tempfile.mkdtemp`` would make it private)."""
-    while True:
-        path = parent / f"{prefix}{secrets.token_hex(4)}"
-        try:
-            path.mkdir()
-            return path
-        except FileExistsError:
-            continue
-
-
-def _version() -> str:
-    from .. import __version__
-
-    return __version__
 
 
 def _cell_words(config: SimulationConfig) -> str:
