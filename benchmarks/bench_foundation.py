@@ -5,7 +5,7 @@ log-normalised values, 87 conditions incl. ``ctrl`` with 24,263 control cells), 
 a temporary ``.h5ad`` and times what ``python -m grape_core benchmark`` does with it:
 
     read_perturbseq -> pseudobulk (means + DE by Welch t) -> simulation split ->
-    fit + predict of every baseline -> evaluate_models
+    fit + predict of every baseline -> benchmark
 
 The data are random numbers, not Adamson's measurements: only the timings and the memory
 figures mean anything. The file is generated in a child process, so the peak RSS reported is
@@ -132,7 +132,7 @@ def _peak_mb() -> float:
 def run_pipeline(path: Path) -> tuple[list[dict], dict]:
     from grape_core.evaluation.baselines import fit_baselines
     from grape_core.data import pseudobulk, read_perturbseq
-    from grape_core.evaluation.evaluate import evaluate_models
+    from grape_core.evaluation.benchmark import benchmark
     from grape_core.data.splits import simulation_split
 
     steps: list[dict] = []
@@ -155,7 +155,7 @@ def run_pipeline(path: Path) -> tuple[list[dict], dict]:
         return {name: model.predict(test) for name, model in models.items()}
 
     preds = step("fit + predict all baselines", baselines)
-    report = step("evaluate_models (refit + GEARS metrics)", lambda: evaluate_models(pb, split))
+    report = step("benchmark (refit + GEARS metrics)", lambda: benchmark(pb, split))
     state.update(
         n_test=len(report.test_conditions), models=sorted(preds),
         headline={name: {m: round(v, 4) for m, v in summary.items()

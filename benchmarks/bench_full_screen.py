@@ -6,7 +6,7 @@ x 5,060 genes, 86 singles; Norman: 91,205 cells x 5,045 genes, 105 singles + 131
 the first real protein-coding and lncRNA symbols of the shipped annotation as gene names so
 that gene knowledge (text embeddings, GO, promoters) has realistic work. Zipped like the
 GEARS download and served on 127.0.0.1, it goes through exactly what the app runs
-(``grape_core.recipes.train_public``: registry download, SHA-256, read, split, gene
+(``grape_core.training.public.train_public``: registry download, SHA-256, read, split, gene
 knowledge with an empty cache, training with the default settings, evaluation, save), with
 the app's torch threads (``GRAPE_APP_THREADS``, default 1).
 
@@ -105,7 +105,7 @@ def main(argv=None) -> int:
     import torch
 
     from grape_core.config import TrainConfig
-    from grape_core.recipes import train_public
+    from grape_core.training.public import train_public
 
     threads = int(os.environ.get("GRAPE_APP_THREADS", "1") or 1)
     torch.set_num_threads(threads)

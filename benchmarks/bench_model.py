@@ -81,11 +81,12 @@ def run(size: str, *, device: str, ensemble: int, threads: int, max_steps: int |
 
     from grape_core.config import TrainConfig
     from grape_core.devices import resolve_device
-    from grape_core.predict import load, predict_conditions
-    from grape_core.screen import screen
+    from grape_core.serving.model import load
+    from grape_core.serving.predict import predict_conditions
+    from grape_core.serving.screen import screen
     from grape_core.simulate import generated_screen
-    from grape_core.train import train_bundle
-    from grape_core.train_step import graphs_available
+    from grape_core.training.recipe import train_bundle
+    from grape_core.training.step import graphs_available
 
     torch.set_num_threads(threads)
     target = resolve_device(device)
@@ -166,7 +167,7 @@ def warm_up(*, device: str, ensemble: int, threads: int, cuda_graphs: bool,
 
     from grape_core.config import TrainConfig
     from grape_core.simulate import generated_screen
-    from grape_core.train import train_bundle
+    from grape_core.training.recipe import train_bundle
 
     torch.set_num_threads(threads)
     gen = generated_screen(600, 30, 20)

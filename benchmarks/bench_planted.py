@@ -94,7 +94,7 @@ def screens(settings: list[str], seeds: list[int], folder: Path, *,
 
 def structure_auprc(bundle, prior_file: Path, truth_file: Path) -> float:
     """AUPRC of the prior's true edges against its false ones, by |learned weight|."""
-    from grape_core.model.inputs import learned_graph
+    from grape_core.nn.inputs import learned_graph
 
     edges = learned_graph(bundle.members, bundle.graph, keep_fraction=0.0)
     genes = np.asarray(bundle.genes, dtype=object)
@@ -111,7 +111,8 @@ def structure_auprc(bundle, prior_file: Path, truth_file: Path) -> float:
 def own_sign(bundle) -> float:
     """Share of held-out singles whose perturbed gene's predicted shift has the measured sign."""
     from grape_core.data.conditions import genes_of
-    from grape_core.predict import Model, predict_conditions
+    from grape_core.serving.model import Model
+    from grape_core.serving.predict import predict_conditions
 
     pb = bundle.pseudobulk
     model = Model(bundle)
@@ -130,8 +131,8 @@ def screen_enrichment(bundle, truth_file: Path, *, n_targets: int = 40, top: int
                       mode: str = "knockdown") -> dict[str, float]:
     """How often a planted direct regulator of a target is in the screen's top ``top`` (in the
     direction its perturbation moves the target), against chance."""
-    from grape_core.predict import Model
-    from grape_core.screen import screen
+    from grape_core.serving.model import Model
+    from grape_core.serving.screen import screen
 
     model = Model(bundle)
     truth = pd.read_csv(truth_file)
@@ -167,7 +168,8 @@ def run_screen(spec: dict, *, ensemble: int, ablations: bool, random_prior: bool
     from grape_core.data.read import read_perturbseq
     from grape_core.data.splits import make_split
     from grape_core.knowledge.build import knowledge_for_adata
-    from grape_core.train import run_ablations, train_bundle
+    from grape_core.training.ablations import run_ablations
+    from grape_core.training.recipe import train_bundle
 
     adata = read_perturbseq(spec["data"])
     pb = pseudobulk(adata)

@@ -38,11 +38,11 @@ if str(ROOT) not in sys.path:
 
 def gradient_norms(member, bundle, graph, train) -> dict:
     """Training loss and gradient norm per top-level part, on every training condition, with
-    the objective training uses (:func:`~grape_core.train_step.batch_loss`)."""
+    the objective training uses (:func:`~grape_core.training.step.batch_loss`)."""
     import torch
 
-    from grape_core.model.inputs import perturbation_tensor
-    from grape_core.train_step import batch_loss, structure_l1_weight
+    from grape_core.nn.inputs import perturbation_tensor
+    from grape_core.training.step import batch_loss, structure_l1_weight
 
     tc = bundle.train_config
     x = perturbation_tensor(train, bundle.node_index)
@@ -94,8 +94,9 @@ def main(argv=None) -> int:
     import grape_core as gc
     from grape_core import keys
     from grape_core.evaluation.metrics import pearson
-    from grape_core.model.inputs import perturbation_tensor, predict_shifts
-    from grape_core.train import new_member, train_member
+    from grape_core.nn.inputs import perturbation_tensor, predict_shifts
+    from grape_core.training.warm import new_member
+    from grape_core.training.members import train_member
 
     torch.set_num_threads(1)
     model = gc.load(args.model)

@@ -3,7 +3,9 @@ the screen check."""
 
 import streamlit as st
 
-from . import charts, layout, loaders
+from grape_core.viz import charts
+
+from . import layout, loaders
 
 
 def decomposition(sel) -> None:

@@ -74,7 +74,7 @@ def prepare_screen(sel: Selection, targets: tuple[tuple[str, float], ...]) -> No
     page without losing the pass.
 
     Raises what the pass raises (a :class:`~grape_core.errors.GrapeError`)."""
-    from grape_core.screen import prepare_screen as prepare
+    from grape_core.serving.screen import prepare_screen as prepare
 
     model = load_model(sel.folder, sel.stamp)
     if model.bundle.singles is not None:  # a lookup: nothing to prepare
@@ -93,7 +93,7 @@ def prepare_screen(sel: Selection, targets: tuple[tuple[str, float], ...]) -> No
     while thread.is_alive():
         if bar is None:
             bar = st.progress(0.0)
-        done, total = model.screen_pass or (0, 0)
+        done, total = model.singles.progress or (0, 0)
         bar.progress(done / total if total else 0.0,
                      text=f"Predicting every single perturbation once, the first screen of a "
                           f"large model ({done} of {total} passes); later screens are instant"
@@ -154,7 +154,7 @@ def _train_and_save(adata, pb, target: Path, *, name: str, ensemble: int, max_st
                     where: str) -> Path | None:
     from grape_core.config import TrainConfig
     from grape_core.data.splits import make_split
-    from grape_core.train import train_bundle
+    from grape_core.training.recipe import train_bundle
 
     outcome: dict[str, Any] = {}
     with st.status(f"Training model {md(name)}…", expanded=True) as status:
@@ -203,7 +203,7 @@ def start_public(dataset: str, models_dir: str, *, ensemble: int, max_steps: int
     """Start (or find, if it is already running) the full-screen run of ``dataset``;
     ``None`` after a message when another run is busy or the model exists already."""
     from grape_core.config import TrainConfig
-    from grape_core.recipes import failure_kind, public_model_name, train_public
+    from grape_core.training.public import failure_kind, public_model_name, train_public
 
     name = public_model_name(dataset)
     key = job_key(dataset, models_dir)
@@ -252,7 +252,7 @@ def full_screen_section(sel: Selection) -> None:
     from urllib.parse import urlparse
 
     from grape_core.data.datasets import registry
-    from grape_core.recipes import public_model_name
+    from grape_core.training.public import public_model_name
 
     st.subheader("Get a full public screen")
     st.markdown("The bundled models saw only a few dozen perturbations, so their screens rank "

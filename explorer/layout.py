@@ -23,7 +23,7 @@ from grape_core.config import Paths
 from grape_core.data.conditions import label, short_label
 from grape_core.errors import GrapeError  # noqa: F401 - pages catch it as layout.GrapeError
 
-from .charts import number  # noqa: F401 - pages format numbers with layout.number
+from grape_core.viz.charts import number  # noqa: F401 - pages format numbers with layout.number
 from .loaders import held_out_metrics, load_model, model_entries, verified, warm_up
 from .state import (ModelEntry, PublicJob, Selection, cancel_job, changed, dismiss_job, public_jobs,
                     remember, restore)
@@ -219,7 +219,7 @@ def _sidebar_card(man: Manifest) -> None:
 
 
 def model(sel: Selection):
-    """The chosen model (:class:`grape_core.predict.Model`), loaded once per process; stops
+    """The chosen model (:class:`grape_core.serving.model.Model`), loaded once per process; stops
     the page with a message if it cannot be used."""
     if not sel.ok:
         st.info("Choose a model in the sidebar (or train one on the Home page).")
@@ -376,7 +376,7 @@ def job_panel() -> None:
 def ceiling(b, metric: str) -> None:
     """Benchmark: how close each model came to repeating the experiment (the replicate and
     the scaled scores), and cell-eval's metrics."""
-    from . import charts
+    from grape_core.viz import charts
 
     st.subheader("How close to repeating the experiment?")
     scaled = charts.scaled_table(b.metrics, metric)

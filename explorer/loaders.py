@@ -1,7 +1,7 @@
 """Every cached function of the app, keyed by plain values.
 
 - Loaded models are ``st.cache_resource`` singletons shared by all sessions: a
-  :class:`grape_core.predict.Model` (a read-only bundle plus its thread-safe caches).
+  :class:`grape_core.serving.model.Model` (a read-only bundle plus its thread-safe caches).
 - Predictions, networks and tables are ``st.cache_data`` (each caller gets a copy), keyed by
   the model folder, a stamp of its files, and the inputs.
 - Nothing heavy at import: torch is imported when a model is first loaded, never by the
@@ -112,8 +112,8 @@ def warm_up():
 
     def work() -> None:
         try:
-            from grape_core import model  # noqa: F401
-            from grape_core.model import inputs  # noqa: F401
+            from grape_core import nn  # noqa: F401
+            from grape_core.nn import inputs  # noqa: F401
             import sklearn.linear_model  # noqa: F401
         except Exception:  # noqa: BLE001 - a failure shows later, where it matters
             pass
@@ -127,7 +127,7 @@ def warm_up():
 def load_model(folder: str, stamp: str):
     """A loaded model, shared by every session: its bundle is read-only (members in eval
     mode) and its caches are thread-safe."""
-    from grape_core.predict import load
+    from grape_core.serving.model import load
 
     torch_threads()
     return load(folder)
@@ -135,10 +135,10 @@ def load_model(folder: str, stamp: str):
 
 @st.cache_data(max_entries=2, show_spinner=False)  # 500 predictions at 5,000 genes: ~70 MB
 def predictions(folder: str, stamp: str, perturbations: tuple[str, ...], where: tuple[str, ...]):
-    """:func:`grape_core.predict.predict_many` (every perturbation checked first; errors
+    """:func:`grape_core.serving.predict.predict_many` (every perturbation checked first; errors
     name ``where`` it was), without baselines or the pairs' interaction analysis (about a
     second per pair: a long list would take minutes)."""
-    from grape_core.predict import predict_many
+    from grape_core.serving.predict import predict_many
 
     return predict_many(load_model(folder, stamp), list(perturbations), where=list(where),
                         baselines=False, interactions=False)
@@ -147,20 +147,20 @@ def predictions(folder: str, stamp: str, perturbations: tuple[str, ...], where: 
 @st.cache_data(max_entries=8, show_spinner=False)
 def predictions_table(folder: str, stamp: str, perturbations: tuple[str, ...],
                       where: tuple[str, ...], *, top: int) -> pd.DataFrame:
-    """Their long table (:func:`grape_core.export.predictions_frame`), each perturbation's
+    """Their long table (:func:`grape_core.serving.export.predictions_frame`), each perturbation's
     ``top`` largest shifts (cached: a rerun of the page reads this small table, not every
     prediction of the list again)."""
-    from grape_core.export import predictions_frame
+    from grape_core.serving.export import predictions_frame
 
     return predictions_frame(predictions(folder, stamp, perturbations, where), top=top)
 
 
 def predictions_file(folder: str, stamp: str, perturbations: tuple[str, ...],
                      where: tuple[str, ...], *, kind: str) -> bytes:
-    """Their file to download: ``h5ad`` (:func:`grape_core.export.to_anndata`) or ``csv``,
+    """Their file to download: ``h5ad`` (:func:`grape_core.serving.export.to_anndata`) or ``csv``,
     the predicted shifts as a perturbation x gene matrix (compact: a long table of a few
     hundred perturbations x 5,000 genes would be millions of rows)."""
-    from grape_core.export import h5ad_bytes, to_anndata
+    from grape_core.serving.export import h5ad_bytes, to_anndata
 
     found = predictions(folder, stamp, perturbations, where)
     if kind == "h5ad":  # with the control row (pertpy, cell-eval)
@@ -171,11 +171,11 @@ def predictions_file(folder: str, stamp: str, perturbations: tuple[str, ...],
 
 @st.cache_data(max_entries=512, show_spinner=False)
 def prediction(folder: str, stamp: str, genes: tuple[str, ...], interaction: bool = True):
-    """:func:`grape_core.predict.predict` with the baselines and, for a pair, the additive
+    """:func:`grape_core.serving.predict.predict` with the baselines and, for a pair, the additive
     expectation (cached per model and perturbation); ``interaction``: a pair's
     genetic-interaction analysis too (about a second, and the first of the process imports
     its libraries: the page draws the chart before asking for it)."""
-    from grape_core.predict import predict, with_interaction
+    from grape_core.serving.predict import predict, with_interaction
 
     model = load_model(folder, stamp)
     if interaction:  # the cached prediction without it, completed
@@ -186,7 +186,7 @@ def prediction(folder: str, stamp: str, genes: tuple[str, ...], interaction: boo
 @st.cache_data(max_entries=64, show_spinner=False)
 def network_view(folder: str, stamp: str, focus: tuple[str, ...], hops: int, top_k: int) -> tuple[str, pd.DataFrame]:
     """Self-contained pyvis HTML of the neighbourhood of ``focus`` and its edge table."""
-    from .network_view import network_html
+    from grape_core.viz.network_view import network_html
 
     b = load_model(folder, stamp).bundle
     edges = learned_network(folder, stamp).neighbourhood(focus, hops=hops, top_k=top_k)
@@ -195,9 +195,9 @@ def network_view(folder: str, stamp: str, focus: tuple[str, ...], hops: int, top
 
 @st.cache_data(max_entries=8, show_spinner=False)
 def learned_network(folder: str, stamp: str):
-    """:func:`grape_core.network.learned_network`: every edge with each member's weight,
+    """:func:`grape_core.serving.network.learned_network`: every edge with each member's weight,
     their agreement, and what changed against the prior."""
-    from grape_core.network import learned_network as read
+    from grape_core.serving.network import learned_network as read
 
     return read(load_model(folder, stamp))
 
@@ -205,23 +205,23 @@ def learned_network(folder: str, stamp: str):
 @st.cache_data(max_entries=8, show_spinner=False)
 def network_file(folder: str, stamp: str, fmt: str) -> bytes:
     """The learned network as a GraphML, CSV or CX2 file
-    (:func:`grape_core.network_export.network_bytes`)."""
-    from grape_core.network_export import network_bytes
+    (:func:`grape_core.serving.network_export.network_bytes`)."""
+    from grape_core.serving.network_export import network_bytes
 
     return network_bytes(learned_network(folder, stamp), fmt)
 
 
 @st.cache_data(max_entries=128, show_spinner=False)
 def explanation(folder: str, stamp: str, genes: tuple[str, ...], gene: str, top: int = 10):
-    """:func:`grape_core.explain.explain`: why perturbing ``genes`` moves ``gene``."""
-    from grape_core.explain import explain
+    """:func:`grape_core.serving.explain.explain`: why perturbing ``genes`` moves ``gene``."""
+    from grape_core.serving.explain import explain
 
     return explain(load_model(folder, stamp), list(genes), gene, top=top)
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
 def structure_summary(folder: str, stamp: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    from grape_core.network import degrees, structure_changes
+    from grape_core.serving.network import degrees, structure_changes
 
     b = load_model(folder, stamp).bundle
     return structure_changes(b.prior_edges, b.learned_edges), degrees(b.prior_edges, b.learned_edges, b.genes)
@@ -230,7 +230,7 @@ def structure_summary(folder: str, stamp: str) -> tuple[pd.DataFrame, pd.DataFra
 @st.cache_data(max_entries=8, show_spinner=False)
 def gene_overview(folder: str, stamp: str) -> tuple[pd.DataFrame, np.ndarray]:
     """The gene table of a model and the 2-D map of its fused embeddings."""
-    from grape_core.network import embedding_coords, model_gene_overview
+    from grape_core.serving.network import embedding_coords, model_gene_overview
 
     b = load_model(folder, stamp).bundle
     return model_gene_overview(b), embedding_coords(b.fused)
@@ -239,14 +239,14 @@ def gene_overview(folder: str, stamp: str) -> tuple[pd.DataFrame, np.ndarray]:
 @st.cache_data(max_entries=32, show_spinner=False)
 def screen_result(folder: str, stamp: str, targets: tuple[tuple[str, float], ...], direction: str,
                   pairs: bool, top: int):
-    from grape_core.screen import screen
+    from grape_core.serving.screen import screen
 
     return screen(load_model(folder, stamp), dict(targets), direction=direction, pairs=pairs, top=top)
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
 def screen_check(folder: str, stamp: str) -> pd.DataFrame:
-    from grape_core.screen import screen_check as check
+    from grape_core.serving.evaluate import screen_check as check
 
     return check(load_model(folder, stamp))
 
@@ -254,8 +254,8 @@ def screen_check(folder: str, stamp: str) -> pd.DataFrame:
 @st.cache_data(max_entries=8, show_spinner=False)
 def decomposition(folder: str, stamp: str) -> pd.DataFrame | None:
     """What each part of the model adds on its held-out perturbations
-    (:func:`grape_core.evaluation.decomposition.decompose`); ``None`` without any."""
-    from grape_core.evaluation.decomposition import decompose
+    (:func:`grape_core.serving.decomposition.decompose`); ``None`` without any."""
+    from grape_core.serving.decomposition import decompose
 
     model = load_model(folder, stamp)
     bundle = model.bundle
@@ -276,7 +276,7 @@ def screen_data(path: str, stamp: str) -> tuple[Any, dict, Any]:
 @st.cache_data(max_entries=16, show_spinner=False)
 def evaluation(folder: str, stamp: str, path: str, data_stamp: str) -> tuple[pd.DataFrame, str]:
     """Held-out metrics of a model on a file with the same genes, and the verdict."""
-    from grape_core.predict import evaluate
+    from grape_core.serving.evaluate import evaluate
 
     _, _, pb = screen_data(path, data_stamp)
     report = evaluate(load_model(folder, stamp), pb)

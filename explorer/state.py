@@ -131,10 +131,10 @@ class PublicJob:
     model_name: str
     models_dir: str
     progress: Any = None
-    """The latest :class:`grape_core.recipes.Progress`."""
+    """The latest :class:`grape_core.training.public.Progress`."""
     state: str = "running"
     kind: str = ""
-    """For a failed run: :func:`grape_core.recipes.failure_kind`."""
+    """For a failed run: :func:`grape_core.training.public.failure_kind`."""
     message: str = ""
     folder: str = ""
     started: float = field(default_factory=time.time)

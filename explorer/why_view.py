@@ -1,5 +1,5 @@
 """'Why does perturbing X move Y?': the exact split of one gene's predicted shift
-(:func:`grape_core.explain.explain`) laid out for the Predict and Network pages."""
+(:func:`grape_core.serving.explain.explain`) laid out for the Predict and Network pages."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from grape_core.data.conditions import label
-from grape_core.explain import responding_gene, signed  # noqa: F401 (pages)
+from grape_core.serving.explain import responding_gene, signed  # noqa: F401 (pages)
 
 from . import loaders
 from .layout import md, show_error

@@ -19,7 +19,7 @@ from typing import Any
 import streamlit as st
 
 from grape_core.errors import GrapeError, UnknownGeneError
-from grape_core.evaluation.trust import replicate_sentence, typical_response_sentence
+from grape_core.serving.trust import replicate_sentence, typical_response_sentence
 from grape_core.io import write_bytes
 
 from .layout import md, show_error
@@ -92,11 +92,11 @@ def gene_error(exc: GrapeError, *, key: str, on_click=None) -> None:
 
 def open_on_example(model, sel: Selection, *, key: str = "genes") -> tuple[str, ...]:
     """Fill the gene picker with the model's example (a held-out measured perturbation,
-    :func:`grape_core.predict.example_condition`) on a session's first visit when no gene
+    :func:`grape_core.serving.predict.example_condition`) on a session's first visit when no gene
     is chosen or linked, and again when the model changes while the example is shown.
     Returns the example's genes (empty when the model held nothing out)."""
     from grape_core.data.conditions import genes_of
-    from grape_core.predict import example_condition
+    from grape_core.serving.predict import example_condition
 
     condition = example_condition(model)
     example = list(genes_of(condition)) if condition else []
@@ -114,7 +114,7 @@ def resolve(model, genes: Sequence[str], *, key: str = "genes") -> tuple[str, ..
     """The model's genes for the chosen ones (a measured pair in its measured order), or
     ``None`` after showing why not (with one-click suggestions for a mistyped symbol)."""
     from grape_core.data.conditions import genes_of
-    from grape_core.predict import resolve_perturbation
+    from grape_core.serving.resolve import resolve_perturbation
 
     try:
         return genes_of(resolve_perturbation(model, list(genes)))
@@ -127,7 +127,7 @@ def resolve(model, genes: Sequence[str], *, key: str = "genes") -> tuple[str, ..
 def signature(text: str) -> dict[str, float] | None:
     """A pasted signature (``gene weight`` per line) read by the library, or ``None`` after
     one message."""
-    from grape_core.screen import parse_signature
+    from grape_core.serving.resolve import parse_signature
 
     try:
         return parse_signature(text)
@@ -148,7 +148,7 @@ def perturbation_list(text: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     GrapeError
         No perturbation, or more than :data:`MAX_LISTED`.
     """
-    from grape_core.predict import parse_perturbations
+    from grape_core.serving.resolve import parse_perturbations
 
     listed, where = parse_perturbations(text)
     if len(listed) > MAX_LISTED:
@@ -264,13 +264,13 @@ def evaluate_on(sel: Selection, path: str | Path):
 
 def typical_response(model, pred) -> tuple[str, ...]:
     """A warning when the prediction is nearly the mean response of the training
-    perturbations (:func:`~grape_core.evaluation.trust.typical_response_sentence`)."""
+    perturbations (:func:`~grape_core.serving.trust.typical_response_sentence`)."""
     sentence = typical_response_sentence(model, pred)
     return (sentence,) if sentence else ()
 
 
 def replicate_note(model, pred) -> tuple[str, ...]:
     """For a held-out perturbation: how close the prediction came to repeating the
-    experiment (:func:`~grape_core.evaluation.trust.replicate_sentence`)."""
+    experiment (:func:`~grape_core.serving.trust.replicate_sentence`)."""
     sentence = replicate_sentence(model, pred)
     return (sentence,) if sentence else ()

@@ -150,8 +150,8 @@ class Paths(Config):
 
 
 @dataclass(frozen=True)
-class ModelConfig(Config):
-    """GRAPE architecture (see :mod:`grape_core.model.grape`). Flags marked *paper*
+class ArchitectureConfig(Config):
+    """GRAPE architecture (see :mod:`grape_core.nn.grape`). Flags marked *paper*
     reproduce the published code's choices; :meth:`paper` sets them all."""
 
     propagation_steps: int = 4
@@ -207,7 +207,7 @@ class ModelConfig(Config):
     gene)."""
     additive_pairs: bool = True
     """A pair is composed from its singles (measured when known, else predicted) and the
-    interaction the propagation predicts (:meth:`~grape_core.model.grape.GRAPE._compose`)."""
+    interaction the propagation predicts (:meth:`~grape_core.nn.grape.GRAPE._compose`)."""
     nonnegative: bool = True
     """No predicted expression below zero: a shift never takes away more than the control
     cells have (log-normalised expression is never negative). False: versions before 3."""
@@ -223,7 +223,7 @@ class ModelConfig(Config):
     learning."""
 
     @classmethod
-    def paper(cls) -> "ModelConfig":
+    def paper(cls) -> "ArchitectureConfig":
         """The published code's flags (for ablations): detached structure learning, the
         zero-then-negate encoding, no global path, no shared response, no composition of
         pairs, no interventional consistency."""
@@ -248,7 +248,7 @@ class TrainConfig(Config):
     """Validation checks without a better validation MSE before stopping."""
     hide_singles: float = 0.25
     """Share of a training pair's measured singles composed as if they had not been measured
-    (:meth:`~grape_core.model.grape.GRAPE.forward`), so that pairs with an unseen gene, which
+    (:meth:`~grape_core.nn.grape.GRAPE.forward`), so that pairs with an unseen gene, which
     the model meets only when predicting, shape what it learns too."""
     huber_delta: float = 0.7
     consistency_weight: float = 1.0
@@ -265,7 +265,7 @@ class TrainConfig(Config):
     """Cross-conformal prediction intervals when the split holds fewer than 20 validation
     perturbations: the training perturbations' genes in this many folds, each refitted by
     one member without them for the ensemble's number of steps, so that every training
-    perturbation is predicted as a held-out one (:func:`~grape_core.train.calibration_set`);
+    perturbation is predicted as a held-out one (:func:`~grape_core.training.plan.calibration_set`);
     the interval is then calibrated on all of them and the validation ones, not on a few
     validation ones alone. 0: the validation perturbations alone (split conformal), at no
     extra training."""
@@ -281,7 +281,7 @@ class TrainConfig(Config):
     threads: int = 0
     """torch threads (0: torch's default)."""
     cuda_graphs: bool = True
-    """On CUDA, capture a training step once and replay it (:mod:`~grape_core.train_step`):
+    """On CUDA, capture a training step once and replay it (:mod:`~grape_core.training.step`):
     the same arithmetic, without a kernel launch per operation."""
     side_by_side: bool = True
     """Where steps are replayed (``cuda_graphs``), train the ensemble's members side by

@@ -97,7 +97,7 @@ def write_h5ad(tmp_path):
 
 def _train_small(adata, split, name, tmp_path_factory, **train):
     from grape_core.config import TrainConfig
-    from grape_core.train import train_bundle
+    from grape_core.training.recipe import train_bundle
 
     config = TrainConfig(ensemble=2, max_steps=100, threads=1, **train)
     bundle = train_bundle(adata, split, train_config=config, progress=False, name=name)

@@ -23,8 +23,10 @@ from conftest import (ADAMSON, copy_model, edit_tensors, make_adata, read_manife
 pytest.importorskip("streamlit.testing.v1")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-from grape_core.config import BUNDLED_MODELS  # noqa: E402
-from explorer.charts import array, chart_values  # noqa: E402
+from grape_core.settings import settings  # noqa: E402
+
+BUNDLED_MODELS = settings.bundled_models
+from grape_core.viz.charts import array, chart_values  # noqa: E402
 
 APP = "../app.py"
 PAGES = {"predict": "pages/1_Predict.py", "network": "pages/2_Network.py",
@@ -124,7 +126,7 @@ def test_home_lists_models_and_shows_the_card(app):
 # ----------------------------------------------------------------------------- Predict
 def test_predict_chart_is_grape_core_prediction(app, norman):
     from grape_core.evaluation.metrics import pearson
-    from grape_core.predict import predict
+    from grape_core.serving.predict import predict
 
     page(app, "predict", genes=["KLF1"])
     expected = predict(norman, "KLF1").to_frame(top=20)
@@ -152,8 +154,8 @@ def test_predict_chart_is_grape_core_prediction(app, norman):
 
 
 def test_predict_says_why_the_perturbation_moves_a_gene(app, norman):
-    from grape_core.explain import explain, responding_gene
-    from grape_core.predict import predict
+    from grape_core.serving.explain import explain, responding_gene
+    from grape_core.serving.predict import predict
 
     page(app, "predict", genes=["KLF1", "MAP2K6"])
     assert app.selectbox(key="why_gene").value == responding_gene(predict(norman, "KLF1+MAP2K6"))
@@ -170,7 +172,7 @@ def test_predict_says_why_the_perturbation_moves_a_gene(app, norman):
 
 
 def test_predict_a_pasted_list_of_perturbations(app, norman):
-    from grape_core.predict import predict
+    from grape_core.serving.predict import predict
 
     page(app, "predict")
     app.text_area(key="many_text").set_value("KLF1\nKLFF1\n")  # a form: sent on submit
@@ -200,7 +202,7 @@ def test_predict_a_pasted_list_of_perturbations(app, norman):
 
 
 def test_predict_pair_shows_interaction_and_additive(app, norman):
-    from grape_core.predict import predict
+    from grape_core.serving.predict import predict
 
     page(app, "predict", genes=["MAPK1", "TGFBR2"])  # both perturbed in training, pair held out
     pred = predict(norman, "MAPK1+TGFBR2")
@@ -215,7 +217,7 @@ def test_predict_pair_shows_interaction_and_additive(app, norman):
 
 def test_predict_opens_on_a_held_out_example(app, norman):
     from grape_core.data.conditions import genes_of
-    from grape_core.predict import example_condition
+    from grape_core.serving.predict import example_condition
 
     ok(app.switch_page(PAGES["predict"]).run())
     condition = example_condition(norman)
@@ -276,7 +278,7 @@ def frame_with(at: AppTest, *columns: str) -> pd.DataFrame:
 
 
 def test_network_page_draws_a_self_contained_graph(app, norman):
-    from grape_core.network import learned_network
+    from grape_core.serving.network import learned_network
 
     page(app, "network", genes=["KLF1"])
     frames = app.get("iframe")
@@ -311,8 +313,8 @@ def test_network_page_opens_on_the_example_and_explains_it(app, norman):
     """Like Predict, the page opens on the model's held-out example, and says why it moves
     its most shifted gene: parts that add up to the prediction, paths with agreement."""
     from grape_core.data.conditions import genes_of
-    from grape_core.explain import explain, responding_gene
-    from grape_core.predict import example_condition, predict
+    from grape_core.serving.explain import explain, responding_gene
+    from grape_core.serving.predict import example_condition, predict
 
     ok(app.switch_page(PAGES["network"]).run())
     example = list(genes_of(example_condition(norman)))
@@ -333,7 +335,7 @@ def test_network_page_opens_on_the_example_and_explains_it(app, norman):
 def test_network_html_escapes_gene_names():
     import pandas as pd
 
-    from explorer import network_view
+    from grape_core.viz import network_view
 
     evil = "<script>alert('x')</script>"
     edges = pd.DataFrame({"source": [evil], "target": ["KLF1"], "relation": ["coding->coding"],
@@ -349,7 +351,7 @@ def test_network_html_escapes_gene_names():
 
 # ----------------------------------------------------------------------------- Benchmark
 def test_benchmark_page(app, norman):
-    from grape_core.screen import screen_check
+    from grape_core.serving.evaluate import screen_check
 
     page(app, "benchmark")
     assert len(app.get("plotly_chart")) >= 5
@@ -369,7 +371,7 @@ def test_benchmark_page(app, norman):
     # the planted-truth benchmark, from the results the benchmark script wrote
     from grape_core.evaluation.planted import RESULTS, PlantedBenchmark
 
-    from grape_core.config import PROJECT_ROOT
+    from explorer.loaders import PROJECT_ROOT
 
     planted = PlantedBenchmark.read(PROJECT_ROOT / RESULTS)
     assert planted is not None and "Planted truth" in texts(app)
@@ -408,7 +410,7 @@ def test_benchmark_and_predict_show_the_replicate(models_dir, adamson_model):
     says how close a held-out perturbation's prediction came to repeating the experiment."""
     import grape_core as gc
     from grape_core.evaluation.replicate import condition_scaled, scaled_from_metrics
-    from grape_core.predict import example_condition
+    from grape_core.serving.predict import example_condition
 
     shutil.copytree(adamson_model, models_dir / "trained")
     at = ok(AppTest.from_file(APP, default_timeout=TIMEOUT).run())
@@ -478,7 +480,7 @@ def test_genes_page_and_links(app, norman):
 
 # ----------------------------------------------------------------------------- Screen
 def test_screen_page_ranks_like_grape_core(app):
-    from grape_core.screen import screen
+    from grape_core.serving.screen import screen
 
     ok(app.sidebar.selectbox(key="model").set_value("adamson").run())  # 160 genes: quick
     page(app, "screen")
@@ -494,7 +496,7 @@ def test_screen_page_ranks_like_grape_core(app):
     assert sum(len(array(t["x"])) for t in fig["data"]) == len(expected)
     assert app.get("download_button")
     # a ranking that is noise says so on the page, and columns with nothing in them are left out
-    from grape_core.evaluation.trust import ranking_is_noise
+    from grape_core.serving.trust import ranking_is_noise
 
     noise = ranking_is_noise(screen(bundle, ["HSPA5", "SEC61A1"], direction="down", top=20))
     assert (noise is not None) == any("The order is mostly noise" in w for w in warnings(app))
@@ -512,8 +514,8 @@ def test_screen_page_on_a_model_that_stores_no_singles(models_dir, monkeypatch):
     from dataclasses import replace
 
     from explorer.loaders import load_model, model_entries
-    from grape_core.predict import Model
-    from grape_core.screen import screen
+    from grape_core.serving.model import Model
+    from grape_core.serving.screen import screen
 
     folder = copy_model(models_dir, "no-singles")
     (folder / "singles.safetensors").unlink()
@@ -758,7 +760,7 @@ def test_names_from_data_are_shown_as_typed_never_as_markup(models_dir):
     assert f"Open {MD_GENE} + {HTML_GENE} in Network" in links
     fig = chart(at, "shift_chart")
     assert all("<" not in str(x) for t in fig["data"] for x in array(t.get("x", [])))
-    from explorer.charts import shift_chart
+    from grape_core.viz.charts import shift_chart
     from grape_core import load, predict
 
     everything = shift_chart(predict(load(folder), [MD_GENE, HTML_GENE]), top=200).to_plotly_json()
@@ -805,9 +807,9 @@ def test_case_clash_and_bad_signatures_in_the_app(models_dir):
 def test_read_only_models_folder_is_named_before_training(models_dir, monkeypatch):
     import os
 
-    import grape_core.train
+    import grape_core.training.recipe
 
-    monkeypatch.setattr(grape_core.train, "train_bundle",
+    monkeypatch.setattr(grape_core.training.recipe, "train_bundle",
                         lambda *a, **k: (_ for _ in ()).throw(AssertionError("training started")))
     real = os.access
     monkeypatch.setattr(os, "access", lambda p, mode, *a, **k: False if Path(p) == models_dir

@@ -169,7 +169,7 @@ def test_baselines_on_the_real_norman_subset(norman):
 def test_verdict_compares_each_baseline_on_the_conditions_it_predicts():
     import pandas as pd
 
-    from grape_core.evaluation.evaluate import Report
+    from grape_core.evaluation.benchmark import Report
 
     def table(values):
         return pd.DataFrame({"pearson_delta": list(values.values()), "mse": 0.01}, index=list(values))

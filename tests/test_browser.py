@@ -237,9 +237,9 @@ def test_network_opens_on_the_example_and_exports(page, server, shots, tmp_path)
 
     import grape_core as gc
     from grape_core.data.conditions import genes_of
-    from grape_core.explain import explain, responding_gene
-    from grape_core.network import learned_network
-    from grape_core.predict import example_condition
+    from grape_core.serving.explain import explain, responding_gene
+    from grape_core.serving.network import learned_network
+    from grape_core.serving.predict import example_condition
 
     model = gc.load(ROOT / "assets" / "models" / "norman")
     example = genes_of(example_condition(model))
@@ -272,7 +272,7 @@ def test_pair_screen_keeps_its_warnings(page, server, shots):
     """Pairs on: the pairs are scored against pairs and the page shows the same noise
     warning and notes as the library, and the members' agreement column."""
     import grape_core as gc
-    from grape_core.evaluation.trust import ranking_is_noise
+    from grape_core.serving.trust import ranking_is_noise
 
     model = gc.load(ROOT / "assets" / "models" / "norman")
     result = gc.screen(model, ["HBG2"], direction="up", pairs=True, top=20)
@@ -355,7 +355,7 @@ def test_gene_names_never_run_as_code(page):
     """A gene named like HTML must not execute in the network view."""
     import pandas as pd
 
-    from explorer import network_view
+    from grape_core.viz import network_view
 
     evil = ["<script>window.__pwned=1</script>", "<img src=x onerror='window.__pwned=2'>", "KLF1"]
     edges = pd.DataFrame({"source": [evil[0], evil[1]], "target": [evil[2], evil[0]],
@@ -424,7 +424,7 @@ def test_report_works_offline_with_the_network_blocked(browser, shots, tmp_path)
     import dataclasses
 
     import grape_core as gc
-    from explorer.report import prediction_report_html
+    from grape_core.viz.report_charts import prediction_report_html
 
     model = gc.load(ROOT / "assets" / "models" / "norman")
     pred = gc.predict(model, "KLF1+MAP2K6")

@@ -10,7 +10,8 @@ import pytest
 
 from grape_core import BundleError, ConditionError, UnknownGeneError
 from grape_core.bundle import FILES, Bundle, list_bundles
-from grape_core.predict import predict, predict_conditions, resolve_perturbation
+from grape_core.serving.predict import predict, predict_conditions
+from grape_core.serving.resolve import resolve_perturbation
 
 
 @pytest.fixture

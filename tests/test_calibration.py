@@ -128,12 +128,12 @@ def test_the_warm_start_is_reproducible(adamson_graph):  # noqa: F811
     """torch.linalg.lstsq on the CPU gave last bits that depended on where its arrays lay in
     memory, and a last bit changed which learned edges won: a bundled model could not be
     rebuilt bit for bit. The warm start solves the normal equations in numpy instead."""
-    from grape_core.config import ModelConfig
-    from grape_core.train import new_member, warm_start
+    from grape_core.config import ArchitectureConfig
+    from grape_core.training.warm import new_member, warm_start
 
     knowledge, pb, graph, node_index = adamson_graph
     train = [c for c in pb.conditions if c not in ("TARS+ctrl", "ctrl")]
-    model = new_member(pb, graph, node_index, train, model_config=ModelConfig(),
+    model = new_member(pb, graph, node_index, train, model_config=ArchitectureConfig(),
                        encoder_args=knowledge.encoder_args, encoder_state=knowledge.encoder_state,
                        seed=0)
     found, kept = set(), []

@@ -106,7 +106,7 @@ def test_a_list_as_one_table_and_one_anndata_file(norman_model, tmp_path):
     import anndata
 
     from grape_core import load, predict_many
-    from grape_core.export import h5ad_bytes, predictions_frame, to_anndata
+    from grape_core.serving.export import h5ad_bytes, predictions_frame, to_anndata
 
     model = load(norman_model)
     preds = predict_many(model, ["SET", "KLF1+MAP2K6"])
@@ -226,7 +226,7 @@ def test_the_api_takes_a_prior_as_a_dataframe(adamson):
 
     from grape_core import Split, pseudobulk
     from grape_core.config import TrainConfig
-    from grape_core.train import train_bundle
+    from grape_core.training.recipe import train_bundle
 
     split = Split.load(ADAMSON_SPLIT).restrict(pseudobulk(adamson).conditions)
     table = pd.DataFrame({"source": ["HSPA5", "GBF1"], "target": ["DDIT3", "HSPA5"]})

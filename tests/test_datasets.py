@@ -15,8 +15,8 @@ from conftest import ADAMSON
 from grape_core import keys
 from grape_core.data import datasets
 from grape_core.cli import main
-from grape_core.data import read_perturbseq
-from grape_core.data.datasets import REGISTRY, RegistryEntry, cached_path, fetch, resolve_dataset
+from grape_core.data import read, read_perturbseq
+from grape_core.data.datasets import REGISTRY, RegistryEntry, cached_path, download, resolve_dataset
 from grape_core.errors import DataFormatError, DownloadError
 
 H5AD = ADAMSON.read_bytes()
@@ -142,20 +142,20 @@ def test_registry_entries():
 
 
 def test_fetch_plain_h5ad_into_data_dir(server, tmp_path):
-    path = fetch("adamson", data_dir=tmp_path, entry=entry_for(server.url("/adamson.h5ad")),
+    path = download("adamson", data_dir=tmp_path, entry=entry_for(server.url("/adamson.h5ad")),
                  progress=False)
     assert path == tmp_path / "adamson" / "perturb_processed.h5ad"
     assert path.read_bytes() == H5AD
     assert leftovers(path.parent) == ["perturb_processed.h5ad"]  # no .part, no temp file
     # a second call uses the cache: no request
     n = len(server.requests)
-    assert fetch("adamson", data_dir=tmp_path, entry=entry_for(server.url("/adamson.h5ad"))) == path
+    assert download("adamson", data_dir=tmp_path, entry=entry_for(server.url("/adamson.h5ad"))) == path
     assert len(server.requests) == n
 
 
 def test_fetch_gears_zip_uses_grape_data_dir(server, tmp_path, monkeypatch):
     monkeypatch.setenv("GRAPE_DATA_DIR", str(tmp_path / "cache"))
-    path = fetch("adamson", entry=entry_for(server.url("/adamson.zip")), progress=False)
+    path = download("adamson", entry=entry_for(server.url("/adamson.zip")), progress=False)
     assert path == tmp_path / "cache" / "adamson" / "perturb_processed.h5ad"
     assert path.read_bytes() == H5AD  # unpacked; the checksum is that of the .h5ad
     assert leftovers(path.parent) == ["perturb_processed.h5ad"]
@@ -166,7 +166,7 @@ def test_fetch_gears_zip_uses_grape_data_dir(server, tmp_path, monkeypatch):
 def test_wrong_checksum_leaves_nothing(server, tmp_path):
     entry = entry_for(server.url("/adamson.h5ad"), sha256="0" * 64)
     with pytest.raises(DownloadError) as info:
-        fetch("adamson", data_dir=tmp_path, entry=entry, progress=False)
+        download("adamson", data_dir=tmp_path, entry=entry, progress=False)
     assert "checksum mismatch" in str(info.value) and H5AD_SHA in str(info.value)
     assert "discarded" in str(info.value)
     assert not cached_path("adamson", data_dir=tmp_path).exists()
@@ -176,7 +176,7 @@ def test_wrong_checksum_leaves_nothing(server, tmp_path):
 def test_wrong_size_leaves_nothing(server, tmp_path):
     entry = entry_for(server.url("/adamson.zip"), size=len(H5AD) + 1)
     with pytest.raises(DownloadError, match=f"file has {len(H5AD)} bytes, expected"):
-        fetch("adamson", data_dir=tmp_path, entry=entry, progress=False)
+        download("adamson", data_dir=tmp_path, entry=entry, progress=False)
     assert leftovers(tmp_path / "adamson") == []
 
 
@@ -184,7 +184,7 @@ def test_aborted_transfer_then_resume(server, tmp_path):
     entry = entry_for(server.url("/adamson.h5ad"))
     server.abort.add("/adamson.h5ad")
     with pytest.raises(DownloadError) as info:
-        fetch("adamson", data_dir=tmp_path, entry=entry, progress=False)
+        download("adamson", data_dir=tmp_path, entry=entry, progress=False)
     assert "interrupted" in str(info.value) and "run the same command again" in str(info.value)
     target = cached_path("adamson", data_dir=tmp_path)
     assert not target.exists()  # never a partial file under the final name
@@ -194,7 +194,7 @@ def test_aborted_transfer_then_resume(server, tmp_path):
     half = part.stat().st_size
 
     server.abort.clear()
-    path = fetch("adamson", data_dir=tmp_path, entry=entry, progress=False)
+    path = download("adamson", data_dir=tmp_path, entry=entry, progress=False)
     assert server.requests[-1] == ("/adamson.h5ad", f"bytes={half}-")  # resumed, not restarted
     assert path.read_bytes() == H5AD
     assert leftovers(path.parent) == ["perturb_processed.h5ad"]
@@ -205,7 +205,7 @@ def test_complete_part_file_is_not_downloaded_again(server, tmp_path):
     folder = tmp_path / "adamson"
     folder.mkdir()
     (folder / "download.part").write_bytes(H5AD)
-    path = fetch("adamson", data_dir=tmp_path, entry=entry_for(server.url("/adamson.h5ad")),
+    path = download("adamson", data_dir=tmp_path, entry=entry_for(server.url("/adamson.h5ad")),
                  progress=False)
     assert path.read_bytes() == H5AD
     assert server.requests == [("/adamson.h5ad", f"bytes={len(H5AD)}-")]
@@ -213,13 +213,13 @@ def test_complete_part_file_is_not_downloaded_again(server, tmp_path):
 
 def test_http_error_and_unreachable_server(server, tmp_path):
     with pytest.raises(DownloadError, match="HTTP 404"):
-        fetch("adamson", data_dir=tmp_path, entry=entry_for(server.url("/missing")),
+        download("adamson", data_dir=tmp_path, entry=entry_for(server.url("/missing")),
               progress=False)
     closed = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
     port = closed.server_address[1]
     closed.server_close()  # nothing listens on this port now
     with pytest.raises(DownloadError, match="check the network"):
-        fetch("adamson", data_dir=tmp_path / "other",
+        download("adamson", data_dir=tmp_path / "other",
               entry=entry_for(f"http://127.0.0.1:{port}/x.h5ad"), progress=False, timeout=5)
     assert not cached_path("adamson", data_dir=tmp_path).exists()
 
@@ -227,7 +227,7 @@ def test_http_error_and_unreachable_server(server, tmp_path):
 def test_zip_without_h5ad(server, tmp_path):
     server.files["/empty.zip"] = _zip_of(b"nothing", "adamson/notes.txt")
     with pytest.raises(DownloadError, match="holds no .h5ad"):
-        fetch("adamson", data_dir=tmp_path, entry=entry_for(server.url("/empty.zip"), sha256=None,
+        download("adamson", data_dir=tmp_path, entry=entry_for(server.url("/empty.zip"), sha256=None,
                                                             size=None), progress=False)
     assert leftovers(tmp_path / "adamson") == []
 
@@ -237,12 +237,12 @@ def test_cached_file_of_wrong_size_is_reported(tmp_path):
     target.parent.mkdir(parents=True)
     target.write_bytes(H5AD[:1000])
     with pytest.raises(DownloadError, match="delete .* and run again"):
-        fetch("adamson", data_dir=tmp_path, entry=entry_for("http://127.0.0.1:9/unused"))
+        download("adamson", data_dir=tmp_path, entry=entry_for("http://127.0.0.1:9/unused"))
 
 
 def test_unknown_registry_name(tmp_path):
     with pytest.raises(DownloadError, match="unknown dataset 'replogle'"):
-        fetch("replogle", data_dir=tmp_path)
+        download("replogle", data_dir=tmp_path)
 
 
 def test_resolve_dataset_local_paths(tmp_path):
@@ -256,20 +256,22 @@ def test_resolve_dataset_local_paths(tmp_path):
     assert resolve_dataset(folder) == folder / "perturb_processed.h5ad"  # a GEARS folder
 
 
-def test_registry_name_resolves_via_fetch(server, tmp_path, monkeypatch):
+def test_registry_name_resolves_via_download(server, tmp_path, monkeypatch):
     monkeypatch.setenv("GRAPE_DATA_DIR", str(tmp_path))
     monkeypatch.setitem(datasets.REGISTRY, "adamson", entry_for(server.url("/adamson.zip")))
-    monkeypatch.setattr(datasets, "fetch", _quiet(datasets.fetch))
+    monkeypatch.setattr(datasets, "download", _quiet(datasets.download))
     assert resolve_dataset("Adamson") == tmp_path / "adamson" / "perturb_processed.h5ad"
-    adata = datasets.read("adamson")
+    adata = read(resolve_dataset("adamson"))
     assert adata.uns[keys.UNS_SOURCE]["sha256"] == H5AD_SHA
     assert len(server.requests) == 1  # downloaded once, then read from the cache
+    with pytest.raises(DataFormatError, match="reading never downloads"):
+        read("adamson")  # two verbs: download, then read
 
 
 def test_cli_accepts_a_registry_name(server, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("GRAPE_DATA_DIR", str(tmp_path))
     monkeypatch.setitem(datasets.REGISTRY, "adamson", entry_for(server.url("/adamson.h5ad")))
-    monkeypatch.setattr(datasets, "fetch", _quiet(datasets.fetch))
+    monkeypatch.setattr(datasets, "download", _quiet(datasets.download))
     out_json = tmp_path / "report.json"
     assert main(["benchmark", "--data", "adamson", "--seed", "1", "--json", str(out_json)]) == 0
     out = capsys.readouterr().out
@@ -299,7 +301,7 @@ def test_registry_override_file(tmp_path, monkeypatch, server):
     assert known["adamson"].citation == REGISTRY["adamson"].citation  # other fields kept
     assert known["mini"].name == "mini" and known["mini"].sha256 is None
     assert REGISTRY["adamson"].url.startswith("https://")  # the built-in registry is unchanged
-    path = fetch("adamson", data_dir=tmp_path / "data", progress=False)
+    path = download("adamson", data_dir=tmp_path / "data", progress=False)
     assert path.read_bytes() == H5AD and server.requests == [("/adamson.h5ad", None)]
 
     override.write_text(json.dumps({"adamson": {"link": "x"}}))
@@ -318,18 +320,18 @@ def test_registry_override_file(tmp_path, monkeypatch, server):
 
 def test_progress_callback_and_reasons(server, tmp_path):
     seen = []
-    fetch("adamson", data_dir=tmp_path, entry=entry_for(server.url("/adamson.h5ad")), progress=False,
+    download("adamson", data_dir=tmp_path, entry=entry_for(server.url("/adamson.h5ad")), progress=False,
           on_progress=lambda got, total: seen.append((got, total)))
     assert seen[0] == (0, len(H5AD)) and seen[-1] == (len(H5AD), len(H5AD))
     assert all(a[0] <= b[0] for a, b in zip(seen, seen[1:]))
 
     server.refuse["/forbidden"] = 403
     with pytest.raises(DownloadError) as info:
-        fetch("adamson", data_dir=tmp_path / "b", entry=entry_for(server.url("/forbidden")),
+        download("adamson", data_dir=tmp_path / "b", entry=entry_for(server.url("/forbidden")),
               progress=False)
     assert info.value.reason == "http" and info.value.status == 403 and "HTTP 403" in str(info.value)
     with pytest.raises(DownloadError) as info:
-        fetch("adamson", data_dir=tmp_path / "c", entry=entry_for(server.url("/adamson.h5ad"),
+        download("adamson", data_dir=tmp_path / "c", entry=entry_for(server.url("/adamson.h5ad"),
                                                                    sha256="0" * 64), progress=False)
     assert info.value.reason == "checksum"
 
@@ -343,13 +345,13 @@ def test_full_disk_keeps_the_part_and_says_so(server, tmp_path, monkeypatch):
 
     monkeypatch.setattr(datasets, "_write_block", full)
     with pytest.raises(DownloadError) as info:
-        fetch("adamson", data_dir=tmp_path, entry=entry_for(server.url("/adamson.h5ad")), progress=False)
+        download("adamson", data_dir=tmp_path, entry=entry_for(server.url("/adamson.h5ad")), progress=False)
     assert info.value.reason == "disk"
     text = str(info.value)
     assert text.startswith("the disk is full") and "GRAPE_DATA_DIR" in text and "\n" not in text
     assert (tmp_path / "adamson" / "download.part").exists()  # resumed once there is space
     monkeypatch.undo()
-    path = fetch("adamson", data_dir=tmp_path, entry=entry_for(server.url("/adamson.h5ad")), progress=False)
+    path = download("adamson", data_dir=tmp_path, entry=entry_for(server.url("/adamson.h5ad")), progress=False)
     assert path.read_bytes() == H5AD and server.requests[-1] == ("/adamson.h5ad", "bytes=10-")
 
 
@@ -365,12 +367,12 @@ def test_stop_cancels_and_the_next_run_resumes(server, tmp_path):
 
     entry = entry_for(server.url("/adamson.h5ad"))
     with pytest.raises(Cancelled, match="cancelled after .* MB; they are kept"):
-        fetch("adamson", data_dir=tmp_path, entry=entry, progress=False, on_progress=halfway,
+        download("adamson", data_dir=tmp_path, entry=entry, progress=False, on_progress=halfway,
               stop=stop)
     part = tmp_path / "adamson" / "download.part"
     kept = part.stat().st_size
     assert len(H5AD) // 2 <= kept < len(H5AD)
     gate.set()
-    path = fetch("adamson", data_dir=tmp_path, entry=entry, progress=False)
+    path = download("adamson", data_dir=tmp_path, entry=entry, progress=False)
     assert path.read_bytes() == H5AD
     assert server.requests[-1] == ("/adamson.h5ad", f"bytes={kept}-")  # resumed, not restarted

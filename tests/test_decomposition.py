@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 import grape_core as gc
-from grape_core.evaluation.decomposition import PARTS, decompose
-from grape_core.predict import predict_conditions
+from grape_core.serving.decomposition import PARTS, decompose
+from grape_core.serving.predict import predict_conditions
 
 
 @pytest.mark.parametrize("fixture", ["adamson_model", "norman_model"])

@@ -60,10 +60,9 @@ def test_gpu_training_prediction_screen_and_exactness(tmp_path):
     """A generated 600-gene screen with pairs (no file reading: runs wherever torch does)."""
     import grape_core as gc
     from grape_core.config import TrainConfig
-    from grape_core.model.inputs import perturbation_tensor, predict_shifts
-    from grape_core.screen import all_member_shifts, single_shifts
+    from grape_core.nn.inputs import perturbation_tensor, predict_shifts
     from grape_core.simulate import generated_screen
-    from grape_core.train import train_bundle
+    from grape_core.training.recipe import train_bundle
 
     gen = generated_screen(600, 60, 20, seed=3)
     bundle = train_bundle(gen.adata, gen.split, knowledge=gen.knowledge, pb=gen.pseudobulk,
@@ -79,8 +78,8 @@ def test_gpu_training_prediction_screen_and_exactness(tmp_path):
         np.testing.assert_allclose(gc.predict(on_gpu, condition).shift,
                                    gc.predict(on_cpu, condition).shift, atol=1e-4)
     # the stored singles (computed on the GPU at training time) are what the CPU predicts
-    conditions, stored = single_shifts(on_cpu, np.arange(len(on_cpu.measured)))
-    np.testing.assert_allclose(stored, all_member_shifts(on_cpu, conditions), atol=1e-4)
+    conditions, stored = on_cpu.singles.shifts(np.arange(len(on_cpu.measured)))
+    np.testing.assert_allclose(stored, on_cpu.member_shifts(conditions), atol=1e-4)
     target = on_cpu.measured[0]
     gpu_hits = gc.screen(on_gpu, [target], pairs=True).table
     cpu_hits = gc.screen(on_cpu, [target], pairs=True).table
@@ -99,12 +98,12 @@ def test_replayed_training_steps_equal_eager_steps():
     learned-only candidates change between replays."""
     import copy
 
-    from grape_core.config import ModelConfig, TrainConfig
+    from grape_core.config import ArchitectureConfig, TrainConfig
     from grape_core.knowledge.graphs import resolve_priors
-    from grape_core.model.inputs import graph_inputs, perturbation_tensor, predict_shifts
+    from grape_core.nn.inputs import graph_inputs, perturbation_tensor, predict_shifts
     from grape_core.simulate import generated_screen
-    from grape_core.train import new_member
-    from grape_core.train_step import TrainingStep, structure_l1_weight
+    from grape_core.training.warm import new_member
+    from grape_core.training.step import TrainingStep, structure_l1_weight
 
     gen = generated_screen(600, 60, 20, seed=3)
     pb = gen.pseudobulk
@@ -116,7 +115,7 @@ def test_replayed_training_steps_equal_eager_steps():
     graph = cpu_graph.to("cuda")
     perts = perturbation_tensor(train, node_index).cuda()
     targets = torch.as_tensor(pb.shifts[pb.rows(train)], dtype=torch.float32).cuda()
-    replayed = new_member(pb, cpu_graph, node_index, train, model_config=ModelConfig(),
+    replayed = new_member(pb, cpu_graph, node_index, train, model_config=ArchitectureConfig(),
                           encoder_args=gen.knowledge.encoder_args,
                           encoder_state=gen.knowledge.encoder_state, seed=1).cuda()
     with torch.no_grad():  # learned-only edges that matter, so that stale ones would show
@@ -157,12 +156,12 @@ def test_members_side_by_side_on_streams_equal_members_one_after_the_other():
     """Side by side, each member's replayed steps run on its own stream, at the same time as
     the others': the same training as one member after the other (up to the order of the
     GPU's floating-point sums)."""
-    from grape_core import train_step
-    from grape_core.config import ModelConfig, TrainConfig
+    from grape_core.training import step as train_step
+    from grape_core.config import ArchitectureConfig, TrainConfig
     from grape_core.knowledge.graphs import resolve_priors
-    from grape_core.model.inputs import graph_inputs, perturbation_tensor, predict_shifts
+    from grape_core.nn.inputs import graph_inputs, perturbation_tensor, predict_shifts
     from grape_core.simulate import generated_screen
-    from grape_core.train import MemberTraining, train_members
+    from grape_core.training.members import MemberTraining, train_members
 
     gen = generated_screen(600, 60, 20, seed=4)
     pb = gen.pseudobulk
@@ -175,7 +174,7 @@ def test_members_side_by_side_on_streams_equal_members_one_after_the_other():
 
     def start(member, stream):
         streams.append(stream)
-        return MemberTraining(pb, graph, node_index, train, val, model_config=ModelConfig(),
+        return MemberTraining(pb, graph, node_index, train, val, model_config=ArchitectureConfig(),
                               train_config=config, seed=member, progress=False, member=member,
                               encoder_state=gen.knowledge.encoder_state,
                               encoder_args=gen.knowledge.encoder_args, stream=stream)

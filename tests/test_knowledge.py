@@ -10,7 +10,7 @@ import torch
 
 from conftest import ADAMSON
 from grape_core.config import FeatureConfig, GraphConfig, Paths
-from grape_core.model.encoder import GeneEncoder, info_nce
+from grape_core.knowledge.encoder import GeneEncoder, info_nce
 
 FAST = FeatureConfig(pretrain_epochs=3, n_go_terms=2)
 

@@ -10,12 +10,13 @@ import pytest
 import torch
 
 from grape_core import pseudobulk
-from grape_core.config import ModelConfig, SplitConfig, TrainConfig
+from grape_core.config import ArchitectureConfig, SplitConfig, TrainConfig
 from grape_core.data.splits import make_split
-from grape_core.model import gsl
-from grape_core.model.grape import GRAPE, ModelSizes
-from grape_core.model.inputs import graph_inputs, perturbation_tensor, predict_shifts
-from grape_core.train import new_member, train_grape
+from grape_core.nn import gsl
+from grape_core.nn.grape import GRAPE, ModelSizes
+from grape_core.nn.inputs import graph_inputs, perturbation_tensor, predict_shifts
+from grape_core.training.warm import new_member
+from grape_core.training.plan import train_grape
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +32,7 @@ def adamson_graph(adamson):
 def make_model(adamson_graph, **changes) -> GRAPE:
     knowledge, pb, graph, node_index = adamson_graph
     train = [c for c in pb.conditions if c != "TARS+ctrl"]
-    model = new_member(pb, graph, node_index, train, model_config=ModelConfig(**changes),
+    model = new_member(pb, graph, node_index, train, model_config=ArchitectureConfig(**changes),
                        encoder_args=knowledge.encoder_args, encoder_state=knowledge.encoder_state,
                        seed=0)
     model.refresh_structure(graph)
@@ -103,7 +104,7 @@ def test_a_perturbation_only_moves_genes_it_reaches_plus_the_shared_response(ada
 
 def _losses(model, graph, node_index, pb):
     """The training objective's parts, weighted as in training."""
-    from grape_core.model.loss import grape_loss
+    from grape_core.nn.loss import grape_loss
 
     conds = ["HSPA5+ctrl", "SEC61A1+ctrl", "GBF1+ctrl"]
     perts = perturbation_tensor(conds, node_index)
@@ -267,8 +268,8 @@ def test_model_sizes_fix_every_tensor_shape(adamson_graph):
     knowledge, _, graph, _ = adamson_graph
     sizes = ModelSizes(n_nodes=graph.n_nodes, n_measured=graph.measured.numel(),
                        n_prior_edges=int(graph.prior_index.size(1)), n_known=4)
-    a = GRAPE(ModelConfig(), sizes, encoder_args=knowledge.encoder_args)
-    b = GRAPE(ModelConfig(), sizes, encoder_args=knowledge.encoder_args)
+    a = GRAPE(ArchitectureConfig(), sizes, encoder_args=knowledge.encoder_args)
+    b = GRAPE(ArchitectureConfig(), sizes, encoder_args=knowledge.encoder_args)
     assert {k: v.shape for k, v in a.state_dict().items()} == \
         {k: v.shape for k, v in b.state_dict().items()}
     assert a.state_dict()["known_shift"].shape == (4, graph.measured.numel())
@@ -294,8 +295,8 @@ def test_learns_a_planted_network(tmp_path):
     """On a small simulated screen: beats train_mean, ranks true prior edges above false
     ones, and gets the perturbed gene's own shift right."""
     from grape_core.simulate import SimulationConfig, simulate
-    from grape_core.train import train_bundle
-    from grape_core.model.inputs import learned_graph
+    from grape_core.training.recipe import train_bundle
+    from grape_core.nn.inputs import learned_graph
 
     screen = simulate(SimulationConfig(seed=3, n_genes=120, n_singles=60, n_pairs=0,
                                        cells_per_condition=30, n_control_cells=200))
@@ -364,13 +365,13 @@ def test_an_own_change_the_data_cannot_tell_is_not_invented(adamson_graph):
 def test_the_warm_start_reads_no_self_effect_without_a_measured_perturbed_gene(norman):
     """Norman's training perturbations hit no measured gene: b is a unit, not a size."""
     from grape_core.knowledge.build import knowledge_for_adata
-    from grape_core.train import warm_start
+    from grape_core.training.warm import warm_start
 
     pb = pseudobulk(norman)
     knowledge = knowledge_for_adata(norman, progress=False)
     graph, node_index, _ = graph_inputs(knowledge, pb.genes, knowledge.priors["union"])
     train = [c for c in pb.conditions if c != "ctrl" and not set(c.split("+")) & set(pb.genes)]
-    model = new_member(pb, graph, node_index, train, model_config=ModelConfig(),
+    model = new_member(pb, graph, node_index, train, model_config=ArchitectureConfig(),
                        encoder_args=knowledge.encoder_args, encoder_state=knowledge.encoder_state,
                        seed=0)
     info = warm_start(model, graph, pb, train, node_index)
@@ -395,7 +396,7 @@ def test_warm_start_fits_how_pairs_combine():
     composed that way."""
     from grape_core.data import PseudoBulk
     from grape_core.knowledge.graphs import edge_frame
-    from grape_core.model.grape import GraphInputs
+    from grape_core.nn.grape import GraphInputs
 
     rng = np.random.default_rng(0)
     n = 40
@@ -421,7 +422,7 @@ def test_warm_start_fits_how_pairs_combine():
                         prior_index=torch.as_tensor(np.stack([prior["src"], prior["dst"]]), dtype=torch.long),
                         prior_weight=torch.ones(len(prior)), measured=torch.arange(n))
     node_index = {g: i for i, g in enumerate(genes)}
-    model = new_member(pb, graph, node_index, list(conds), model_config=ModelConfig(),
+    model = new_member(pb, graph, node_index, list(conds), model_config=ArchitectureConfig(),
                        encoder_args={"text_dim": 8, "dna_dim": 6}, encoder_state=None, seed=0)
     assert bool(model.pair_fitted)
     kappa_m = float(model.pair_mix.detach()[0])

@@ -14,7 +14,7 @@ import torch
 
 import grape_core as gc
 from grape_core.cli import main
-from grape_core.network import EDGE_COLUMNS, PriorChange, learned_network
+from grape_core.serving.network import EDGE_COLUMNS, PriorChange, learned_network
 
 ROOT = Path(__file__).resolve().parent.parent
 NORMAN = ROOT / "assets" / "models" / "norman"
@@ -119,7 +119,7 @@ def test_prior_change_says_plainly_when_nothing_beyond_the_prior_was_learned():
 def test_agreement_of_a_mean_held_by_one_member():
     """The issue's HBZ -> HBG2: -0.0076, -0.0076, +0.253. The majority sign is negative
     (2 of 3), the mean positive and held by one member: the page says 1 of 3."""
-    from grape_core.model.inputs import member_spread, same_sign_as_mean, sign_agreement
+    from grape_core.nn.inputs import member_spread, same_sign_as_mean, sign_agreement
 
     w = np.array([[-0.0076, -0.0076, 0.253], [0.1, 0.2, 0.3], [0.0, 0.0, 0.5]])
     assert np.allclose(sign_agreement(w), [2 / 3, 1.0, 1 / 3])
@@ -132,7 +132,7 @@ def test_agreement_of_a_mean_held_by_one_member():
 def test_graphml_loads_in_networkx_with_typed_attributes(network, tmp_path):
     import networkx as nx
 
-    from grape_core.network_export import write_network
+    from grape_core.serving.network_export import write_network
 
     path = write_network(network, tmp_path / "net.graphml")
     root = ET.parse(path).getroot()
@@ -167,7 +167,7 @@ def test_graphml_loads_in_networkx_with_typed_attributes(network, tmp_path):
 def test_csv_and_cx2_hold_the_same_edges(network, tmp_path):
     from ndex2.cx2 import RawCX2NetworkFactory
 
-    from grape_core.network_export import write_network
+    from grape_core.serving.network_export import write_network
 
     table = pd.read_csv(write_network(network, tmp_path / "net.csv"), keep_default_na=False)
     assert list(table.columns) == list(network.edges.columns) and len(table) == len(network.edges)
@@ -194,7 +194,7 @@ def test_network_command(tmp_path, capsys):
 
 # ----------------------------------------------------------------------------- why
 def _held_out(model) -> list[str]:
-    from grape_core.predict import example_condition
+    from grape_core.serving.predict import example_condition
 
     return [example_condition(model)]
 
@@ -204,8 +204,8 @@ def test_why_parts_add_up_to_the_models_own_prediction(which, request):
     """For a held-out perturbation: the parts add up to the ensemble's prediction (and per
     member to each member's), which is the prediction the app shows, and with every path
     listed the paths alone add up to the propagated part (nothing left over)."""
-    from grape_core.explain import explain
-    from grape_core.model.inputs import perturbation_tensor, predict_shifts
+    from grape_core.serving.explain import explain
+    from grape_core.nn.inputs import perturbation_tensor, predict_shifts
 
     model = request.getfixturevalue(which)
     condition = _held_out(model)[0]
@@ -248,8 +248,8 @@ def test_why_parts_add_up_to_the_models_own_prediction(which, request):
 def test_walks_are_the_step_by_step_propagation():
     """The walk sum with step-dependent gains equals the propagation it unrolls, on a small
     random graph (a loop, two destination types, two perturbed genes)."""
-    from grape_core.explain import _walks
-    from grape_core.model.gsl import Edges
+    from grape_core.serving.explain import _walks
+    from grape_core.nn.gsl import Edges
 
     rng = np.random.default_rng(0)
     n, steps, types = 7, 4, 2
@@ -296,7 +296,7 @@ def test_why_command_and_errors(tmp_path, capsys):
 def test_a_cut_enumeration_reports_what_it_left_out(adamson, monkeypatch):
     """With too many walks to enumerate, the paths not reached are a part of their own:
     the parts still add up to the prediction, nothing is hidden."""
-    import grape_core.explain as ex
+    import grape_core.serving.explain as ex
 
     full = ex.explain(adamson, "IER3IP1", "HSPA5")
     monkeypatch.setattr(ex, "MAX_WALKS", 10)

@@ -154,7 +154,7 @@ def test_killed_write_keeps_the_previous_file(tmp_path):
 
 def test_killed_bundle_save_keeps_the_previous_model(adamson_model, tmp_path):
     from grape_core.bundle import Bundle
-    from grape_core.predict import predict_conditions
+    from grape_core.serving.predict import predict_conditions
 
     import shutil
 
@@ -499,7 +499,7 @@ def test_row4_nothing_is_resized_and_the_check_follows_the_model_class():
     import inspect
 
     from grape_core import bundle, load
-    from grape_core.model.grape import GRAPE
+    from grape_core.nn.grape import GRAPE
 
     source = inspect.getsource(bundle)
     assert "zeros_like(state" not in source and "known_shift" not in source
@@ -516,7 +516,7 @@ def test_row4_nothing_is_resized_and_the_check_follows_the_model_class():
 def test_row5_plotly_text_and_network_nodes_show_names_as_typed():
     import pandas as pd
 
-    from explorer import charts, network_view
+    from grape_core.viz import charts, network_view
 
     evil = "<a href='https://evil.example'>x</a> & ![x](https:evil.example/x.png)"
     escaped = charts.esc(evil)
@@ -649,12 +649,12 @@ def test_row9_top_in_the_api():
 @pytest.fixture
 def no_training(monkeypatch):
     """Fail loudly if a command starts training."""
-    import grape_core.train
+    import grape_core.training.recipe
 
     def refuse(*args, **kwargs):
         raise AssertionError("training started")
 
-    monkeypatch.setattr(grape_core.train, "train_bundle", refuse)
+    monkeypatch.setattr(grape_core.training.recipe, "train_bundle", refuse)
 
 
 def _read_only(monkeypatch, folder: Path) -> None:
@@ -814,7 +814,7 @@ def _with_an_unmeasured_node(model):
     import dataclasses
 
     from grape_core.data.pseudobulk import PseudoBulk
-    from grape_core.predict import Model
+    from grape_core.serving.model import Model
 
     b = model.bundle
     pb = b.pseudobulk
@@ -839,7 +839,7 @@ def test_message_every_measured_gene_as_target(capsys, monkeypatch):
         result = screen(model, list(model.measured))
     assert len(result.table) == 1 and np.isfinite(result.table["off_target"]).all()
     assert any("no other gene is left to measure the off-target cost" in n for n in result.notes)
-    monkeypatch.setattr(importlib.import_module("grape_core.predict"), "load",
+    monkeypatch.setattr(importlib.import_module("grape_core.serving.model"), "load",
                         lambda path, unverified=False, device="cpu": model)
     assert main(["screen", "--model", "in-memory", "--target", ",".join(model.measured)]) == 0
     captured = capsys.readouterr()

@@ -41,12 +41,12 @@ def tree(folder: Path) -> dict[str, bytes]:
 @pytest.fixture
 def no_training(monkeypatch):
     """Fail loudly if a command starts training."""
-    import grape_core.train
+    import grape_core.training.recipe
 
     def refuse(*args, **kwargs):
         raise AssertionError("training started")
 
-    monkeypatch.setattr(grape_core.train, "train_bundle", refuse)
+    monkeypatch.setattr(grape_core.training.recipe, "train_bundle", refuse)
 
 
 # ----------------------------------------------------------------------------------------
@@ -268,12 +268,12 @@ def _entry(url, **fields):
 
 
 def test_3_a_login_page_is_never_cached(hostile, tmp_path):
-    from grape_core.data.datasets import cached_path, fetch
+    from grape_core.data.datasets import cached_path, download
     from grape_core.errors import DownloadError
 
     hostile.routes["/norman"] = {"body": LOGIN_PAGE}
     with pytest.raises(DownloadError) as info:  # no checksum, no size in this entry
-        fetch("norman", data_dir=tmp_path, entry=_entry(hostile.url("/norman")), progress=False)
+        download("norman", data_dir=tmp_path, entry=_entry(hostile.url("/norman")), progress=False)
     text = str(info.value)
     assert "is not an AnnData .h5ad file (it is an HTML or XML page" in text
     assert "discarded" in text and info.value.reason == "checksum"
@@ -281,11 +281,11 @@ def test_3_a_login_page_is_never_cached(hostile, tmp_path):
     # an h5ad of another shape than the registry's, or without a condition column
     hostile.routes["/other"] = {"body": ADAMSON.read_bytes()}
     with pytest.raises(DownloadError, match="holds 320 cells x 160 genes, not the 91205 x 5045"):
-        fetch("norman", data_dir=tmp_path, entry=_entry(hostile.url("/other"), cells=91_205,
+        download("norman", data_dir=tmp_path, entry=_entry(hostile.url("/other"), cells=91_205,
                                                         genes=5_045), progress=False)
     assert not cached_path("norman", data_dir=tmp_path).exists()
     # the right file (its shape) is kept
-    path = fetch("norman", data_dir=tmp_path, entry=_entry(hostile.url("/other"), cells=320,
+    path = download("norman", data_dir=tmp_path, entry=_entry(hostile.url("/other"), cells=320,
                                                            genes=160), progress=False)
     assert path.read_bytes() == ADAMSON.read_bytes()
 
@@ -320,36 +320,36 @@ def test_3_norman_has_a_checksum_and_size():
 
 
 def test_7_endless_and_oversized_downloads_are_stopped(hostile, tmp_path):
-    from grape_core.data.datasets import fetch
+    from grape_core.data.datasets import download
     from grape_core.errors import DownloadError
 
     hostile.routes["/endless"] = {"endless": True, "length": None}
     small = len(LOGIN_PAGE)
     with pytest.raises(DownloadError) as info:  # a 45 KB entry: stopped near 1 MB, not GBs
-        fetch("norman", data_dir=tmp_path, entry=_entry(hostile.url("/endless"), size=45_000),
+        download("norman", data_dir=tmp_path, entry=_entry(hostile.url("/endless"), size=45_000),
               progress=False)
     assert "the server sent" in str(info.value) and "stopped and discarded" in str(info.value)
     assert list((tmp_path / "norman").iterdir()) == []
     hostile.routes["/big"] = {"body": LOGIN_PAGE, "length": 10**12}
     with pytest.raises(DownloadError, match="announces 1.0 TB"):
-        fetch("norman", data_dir=tmp_path, entry=_entry(hostile.url("/big"), size=small),
+        download("norman", data_dir=tmp_path, entry=_entry(hostile.url("/big"), size=small),
               progress=False)
     # no size in the registry: GRAPE_DOWNLOAD_MAX_GB caps it
     os.environ["GRAPE_DOWNLOAD_MAX_GB"] = "0.001"
     try:
         with pytest.raises(DownloadError, match="GRAPE_DOWNLOAD_MAX_GB"):
-            fetch("norman", data_dir=tmp_path, entry=_entry(hostile.url("/endless")),
+            download("norman", data_dir=tmp_path, entry=_entry(hostile.url("/endless")),
                   progress=False)
     finally:
         del os.environ["GRAPE_DOWNLOAD_MAX_GB"]
 
 
 def test_7_an_invalid_content_length_is_ignored(hostile, tmp_path):
-    from grape_core.data.datasets import fetch
+    from grape_core.data.datasets import download
 
     data = ADAMSON.read_bytes()
     hostile.routes["/abc"] = {"body": data, "length": "abc"}
-    path = fetch("norman", data_dir=tmp_path, entry=_entry(hostile.url("/abc")), progress=False)
+    path = download("norman", data_dir=tmp_path, entry=_entry(hostile.url("/abc")), progress=False)
     assert path.read_bytes() == data
 
 
@@ -357,7 +357,7 @@ def test_7_a_zip_bomb_is_refused_before_unpacking(hostile, tmp_path):
     import io
     import zipfile
 
-    from grape_core.data.datasets import fetch
+    from grape_core.data.datasets import download
     from grape_core.errors import DownloadError
 
     buffer = io.BytesIO()
@@ -367,7 +367,7 @@ def test_7_a_zip_bomb_is_refused_before_unpacking(hostile, tmp_path):
     assert len(bomb) < 1 << 20
     hostile.routes["/bomb.zip"] = {"body": bomb}
     with pytest.raises(DownloadError, match="unpacks to 67.1 MB, more than the 45.0 KB"):
-        fetch("norman", data_dir=tmp_path, entry=_entry(hostile.url("/bomb.zip"), size=45_000),
+        download("norman", data_dir=tmp_path, entry=_entry(hostile.url("/bomb.zip"), size=45_000),
               progress=False)
     assert list((tmp_path / "norman").iterdir()) == []
 
@@ -433,7 +433,7 @@ def test_13_a_fifo_or_a_device_as_prior_is_refused_at_once(tmp_path):
         read_prior_table(link)  # would read forever
     listed = tmp_path / "list.txt"
     os.mkfifo(listed)
-    from grape_core.predict import read_perturbations
+    from grape_core.serving.resolve import read_perturbations
 
     with pytest.raises(GrapeError, match="is a FIFO"):
         read_perturbations(listed)
@@ -685,7 +685,7 @@ def test_10_tampered_tables_with_their_checksums_updated(saved_model, tmp_path, 
 def test_11_report_charts_escape_once(tmp_path, capsys):
     from conftest import rename_gene, unperturbed_measured_genes
 
-    from explorer import charts
+    from grape_core.viz import charts
     from grape_core import load, predict
 
     pred = predict(load(MODEL), "HSPA5", baselines=False)
@@ -711,8 +711,8 @@ def test_11_report_charts_escape_once(tmp_path, capsys):
 def test_11_safe_figure_is_idempotent():
     import plotly.graph_objects as go
 
-    from explorer import charts
-    from explorer.report import safe_figure
+    from grape_core.viz import charts
+    from grape_core.viz.report_charts import safe_figure
 
     fig = go.Figure(go.Bar(x=charts.esc(["A<B", "raw<b>"]), y=[1, 2]))
     fig.update_xaxes(categoryorder="array", categoryarray=charts.esc(["A<B", "raw<b>"]))
@@ -740,7 +740,7 @@ def test_12_list_lines_with_other_separators(tmp_path, capsys, text, phrase):
 
 
 def test_12_a_table_with_a_header_reads_its_first_column():
-    from grape_core.predict import parse_perturbations
+    from grape_core.serving.resolve import parse_perturbations
 
     listed, where = parse_perturbations("perturbation\tscore\nATF4\t1.5\nATF4+DDIT3\t2\n",
                                         source="t.tsv")

@@ -14,7 +14,9 @@ import pytest
 
 import grape_core as gc
 from grape_core.cli import main
-from grape_core.config import BUNDLED_MODELS
+from grape_core.settings import settings
+
+BUNDLED_MODELS = settings.bundled_models
 from grape_core.errors import GrapeError
 
 NORMAN = BUNDLED_MODELS / "norman"
@@ -77,7 +79,7 @@ def test_prediction_to_anndata_for_scanpy(model, pair, tmp_path):
     assert "measured" in adata.uns["grape"]["layers"]
 
     path = tmp_path / "p.h5ad"
-    from grape_core.export import write_h5ad
+    from grape_core.serving.export import write_h5ad
 
     write_h5ad(adata, path)
     back = anndata.read_h5ad(path)
@@ -147,8 +149,8 @@ def assert_runs_as_printed(printed: str, folder: Path, *, made: tuple[str, ...])
 
 
 def test_report_sections_and_trust(model, pair, tmp_path):
-    from explorer.report import prediction_report_html
-    from grape_core.evaluation.trust import prediction_trust
+    from grape_core.viz.report_charts import prediction_report_html
+    from grape_core.serving.trust import prediction_trust
 
     page = prediction_report_html(model, pair)
     # the app's report: its "Reproduce" line finds the bundled model and runs as printed
@@ -174,8 +176,8 @@ def test_report_sections_and_trust(model, pair, tmp_path):
 def test_report_says_why_with_parts_that_add_up(model, pair):
     """The report explains the gene chosen (default: the most shifted one) with the
     library's own decomposition: its sentences, parts and paths."""
-    from explorer.report import prediction_report_html
-    from grape_core.explain import explain, responding_gene
+    from grape_core.viz.report_charts import prediction_report_html
+    from grape_core.serving.explain import explain, responding_gene
 
     gene = responding_gene(pair)
     why = explain(model, pair.condition, gene)
@@ -188,7 +190,7 @@ def test_report_says_why_with_parts_that_add_up(model, pair):
 
 
 def test_report_escapes_every_data_string(model, pair):
-    from explorer.report import prediction_report_html
+    from grape_core.viz.report_charts import prediction_report_html
 
     page = prediction_report_html(model, evil_prediction(pair))
     assert EVIL[0] not in page and EVIL[1] not in page
@@ -200,7 +202,7 @@ def test_screen_report(tmp_path, capsys):
     """On the small Adamson model (a Norman-size screen takes a minute on a busy laptop)."""
     import pandas as pd
 
-    from explorer.report import screen_report_html
+    from grape_core.viz.report_charts import screen_report_html
 
     adamson = gc.load(BUNDLED_MODELS / "adamson")
     result = gc.screen(adamson, ["HSPA5", "SEC61A1"], direction="down", top=5)
@@ -225,7 +227,7 @@ def test_screen_report(tmp_path, capsys):
 
 
 def test_trust_levels_follow_the_evidence(model, pair):
-    from grape_core.evaluation.trust import prediction_trust
+    from grape_core.serving.trust import prediction_trust
 
     adamson = gc.load(BUNDLED_MODELS / "adamson")
     low = prediction_trust(adamson, gc.predict(adamson, "TARS"))

@@ -13,9 +13,12 @@ import torch
 from grape_core import GrapeError, UnknownGeneError
 from grape_core.bundle import Bundle
 from grape_core.cli import main
-from grape_core.model.grape import ModelOutput
-from grape_core.predict import Model
-from grape_core.screen import read_signature, screen, screen_check, stored_singles
+from grape_core.nn.grape import ModelOutput
+from grape_core.serving.model import Model
+from grape_core.serving.resolve import read_signature
+from grape_core.serving.screen import screen
+from grape_core.serving.evaluate import screen_check
+from grape_core.training.recipe import stored_singles
 
 
 class KnownEffects(torch.nn.Module):
@@ -134,7 +137,7 @@ def test_screen_check_compares_with_baselines(norman_model):
 def test_large_model_samples_off_target_genes(constructed, monkeypatch):
     import importlib
 
-    screen_module = importlib.import_module("grape_core.screen")
+    screen_module = importlib.import_module("grape_core.serving.singles")
     full = screen(constructed, ["DDIT4"], top=20).table
     monkeypatch.setattr(screen_module, "OFF_TARGET_GENES", 50)
     monkeypatch.setattr(screen_module, "EXACT_OFF_TARGET_MAX", 100)
@@ -149,23 +152,20 @@ def test_stored_singles_are_the_models_own_predictions(norman_model):
     """A screen reads every single's shift from the bundle (computed once at training): it
     must be exactly what the members predict now."""
     from grape_core.data.conditions import format_condition
-    from grape_core.screen import all_member_shifts, single_shifts
 
     model = Model(Bundle.load(norman_model))
-    conditions, stored = single_shifts(model, np.arange(len(model.measured)))
+    conditions, stored = model.singles.shifts(np.arange(len(model.measured)))
     assert conditions == [format_condition((g,)) for g in model.genes]
-    fresh = all_member_shifts(model, conditions)
+    fresh = model.member_shifts(conditions)
     np.testing.assert_allclose(stored, fresh, atol=1e-5)
 
 
 def test_float16_singles_are_converted_from_the_float32_predictions(constructed):
     """Large models store singles as float16, converted a chunk at a time where they are
     predicted: the same values as converting the float32 predictions."""
-    from grape_core.screen import all_member_shifts
-
     conditions = [f"{g}+ctrl" for g in constructed.genes]
-    full = all_member_shifts(constructed, conditions, chunk=7)
-    half = all_member_shifts(constructed, conditions, chunk=7, dtype=np.float16)
+    full = constructed.member_shifts(conditions, chunk=7)
+    half = constructed.member_shifts(conditions, chunk=7, dtype=np.float16)
     assert half.dtype == np.float16
     np.testing.assert_array_equal(half, full.astype(np.float16))
 
@@ -174,15 +174,13 @@ def test_float16_singles_are_converted_from_the_float32_predictions(constructed)
 def test_non_finite_predictions_are_refused_not_stored(constructed, bad):
     """A damaged member (NaN weights) must not be stored or screened; nor may a value that
     float16 cannot hold (above 65,504) become infinite in the stored singles."""
-    from grape_core.screen import all_member_shifts
-
     bundle = constructed.bundle
     effects = bundle.members[0].effects.clone()
     effects[3, 5] = bad
     damaged = replace(bundle, manifest=bundle.manifest.replace(name="damaged"),
                       members=[KnownEffects(effects, {})] + list(bundle.members[1:]))
     with pytest.raises(GrapeError, match="model 'damaged' predicts non-finite values"):
-        all_member_shifts(damaged, [f"{g}+ctrl" for g in bundle.genes], dtype=np.float16)
+        Model(damaged).member_shifts([f"{g}+ctrl" for g in bundle.genes], dtype=np.float16)
 
 
 def test_a_model_without_stored_singles_keeps_them_after_its_first_screen(constructed, monkeypatch):
@@ -190,30 +188,28 @@ def test_a_model_without_stored_singles_keeps_them_after_its_first_screen(constr
     first screen (or prepare_screen, which the app runs to show the pass's progress)
     predicts every single once, as float16 like a stored bundle, and later screens are
     lookups."""
-    import importlib
+    from grape_core.serving.screen import prepare_screen
 
-    from grape_core.screen import prepare_screen
-
-    screen_module = importlib.import_module("grape_core.screen")
     computed, reports = [], []
-    real = screen_module.all_member_shifts
+    real = Model.member_shifts
 
-    def counting(m, conditions, **kwargs):
+    def counting(self, conditions, **kwargs):
         computed.append(kwargs.get("outputs"))
-        return real(m, conditions, **kwargs)
+        return real(self, conditions, **kwargs)
 
-    monkeypatch.setattr(screen_module, "all_member_shifts", counting)
+    monkeypatch.setattr(Model, "member_shifts", counting)
     model = Model(replace(constructed.bundle, singles=None))
     prepare_screen(model, ["DDIT4"], on_progress=lambda done, total: reports.append(
-        (done, total, model.screen_pass)))  # what another session waiting for it reads
-    assert computed == [None] and model.singles.dtype == np.float16
+        (done, total, model.singles.progress)))  # what another session waiting for it reads
+    assert computed == [None] and model.singles.computed.dtype == np.float16
     assert all(shown == (done, total) for done, total, shown in reports)
-    assert model.screen_pass is None
+    assert model.singles.progress is None
     assert reports[-1][:2] == (2, 2) == (len(model.bundle.members),) * 2  # a chunk per member
-    np.testing.assert_array_equal(model.singles, constructed.bundle.singles.astype(np.float16))
+    np.testing.assert_array_equal(model.singles.computed,
+                                  constructed.bundle.singles.astype(np.float16))
     first = screen(model, ["DDIT4"], top=20).table
     again = screen(model, ["SCYL1"], direction="down", top=5).table
-    assert computed == [None] and not model.single_columns  # no second pass
+    assert computed == [None] and not model.singles.columns  # no second pass
     expected = screen(constructed, ["DDIT4"], top=20).table
     assert first["perturbation"].tolist() == expected["perturbation"].tolist()
     np.testing.assert_allclose(first["effect"], expected["effect"], atol=2e-3)  # float16
@@ -234,19 +230,16 @@ def test_a_model_without_stored_singles_computes_each_column_once(constructed, m
     """Where a genome-scale model's singles do not fit in GRAPE_SCREEN_MEMORY_GB, a screen
     computes the columns it reads, the same values as the stored ones, and a second screen
     only those it has not seen."""
-    import importlib
-
     monkeypatch.setenv("GRAPE_SCREEN_MEMORY_GB", "0")
-    screen_module = importlib.import_module("grape_core.screen")
     model = Model(replace(constructed.bundle, singles=None))
     computed = []
-    real = screen_module.all_member_shifts
+    real = Model.member_shifts
 
-    def counting(m, conditions, *, outputs=None, **kwargs):
+    def counting(self, conditions, *, outputs=None, **kwargs):
         computed.append(0 if outputs is None else len(outputs))
-        return real(m, conditions, outputs=outputs, **kwargs)
+        return real(self, conditions, outputs=outputs, **kwargs)
 
-    monkeypatch.setattr(screen_module, "all_member_shifts", counting)
+    monkeypatch.setattr(Model, "member_shifts", counting)
     first = screen(model, ["DDIT4"], top=20).table
     assert computed and computed[0] == len(model.measured)
     expected = screen(constructed, ["DDIT4"], top=20).table
@@ -304,7 +297,7 @@ def test_pairs_are_scored_against_pairs(constructed):
 
 
 def test_a_pair_screen_keeps_the_noise_warning_of_its_singles(constructed):
-    from grape_core.evaluation.trust import ranking_is_noise
+    from grape_core.serving.trust import ranking_is_noise
 
     model = _shared_response_model(constructed, shared=0.5, flat=True)
     result = screen(model, ["DDIT4"], direction="up", pairs=True, pair_candidates=6)
@@ -316,7 +309,7 @@ def test_a_pair_screen_keeps_the_noise_warning_of_its_singles(constructed):
 
 
 def test_a_hit_from_one_member_says_so(constructed):
-    from grape_core.evaluation.trust import screen_trust
+    from grape_core.serving.trust import screen_trust
 
     model = _shared_response_model(constructed, shared=0.0, lone=1.0)
     result = screen(model, ["DDIT4"], direction="up")
@@ -330,10 +323,8 @@ def test_a_hit_from_one_member_says_so(constructed):
 
 
 def test_members_agree_is_counted_per_member(constructed):
-    from grape_core.screen import single_shifts
-
     result = screen(constructed, ["DDIT4", "HERPUD1"], direction="down", top=500)
-    conditions, members = single_shifts(constructed)
+    conditions, members = constructed.singles.shifts()
     pos = [constructed.bundle.measured.index(g) for g in ("DDIT4", "HERPUD1")]
     keep = [i for i, c in enumerate(conditions) if c.split("+")[0] not in ("DDIT4", "HERPUD1")]
     scores = -members[:, keep][:, :, pos].mean(-1)  # (n_members, n_candidates), signed "down"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from grape_core.model.sparse import EdgeLayout, edge_dot, weighted_sum
+from grape_core.nn.sparse import EdgeLayout, edge_dot, weighted_sum
 
 
 def _edges(n_rows: int, n_cols: int, n_edges: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -83,27 +83,58 @@ def test_no_import_cycle_between_project_modules():
             visit(node)
 
 
-def test_no_library_module_imports_a_ui_toolkit():
-    for path in (ROOT / "grape_core").rglob("*.py"):
-        toolkits = {m.split(".")[0] for m in _imports(path)} & set(UI)
-        assert not toolkits, f"{path.relative_to(ROOT)} imports {toolkits}"
+LAYERS = [
+    ("foundation", ("grape_core._version", "grape_core.errors", "grape_core.keys",
+                    "grape_core.settings", "grape_core.typed", "grape_core.config", "grape_core.io",
+                    "grape_core.devices")),
+    ("data", ("grape_core.data",)),
+    ("knowledge", ("grape_core.knowledge",)),
+    ("simulate", ("grape_core.simulate",)),
+    ("model", ("grape_core.nn", "grape_core.bundle", "grape_core.evaluation")),
+    ("training", ("grape_core.training",)),
+    ("serving", ("grape_core.serving",)),
+    ("viz", ("grape_core.viz",)),
+    ("interface", ("grape_core.cli", "grape_core.__main__", "grape_core")),
+    ("app", ("explorer", "app", "pages")),
+]
+"""The floors of the house, lowest first: a module imports only its own floor and those
+below (``grape_core`` itself, the public API, is the library's top)."""
 
 
-def test_the_library_reaches_the_app_package_only_for_cli_reports():
-    """``predict --report`` draws its charts with ``explorer.report`` (plotly, pyvis): the
-    command line imports it inside the option's handler, nothing else in the library does,
-    and that module never needs Streamlit."""
+def _layer(module: str) -> int:
+    best, found = -1, None
+    for i, (_, prefixes) in enumerate(LAYERS):
+        for prefix in prefixes:
+            if (module == prefix or module.startswith(prefix + ".")) and len(prefix) > best:
+                best, found = len(prefix), i
+    assert found is not None, f"{module} is on no floor of LAYERS"
+    return found
+
+
+def test_no_layer_imports_a_higher_one():
+    modules = _project_modules()
+    modules |= {_module_name(p): p for p in [ROOT / "app.py", *(ROOT / "pages").glob("*.py")]}
+    climbs = []
+    for name, path in sorted(modules.items()):
+        for imported in _imports(path):
+            while imported and imported not in modules:
+                imported = imported.rpartition(".")[0]
+            if name.startswith(imported + "."):  # a parent package (``from .. import keys``)
+                continue
+            if imported and _layer(imported) > _layer(name):
+                climbs.append(f"{name} ({LAYERS[_layer(name)][0]}) imports {imported} "
+                              f"({LAYERS[_layer(imported)][0]})")
+    assert not climbs, "\n".join(climbs)
+
+
+def test_only_the_app_imports_streamlit_and_only_viz_draws():
     for path in (ROOT / "grape_core").rglob("*.py"):
-        uses = {m for m in _imports(path) if m.split(".")[0] == "explorer"}
-        if path.name == "cli.py":
-            top = {m for node in ast.parse(path.read_text()).body
-                   if isinstance(node, (ast.Import, ast.ImportFrom))
-                   for m in ([a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""])}
-            assert not {m for m in top if m.split(".")[0] == "explorer"}, "cli.py imports explorer at the top"
-            continue
-        assert not uses, f"{path.relative_to(ROOT)} imports {uses}"
-    assert "streamlit" not in {m.split(".")[0] for m in _imports(ROOT / "explorer" / "report.py")}
-    code = "import sys, explorer.report; print('streamlit' in sys.modules)"
+        roots = {m.split(".")[0] for m in _imports(path)}
+        where = path.relative_to(ROOT).as_posix()
+        assert "streamlit" not in roots and "explorer" not in roots, f"{where} imports {roots}"
+        if not where.startswith("grape_core/viz/"):
+            assert not roots & {"plotly", "pyvis"}, f"{where} draws: {roots & {'plotly', 'pyvis'}}"
+    code = "import sys, grape_core.viz.report_charts; print('streamlit' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False", out.stdout + out.stderr
 

@@ -10,11 +10,11 @@ import pytest
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from grape_core.config import ModelConfig, TrainConfig
-from grape_core.model import gsl
-from grape_core.model.inputs import perturbation_tensor
-from grape_core.train import MemberTraining, train_members
-from grape_core.train_step import batch_loss, structure_l1_weight
+from grape_core.config import ArchitectureConfig, TrainConfig
+from grape_core.nn import gsl
+from grape_core.nn.inputs import perturbation_tensor
+from grape_core.training.members import MemberTraining, train_members
+from grape_core.training.step import batch_loss, structure_l1_weight
 
 from test_model import adamson_graph, make_model, scramble  # noqa: F401 (fixture)
 
@@ -101,7 +101,7 @@ def test_members_side_by_side_are_the_members_trained_one_after_the_other(adamso
     reports = []
 
     def start(member, stream):
-        return MemberTraining(pb, graph, node_index, train, val, model_config=ModelConfig(),
+        return MemberTraining(pb, graph, node_index, train, val, model_config=ArchitectureConfig(),
                               train_config=config, seed=member, progress=False, member=member,
                               encoder_state=knowledge.encoder_state,
                               encoder_args=knowledge.encoder_args, stream=stream,
@@ -133,7 +133,7 @@ def test_a_refit_keeps_no_history_and_trains_the_same_member(adamson_graph):
     reports = []
 
     def refit(keep_history):
-        run = MemberTraining(pb, graph, node_index, train, [], model_config=ModelConfig(),
+        run = MemberTraining(pb, graph, node_index, train, [], model_config=ArchitectureConfig(),
                              train_config=TrainConfig(max_steps=60, eval_every=10, device="cpu"),
                              seed=3, progress=False, encoder_state=knowledge.encoder_state,
                              encoder_args=knowledge.encoder_args, steps=25,
@@ -155,7 +155,7 @@ def test_a_refit_keeps_no_history_and_trains_the_same_member(adamson_graph):
 
 def test_a_failed_capture_turns_replay_and_side_by_side_off(monkeypatch):
     """After a capture failed, later members train eagerly, and so not side by side."""
-    from grape_core import train_step
+    from grape_core.training import step as train_step
 
     cuda = torch.device("cuda")
     assert train_step.graphs_available(cuda, TrainConfig())

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from .._version import __version__
-from ..config import ModelConfig, TrainConfig
+from ..config import ArchitectureConfig, TrainConfig
 from ..data.conditions import genes_of
 from ..data.pseudobulk import PseudoBulk
 from ..data.splits import Split
@@ -36,7 +36,7 @@ from .verify import verify_bundle
 
 if TYPE_CHECKING:  # torch and the model are imported where used: listing and verifying
     # bundles (the app's first page) must not pay for importing torch
-    from ..model.grape import GRAPE, GraphInputs
+    from ..nn.grape import GRAPE, GraphInputs
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,7 @@ class Bundle:
 
     Read-only: nothing changes after construction (the app shares one loaded bundle between
     sessions). The caches of using a model live beside it, in
-    :class:`grape_core.predict.Model`.
+    :class:`grape_core.serving.model.Model`.
     """
 
     manifest: Manifest
@@ -64,10 +64,10 @@ class Bundle:
     singles: np.ndarray | None
     """Every member's predicted shift of every single perturbation (each node on its own),
     ``(n_members, n_nodes, n_measured)``: computed once at training time, so a screen is a
-    lookup (:func:`grape_core.screen.single_shifts`). ``None`` for genome-scale models
+    lookup (:meth:`grape_core.serving.singles.SinglesStore.shifts`). ``None`` for genome-scale models
     (more than :data:`SINGLES_MAX_VALUES` values)."""
     ablations: pd.DataFrame | None = None
-    """Held-out metrics of retrained variants (see :data:`grape_core.train.ABLATIONS`)."""
+    """Held-out metrics of retrained variants (see :data:`grape_core.training.ablations.ABLATIONS`)."""
     path: Path | None = None
 
     # ------------------------------------------------------------------ accessors
@@ -76,7 +76,7 @@ class Bundle:
         return str(self.manifest.name or (self.path.name if self.path else "model"))
 
     @property
-    def model_config(self) -> ModelConfig:
+    def model_config(self) -> ArchitectureConfig:
         return self.manifest.configs.model_config
 
     @property
@@ -258,7 +258,7 @@ class Bundle:
 
     @classmethod
     def _read(cls, path: Path, manifest: Manifest) -> "Bundle":
-        from ..model.grape import GraphInputs
+        from ..nn.grape import GraphInputs
 
         check = TensorChecker(path.name)
         if manifest.genes is None:

@@ -42,14 +42,14 @@ class Manifest(_Section):
     configs: ConfigsInfo = field(default_factory=lambda: ConfigsInfo(model={}, train={}))
     encoder_args: dict[str, Any] = field(default_factory=dict)
     model_sizes: dict[str, int] = field(default_factory=dict)
-    """:class:`~grape_core.model.grape.ModelSizes`: what each member is built from."""
+    """:class:`~grape_core.nn.grape.ModelSizes`: what each member is built from."""
     ensemble: int = 0
     training: TrainingInfo = field(default_factory=lambda: TrainingInfo(0.0, (), (), ()))
     graph: GraphInfo = field(default_factory=GraphInfo)
     metrics: MetricsInfo | None = None
     """Held-out metrics; ``None`` when the split held nothing out."""
     uncertainty: dict[str, int | float | str | None] = field(default_factory=dict)
-    """Does the ensemble's spread go with the error (:func:`~grape_core.evaluation.evaluate.uncertainty_check`),
+    """Does the ensemble's spread go with the error (:func:`~grape_core.evaluation.benchmark.uncertainty_check`),
     and how many held-out measured shifts fell inside the interval
     (:func:`~grape_core.evaluation.calibration.interval_check`)."""
     calibration: CalibrationInfo | None = None

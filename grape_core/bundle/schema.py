@@ -24,7 +24,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..config import ModelConfig, TrainConfig
+from ..config import ArchitectureConfig, TrainConfig
 from ..io import FolderKind, json_marker
 
 FORMAT_VERSION = 3
@@ -146,8 +146,8 @@ class ConfigsInfo(_Section):
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
-    def model_config(self) -> ModelConfig:
-        return ModelConfig.from_dict(self.model)
+    def model_config(self) -> ArchitectureConfig:
+        return ArchitectureConfig.from_dict(self.model)
 
     @property
     def train_config(self) -> TrainConfig:

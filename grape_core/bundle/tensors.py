@@ -17,7 +17,7 @@ from .manifest import Manifest
 from .schema import FILES, GRAPH_KEYS, OPTIONAL_FILES
 
 if TYPE_CHECKING:  # torch and the model are imported where used
-    from ..model.grape import GRAPE, GraphInputs
+    from ..nn.grape import GRAPE, GraphInputs
 
 
 def load_torch(file: Path) -> dict[str, Any]:
@@ -254,7 +254,7 @@ def _finite(t: Any) -> bool:
 def fresh_member(check: TensorChecker, manifest: Manifest, graph: GraphInputs, pb: PseudoBulk) -> GRAPE:
     """A new, untrained member built from the manifest's config and sizes: the tensors a
     stored member must match exactly. The sizes must agree with the genes and the graph."""
-    from ..model.grape import GRAPE, ModelSizes
+    from ..nn.grape import GRAPE, ModelSizes
 
     assert manifest.genes is not None
     try:

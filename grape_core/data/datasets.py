@@ -157,7 +157,20 @@ def registry() -> dict[str, RegistryEntry]:
 
 
 def resolve_dataset(source: str | Path, *, data_dir: str | Path | None = None) -> Path:
-    """A local ``.h5ad`` path as given, or a registry name downloaded into the cache.
+    """A local ``.h5ad`` path as given, or a registry name downloaded into the cache
+    (:func:`download`; what the command line's ``--data adamson`` does before reading).
+
+    Parameters
+    ----------
+    source
+        A ``.h5ad`` file, a GEARS dataset folder, or a registry name.
+    data_dir
+        The download cache (default ``GRAPE_DATA_DIR``).
+
+    Returns
+    -------
+    Path
+        The ``.h5ad`` file.
 
     Raises
     ------
@@ -174,28 +187,11 @@ def resolve_dataset(source: str | Path, *, data_dir: str | Path | None = None) -
         return path
     known = registry()
     if str(source).lower() in known:
-        return fetch(str(source).lower(), data_dir=data_dir)
+        return download(str(source).lower(), data_dir=data_dir)
     raise DataFormatError(
         f"file not found: {source}; give a path to a .h5ad file or a known dataset name "
         f"({', '.join(known)})"
     )
-
-
-def read(source: str | Path, *, data_dir: str | Path | None = None, **kwargs):
-    """Read a screen given as a local ``.h5ad`` (or GEARS folder) or as a registry name
-    (``adamson``, ``norman``; downloaded once into the data cache).
-
-    Keyword arguments go to :func:`~grape_core.data.read.read_perturbseq`; returns its
-    AnnData ``n_cells × n_genes``.
-
-    Examples
-    --------
-    >>> import grape_core as gc
-    >>> adata = gc.read("adamson")  # doctest: +SKIP
-    """
-    path = resolve_dataset(source, data_dir=data_dir)
-    with cache_hint(source, path):
-        return read_perturbseq(path, **kwargs)
 
 
 @contextmanager
@@ -237,7 +233,7 @@ def max_download(entry: RegistryEntry) -> int:
         raise DownloadError(str(exc)) from exc
 
 
-def fetch(
+def download(
     name: str,
     *,
     data_dir: str | Path | None = None,

@@ -31,6 +31,44 @@ log = logging.getLogger(__name__)
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
 
+def read(source: str | Path, **kwargs):
+    """Read a Perturb-seq screen from a local file: a ``.h5ad`` or a GEARS dataset folder.
+    Reading never downloads: a public dataset is downloaded by
+    :func:`~grape_core.data.datasets.download` (the only network access), then read.
+
+    Parameters
+    ----------
+    source
+        The file or folder.
+    **kwargs
+        As :func:`read_perturbseq` (``condition_key``, ``control_label``, ``subset``,
+        ``backed``...).
+
+    Returns
+    -------
+    AnnData
+        ``n_cells × n_genes`` in the standard form (:func:`read_perturbseq`).
+
+    Raises
+    ------
+    DataFormatError
+        Nothing there (a public dataset's name says how to download it), or a file that
+        fails the checks.
+
+    Examples
+    --------
+    >>> import grape_core as gc
+    >>> adata = gc.read(gc.download("adamson"))  # doctest: +SKIP
+    """
+    path = Path(source).expanduser()
+    text = str(source)
+    if not path.exists() and not any(sep in text for sep in ("/", "\\")) and not path.suffix:
+        raise DataFormatError(f"file not found: {text}; reading never downloads: for a public "
+                              f"dataset, download it first (grape_core.download({text!r}) "
+                              "returns the file to read), or give the path of a .h5ad file")
+    return read_perturbseq(path, **kwargs)
+
+
 def local_file(source: str | Path) -> Path:
     """The ``.h5ad`` file of ``source``: the file itself, or ``perturb_processed.h5ad`` in a
     GEARS dataset folder.

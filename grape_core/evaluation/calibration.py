@@ -14,7 +14,7 @@ with :math:`\\sigma_{P,g}` the ensemble's spread and :math:`s_g` how much gene `
 over the training perturbations (:func:`gene_scale`). ``q`` and ``κ`` are fitted by
 conformal prediction on perturbations the predicting weights never saw: by default
 cross-conformal, every training perturbation predicted by a member trained without its
-genes (five folds), plus the validation perturbations (:func:`grape_core.train.calibration_set`);
+genes (five folds), plus the validation perturbations (:func:`grape_core.training.plan.calibration_set`);
 ``κ`` gives the narrowest intervals, and ``q`` is the conformal quantile of the normalised
 errors at the chosen level, so that that share of those errors fall inside
 (:func:`fit_calibration`). A few validation perturbations alone (split conformal, the
@@ -39,7 +39,7 @@ import numpy as np
 
 from ..bundle.schema import CalibrationInfo, IntervalFit
 from ..data.pseudobulk import PseudoBulk
-from .evaluate import expressed
+from .benchmark import expressed
 
 LEVEL = 0.9
 """Share of measured shifts an interval is calibrated to hold."""
@@ -109,7 +109,7 @@ def fit_calibration(shift: np.ndarray, std: np.ndarray, measured: np.ndarray,
                     top: int = TOP, method: str = "split") -> CalibrationInfo | None:
     """Fit each group's ``q`` and ``κ`` on perturbations the predicting weights never saw
     (``method``: ``split``, validation ones; ``cross``, also cross-fitted training ones,
-    :func:`~grape_core.train.calibration_set`): each perturbation's ``top`` largest
+    :func:`~grape_core.training.plan.calibration_set`): each perturbation's ``top`` largest
     predicted shifts, and its other :func:`~.evaluate.expressed` genes.
 
     Parameters

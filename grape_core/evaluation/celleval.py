@@ -5,7 +5,7 @@ predicted and a real AnnData. These are its definitions (version :data:`VERSION`
 ``metrics/_anndata.py``, ``metrics/_de.py``, ``_types/_de.py``, and the differential
 expression of ``pdex`` that it runs), written as array functions: the package itself pulls
 scanpy, polars, numba and igraph, far too heavy for the app. ``tests/test_celleval.py``
-runs the package on the AnnData files we write (:mod:`grape_core.export`) and checks that
+runs the package on the AnnData files we write (:mod:`grape_core.serving.export`) and checks that
 every number here equals its own.
 
 How a prediction of mean expression is laid out for cell-eval: each perturbation gets as
@@ -346,7 +346,7 @@ def de_against_control(groups: Sequence, control, *, dense: bool | None = None) 
     control
         The control cells ``(n_control, n_genes)``.
     dense
-        Whether the AnnData holding them stores X dense (:func:`~grape_core.export.cell_eval_anndata`:
+        Whether the AnnData holding them stores X dense (:func:`~grape_core.serving.export.cell_eval_anndata`:
         dense as soon as one input is); sets the float32 path of the means. Default: dense
         unless every input is sparse.
 

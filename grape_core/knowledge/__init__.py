@@ -2,7 +2,8 @@
 
 ``genes``  gene table (biotype, names, GO, sequences) from the bundled annotation
 ``features``  text and DNA features of each gene (language models or k-mers)
-``pretrain``  contrastive pre-training of the gene encoder (torch; imported when used)
+``encoder``, ``pretrain``  the fused gene encoder (a torch module) and its contrastive
+pre-training (torch; imported when used)
 ``graphs``  prior gene graphs (similarity, GO, co-expression, their union)
 ``build``  :class:`GeneKnowledge`: all of the above for a screen, cached by a hash of its inputs
 """

@@ -69,7 +69,7 @@ class GeneKnowledge:
     fused
         Pre-trained fused embedding ``(n_genes, out_dim)`` float32.
     encoder_state
-        Pre-trained :class:`~grape_core.model.encoder.GeneEncoder` weights (name -> tensor).
+        Pre-trained :class:`~grape_core.knowledge.encoder.GeneEncoder` weights (name -> tensor).
     encoder_sizes
         Its constructor arguments (``text_dim``, ``dna_dim``, ``out_dim``, ``hidden``,
         ``dropout``, ``use_text``, ``use_dna``).
@@ -139,8 +139,8 @@ class GeneKnowledge:
         return np.array([lookup[s] for s in symbols], dtype=np.int64)
 
     def encoder(self):
-        """The pre-trained :class:`~grape_core.model.encoder.GeneEncoder` (eval mode)."""
-        from ..model.encoder import GeneEncoder
+        """The pre-trained :class:`~grape_core.knowledge.encoder.GeneEncoder` (eval mode)."""
+        from .encoder import GeneEncoder
 
         enc = GeneEncoder(**self.encoder_sizes)
         enc.load_state_dict(self.encoder_state, strict=True)

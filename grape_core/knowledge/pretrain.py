@@ -1,7 +1,7 @@
 """Contrastive pre-training of the gene encoder (the "training plan" of
-:class:`~grape_core.model.encoder.GeneEncoder`).
+:class:`~grape_core.knowledge.encoder.GeneEncoder`).
 
-Loss per mini-batch, with :func:`~grape_core.model.encoder.info_nce`:
+Loss per mini-batch, with :func:`~grape_core.knowledge.encoder.info_nce`:
 
 .. math::
     \\mathcal{L} = \\mathrm{NCE}(h_t, h_d)_{\\text{seq}} + \\frac{\\alpha}{2}\\big[
@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from ..config import FeatureConfig
-from ..model.encoder import GeneEncoder, info_nce
+from .encoder import GeneEncoder, info_nce
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from ..data.conditions import format_condition
 
 @dataclass(frozen=True)
 class GeneratedKnowledge:
-    """What :func:`grape_core.train.train_bundle` reads from gene knowledge, generated: random
+    """What :func:`grape_core.training.recipe.train_bundle` reads from gene knowledge, generated: random
     view features of the real widths, random biotypes, and one random prior."""
 
     genes: tuple[str, ...]
