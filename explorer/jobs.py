@@ -153,18 +153,17 @@ def train_model(sel: Selection, path: str | Path, *, name: str, ensemble: int, m
 def _train_and_save(adata, pb, target: Path, *, name: str, ensemble: int, max_steps: int,
                     where: str) -> Path | None:
     from grape_core.config import TrainConfig
-    from grape_core.data.splits import make_split
-    from grape_core.training.recipe import train_bundle
+    from grape_core.training.recipe import default_split, save_model, train_bundle
 
     outcome: dict[str, Any] = {}
     with st.status(f"Training model {md(name)}…", expanded=True) as status:
         try:
-            st.write("Splitting the perturbations (GEARS simulation split, seed 1)…")
-            split = make_split(pb.conditions)
+            config = TrainConfig(ensemble=int(ensemble), max_steps=int(max_steps))
+            st.write(f"Splitting the perturbations (GEARS simulation split, seed {config.seed})…")
+            split = default_split(pb, seed=config.seed)
             st.write(f"{len(split.train)} train, {len(split.val)} validation, {len(split.test)} "
                      "held-out perturbations. Building gene knowledge and training "
                      f"{ensemble} model(s), up to {max_steps} optimisation steps each…")
-            config = TrainConfig(ensemble=int(ensemble), max_steps=int(max_steps))
 
             def work() -> None:
                 try:
@@ -177,7 +176,7 @@ def _train_and_save(adata, pb, target: Path, *, name: str, ensemble: int, max_st
             seconds = follow(start(f"grape-train-{name}", work), status)
             if "error" in outcome:
                 raise outcome["error"]
-            folder = outcome["bundle"].save(target)
+            folder = save_model(outcome["bundle"], target)
         except GrapeError as exc:
             status.update(label=f"Training {md(name)} failed", state="error")
             show_error(exc)

@@ -53,7 +53,8 @@ from .errors import (BundleError, ConditionError, DataFormatError, DownloadError
 from .evaluation.baselines import fit_baselines
 from .evaluation.benchmark import Report, benchmark
 from .evaluation.metrics import condition_metrics, metrics_table
-from .knowledge.build import GeneKnowledge, build_gene_knowledge, knowledge_for_adata
+from .knowledge.build import build_gene_knowledge, knowledge_for_adata
+from .knowledge.folder import GeneKnowledge
 from .knowledge.features import describe_genes, dna_features, kmer_features, text_features
 from .knowledge.genes import coverage, gene_table
 from .knowledge.graphs import (coexpression_prior, go_prior, graph_stats, prior_from_table,

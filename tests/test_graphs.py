@@ -71,7 +71,7 @@ def test_similarity_prior_averages_views_and_skips_missing_dna():
 
 
 def test_similarity_prior_chunks_match_dense():
-    from grape_core.knowledge.graphs import _unit_rows
+    from grape_core.knowledge.graphs.builtin import _unit_rows
 
     rng = np.random.default_rng(1)
     n = 1500  # more than one chunk of rows
@@ -163,7 +163,7 @@ def test_coexpression_prior_known_structure():
 
 
 def test_coexpression_large_sparse_path_agrees(monkeypatch):
-    import grape_core.knowledge.graphs as G
+    import grape_core.knowledge.graphs.builtin as G
 
     X = _control_cells(seed=3)
     dense = coexpression_prior(X, [0, 1, 2, 3, 4], 5)
@@ -173,7 +173,7 @@ def test_coexpression_large_sparse_path_agrees(monkeypatch):
 
 
 def test_top_k_ties_go_to_the_lower_index():
-    from grape_core.knowledge.graphs import _top_k_dense
+    from grape_core.knowledge.graphs.builtin import _top_k_dense
 
     block = np.array([[0.5, 0.2, 0.5, 0.5], [0.0, 0.3, 0.0, 0.0]], dtype=np.float32)
     rows, cols, vals = _top_k_dense(block, 2, 0.1, 10)

@@ -104,7 +104,7 @@ def small_knowledge(tmp_path_factory):
 
 
 def test_build_small_knowledge(small_knowledge):
-    from grape_core.knowledge.build import GeneKnowledge
+    from grape_core.knowledge.folder import GeneKnowledge
 
     know, X, measured, _ = small_knowledge
     assert isinstance(know, GeneKnowledge)
@@ -169,7 +169,7 @@ def test_build_is_deterministic(small_knowledge):
 
 def test_save_load_round_trip(small_knowledge, tmp_path):
     from grape_core.errors import BundleError, GrapeError
-    from grape_core.knowledge.build import GeneKnowledge
+    from grape_core.knowledge.folder import GeneKnowledge
 
     know = small_knowledge[0]
     folder = know.save(tmp_path / "k")

@@ -96,7 +96,7 @@ def cmd_genes(args) -> int:
     from ..knowledge.graphs import format_graph_stats
 
     from ..io import check_output_folder
-    from ..knowledge.build import KNOWLEDGE_FOLDER
+    from ..knowledge.folder import KNOWLEDGE_FOLDER
 
     out = Path(args.out)
     if (out / "knowledge.json").exists() and not args.overwrite:

@@ -39,7 +39,7 @@ from ..config import Paths
 from ..settings import DOWNLOAD_MAX_DEFAULT_GB, GB
 from ..errors import Cancelled, DataFormatError, DownloadError, GrapeError
 from ..io import file_mode, free_space, human_size, sha256_file
-from .read import HDF5_SIGNATURE, read_perturbseq
+from .read import HDF5_SIGNATURE
 
 log = logging.getLogger(__name__)
 

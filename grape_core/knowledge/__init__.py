@@ -5,12 +5,15 @@
 ``encoder``, ``pretrain``  the fused gene encoder (a torch module) and its contrastive
 pre-training (torch; imported when used)
 ``graphs``  prior gene graphs (similarity, GO, co-expression, their union)
-``build``  :class:`GeneKnowledge`: all of the above for a screen, cached by a hash of its inputs
+``sequences``  DNA sequences of genes (EPD promoters or a FASTA file)
+``folder``  :class:`GeneKnowledge` and its folder (the folder store)
+``build``  all of the above for a screen, cached by a hash of its inputs
 """
 
 from __future__ import annotations
 
-from .build import GeneKnowledge, build_gene_knowledge, knowledge_for_adata
+from .build import build_gene_knowledge, knowledge_for_adata
+from .folder import GeneKnowledge
 from .features import describe_genes, dna_features, kmer_features, text_features
 from .genes import coverage, gene_table
 from .graphs import (coexpression_prior, go_prior, graph_stats, similarity_prior,

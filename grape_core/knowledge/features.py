@@ -180,7 +180,7 @@ def describe_genes(table: pd.DataFrame, config: FeatureConfig | None = None) -> 
     Parameters
     ----------
     table
-        Output of :func:`grape_core.genes.gene_table`.
+        Output of :func:`grape_core.knowledge.genes.gene_table`.
 
     Returns
     -------
@@ -522,7 +522,7 @@ def dna_features(
     progress: bool = True,
     device: str = "cpu",
 ) -> tuple[np.ndarray, np.ndarray]:
-    """DNA view of the genes of a :func:`~grape_core.genes.gene_table`.
+    """DNA view of the genes of a :func:`~grape_core.knowledge.genes.gene_table`.
 
     Parameters
     ----------

@@ -33,7 +33,7 @@ def graph_inputs(knowledge, measured: Sequence[str], prior: pd.DataFrame, *,
     Parameters
     ----------
     knowledge
-        :class:`~grape_core.knowledge.build.GeneKnowledge` (node order, views, biotypes).
+        :class:`~grape_core.knowledge.folder.GeneKnowledge` (node order, views, biotypes).
     measured
         Measured genes, in output order.
     prior

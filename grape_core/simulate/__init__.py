@@ -55,7 +55,7 @@ def simulate(config: SimulationConfig | None = None, *, paths: Paths | None = No
     the number of cells leaves the network unchanged):
 
     1. **Genes**: real symbols from the shipped annotation, resolved by
-       :func:`grape_core.genes.gene_table` as protein-coding or lncRNA (GENCODE biotype when
+       :func:`grape_core.knowledge.genes.gene_table` as protein-coding or lncRNA (GENCODE biotype when
        ``paths.gene_sources`` holds it, else NCBI), GO-annotated genes first
        (``prefer_go``); sorted alphabetically.
     2. **Network**: ``round(regulator_fraction * n)`` random regulators, each with

@@ -75,7 +75,7 @@ def gene_graph(adata, pb: PseudoBulk, *, knowledge=None, priors: Sequence[Any] |
     pb
         Its pseudo-bulk (the measured genes, in output order).
     knowledge
-        Pre-built :class:`~grape_core.knowledge.build.GeneKnowledge` (else built for the
+        Pre-built :class:`~grape_core.knowledge.folder.GeneKnowledge` (else built for the
         screen's genes).
     priors
         Built-in names, edge-list files or DataFrames (default ``model_config.prior``).
