@@ -1,5 +1,5 @@
-import sys
+"""``python -m grape_core <command>`` (:mod:`grape_core.cli`)."""
 
-from .cli import main
+from .cli import console_main
 
-sys.exit(main())
+console_main()

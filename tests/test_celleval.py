@@ -205,7 +205,8 @@ def test_without_cells_no_replicate_and_a_note(capsys):
 
     assert main(["--quiet", "evaluate", "--model", str(BUNDLED / "adamson")]) == 0
     captured = capsys.readouterr()
-    assert "note: no replicate row" in captured.err and "need the cells" in captured.err
+    # the bundled models store their replicate row (computed from the cells at training)
+    assert "replicate row: stored in the model" in captured.err and "need the cells" in captured.err
     assert main(["evaluate", "--model", str(BUNDLED / "adamson"), "--h5ad", "x"]) == 1
     assert "error: --h5ad writes the measured cells" in capsys.readouterr().err
 

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from ..errors import GrapeError
 from .parser import build_parser
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "console_main", "build_parser"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -56,3 +56,8 @@ def _one_line(exc: BaseException, limit: int = 1000) -> str:
     """An error message on one line, cut to about ``limit`` characters."""
     text = " ".join(str(exc).split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def console_main() -> None:
+    """The ``grape-core`` command an install provides: :func:`main` as the exit status."""
+    sys.exit(main())
