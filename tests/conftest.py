@@ -21,6 +21,8 @@ NORMAN_DEVEL = SHARED / "norman_perturbench_devel.h5ad"
 NORMAN_GEARS_MINI = SHARED / "norman_gears_style_mini.h5ad"
 ADAMSON_SPLIT = SHARED / "adamson_simulation_1_0.75.json"
 GENE_SOURCES = SHARED / "genes"
+MODEL = ROOT / "assets" / "models" / "adamson"
+"""The bundled Adamson model (read-only: copy it before changing anything)."""
 
 
 def pytest_configure(config):
@@ -210,3 +212,108 @@ def unperturbed_measured_genes(folder: Path) -> list[str]:
     manifest = read_manifest(folder)
     perturbed = {g for c in manifest["pseudobulk"]["conditions"] for g in c.split("+")}
     return [g for g in manifest["pseudobulk"]["genes"] if g not in perturbed]
+
+
+# ----------------------------------------------------------------------------- shared helpers
+def raw_adamson():
+    """The real Adamson slice exactly as stored (a fresh copy to modify)."""
+    import anndata
+
+    return anndata.read_h5ad(ADAMSON)
+
+
+def synthetic(**kwargs):
+    return make_adata({"ctrl": 30, "G1+ctrl": 12, "ctrl+G2": 12, "G1+G2": 12}, n_genes=25, **kwargs)
+
+
+def write_adata(adata, path):
+    adata.write_h5ad(path)
+    return path
+
+
+def one_error(capsys, argv, code: int = 1) -> str:
+    """Run the CLI; the single ``error:`` line it prints (no traceback, nothing unexpected)."""
+    from grape_core.cli import main
+
+    assert main(argv) == code, argv
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err and not lines[0].startswith("error: unexpected"), err
+    return lines[0]
+
+
+def predict_error(capsys, folder, *extra) -> str:
+    """The one error line of ``predict --model FOLDER --perturbation HSPA5``."""
+    return one_error(capsys, ["predict", "--model", str(folder), "--perturbation", "HSPA5",
+                              *extra])
+
+
+def tree(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` with its bytes (to show nothing changed)."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file()}
+
+
+def run_and_kill(code: str) -> None:
+    """Run ``code`` in a new interpreter until it prints ``writing``, then kill it (-9)."""
+    import signal
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "writing"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+
+
+@pytest.fixture
+def no_training(monkeypatch):
+    """Fail loudly if a command starts training."""
+    import grape_core.training.recipe
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("training started")
+
+    monkeypatch.setattr(grape_core.training.recipe, "train_bundle", refuse)
+
+
+@pytest.fixture(scope="module")
+def adamson_graph(adamson):
+    """Gene knowledge, pseudo-bulk, graph tensors and node index of the Adamson slice."""
+    from grape_core.data.pseudobulk import pseudobulk
+    from grape_core.knowledge.build import knowledge_for_adata
+    from grape_core.nn.inputs import graph_inputs
+
+    knowledge = knowledge_for_adata(adamson, progress=False)
+    pb = pseudobulk(adamson)
+    graph, node_index, _ = graph_inputs(knowledge, pb.genes, knowledge.priors["union"])
+    return knowledge, pb, graph, node_index
+
+
+def make_model(adamson_graph, **changes):
+    """A new member on the Adamson slice (``changes``: architecture settings)."""
+    from grape_core.config import ArchitectureConfig
+    from grape_core.training.warm import new_member
+
+    knowledge, pb, graph, node_index = adamson_graph
+    train = [c for c in pb.conditions if c != "TARS+ctrl"]
+    model = new_member(pb, graph, node_index, train, model_config=ArchitectureConfig(**changes),
+                       encoder_args=knowledge.encoder_args, encoder_state=knowledge.encoder_state,
+                       seed=0)
+    model.refresh_structure(graph)
+    return model
+
+
+def scramble(model, std: float = 0.1):
+    """Every parameter moved away from its initial value (zero biases and gains included),
+    as after training."""
+    import torch
+
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn(p.shape, generator=gen) * std)
+    return model.eval()

@@ -7,12 +7,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import ADAMSON, ADAMSON_SPLIT
 
 from grape_core.cli import main
 from grape_core.devices import resolve_device
 from grape_core.errors import GrapeError
-
-from conftest import ADAMSON, ADAMSON_SPLIT
 
 HAS_CUDA = torch.cuda.is_available()
 gpu = pytest.mark.gpu
@@ -102,8 +101,8 @@ def test_replayed_training_steps_equal_eager_steps():
     from grape_core.knowledge.graphs import resolve_priors
     from grape_core.nn.inputs import graph_inputs, perturbation_tensor, predict_shifts
     from grape_core.simulate import generated_screen
-    from grape_core.training.warm import new_member
     from grape_core.training.step import TrainingStep, structure_l1_weight
+    from grape_core.training.warm import new_member
 
     gen = generated_screen(600, 60, 20, seed=3)
     pb = gen.pseudobulk
@@ -156,11 +155,11 @@ def test_members_side_by_side_on_streams_equal_members_one_after_the_other():
     """Side by side, each member's replayed steps run on its own stream, at the same time as
     the others': the same training as one member after the other (up to the order of the
     GPU's floating-point sums)."""
-    from grape_core.training import step as train_step
     from grape_core.config import ArchitectureConfig, TrainConfig
     from grape_core.knowledge.graphs import resolve_priors
     from grape_core.nn.inputs import graph_inputs, perturbation_tensor, predict_shifts
     from grape_core.simulate import generated_screen
+    from grape_core.training import step as train_step
     from grape_core.training.members import MemberTraining, train_members
 
     gen = generated_screen(600, 60, 20, seed=4)

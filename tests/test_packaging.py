@@ -4,12 +4,13 @@ gene tables as package data, and a prediction works from any folder."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -69,8 +70,11 @@ def test_pip_install_then_predict_from_another_folder(tmp_path):
                     str(venv)], check=True)
     python = venv / "bin" / "python"
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    source = tmp_path / "source"  # a copy: a build writes build/ beside the sources
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
+        ".git", "build", "*.egg-info", "__pycache__", ".pytest_cache", "tests", "docs"))
     subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--no-deps",
-                    "--no-build-isolation", "--no-index", str(ROOT)], check=True,
+                    "--no-build-isolation", "--no-index", str(source)], check=True,
                    cwd=tmp_path, env=env, capture_output=True)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()

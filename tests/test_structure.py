@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import write_manifest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -221,3 +221,26 @@ def test_a_loaded_bundle_is_read_only():
     gc.screen(model, ["HSPA5"])
     model.baselines()
     assert model._baselines is not None and not hasattr(model.bundle, "_cache")
+
+
+def _sources() -> list[Path]:
+    files = list((ROOT / "grape_core").rglob("*.py")) + [ROOT / "app.py"]
+    files += list((ROOT / "pages").glob("*.py")) + list((ROOT / "scripts").glob("*.py"))
+    return [f for f in files if f.exists()]
+
+
+# numpy's opt-in to unpickling object arrays, in any spacing (spelt in two parts so that
+# this test file does not itself match)
+NUMPY_PICKLE = r"allow_" r"pickle\s*=\s*True"
+
+
+def test_no_pickle_anywhere():
+    for file in _sources():
+        text = file.read_text()
+        assert not re.search(r"^\s*(import|from)\s+(c?pickle|dill|joblib)\b", text, re.M), file
+        assert not re.search(NUMPY_PICKLE, text), file
+        for call in re.findall(r"torch\.load\([^)]*\)", text):
+            assert "weights_only=True" in call, (file, call)
+        assert "trust_remote_code=True" not in text, file
+
+

@@ -4,7 +4,7 @@ cell-eval (Arc Institute; the metric package of the Virtual Cell Challenge) comp
 predicted and a real AnnData. These are its definitions (version :data:`VERSION`:
 ``metrics/_anndata.py``, ``metrics/_de.py``, ``_types/_de.py``, and the differential
 expression of ``pdex`` that it runs), written as array functions: the package itself pulls
-scanpy, polars, numba and igraph, far too heavy for the app. ``tests/test_celleval.py``
+scanpy, polars, numba and igraph, far too heavy for the app. ``tests/evaluation/test_celleval.py``
 runs the package on the AnnData files we write (:mod:`grape_core.serving.export`) and checks that
 every number here equals its own.
 
