@@ -105,9 +105,10 @@ def main(argv=None) -> int:
     import torch
 
     from grape_core.config import TrainConfig
+    from grape_core.settings import settings
     from grape_core.training.public import train_public
 
-    threads = int(os.environ.get("GRAPE_APP_THREADS", "1") or 1)
+    threads = settings.app_threads
     torch.set_num_threads(threads)
     stages: dict[str, float] = {}
     begin = time.perf_counter()

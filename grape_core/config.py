@@ -81,7 +81,18 @@ class Config:
                       unknown=unknown)
 
     def replace(self: C, **changes: Any) -> C:
-        """A copy with ``changes`` (checked like a new config)."""
+        """A copy with ``changes`` (checked like a new config).
+
+        Parameters
+        ----------
+        **changes
+            Settings and their new values.
+
+        Returns
+        -------
+        Config
+            A new config of the same class.
+        """
         return dataclasses.replace(self, **changes)  # type: ignore[type-var]
 
 

@@ -20,6 +20,16 @@ def resolve_device(name: str | Any = "auto"):
     ------
     GrapeError
         An unknown name, or a device this machine (or this build of torch) does not have.
+
+    Parameters
+    ----------
+    name
+        ``auto`` (a GPU when there is one), ``cpu``, ``cuda``, ``cuda:N``, ``mps``, or a
+        :class:`torch.device`.
+
+    Returns
+    -------
+    torch.device
     """
     import torch
 

@@ -244,3 +244,39 @@ def test_no_pickle_anywhere():
         assert "trust_remote_code=True" not in text, file
 
 
+
+
+def _undocumented(obj, name: str) -> list[str]:
+    """``name`` when ``obj`` (a function) takes parameters its docstring does not list
+    under Parameters, or returns something its docstring does not describe under Returns."""
+    import inspect
+
+    doc = inspect.getdoc(obj) or ""
+    sig = inspect.signature(obj)
+    params = [p for p in sig.parameters if p not in ("self", "cls")]
+    missing = []
+    if params and "Parameters" not in doc:
+        missing.append(f"{name}: Parameters")
+    if sig.return_annotation not in (None, "None") and "Returns" not in doc and \
+            (sig.return_annotation is not inspect.Signature.empty or inspect.isfunction(obj)):
+        missing.append(f"{name}: Returns")
+    return missing
+
+
+def test_the_public_api_documents_parameters_and_returns():
+    """Numpydoc Parameters and Returns on every public function of ``grape_core.__all__``
+    and on the public methods of its classes."""
+    import inspect
+
+    import grape_core as gc
+
+    missing = []
+    for name in gc.__all__:
+        obj = getattr(gc, name)
+        if inspect.isfunction(obj):
+            missing += _undocumented(obj, name)
+        elif inspect.isclass(obj) and not issubclass(obj, Exception):
+            for attr, member in inspect.getmembers(obj, inspect.isfunction):
+                if not attr.startswith("_") and member.__module__.startswith("grape_core"):
+                    missing += _undocumented(member, f"{name}.{attr}")
+    assert not missing, "\n".join(missing)

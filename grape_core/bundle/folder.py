@@ -103,6 +103,13 @@ class Bundle:
         ------
         BundleError
             With counts and examples of genes missing on either side.
+
+        Parameters
+        ----------
+        measured
+            The data's measured genes, in order.
+        source
+            How messages name the data.
         """
         mine, theirs = list(self.measured), list(measured)
         if mine == theirs:
@@ -123,7 +130,17 @@ class Bundle:
         )
 
     def replace(self, **changes: Any) -> "Bundle":
-        """A copy with some fields changed (the bundle itself never changes)."""
+        """A copy with some fields changed (the bundle itself never changes).
+
+        Parameters
+        ----------
+        **changes
+            Fields and their new values.
+
+        Returns
+        -------
+        Bundle
+        """
         return dataclasses.replace(self, **changes)
 
     # ------------------------------------------------------------------ save

@@ -160,6 +160,16 @@ class Manifest(_Section):
         return cls.from_dict(data, source=str(file))
 
     def replace(self, **changes: Any) -> "Manifest":
-        """A copy with ``changes`` (the manifest itself never changes)."""
+        """A copy with ``changes`` (the manifest itself never changes).
+
+        Parameters
+        ----------
+        **changes
+            Fields and their new values.
+
+        Returns
+        -------
+        Manifest
+        """
         return dataclasses.replace(self, **changes)
 

@@ -91,6 +91,13 @@ class _Section:
     """Fields written only when set (not ``None`` and not empty)."""
 
     def to_dict(self) -> dict[str, Any]:
+        """The section as JSON: fields in order (optional ones only when set), then the keys
+        this version does not know.
+
+        Returns
+        -------
+        dict
+        """
         out = {}
         for f in dataclasses.fields(self):  # type: ignore[arg-type]
             if f.name == "extra":

@@ -97,7 +97,17 @@ def _check_symbol(gene: str, label: str, known: Collection[str] | None, trusted:
 
 
 def format_condition(genes: Sequence[str]) -> str:
-    """Canonical label: ``ctrl``, ``A+ctrl`` or ``A+B`` (order kept)."""
+    """Canonical label: ``ctrl``, ``A+ctrl`` or ``A+B`` (order kept).
+
+    Parameters
+    ----------
+    genes
+        The perturbed genes: none (control), one or two.
+
+    Returns
+    -------
+    str
+    """
     genes = tuple(genes)
     if len(genes) == 0:
         return keys.CTRL
@@ -110,7 +120,21 @@ def format_condition(genes: Sequence[str]) -> str:
 
 def canonical(label: str, *, control_label: str | None = None,
               known: Collection[str] | None = None, trusted: bool = False) -> str:
-    """``format_condition(parse_condition(label, ...))``."""
+    """``format_condition(parse_condition(label, ...))``: a label in the project's one form.
+
+    Parameters
+    ----------
+    label
+        A condition as written (``A``, ``A+ctrl``, ``ctrl+A``, ``A+B``, PerturBench's
+        ``A_B``...).
+    control_label, known, trusted
+        As :func:`parse_condition`.
+
+    Returns
+    -------
+    str
+        ``ctrl``, ``A+ctrl`` or ``A+B``.
+    """
     return format_condition(parse_condition(label, control_label=control_label, known=known,
                                             trusted=trusted))
 

@@ -270,6 +270,11 @@ def download(
         in the cache (the message names it, to delete).
     Cancelled
         ``stop`` was set.
+
+    Returns
+    -------
+    Path
+        The verified ``<data_dir>/<name>/perturb_processed.h5ad``.
     """
     entry = entry or registry().get(name)
     if entry is None:

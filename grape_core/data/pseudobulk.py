@@ -64,7 +64,18 @@ class PseudoBulk:
 
     def find(self, condition: str) -> str | None:
         """The measured condition that perturbs the same genes as ``condition`` (pair order
-        and ``ctrl+A`` / ``A+ctrl`` do not matter), or ``None``."""
+        and ``ctrl+A`` / ``A+ctrl`` do not matter), or ``None``.
+
+        Parameters
+        ----------
+        condition
+            A canonical condition (``A+ctrl``, ``A+B``).
+
+        Returns
+        -------
+        str or None
+            The screen's own label of it.
+        """
         return self._by_genes.get(frozenset(genes_of(condition)))
 
     @property
@@ -74,13 +85,52 @@ class PseudoBulk:
         return self.means - self.control_mean[None, :]
 
     def shifts_of(self, conditions) -> np.ndarray:
-        """The shifts of ``conditions`` only, ``(len(conditions), n_genes)``."""
+        """The shifts of ``conditions`` only, ``(len(conditions), n_genes)``.
+
+        Parameters
+        ----------
+        conditions
+            Measured conditions' labels.
+
+        Returns
+        -------
+        np.ndarray
+            Their mean shift from the control mean, float32.
+        """
         return self.means[self.rows(conditions)] - self.control_mean[None, :]
 
     def index(self, condition: str) -> int:
+        """The row of ``condition`` in :attr:`means`.
+
+        Parameters
+        ----------
+        condition
+            A measured condition's label.
+
+        Returns
+        -------
+        int
+
+        Raises
+        ------
+        KeyError
+            Not measured.
+        """
         return self._index[condition]
 
     def rows(self, conditions) -> np.ndarray:
+        """The rows of ``conditions`` in :attr:`means`.
+
+        Parameters
+        ----------
+        conditions
+            Measured conditions' labels.
+
+        Returns
+        -------
+        np.ndarray
+            ``(len(conditions),)`` int.
+        """
         return np.array([self._index[c] for c in conditions], dtype=int)
 
     def __contains__(self, condition: str) -> bool:
@@ -91,7 +141,14 @@ class PseudoBulk:
         return tuple(sorted({g for c in self.conditions for g in genes_of(c)}))
 
     def to_arrays(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        """Arrays and JSON-able metadata, for safetensors + manifest storage."""
+        """Arrays and JSON-able metadata, for safetensors + manifest storage.
+
+        Returns
+        -------
+        arrays, meta
+            ``means`` ``(n_conditions, n_genes)``, ``control_mean`` ``(n_genes,)``, ``n_cells``,
+            ``de_idx`` ``(n_conditions, n_de)``; and genes, conditions, control cells, dataset.
+        """
         arrays = {
             "means": self.means.astype(np.float32),
             "control_mean": self.control_mean.astype(np.float32),

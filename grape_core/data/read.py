@@ -510,7 +510,22 @@ def read_perturbseq(
 
 
 def describe(adata) -> dict[str, Any]:
-    """Summary of a screen read by :func:`read_perturbseq` (what ``describe`` prints)."""
+    """Summary of a screen read by :func:`read_perturbseq` (what ``describe`` prints).
+
+    Parameters
+    ----------
+    adata
+        ``n_cells × n_genes``, as :func:`read_perturbseq` returns it.
+
+    Returns
+    -------
+    dict
+        ``path``, ``sha256``, ``cells``, ``genes``, ``control_cells``, ``control_label``,
+        ``condition_key``, ``conditions`` (``singles``, ``pairs``), ``perturbed_genes`` (and
+        ``perturbed_genes_not_measured``), ``cells_per_condition`` (min, median, max),
+        ``cells_by_condition``, ``cell_types``, ``gene_name_key``, ``de_genes``, ``backed``
+        and ``warnings``.
+    """
     labels = adata.obs[keys.CONDITION].astype(str)
     counts = labels.value_counts()
     perts = counts.drop(keys.CTRL, errors="ignore")

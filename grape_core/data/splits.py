@@ -36,6 +36,13 @@ class Split:
     params: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
+        """The split as JSON (what :meth:`save` writes).
+
+        Returns
+        -------
+        dict
+            ``name``, ``seed``, ``params``, ``train``, ``val``, ``test``, ``subgroups``.
+        """
         return {
             "name": self.name,
             "seed": self.seed,
@@ -76,6 +83,13 @@ class Split:
         )
 
     def save(self, path: str | Path) -> None:
+        """Write the split as JSON (atomically).
+
+        Parameters
+        ----------
+        path
+            The ``split.json`` file.
+        """
         from ..io import write_json
 
         write_json(path, self.to_dict())
@@ -93,6 +107,19 @@ class Split:
         return cls.from_dict(data, name=path.stem)
 
     def subgroup_of(self, condition: str) -> str | None:
+        """GEARS' subgroup of a held-out condition.
+
+        Parameters
+        ----------
+        condition
+            A canonical condition.
+
+        Returns
+        -------
+        str or None
+            ``unseen_single``, ``combo_seen0``, ``combo_seen1`` or ``combo_seen2``; ``None`` for
+            a condition with no subgroup.
+        """
         for part in ("test", "val"):
             for group, members in self.subgroups.get(part, {}).items():
                 if condition in members:
@@ -100,6 +127,18 @@ class Split:
         return None
 
     def part_of(self, condition: str) -> str | None:
+        """The part of the split that holds ``condition``.
+
+        Parameters
+        ----------
+        condition
+            A canonical condition.
+
+        Returns
+        -------
+        str or None
+            ``train``, ``val`` or ``test``; ``None`` when in none.
+        """
         for part in ("train", "val", "test"):
             if condition in getattr(self, part):
                 return part
@@ -112,6 +151,16 @@ class Split:
         ------
         SplitError
             A condition of the data is in no list of the split.
+
+        Parameters
+        ----------
+        conditions
+            The data's conditions.
+
+        Returns
+        -------
+        Split
+            Every list cut to ``conditions``.
         """
         present = set(conditions)
         listed = set(self.train) | set(self.val) | set(self.test)
@@ -210,6 +259,11 @@ def simulation_split(
     ----------
     conditions
         Canonical conditions (``A+ctrl``, ``A+B``; ``ctrl`` is ignored, then added to train).
+
+    Returns
+    -------
+    Split
+        ``train``, ``val``, ``test`` and each held-out condition's subgroup.
     """
     conditions = [canonical(c, trusted=True) for c in conditions]
     perts = sorted(set(c for c in conditions if c != keys.CTRL))
@@ -236,7 +290,21 @@ def grape_split(
 ) -> Split:
     """The paper's split: a seeded random ``test_fraction`` of the single perturbations is
     test; pairs, when present, are split the same way on their own; validation is a
-    ``val_fraction`` of what remains."""
+    ``val_fraction`` of what remains.
+
+    Parameters
+    ----------
+    conditions
+        Canonical conditions (``A+ctrl``, ``A+B``; ``ctrl`` goes to train).
+    seed
+        The draw's seed.
+    test_fraction, val_fraction
+        Shares held out for test, then for validation.
+
+    Returns
+    -------
+    Split
+    """
     conditions = [canonical(c, trusted=True) for c in conditions]
     perts = sorted(set(c for c in conditions if c != keys.CTRL))
     if not perts:
@@ -274,7 +342,20 @@ def _sorted(groups: dict[str, list[str]]) -> dict[str, list[str]]:
 
 
 def make_split(conditions: Iterable[str], config: SplitConfig | None = None) -> Split:
-    """Dispatch on ``config.name``."""
+    """A split of ``conditions``: GEARS' simulation split (default) or the paper's 75/25.
+
+    Parameters
+    ----------
+    conditions
+        Canonical conditions (``A+ctrl``, ``A+B``).
+    config
+        ``config.name`` chooses :func:`simulation_split` or :func:`grape_split`, with its seed
+        and fractions (default: :class:`~grape_core.config.SplitConfig` ()).
+
+    Returns
+    -------
+    Split
+    """
     config = config or SplitConfig()
     if config.name == "simulation":
         return simulation_split(conditions, seed=config.seed,

@@ -316,7 +316,27 @@ def fit_baselines(pb: PseudoBulk, train: Sequence[str], *, pairs: bool | None = 
     """Every baseline fitted on ``train``: ``additive`` and ``additive_mean`` when the screen
     has pairs, ``propagation`` when a ``prior`` (edges with gene symbols) is given, and
     ``embedding_ridge`` when gene ``features`` ``(len(genes), d)`` are; ``genes`` are the
-    graph's nodes (see :class:`PropagationBaseline`)."""
+    graph's nodes (see :class:`PropagationBaseline`).
+
+    Parameters
+    ----------
+    pb
+        The screen's pseudo-bulk.
+    train
+        The conditions the baselines are fitted on.
+    pairs
+        Fit the pair baselines (default: when the screen has pairs).
+    prior, genes
+        A prior graph (edges with gene symbols) and its nodes, for ``propagation``.
+    features
+        Gene embeddings ``(len(genes), d)``, for ``embedding_ridge``.
+
+    Returns
+    -------
+    dict
+        Name -> fitted :class:`Baseline` (its ``predict(conditions)`` gives
+        ``(n_conditions, n_measured)`` expression).
+    """
     if pairs is None:
         pairs = any(len(genes_of(c)) == 2 for c in pb.conditions)
     out: dict[str, Baseline] = {}

@@ -92,6 +92,13 @@ class Report:
         return {name: summarize(t) for name, t in self.tables.items()}
 
     def subgroup_summary(self) -> dict[str, dict[str, dict[str, float]]]:
+        """Per model, per GEARS subgroup: the number of held-out conditions and the metrics.
+
+        Returns
+        -------
+        dict
+            ``{model: {subgroup: {"n_conditions": n, metric: value}}}``.
+        """
         out: dict[str, dict[str, dict[str, float]]] = {}
         for name, table in self.tables.items():
             out[name] = {}
@@ -103,11 +110,23 @@ class Report:
 
     def scaled(self) -> dict[str, Scaled]:
         """Every model between the mean response (0) and the replicate (1)
-        (:func:`~.replicate.scaled_scores`); empty without a replicate."""
+        (:func:`~.replicate.scaled_scores`); empty without a replicate.
+
+        Returns
+        -------
+        dict
+            Model name -> :class:`~.replicate.Scaled`.
+        """
         return scaled_scores(self.tables)
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON layout of the module docstring."""
+        """The JSON layout of the module docstring.
+
+        Returns
+        -------
+        dict
+            Strict-JSON-able (undefined values ``None``).
+        """
         models = self.models
         per_condition = {name: {c: {m: float(v) for m, v in row.items()} for c, row in t.iterrows()}
                          for name, t in self.tables.items()}
@@ -152,7 +171,17 @@ class Report:
         }
 
     def table(self, metrics: Sequence[str] = keys.METRICS) -> pd.DataFrame:
-        """Rows: models (and ``replicate``); columns: ``n`` and the metrics (flat names)."""
+        """Rows: models (and ``replicate``); columns: ``n`` and the metrics (flat names).
+
+        Parameters
+        ----------
+        metrics
+            GEARS' metrics to include.
+
+        Returns
+        -------
+        pd.DataFrame
+        """
         frame = pd.DataFrame(self.models).T
         for m in metrics:
             if m not in frame:
@@ -161,7 +190,18 @@ class Report:
 
     def format(self, metrics: Sequence[str] = keys.METRICS) -> str:
         """GEARS' metrics per row; then cell-eval's headline metrics and the scaled
-        ``pearson_delta`` when there are any."""
+        ``pearson_delta`` when there are any.
+
+        Parameters
+        ----------
+        metrics
+            GEARS' metrics to show.
+
+        Returns
+        -------
+        str
+            A plain-text table (what ``benchmark`` and ``evaluate`` print).
+        """
         frame = self.table(metrics)
         frame["n"] = frame["n"].astype(int)
         text = frame.to_string(float_format=lambda v: f"{v:.4f}", na_rep="n/a")
@@ -189,17 +229,48 @@ class Report:
     def verdict(self, model: str = "grape") -> str:
         """Honest sentences: which baselines beat ``model`` on the same conditions, overall
         (on both pearson_delta and mse) and per subgroup (on pearson_delta); the data
-        behind them is :meth:`verdict_data`."""
+        behind them is :meth:`verdict_data`.
+
+        Parameters
+        ----------
+        model
+            The row judged.
+
+        Returns
+        -------
+        str
+        """
         found = self.verdict_data(model)
         return found.text if found is not None else ""
 
     def verdict_data(self, model: str = "grape") -> Verdict | None:
-        """:func:`~.verdicts.verdict` of this report."""
+        """:func:`~.verdicts.verdict` of this report.
+
+        Parameters
+        ----------
+        model
+            The row judged.
+
+        Returns
+        -------
+        Verdict or None
+            ``None`` when the report holds no such row.
+        """
         return verdict(self.tables, self.subgroups, model=model)
 
     def long_frame(self, split: Split) -> pd.DataFrame:
         """Per-condition metrics in long format: ``model``, ``condition``, ``subgroup`` and
-        one column per metric (a bundle's ``metrics.csv``)."""
+        one column per metric (a bundle's ``metrics.csv``).
+
+        Parameters
+        ----------
+        split
+            The split (each condition's subgroup).
+
+        Returns
+        -------
+        pd.DataFrame
+        """
         rows = []
         for name, table in self.tables.items():
             for cond, row in table.iterrows():
@@ -249,6 +320,11 @@ def benchmark(
         Compute cell-eval's metrics (``cell_eval.*`` columns).
     seed
         Seed of the replicate's split.
+
+    Returns
+    -------
+    Report
+        Every predictor and baseline on the held-out conditions of ``part``.
     """
     held_out = [c for c in getattr(split, part) if c in pb and c != keys.CTRL]
     data = f" of {pb.dataset}" if pb.dataset else ""

@@ -45,7 +45,21 @@ def frac_correct_direction(pred_shift: np.ndarray, true_shift: np.ndarray) -> fl
 def condition_metrics(
     pred: np.ndarray, truth: np.ndarray, ctrl: np.ndarray, de: np.ndarray
 ) -> dict[str, float]:
-    """All metrics for one condition. ``pred``, ``truth``, ``ctrl``: ``(n_genes,)``; ``de``: indices."""
+    """All metrics for one condition (GEARS' names).
+
+    Parameters
+    ----------
+    pred, truth, ctrl
+        Predicted, measured and control mean expression, ``(n_genes,)``.
+    de
+        Positions of the condition's differentially expressed genes.
+
+    Returns
+    -------
+    dict
+        Metric name -> value (``mse``, ``pearson``, ``pearson_delta``, their ``_de`` forms,
+        ``frac_correct_direction_*``...).
+    """
     de = np.asarray(de, dtype=int)
     dp, dt = pred - ctrl, truth - ctrl
     m = mse(pred, truth)

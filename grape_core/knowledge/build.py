@@ -332,9 +332,25 @@ def knowledge_for_adata(
     sample seeded by ``feature_config.seed``). Only those cells are read from X: a screen
     read with ``backed=True`` stays on disk.
 
+    Parameters
+    ----------
+    adata
+        ``n_cells × n_genes`` (:func:`grape_core.read_perturbseq`).
+    feature_config, graph_config
+        How the views, the encoder and the priors are built (defaults: the paper's).
+    paths
+        Gene sources, model folders and the cache (default: the ``GRAPE_*`` settings).
+    progress
+        Progress bars on stderr.
+    cache
+        Read and write the cache (named by a hash of every input).
+    device
+        Torch device of the language models and pre-training.
+
     Returns
     -------
-    :class:`GeneKnowledge` with ``measured == tuple(adata.var_names)``.
+    GeneKnowledge
+        With ``measured == tuple(adata.var_names)``.
     """
     feature_config = feature_config or FeatureConfig()
     graph_config = graph_config or GraphConfig()

@@ -113,7 +113,23 @@ class GeneKnowledge:
         return self.table["is_coding"].to_numpy(dtype=bool)
 
     def index(self, symbols: Sequence[str]) -> np.ndarray:
-        """Node indices of ``symbols`` (input symbols as in :attr:`genes`)."""
+        """Node indices of ``symbols`` (input symbols as in :attr:`genes`).
+
+        Parameters
+        ----------
+        symbols
+            Gene symbols.
+
+        Returns
+        -------
+        np.ndarray
+            ``(len(symbols),)`` int64.
+
+        Raises
+        ------
+        UnknownGeneError
+            A symbol without a node.
+        """
         lookup = {g: i for i, g in enumerate(self.genes)}
         missing = [s for s in symbols if s not in lookup]
         if missing:
@@ -124,7 +140,12 @@ class GeneKnowledge:
         return np.array([lookup[s] for s in symbols], dtype=np.int64)
 
     def encoder(self):
-        """The pre-trained :class:`~grape_core.knowledge.encoder.GeneEncoder` (eval mode)."""
+        """The pre-trained :class:`~grape_core.knowledge.encoder.GeneEncoder` (eval mode).
+
+        Returns
+        -------
+        GeneEncoder
+        """
         from .encoder import GeneEncoder
 
         enc = GeneEncoder(**self.encoder_sizes)
@@ -133,7 +154,17 @@ class GeneKnowledge:
 
     def edge_index_dict(self, prior: str = "union"):
         """:class:`~grape_core.knowledge.graphs.HeteroEdges` of a prior (per biotype pair, local
-        indices, with the global <-> local maps)."""
+        indices, with the global <-> local maps).
+
+        Parameters
+        ----------
+        prior
+            A prior's name (``union``, ``similarity``, ``go``, ``coexpression``).
+
+        Returns
+        -------
+        HeteroEdges
+        """
         from .graphs import to_edge_index_dict
 
         if prior not in self.priors:
@@ -142,6 +173,13 @@ class GeneKnowledge:
 
     # ------------------------------------------------------------------ save / load
     def manifest(self) -> dict[str, Any]:
+        """The manifest of the folder (``knowledge.json``, without the files' checksums).
+
+        Returns
+        -------
+        dict
+            Format, key, genes, configs, encoder sizes, dimensions, priors' sizes, statistics.
+        """
         from .._version import __version__
 
         return {

@@ -411,6 +411,11 @@ def go_terms(table: pd.DataFrame, *, ontologies: Iterable[str] = ("bp", "mf", "c
 def coverage(table: pd.DataFrame) -> dict[str, Any]:
     """How much each source knows about the genes of a :func:`gene_table`.
 
+    Parameters
+    ----------
+    table
+        The gene table (one row per gene).
+
     Returns
     -------
     dict with

@@ -46,6 +46,13 @@ def evaluate(model: LoadedModel | Bundle, pb=None, *, part: str = "test",
     ------
     BundleError
         ``pb`` measures other genes than the model.
+
+    Returns
+    -------
+    Report
+        Per model and baseline: GEARS' metrics (``models``, per condition, per subgroup),
+        cell-eval's, the replicate and each model scaled between the mean response and it;
+        ``extra["verdict"]``: the comparison in one sentence.
     """
     model = as_model(model)
     bundle = model.bundle

@@ -210,6 +210,11 @@ def predict_many(model: LoadedModel | Bundle, perturbations: Sequence[str | Sequ
     UnknownGeneError, ConditionError
         As :func:`predict`, naming where the perturbation came from; also a perturbation
         given twice (``KLF1`` and ``klf1+ctrl``, ``A+B`` and ``B+A``, are the same one).
+
+    Returns
+    -------
+    list of Prediction
+        One per perturbation, in the order given.
     """
     from tqdm.auto import tqdm
 

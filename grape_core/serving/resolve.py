@@ -112,6 +112,17 @@ def read_perturbations(path: str | Path) -> tuple[list[str], list[str]]:
     ------
     GrapeError
         The file cannot be read or is not text, or lists no perturbation.
+
+    Parameters
+    ----------
+    path
+        A text file, one ``GENE`` or ``GENE_A+GENE_B`` per line (``#`` comments); a CSV or
+        TSV whose header's first column is ``perturbation`` or ``condition``.
+
+    Returns
+    -------
+    perturbations, where
+        The perturbations as written, and ``"FILE, line N"`` for each.
     """
     from ..io import read_text_file
 

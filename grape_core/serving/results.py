@@ -86,7 +86,13 @@ class Prediction:
         return ADDITIVE_FROM.get(self.additive_from, "additive")
 
     def order(self) -> np.ndarray:
-        """Gene positions by decreasing |shift| (stable)."""
+        """Gene positions by decreasing |shift| (stable).
+
+        Returns
+        -------
+        np.ndarray
+            ``(n_measured,)`` positions.
+        """
         return np.argsort(-np.abs(self.shift), kind="stable")
 
     def to_frame(self, *, top: int | None = None, baselines: bool = False) -> pd.DataFrame:
@@ -94,7 +100,20 @@ class Prediction:
         ``is_coding``, ``control``, ``predicted``, ``shift``, ``std``; ``interval`` (the
         prediction interval's half width) when the model has one; when measured also
         ``measured`` and ``measured_shift``; with ``baselines`` a ``<name>_shift`` column per
-        baseline (``additive_shift``: :attr:`additive`). ``top`` keeps the largest |shift|."""
+        baseline (``additive_shift``: :attr:`additive`). ``top`` keeps the largest |shift|.
+
+        Parameters
+        ----------
+        top
+            Keep the ``top`` largest |shift| (default: all).
+        baselines
+            Add each baseline's shift.
+
+        Returns
+        -------
+        pd.DataFrame
+            ``(n_genes, n_columns)``, largest |shift| first.
+        """
         frame = pd.DataFrame({
             "gene": list(self.genes), "biotype": self.biotype, "is_coding": self.is_coding,
             "control": self.control.astype(float), "predicted": self.predicted,
@@ -121,7 +140,13 @@ class Prediction:
         """This prediction as an AnnData ``1 × n_measured`` for scanpy
         (:func:`grape_core.serving.export.to_anndata`: ``X`` predicted expression, ``var['biotype']``,
         layers ``shift``, ``ensemble_std``, ``interval`` when calibrated, ``measured`` when
-        measured)."""
+        measured).
+
+        Returns
+        -------
+        AnnData
+            ``1 × n_measured``.
+        """
         from .export import to_anndata
 
         return to_anndata(self)
@@ -129,7 +154,17 @@ class Prediction:
     def to_dict(self, *, top: int | None = None) -> dict[str, Any]:
         """JSON-able: ``condition``, ``part``, ``genes`` (rows of :meth:`to_frame`),
         ``interval_level`` (of the genes' ``interval``; ``None`` without one),
-        ``interaction``."""
+        ``interaction``.
+
+        Parameters
+        ----------
+        top
+            Keep the genes with the largest |shift| (default: all).
+
+        Returns
+        -------
+        dict
+        """
         return {"condition": self.condition, "part": self.part,
                 "genes": self.to_frame(top=top).to_dict(orient="records"),
                 "interval_level": self.interval_level, "interaction": self.interaction}
@@ -172,7 +207,17 @@ class ScreenResult:
     best single stands out."""
 
     def typical_of(self, kind: str) -> float:
-        """The typical effect a ``single`` or ``pair`` candidate is compared with."""
+        """The typical effect a ``single`` or ``pair`` candidate is compared with.
+
+        Parameters
+        ----------
+        kind
+            ``single`` or ``pair``.
+
+        Returns
+        -------
+        float
+        """
         if kind == "pair" and self.typical_pair_effect is not None:
             return self.typical_pair_effect
         return self.typical_effect
@@ -181,6 +226,14 @@ class ScreenResult:
         return len(self.table)
 
     def to_dict(self) -> dict:
+        """The ranking as JSON (what ``screen --json`` writes).
+
+        Returns
+        -------
+        dict
+            ``model``, ``targets``, ``direction``, the typical effects, ``n_members``, ``notes``
+            and ``candidates`` (rows of :attr:`table`).
+        """
         return {"model": self.model, "targets": list(self.targets), "direction": self.direction,
                 "typical_effect": self.typical_effect,
                 "typical_pair_effect": self.typical_pair_effect, "n_members": self.n_members,

@@ -409,14 +409,24 @@ class SimulationConfig(Config):
         """About the memory a run needs at its peak, in bytes: the cells (float32, and a
         sparse copy while X is converted), the per-condition truth arrays, obs, and the rest.
         Measured peaks are below it (a 20,000-gene screen of 7,000 cells: 1.4 GB measured,
-        1.6 GB estimated)."""
+        1.6 GB estimated).
+
+        Returns
+        -------
+        int
+        """
         values = self.n_cells * self.n_genes
         conditions = (self.n_singles + self.n_pairs) * self.n_genes
         units = conditions * self.guides_per_gene ** 2  # a pair's guide combinations
         return 2 * 4 * values + 8 * units + 200 * self.n_cells + 64 * 2**20
 
     def disk_bytes(self) -> int:
-        """About the size of the screen folder, in bytes (the cells and the truth)."""
+        """About the size of the screen folder, in bytes (the cells and the truth).
+
+        Returns
+        -------
+        int
+        """
         return 4 * self.n_cells * self.n_genes + 8 * (self.n_singles + self.n_pairs) * self.n_genes
 
 

@@ -241,6 +241,18 @@ def go_prior(table: pd.DataFrame, *, top_k: int = 20, min_jaccard: float = 0.1,
     The Jaccard matrix is symmetric (:func:`go_jaccard`); the top-k selection makes the edge
     list directed. Genes without GO terms have no edges.
 
+    Parameters
+    ----------
+    table
+        The gene table (GO columns), one row per node.
+    top_k
+        Sources kept per destination.
+    min_jaccard
+        The smallest Jaccard index kept.
+    propagate
+        Compare GO sets closed under the ontology (GEARS' ``gene2go_all``); else direct
+        terms.
+
     Returns
     -------
     Edge list, ``source == "go"``.

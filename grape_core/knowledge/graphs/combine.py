@@ -32,6 +32,11 @@ def union_prior(edge_frames: Mapping[str, pd.DataFrame] | Sequence[pd.DataFrame]
     where :math:`S_i` is the set of priors with at least one edge into :math:`i`. Every
     gene with an incoming edge thus has incoming weights summing to 1.
 
+    Parameters
+    ----------
+    edge_frames
+        The priors' edge lists (by name, or a list).
+
     Returns
     -------
     Edge list, ``source == "union"``, one row per distinct ``(src, dst)``.
@@ -102,7 +107,21 @@ class HeteroEdges(NamedTuple):
 def to_edge_index_dict(edges: pd.DataFrame, is_coding: Sequence[bool] | np.ndarray) -> HeteroEdges:
     """Split an edge list by biotype pair, in per-type local indices (see
     :class:`HeteroEdges`). Node types: ``keys.CODING`` where ``is_coding``, else
-    ``keys.NONCODING``."""
+    ``keys.NONCODING``.
+
+    Parameters
+    ----------
+    edges
+        An edge list (``src``, ``dst``, ``weight``) over the nodes.
+    is_coding
+        ``(n_nodes,)`` node types.
+
+    Returns
+    -------
+    HeteroEdges
+        Per relation ``(src_type, relation, dst_type)``: ``edge_index`` ``(2, n_edges)`` in
+        local indices, ``edge_weight`` ``(n_edges,)``, and the global <-> local maps.
+    """
     import torch
 
     is_coding = np.asarray(is_coding, dtype=bool)

@@ -33,6 +33,17 @@ def read_prior_table(path: str | Path) -> pd.DataFrame:
     GrapeError
         The file is missing, a folder, not a regular file (a FIFO, a device), unreadable or
         empty (one line naming the file).
+
+    Parameters
+    ----------
+    path
+        The file; columns ``source``, ``target`` and optionally ``weight`` (gene symbols,
+        ``source`` regulates ``target``).
+
+    Returns
+    -------
+    pd.DataFrame
+        The table as read (mapped onto a model's genes by :func:`prior_from_table`).
     """
     from ...errors import GrapeError
     from ...io import check_input_file
