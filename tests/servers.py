@@ -1,5 +1,6 @@
 """A small HTTP server on 127.0.0.1 that the download tests point the dataset registry at
-(Range requests, aborted and trickled transfers, HTTP errors), and zips like GEARS'."""
+(Range requests, aborted and trickled transfers, HTTP errors), a hostile one (login pages,
+endless streams, lying lengths), and zips like GEARS'."""
 
 from __future__ import annotations
 
@@ -17,7 +18,28 @@ def zip_of(data: bytes, member: str) -> bytes:
     return buffer.getvalue()
 
 
-class Server:
+class Loopback:
+    """An HTTP server on 127.0.0.1 (a free port) in a thread, for a ``with`` block."""
+
+    def _serve(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever,
+                                       kwargs={"poll_interval": 0.05}, daemon=True)
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}{path}"
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(timeout=5)
+
+
+class Server(Loopback):
     """Serves ``files`` (path -> bytes) with Range support; ``abort`` paths send only half;
     ``refuse`` paths answer their HTTP status; ``hold`` paths send half, then trickle 64 bytes
     every 50 ms until their event is set, then the rest."""
@@ -83,18 +105,43 @@ class Server:
             def log_message(self, *args):  # keep test output clean
                 pass
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.httpd.serve_forever,
-                                       kwargs={"poll_interval": 0.05}, daemon=True)
+        self._serve(Handler)
 
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}{path}"
 
-    def __enter__(self) -> "Server":
-        self.thread.start()
-        return self
+class Hostile(Loopback):
+    """A loopback server whose paths answer as told: ``body`` (bytes), ``length`` (the
+    Content-Length header to send, or None for none), ``endless`` (a stream that never
+    ends)."""
 
-    def __exit__(self, *exc) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join(timeout=5)
+    def __init__(self) -> None:
+        self.routes: dict[str, dict] = {}
+        self.requests = 0
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 - http.server API
+                owner.requests += 1
+                route = owner.routes.get(self.path)
+                if route is None:
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                length = route.get("length", len(route.get("body", b"")))
+                if length is not None:
+                    self.send_header("Content-Length", str(length))
+                self.end_headers()
+                try:
+                    if route.get("endless"):
+                        block = b"\0" * 65536
+                        for _ in range(100_000):  # 6.5 GB at most, if the client never stops
+                            self.wfile.write(block)
+                    else:
+                        self.wfile.write(route["body"])
+                except OSError:  # the client hung up: what a refusal looks like
+                    pass
+                self.close_connection = True
+
+            def log_message(self, *args):
+                pass
+
+        self._serve(Handler)

@@ -160,6 +160,7 @@ def test_predict_chart_is_grape_core_prediction(app, norman):
     assert app.get("download_button")
 
 
+@pytest.mark.slow
 def test_predict_says_why_the_perturbation_moves_a_gene(app, norman):
     from grape_core.serving.explain import explain, responding_gene
     from grape_core.serving.predict import predict
@@ -623,6 +624,7 @@ def test_own_data_bad_inputs(app, tmp_path, monkeypatch):
     assert any("over the upload limit" in e for e in errors(app))
 
 
+@pytest.mark.slow
 def test_own_data_evaluate_and_train(app, models_dir):
     ok(app.text_input(key="data_path").set_value(str(ADAMSON)).run())
     assert [m.label for m in app.metric][-4:] == ["cells", "measured genes", "perturbations", "control cells"]

@@ -36,6 +36,7 @@ if CHROMIUM is None:
     pytest.skip("chromium is not installed (apt-get install -y chromium); set "
                 "GRAPE_REQUIRE_BROWSER=1 to make this a failure", allow_module_level=True)
 playwright_api = pytest.importorskip("playwright.sync_api")
+pytestmark = pytest.mark.slow  # a real server and browser: about two minutes in all
 
 
 @pytest.fixture(scope="module")

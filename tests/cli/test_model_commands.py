@@ -56,6 +56,7 @@ def test_predict_pair_json(norman_model, tmp_path, capsys):
     assert data["interaction"]["predicted"]["gi_type"]
 
 
+@pytest.mark.slow
 def test_predict_many_equals_one_at_a_time(norman_model):
     """Several perturbations in passes of a few conditions (a pair's singles shared) give
     each one's own prediction, exactly."""
@@ -124,6 +125,7 @@ def test_a_list_as_one_table_and_one_anndata_file(norman_model, tmp_path):
     assert adata.n_vars == len(model.measured)
 
 
+@pytest.mark.slow
 def test_predict_a_list_of_perturbations(norman_model, tmp_path, capsys):
     import anndata
     import numpy as np

@@ -13,7 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from conftest import ADAMSON, one_error
-from servers import Server, zip_of
+from servers import Hostile, Server, zip_of
 
 from grape_core import keys
 from grape_core.cli import main
@@ -337,62 +337,6 @@ def test_only_an_explicit_download_uses_the_network(no_network, tmp_path, capsys
 
 
 LOGIN_PAGE = b"<!DOCTYPE html><html><head><title>Sign in</title></head><body>log in</body></html>"
-
-
-class Hostile:
-    """A loopback server whose paths answer as told: ``body`` (bytes), ``length`` (the
-    Content-Length header to send, or None for none), ``endless`` (a stream that never
-    ends)."""
-
-    def __init__(self) -> None:
-        import threading
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-        self.routes: dict[str, dict] = {}
-        self.requests = 0
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802 - http.server API
-                owner.requests += 1
-                route = owner.routes.get(self.path)
-                if route is None:
-                    self.send_error(404)
-                    return
-                self.send_response(200)
-                length = route.get("length", len(route.get("body", b"")))
-                if length is not None:
-                    self.send_header("Content-Length", str(length))
-                self.end_headers()
-                try:
-                    if route.get("endless"):
-                        block = b"\0" * 65536
-                        for _ in range(100_000):  # 6.5 GB at most, if the client never stops
-                            self.wfile.write(block)
-                    else:
-                        self.wfile.write(route["body"])
-                except OSError:  # the client hung up: what a refusal looks like
-                    pass
-                self.close_connection = True
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.httpd.serve_forever,
-                                       kwargs={"poll_interval": 0.05}, daemon=True)
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}{path}"
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join(timeout=5)
 
 
 @pytest.fixture

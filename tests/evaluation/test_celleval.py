@@ -257,6 +257,7 @@ def test_the_written_files_follow_pertpy_and_cell_eval(adamson_eval):
     assert (tars == tars[0]).all()
 
 
+@pytest.mark.slow
 def test_the_package_itself_gives_the_same_numbers(adamson_eval, tmp_path):
     """cell-eval 0.8.2 on the files we wrote: every metric we compute, for every model, the
     replicate, and cell-eval's own data ceiling of real.h5ad."""

@@ -262,6 +262,7 @@ def test_training_is_seeded_and_counts_steps(adamson, adamson_graph):
     assert [row["step"] for row in runs[0].history][:3] == [0, 20, 40]
 
 
+@pytest.mark.slow
 def test_learns_a_planted_network(tmp_path):
     """On a small simulated screen: beats train_mean, ranks true prior edges above false
     ones, and gets the perturbed gene's own shift right."""

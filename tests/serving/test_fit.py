@@ -14,6 +14,7 @@ import grape_core as gc
 from grape_core.errors import DataFormatError
 
 
+@pytest.mark.slow
 def test_the_docs_example_runs(tmp_path, capsys):
     script = runpy.run_path(str(ROOT / "docs" / "python_api.py"))
     assert script["main"]([str(ADAMSON), "--quick", "--out", str(tmp_path / "model")]) == 0

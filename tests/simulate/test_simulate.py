@@ -213,6 +213,7 @@ def test_counts_are_normalised_log1p_umis():
     assert (X == 0).mean() > 0.01  # counts have zeros, Gaussian cells around mu = 1.5.. do not
 
 
+@pytest.mark.slow
 def test_harissa_screen_is_seeded_and_a_knock_down_lowers_its_gene():
     """A simulator the project did not write (harissa's bursting model), on the planted
     network: the same seed gives the same cells, and a knocked-down gene is lower."""

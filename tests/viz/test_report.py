@@ -103,6 +103,7 @@ def test_to_anndata_refuses_mixed_input(model, pair):
 
 
 # ----------------------------------------------------------------------------- report
+@pytest.mark.slow
 def test_the_done_when_command(tmp_path, capsys):
     """predict --h5ad --report on the bundled Norman model: an AnnData file that opens with
     a biotype column, and a self-contained report naming both genes."""
@@ -149,6 +150,7 @@ def assert_runs_as_printed(printed: str, folder: Path, *, made: tuple[str, ...])
         assert (folder / name).is_file(), name
 
 
+@pytest.mark.slow
 def test_report_sections_and_trust(model, pair, tmp_path):
     from grape_core.serving.trust import prediction_trust
     from grape_core.viz.report_charts import prediction_report_html
@@ -199,6 +201,7 @@ def test_report_escapes_every_data_string(model, pair):
     assert "&lt;script&gt;window.__pwned=1&lt;/script&gt;" in page  # shown as text
 
 
+@pytest.mark.slow
 def test_screen_report(tmp_path, capsys):
     """On the small Adamson model (a Norman-size screen takes a minute on a busy laptop)."""
     import pandas as pd
