@@ -140,7 +140,8 @@ def test_only_the_app_imports_streamlit_and_only_viz_draws():
 
 
 def test_import_grape_core_loads_no_ui_toolkit_and_no_torch():
-    code = ("import sys, grape_core; "
+    # the app's first page also names the full screens' models and reads the registry
+    code = ("import sys, grape_core, grape_core.training.public, grape_core.data.datasets; "
             f"print(sorted(m for m in {UI + ('torch',)!r} if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                          check=True)

@@ -371,7 +371,7 @@ def train_bundle(
     Examples
     --------
     >>> import grape_core as gc
-    >>> from grape_core.training import train_bundle
+    >>> from grape_core.training.recipe import train_bundle
     >>> adata = gc.read("screen.h5ad")  # doctest: +SKIP
     >>> train_bundle(adata).save("models/screen")  # doctest: +SKIP
     """
