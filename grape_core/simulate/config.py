@@ -34,7 +34,7 @@ _FLAGS = {
     "cell_model": "--cell-model", "library_size": "--library-size",
     "library_size_sd": "--library-size-sd", "dispersion": "--dispersion",
     "guides_per_gene": "--guides", "escape_fraction": "--escape",
-    "prior_sign_error": "--prior-sign-error", "simulator": "--simulator",
+    "simulator": "--simulator",
     "harissa_interaction": "--harissa-interaction", "harissa_hours": "--harissa-hours",
     "knockdown_strength": "--knockdown-strength",
 }
@@ -218,10 +218,6 @@ class SimulationConfig(Config):
     """Share of the true edges in ``prior_informative.csv``."""
     prior_false_edges: int | None = None
     """False edges in ``prior_informative.csv`` (None: as many as its true edges)."""
-    prior_sign_error: float = 0.0
-    """Share of the informative prior's true edges given with the wrong sign. The prior
-    files carry a ``sign`` column (+1 activates, -1 represses; a false edge's sign is
-    random) for models that read one."""
 
     def __post_init__(self) -> None:
         self._validate()
@@ -322,8 +318,7 @@ class SimulationConfig(Config):
             span("harissa_basal_range", -20.0)
         if self.cell_model not in CELL_MODELS:
             raise self._bad("cell_model", f"must be one of {', '.join(CELL_MODELS)}")
-        for name in ("escape_fraction", "prior_sign_error"):
-            fraction(name)
+        fraction("escape_fraction")
         if self.escape_fraction >= 1:
             raise self._bad("escape_fraction", "must be below 1: some cells must be perturbed")
         count("guides_per_gene", 1)
