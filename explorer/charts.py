@@ -80,7 +80,7 @@ def error_bar_words(pred: Prediction) -> str:
     if pred.interval is None:
         return "the ensemble's spread (standard deviation)"
     return (f"the {100 * pred.interval_level:.0f} % interval for the measured shift, set on "
-            "perturbations held back from training")
+            "perturbations the model did not train on")
 
 
 def shift_chart_caption(model, pred: Prediction) -> str:
