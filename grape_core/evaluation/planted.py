@@ -126,7 +126,7 @@ class PlantedBenchmark:
         frame = pd.DataFrame({s: {m: float(np.mean(v)) for m, v in row.items()}
                               for s, row in rows.items()}).T
         order = ["grape", "propagation", "additive_mean", "additive", "embedding_ridge", "linear",
-                 "train_mean"]
+                 "train_mean", "replicate"]
         frame = frame[[m for m in order if m in frame] + [m for m in frame if m not in order]]
         frame["seeds"] = [sum(r.get("setting", r["screen"]) == s for r in self.screens)
                           for s in frame.index]
@@ -141,8 +141,8 @@ class PlantedBenchmark:
         rows = []
         for r in self.screens:
             inf, rnd = r["informative"], r.get("random")
-            base = {m: v for m, v in inf["models"].items()
-                    if m not in ("grape", "control", "additive", "additive_mean")}
+            base = {m: v for m, v in inf["models"].items()  # the replicate is the data, no model
+                    if m not in ("grape", "control", "additive", "additive_mean", "replicate")}
             best = max(base, key=lambda m: base[m]["pearson_delta"])
             grape = inf["models"]["grape"]
             rows.append({

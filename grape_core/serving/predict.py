@@ -302,9 +302,14 @@ def _interaction(model: LoadedModel, perturbed: tuple[str, ...], condition: str,
 
 
 def _interaction_genes(bundle: Bundle, n: int = 500) -> np.ndarray:
-    """Genes with the highest control expression (GEARS fits interactions on these)."""
+    """The genes GEARS fits interactions on: the highest control expression, among the genes
+    expressed in control cells. A silent gene moves in no single, and a Theil-Sen fit over
+    many such genes (79 % of the Norman slice's) returns slopes near 0 for a pair that is
+    exactly the sum of its singles."""
     ctrl = bundle.pseudobulk.control_mean
-    return np.argsort(-ctrl, kind="stable")[: min(n, ctrl.size)]
+    expressed = np.flatnonzero(ctrl > 0)
+    order = expressed[np.argsort(-ctrl[expressed], kind="stable")]
+    return order[: min(n, order.size)] if order.size else np.arange(ctrl.size)
 
 
 def example_condition(model: LoadedModel | Bundle) -> str | None:

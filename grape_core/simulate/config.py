@@ -35,7 +35,7 @@ _FLAGS = {
     "cell_model": "--cell-model", "library_size": "--library-size",
     "library_size_sd": "--library-size-sd", "dispersion": "--dispersion",
     "guides_per_gene": "--guides", "escape_fraction": "--escape",
-    "prior_sign_error": "--prior-sign-error", "simulator": "--simulator",
+    "simulator": "--simulator",
     "harissa_interaction": "--harissa-interaction", "harissa_hours": "--harissa-hours",
     "knockdown_strength": "--knockdown-strength",
 }
@@ -207,10 +207,6 @@ class SimulationConfig(Config):
     """Share of the true edges in ``prior_informative.csv``."""
     prior_false_edges: int | None = None
     """False edges in ``prior_informative.csv`` (None: as many as its true edges)."""
-    prior_sign_error: float = 0.0
-    """Share of the informative prior's true edges given with the wrong sign. The prior
-    files carry a ``sign`` column (+1 activates, -1 represses; a false edge's sign is
-    random) for models that read one."""
 
     def __post_init__(self) -> None:
         super().__post_init__()  # types (grape_core.typed), then ranges
@@ -312,8 +308,7 @@ class SimulationConfig(Config):
                 if not low <= v <= high:
                     raise self._bad(name, f"must be a number in [{low:g}, {high:g}]")
             span("harissa_basal_range", -20.0)
-        for name in ("escape_fraction", "prior_sign_error"):
-            fraction(name)
+        fraction("escape_fraction")
         if self.escape_fraction >= 1:
             raise self._bad("escape_fraction", "must be below 1: some cells must be perturbed")
         count("guides_per_gene", 1)

@@ -79,7 +79,7 @@ def error_bar_words(pred: Prediction) -> str:
     if pred.interval is None:
         return "the ensemble's spread (standard deviation)"
     return (f"the {100 * pred.interval_level:.0f} % interval for the measured shift, set on "
-            "perturbations held back from training")
+            "perturbations the model did not train on")
 
 
 def shift_chart_caption(model, pred: Prediction) -> str:
@@ -481,12 +481,17 @@ def embedding_figure(overview: pd.DataFrame, coords: np.ndarray, *, highlight: s
 
 # ----------------------------------------------------------------------------- Screen
 def screen_figure(result: ScreenResult, *, label_top: int = 6) -> go.Figure:
-    """Effect on the targets vs off-target cost of each candidate, ± ensemble s.d.; colour:
-    all perturbed genes coding (blue) or at least one non-coding (orange)."""
+    """What each candidate does to the targets beyond the typical perturbation of its kind
+    (``vs_typical``, the quantity the screen ranks by, so the labelled best candidates are the
+    highest points) vs its off-target cost, ± ensemble s.d.; the raw effect is in the hover.
+    Colour: all perturbed genes coding (blue) or at least one non-coding (orange)."""
     frame = result.table
-    fig = _figure(title="Candidates: effect on your targets vs how much everything else moves",
+    fig = _figure(title="Candidates: effect on your targets beyond the typical perturbation, "
+                        "vs how much everything else moves",
                   height=480, xaxis_title="off-target cost (RMS shift of all other genes)",
-                  yaxis_title="effect on targets (higher = better)")
+                  yaxis_title="effect beyond the typical one (higher = better)")
+    fig.add_hline(y=0, line_dash="dot", line_color="#a0aec0",
+                  annotation_text="the typical perturbation", annotation_position="bottom right")
     coding = result.all_coding
     for flag in (True, False):
         part = frame[coding == flag]
@@ -494,19 +499,20 @@ def screen_figure(result: ScreenResult, *, label_top: int = 6) -> go.Figure:
             continue
         kind = biotype_class(flag)
         label = "coding gene(s) perturbed" if flag else "a non-coding gene perturbed"
-        fig.add_scatter(x=part["off_target"], y=part["effect"], mode="markers+text", name=label,
+        fig.add_scatter(x=part["off_target"], y=part["vs_typical"], mode="markers+text", name=label,
                         meta=f"screen:{kind}", text=[esc(g) if r <= label_top else "" for g, r in
                                                      zip(part["genes"], part["rank"])],
                         textposition="top center",
-                        customdata=np.stack([part["rank"], part["effect_std"]], axis=-1),
+                        customdata=np.stack([part["rank"], part["effect_std"], part["effect"]], axis=-1),
                         error_y=dict(type="data", array=part["effect_std"].to_numpy(), visible=True,
                                      color="#718096", thickness=1),
                         marker=dict(color=BIOTYPE_COLORS[kind], size=11,
                                     symbol=["diamond" if k == "pair" else "circle" for k in part["kind"]]),
                         textfont=dict(size=11),
                         hovertext=esc(part["genes"]),
-                        hovertemplate="#%{customdata[0]} %{hovertext}<br>effect %{y:.3f} ± "
-                                      "%{customdata[1]:.3f}<br>off-target %{x:.3f}<extra></extra>")
+                        hovertemplate="#%{customdata[0]} %{hovertext}<br>beyond the typical %{y:.3f} "
+                                      "± %{customdata[1]:.3f}<br>effect %{customdata[2]:.3f}"
+                                      "<br>off-target %{x:.3f}<extra></extra>")
     return fig
 
 

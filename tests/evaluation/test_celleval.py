@@ -205,13 +205,14 @@ def test_evaluate_json_has_cell_evals_names_and_a_replicate_row(name, data, tmp_
     assert "replicate" in printed and "cell-eval 0.8.2 metrics" in printed
 
 
-def test_without_cells_no_replicate_and_a_note(capsys):
+def test_without_cells_the_stored_replicate_and_a_note(capsys):
     from grape_core.cli import main
 
     assert main(["--quiet", "evaluate", "--model", str(BUNDLED / "adamson")]) == 0
     captured = capsys.readouterr()
-    # the bundled models store their replicate row (computed from the cells at training)
+    # the bundled model stores its replicate from training; cell-eval's DE metrics need cells
     assert "replicate row: stored in the model" in captured.err and "need the cells" in captured.err
+    assert "note: no replicate row" not in captured.err
     assert main(["evaluate", "--model", str(BUNDLED / "adamson"), "--h5ad", "x"]) == 1
     assert "error: --h5ad writes the measured cells" in capsys.readouterr().err
 

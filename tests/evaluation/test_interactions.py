@@ -299,3 +299,21 @@ def test_genes_that_no_condition_moves_do_not_collapse_the_fit():
     a[:40], b[20:60] = rng.normal(size=40), rng.normal(size=40)
     s = interaction_scores(a, b, a + b)
     assert s["c1"] == pytest.approx(1.0, abs=0.01) and s["c2"] == pytest.approx(1.0, abs=0.01)
+
+
+def test_a_pair_of_measured_singles_gets_a_verdict_that_fits_them():
+    """The bundled Norman model composes MAPK1+TGFBR2 from the two measured singles (no
+    training pair said otherwise): the verdict compares the pair with those singles, on the
+    genes expressed in control cells, and finds it additive."""
+    import grape_core as gc
+    from conftest import ROOT
+
+    model = gc.load(ROOT / "assets" / "models" / "norman")
+    pred = gc.predict(model, "MAPK1+TGFBR2")
+    report = pred.interaction["predicted"]
+    assert report["singles"] == ["measured", "measured"]
+    assert report["gi_type"] == "additive"
+    assert report["rel_mag"] == pytest.approx(1.0, abs=0.05) and report["corr_fit"] > 0.99
+    pb = model.bundle.pseudobulk
+    np.testing.assert_allclose(pred.additive, pb.shifts_of(["MAPK1+ctrl", "TGFBR2+ctrl"]).sum(0),
+                               atol=1e-6)

@@ -255,9 +255,9 @@ def test_app_pages_offer_the_report(tmp_path, monkeypatch):
     assert "Download report (HTML)" in labels and "Download the prediction (CSV)" in labels
 
 
-def test_the_readme_shows_the_report():
+def test_the_documentation_shows_the_report():
     root = Path(__file__).resolve().parents[2]
-    assert "docs/screenshots/report.png" in (root / "README.md").read_text()
+    assert "](screenshots/report.png)" in (root / "docs" / "cli.md").read_text()
     assert (root / "docs" / "screenshots" / "report.png").stat().st_size > 10_000
 
 

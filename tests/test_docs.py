@@ -1,0 +1,50 @@
+"""The README is a front page and the documentation pages hold the rest: every link, picture
+and file path they name exists, so a move in the code cannot leave the docs pointing at
+nothing."""
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
+PATH = re.compile(r"`((?:grape_core|explorer|tests|benchmarks|scripts|pages|docs)/[\w./-]+\.(?:py|sh|json|md))`")
+
+
+def test_the_readme_is_a_front_page():
+    text = (ROOT / "README.md").read_text()
+    assert len(text.splitlines()) < 300
+    for section in ("## Set-up: two commands", "## How well does it work?", "## Read more"):
+        assert section in text
+    # every documentation page is reachable from the front page
+    for page in (ROOT / "docs").glob("*.md"):
+        assert f"(docs/{page.name})" in text, f"README does not link docs/{page.name}"
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_links_and_paths_in_the_docs_exist(page):
+    text = page.read_text()
+    missing = []
+    for target in LINK.findall(text):
+        if target.startswith(("http://", "https://", "mailto:")):
+            continue
+        if not (page.parent / target).exists():
+            missing.append(target)
+    for path in PATH.findall(text):
+        if "<" not in path and not (ROOT / path).exists():
+            missing.append(path)
+    assert not missing, f"{page.relative_to(ROOT)} names what does not exist: {missing}"
+
+
+def test_the_modules_the_docs_name_exist():
+    import importlib
+
+    named = {m for page in PAGES for m in re.findall(r"`(grape_core(?:\.\w+)+)`", page.read_text())}
+    assert named
+    for dotted in sorted(named):
+        module, _, attribute = dotted.rpartition(".")
+        try:
+            importlib.import_module(dotted)
+        except ImportError:
+            assert hasattr(importlib.import_module(module), attribute), f"the docs name {dotted}"
