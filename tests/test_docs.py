@@ -8,8 +8,16 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
+LINK = re.compile(r"\]\(([^)#\s]*)(?:#([^)\s]*))?\)")
 PATH = re.compile(r"`((?:grape_core|explorer|tests|benchmarks|scripts|pages|docs)/[\w./-]+\.(?:py|sh|json|md))`")
+
+
+def _anchors(page: Path) -> set[str]:
+    """The anchors of a Markdown page's headings, as GitHub makes them."""
+    if page.suffix != ".md":
+        return set()
+    heads = re.findall(r"^#+ (.+)$", re.sub(r"```.*?```", "", page.read_text(), flags=re.S), re.M)
+    return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-") for h in heads}
 
 
 def test_the_readme_is_a_front_page():
@@ -26,11 +34,14 @@ def test_the_readme_is_a_front_page():
 def test_links_and_paths_in_the_docs_exist(page):
     text = page.read_text()
     missing = []
-    for target in LINK.findall(text):
+    for target, anchor in LINK.findall(text):
         if target.startswith(("http://", "https://", "mailto:")):
             continue
-        if not (page.parent / target).exists():
+        linked = page.parent / target if target else page
+        if not linked.exists():
             missing.append(target)
+        elif anchor and anchor not in _anchors(linked):
+            missing.append(f"{target}#{anchor}")
     for path in PATH.findall(text):
         if "<" not in path and not (ROOT / path).exists():
             missing.append(path)
