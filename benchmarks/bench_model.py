@@ -1,6 +1,6 @@
 """GRAPE training, prediction and screening at full scale, on GENERATED data.
 
-Generated screens (:func:`grape_core.simulate.generated_screen`: random gene knowledge of the
+Generated screens (:func:`grape_core.simulation.generated_screen`: random gene knowledge of the
 real widths, a random prior with 20 in-edges per gene, of which the model keeps its 15
 strongest, low-rank shifts plus noise) shaped like the GEARS files:
 
@@ -84,7 +84,7 @@ def run(size: str, *, device: str, ensemble: int, threads: int, max_steps: int |
     from grape_core.serving.model import load
     from grape_core.serving.predict import predict_conditions
     from grape_core.serving.screen import screen
-    from grape_core.simulate import generated_screen
+    from grape_core.simulation import generated_screen
     from grape_core.training.recipe import train_bundle
     from grape_core.training.step import graphs_available
 
@@ -166,7 +166,7 @@ def warm_up(*, device: str, ensemble: int, threads: int, cuda_graphs: bool,
     import torch
 
     from grape_core.config import TrainConfig
-    from grape_core.simulate import generated_screen
+    from grape_core.simulation import generated_screen
     from grape_core.training.recipe import train_bundle
 
     torch.set_num_threads(threads)

@@ -3,7 +3,7 @@ built from?
 
 GENERATED data (never results on biology): each screen comes from a known directed network
 over real gene symbols (``python -m grape_core simulate --kind NAME``), one per setting of
-the simulator family (:data:`grape_core.simulate.config.FAMILY`: linear, saturating,
+the simulator family (:data:`grape_core.simulation.config.FAMILY`: linear, saturating,
 bounded and Hill dynamics, UMI counts, several guides per gene, cells that escape the
 perturbation, weak and rich priors, and harissa's bursting model, a simulator the project did
 not write) and seed, plus the reference screen ``planted_seed0`` of the shared data folder
@@ -69,8 +69,8 @@ def auprc(truth: np.ndarray, score: np.ndarray) -> float:
 def screens(settings: list[str], seeds: list[int], folder: Path, *,
             reference: bool = True) -> list[dict]:
     """The reference screen (when present) and one simulated screen per setting and seed."""
-    from grape_core.simulate import SimulationConfig, simulate
-    from grape_core.simulate.config import FAMILY
+    from grape_core.simulation import SimulationConfig, simulate
+    from grape_core.simulation.config import FAMILY
 
     out = []
     ref = SHARED / "planted_seed0"
@@ -235,7 +235,7 @@ def report(bench) -> str:
 
 
 def main(argv=None) -> int:
-    from grape_core.simulate.config import FAMILY
+    from grape_core.simulation.config import FAMILY
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--settings", nargs="*", default=list(FAMILY), choices=list(FAMILY))

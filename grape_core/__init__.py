@@ -62,7 +62,7 @@ from .knowledge.graphs import (coexpression_prior, go_prior, graph_stats, prior_
 from .serving import (Model, Prediction, ScreenResult, evaluate, fit, load, predict, predict_many,
                       read_perturbations, screen, to_anndata)
 from .settings import settings
-from .simulate import PlantedScreen, SimulationConfig, simulate
+from .simulation import PlantedScreen, SimulationConfig, simulate
 
 split = make_split
 """``split(conditions, config=None) -> Split``: GEARS' simulation split by default."""

@@ -60,7 +60,7 @@ def test_gpu_training_prediction_screen_and_exactness(tmp_path):
     import grape_core as gc
     from grape_core.config import TrainConfig
     from grape_core.nn.inputs import perturbation_tensor, predict_shifts
-    from grape_core.simulate import generated_screen
+    from grape_core.simulation import generated_screen
     from grape_core.training.recipe import train_bundle
 
     gen = generated_screen(600, 60, 20, seed=3)
@@ -100,7 +100,7 @@ def test_replayed_training_steps_equal_eager_steps():
     from grape_core.config import ArchitectureConfig, TrainConfig
     from grape_core.knowledge.graphs import resolve_priors
     from grape_core.nn.inputs import graph_inputs, perturbation_tensor, predict_shifts
-    from grape_core.simulate import generated_screen
+    from grape_core.simulation import generated_screen
     from grape_core.training.step import TrainingStep, structure_l1_weight
     from grape_core.training.warm import new_member
 
@@ -158,7 +158,7 @@ def test_members_side_by_side_on_streams_equal_members_one_after_the_other():
     from grape_core.config import ArchitectureConfig, TrainConfig
     from grape_core.knowledge.graphs import resolve_priors
     from grape_core.nn.inputs import graph_inputs, perturbation_tensor, predict_shifts
-    from grape_core.simulate import generated_screen
+    from grape_core.simulation import generated_screen
     from grape_core.training import step as train_step
     from grape_core.training.members import MemberTraining, train_members
 

@@ -89,7 +89,7 @@ LAYERS = [
                     "grape_core.devices")),
     ("data", ("grape_core.data",)),
     ("knowledge", ("grape_core.knowledge",)),
-    ("simulate", ("grape_core.simulate",)),
+    ("simulation", ("grape_core.simulation",)),
     ("model", ("grape_core.nn", "grape_core.bundle", "grape_core.evaluation")),
     ("training", ("grape_core.training",)),
     ("serving", ("grape_core.serving",)),
@@ -281,3 +281,31 @@ def test_the_public_api_documents_parameters_and_returns():
                 if not attr.startswith("_") and member.__module__.startswith("grape_core"):
                     missing += _undocumented(member, f"{name}.{attr}")
     assert not missing, "\n".join(missing)
+
+
+def test_no_public_name_hides_a_package():
+    """``grape_core.<name>`` is the package ``<name>`` for every subpackage and module, so
+    ``import grape_core.simulation.config as config`` works: the API's functions (``simulate``,
+    ``screen``, ``evaluate``...) never share a name with a module of ``grape_core``. One
+    exception, as in scanpy (``sc.settings``): ``gc.settings`` is the settings object, and its
+    module's names are imported with ``from grape_core.settings import ...``. In a fresh
+    interpreter, as importing every module here would change what others test."""
+    import subprocess
+    import sys
+
+    code = """
+import importlib, pkgutil, types
+import grape_core as gc
+for info in pkgutil.iter_modules(gc.__path__):
+    if info.name.startswith("_") or info.name == "settings":
+        continue
+    module = importlib.import_module("grape_core." + info.name)
+    found = getattr(gc, info.name)
+    if found is not module:
+        print("grape_core." + info.name, "is", repr(found), "not the module")
+import grape_core.simulation.config as config
+assert "linear" in config.FAMILY
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=ROOT, timeout=300)
+    assert done.returncode == 0 and not done.stdout, done.stdout + done.stderr

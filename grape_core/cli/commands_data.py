@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from ..errors import GrapeError
-from ..simulate.config import FAMILY
+from ..simulation.config import FAMILY
 from .common import _emit_json, _inputs, _numbers, _outputs, _progress, _read, _split_for
 
 
@@ -154,10 +154,10 @@ def cmd_genes(args) -> int:
 def cmd_simulate(args) -> int:
     import json
 
-    from ..simulate import SimulationConfig, format_summary, simulate
+    from ..simulation import SimulationConfig, format_summary, simulate
 
     from ..io import check_output_folder, read_text_file
-    from ..simulate import SCREEN_FOLDER
+    from ..simulation import SCREEN_FOLDER
 
     out = Path(args.out)
     # checked before the work: only a previous screen (or an empty folder) is replaced
@@ -202,7 +202,7 @@ def cmd_simulate(args) -> int:
         changes[name] = _numbers(text, flag, count, kind) if text is not None else None
     config = config.replace(**{k: v for k, v in changes.items() if v is not None})
     from ..io import ensure_space
-    from ..simulate import check_memory
+    from ..simulation import check_memory
 
     check_memory(config)  # before any work: memory, then the disk for the folder
     ensure_space(out, config.disk_bytes(), what="the screen folder",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..simulate.config import FAMILY
+from ..simulation.config import FAMILY
 from .commands_data import cmd_benchmark, cmd_describe, cmd_genes, cmd_simulate, cmd_split
 from .commands_model import cmd_evaluate, cmd_network, cmd_predict, cmd_screen, cmd_train, cmd_why
 

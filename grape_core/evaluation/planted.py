@@ -1,7 +1,7 @@
 """The planted-truth benchmark's results as tables (``benchmarks/bench_planted.py`` writes
 them; the README and the app's Benchmark page show them). GENERATED screens, not biology:
 they say whether the model can use a graph, and whether it wins on dynamics it was not
-built from (:data:`~grape_core.simulate.config.FAMILY`), not how well it predicts a cell.
+built from (:data:`~grape_core.simulation.config.FAMILY`), not how well it predicts a cell.
 
 The checks a model must pass on every screen of the grid (:func:`checks`): GRAPE's held-out
 ``pearson_delta`` at least ``propagation``'s and its ``mse`` no higher, overall and on the

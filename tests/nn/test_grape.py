@@ -267,7 +267,7 @@ def test_learns_a_planted_network(tmp_path):
     """On a small simulated screen: beats train_mean, ranks true prior edges above false
     ones, and gets the perturbed gene's own shift right."""
     from grape_core.nn.inputs import learned_graph
-    from grape_core.simulate import SimulationConfig, simulate
+    from grape_core.simulation import SimulationConfig, simulate
     from grape_core.training.recipe import train_bundle
 
     screen = simulate(SimulationConfig(seed=3, n_genes=120, n_singles=60, n_pairs=0,

@@ -1,6 +1,6 @@
 """Home's "Get the full Adamson screen", end to end and offline: the registry points (through
 ``GRAPE_REGISTRY``) at an HTTP server on 127.0.0.1 that serves a small generated screen in
-the GEARS layout (``grape_core.simulate``, zipped like the GEARS download). The app
+the GEARS layout (``grape_core.simulation``, zipped like the GEARS download). The app
 downloads it with a progress bar, checks its SHA-256, trains in the background, survives a
 page reload, adds the model to the list; and says clearly when there is no network, the
 server refuses, the disk is full or the user cancels."""
@@ -29,7 +29,7 @@ TIMEOUT = 180
 @pytest.fixture(scope="module")
 def screen_bytes(tmp_path_factory) -> bytes:
     """A small planted-truth screen (60 genes, 12 singles, 4 pairs) as GEARS .h5ad bytes."""
-    from grape_core.simulate import SimulationConfig, simulate
+    from grape_core.simulation import SimulationConfig, simulate
 
     folder = tmp_path_factory.mktemp("simulated") / "screen"
     simulate(SimulationConfig(n_genes=60, n_singles=12, n_pairs=4, cells_per_condition=20,

@@ -17,7 +17,7 @@ from conftest import one_error
 
 from grape_core.cli import main
 from grape_core.errors import GrapeError
-from grape_core.simulate import (
+from grape_core.simulation import (
     ADDITIVE,
     FILES,
     RELATIONS,
@@ -161,7 +161,7 @@ def test_bounded_saturates_every_gene_the_perturbed_ones_too(small):
 def test_hill_passes_small_changes_on_linearly_and_large_ones_by_each_regulators_level():
     """``hill``: s = W g(s) + u with g a Hill function of the regulator's level, normalised so
     that g'(0) = 1: a weak knock-down propagates as in ``linear``, a strong one does not."""
-    from grape_core.simulate.dynamics import _Propagator
+    from grape_core.simulation.dynamics import _Propagator
 
     config = SMALL.replace(propagation="hill", interaction_fraction=0.0, n_pairs=0)
     hill = simulate(config)
@@ -234,7 +234,7 @@ def test_harissa_screen_is_seeded_and_a_knock_down_lowers_its_gene():
 
 
 def test_every_setting_of_the_family_is_valid():
-    from grape_core.simulate.config import FAMILY
+    from grape_core.simulation.config import FAMILY
 
     assert len(FAMILY) >= 8
     for name, changes in FAMILY.items():
@@ -521,7 +521,7 @@ def test_simulate_config_files(tmp_path, capsys):
 
 
 def test_the_memory_limit_is_a_setting(tmp_path, capsys, monkeypatch):
-    from grape_core.simulate import SimulationConfig, simulate
+    from grape_core.simulation import SimulationConfig, simulate
 
     monkeypatch.setenv("GRAPE_SIMULATE_MEMORY_GB", "0.01")
     line = one_error(capsys, ["simulate", "--out", str(tmp_path / "s"), "--genes", "40",

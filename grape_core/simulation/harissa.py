@@ -15,7 +15,7 @@ cell's state is a draw from a stochastic process, not a steady state plus noise.
 
 What this module adds around it, and nothing else:
 
-- the network is the planted one (:func:`~grape_core.simulate.network._draw_network`),
+- the network is the planted one (:func:`~grape_core.simulation.network._draw_network`),
   ``theta[source, target] = interaction * W[target, source] / max|W|``, basal levels
   ``beta ~ U(basal_range)``;
 - a CRISPRi knock-down of efficiency ``e`` lowers the gene's basal level by

@@ -98,7 +98,7 @@ class SimulationConfig(Config):
     simulator: Literal["steady_state", "harissa"] = "steady_state"
     """``steady_state``: the project's own (network steady states, :attr:`propagation`,
     plus a shared response and cell noise). ``harissa``: cells simulated by harissa's
-    bursting gene-network model (:mod:`~grape_core.simulate.harissa`), on the same genes,
+    bursting gene-network model (:mod:`~grape_core.simulation.harissa`), on the same genes,
     network, perturbations and priors; knock-down only, no shared response, no planted
     interactions, one guide per gene."""
     harissa_interaction: float = 6.0
@@ -159,7 +159,7 @@ class SimulationConfig(Config):
     propagation: Literal["linear", "saturating", "bounded", "hill"] = "linear"
     """Steady-state dynamics: ``linear`` s = W s + u; ``saturating`` s = W phi(s) + u;
     ``bounded`` s = c tanh((W s + u) / c); ``hill`` s = W g(s) + u with g a Hill function of
-    each regulator's level (see :class:`~grape_core.simulate.dynamics._Propagator`)."""
+    each regulator's level (see :class:`~grape_core.simulation.dynamics._Propagator`)."""
     saturation: float = 1.0
     """c of c tanh(x / c) in the ``saturating`` and ``bounded`` steady states (same units as
     s): a change of 1 passes on as 0.76, a change of 0.3 nearly unchanged."""
@@ -435,5 +435,5 @@ FAMILY: dict[str, dict[str, object]] = {
   cells in which the perturbation failed;
 - ``rich_prior``: three quarters of the true edges, saturating messages, counts;
 - ``harissa``: a simulator the project did not write (harissa's bursting model,
-  :mod:`~grape_core.simulate.harissa`), 100 genes, 40 singles and 30 pairs.
+  :mod:`~grape_core.simulation.harissa`), 100 genes, 40 singles and 30 pairs.
 """

@@ -239,7 +239,7 @@ def _harissa(config, genes, edges, W, net_summary, regulator, singles, pair_idx,
              conditions, members, names, biotype_sources, rng_cells, rng_prior, *,
              progress: bool) -> PlantedScreen:
     """The screen of :func:`simulate` with cells from harissa's model
-    (:func:`~grape_core.simulate.harissa.harissa_screen`)."""
+    (:func:`~grape_core.simulation.harissa.harissa_screen`)."""
     from .harissa import harissa_screen
 
     adata, sparse_x, shifts, control = harissa_screen(config, W, members, efficiency, conditions,
