@@ -26,7 +26,6 @@ def home() -> None:
         layout.model_card(sel)
     jobs.full_screen_section(sel)
     own_data(sel)
-    jobs.warm_up()
 
 
 def own_data(sel: layout.Selection) -> None:

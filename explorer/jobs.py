@@ -28,7 +28,6 @@ from grape_core.errors import GrapeError
 
 from .layout import md, show_error
 from .loaders import load_model, model_entries, torch_threads
-from .loaders import warm_up as loaders_warm_up
 from .state import JOBS, JOBS_LOCK, PublicJob, Selection, job_key, public_job
 from .widgets import read_data
 
@@ -103,12 +102,6 @@ def prepare_screen(sel: Selection, targets: tuple[tuple[str, float], ...]) -> No
         bar.empty()
     if failed:
         raise failed[0]
-
-
-def warm_up() -> None:
-    """Import the model code in the background once per process
-    (:func:`~.loaders.warm_up`)."""
-    loaders_warm_up()
 
 
 def train_model(sel: Selection, path: str | Path, *, name: str, ensemble: int, max_steps: int) -> Path | None:

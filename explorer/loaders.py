@@ -193,7 +193,7 @@ def network_view(folder: str, stamp: str, focus: tuple[str, ...], hops: int, top
     return network_html(edges, b.table, list(focus)), edges
 
 
-@st.cache_data(max_entries=8, show_spinner=False)
+@st.cache_resource(max_entries=8, show_spinner=False)  # read-only: shared, not copied per rerun
 def learned_network(folder: str, stamp: str):
     """:func:`grape_core.serving.network.learned_network`: every edge with each member's weight,
     their agreement, and what changed against the prior."""

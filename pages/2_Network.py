@@ -37,7 +37,7 @@ def main() -> None:
         st.download_button("Download this view (HTML, works offline)", page_html.encode(),
                            file_name=f"grape_{sel.model}_{'_'.join(focus)}_network.html",
                            mime="text/html", icon=":material/download:")
-        pred = loaders.prediction(sel.folder, sel.stamp, focus)
+        pred = loaders.prediction(sel.folder, sel.stamp, focus, False)  # the shift; no interaction fit
         why_view.why_section(model, sel, focus, default=why_view.responding_gene(pred), key="net_why")
         layout.open_in(focus, sel, pages=("Predict",))
     elif not genes:

@@ -279,6 +279,29 @@ class Report:
         return pd.DataFrame(rows)
 
 
+def predicted_already(predicted: np.ndarray) -> Callable[[Sequence[str]], np.ndarray]:
+    """A model for :func:`benchmark` that answers with predictions made already.
+
+    Parameters
+    ----------
+    predicted
+        Predicted expression of the part's measured conditions, in the split's order
+        ``(n_conditions, n_measured)``.
+
+    Returns
+    -------
+    callable
+        ``conditions -> predicted``; a ``ValueError`` when the counts differ.
+    """
+    def model(conditions: Sequence[str]) -> np.ndarray:
+        if len(predicted) != len(conditions):
+            raise ValueError(f"predicted: {len(predicted)} rows for {len(conditions)} held-out "
+                             "conditions")
+        return predicted
+
+    return model
+
+
 def benchmark(
     pb: PseudoBulk,
     split: Split,

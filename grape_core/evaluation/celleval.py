@@ -57,7 +57,6 @@ from .. import keys
 VERSION = "0.8.2"
 """The cell-eval release whose definitions these are (pinned in requirements.txt for the
 test that compares them)."""
-PDEX_VERSION = "0.3.0"
 FDR = 0.05
 """Significance threshold of every DE metric (cell-eval's default)."""
 PERT_COL = keys.PERTURBATION
@@ -473,13 +472,6 @@ def compute(pred: np.ndarray, real: np.ndarray, control: np.ndarray, labels: Seq
     if de_real is not None and de_pred is not None:
         table = table.join(de_metrics(de_real, de_pred, labels))
     return table
-
-
-def summary(table: pd.DataFrame) -> dict[str, float]:
-    """Mean of each metric over the perturbations that have a value (cell-eval's
-    ``agg_results`` mean, which would be NaN as soon as one perturbation has none)."""
-    return {m: float(table[m].mean()) if table[m].notna().any() else float("nan")
-            for m in table.columns}
 
 
 SB_METRICS = frozenset({

@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .verdicts import better
+
 RESULTS = Path("benchmarks") / "results" / "planted.json"
 """Where the benchmark writes its results, relative to the project root."""
 
@@ -34,10 +36,6 @@ RIVALS: dict[str, tuple[str, ...]] = {
 }
 """The baselines GRAPE must match or beat, on both metrics, in each group."""
 
-TIE = 1e-3
-"""A difference of ``pearson_delta`` below this is a tie, not a loss."""
-
-
 @dataclass(frozen=True)
 class Check:
     """One comparison of :data:`RIVALS`: GRAPE against a baseline on one metric."""
@@ -51,9 +49,9 @@ class Check:
 
     @property
     def passed(self) -> bool:
-        if self.metric == "mse":  # lower is better; a relative tie of 0.1 %
-            return self.grape <= self.rival * (1 + TIE)
-        return self.grape >= self.rival - TIE
+        """GRAPE ties or beats the baseline, by the project's one tie rule
+        (:func:`~grape_core.evaluation.verdicts.tied`)."""
+        return bool(np.isfinite(self.grape)) and not better(self.rival, self.grape, self.metric)
 
 
 def metric_of(record: dict[str, Any], model: str, group: str, metric: str) -> float | None:

@@ -192,9 +192,17 @@ def learned_graph(members: Sequence[GRAPE], graph: GraphInputs, *,
         edges[f"weight_member_{i + 1}"] = weights[:, i]
     if not len(edges):
         return edges
-    magnitude = edges["weight"].abs()
+    return edges[learned_mask(edges["weight"].to_numpy(), keep_fraction)].reset_index(drop=True)
+
+
+def learned_mask(weight: np.ndarray, keep_fraction: float = 0.05) -> np.ndarray:
+    """Which edges of mean weights ``weight`` (float32, as :func:`learned_graph` holds them)
+    are kept: mean absolute weight at least ``keep_fraction`` of the 99th percentile."""
+    magnitude = np.abs(weight)
+    if not magnitude.size:
+        return np.zeros(0, dtype=bool)
     cut = keep_fraction * float(np.quantile(magnitude, 0.99))
-    return edges[magnitude >= max(cut, 1e-12)].reset_index(drop=True)
+    return magnitude >= max(cut, 1e-12)
 
 
 @torch.no_grad()

@@ -12,7 +12,7 @@ import pandas as pd
 from ..bundle import Bundle
 from ..errors import GrapeError
 from ..evaluation.baselines import fit_baselines
-from ..evaluation.benchmark import Report, benchmark
+from ..evaluation.benchmark import Report, benchmark, predicted_already
 from .loaded import LoadedModel, as_model
 from .predict import baseline_predictions, predict_conditions
 
@@ -63,17 +63,13 @@ def evaluate(model: LoadedModel | Bundle, pb=None, *, part: str = "test",
         raise ValueError("predicted: only for the model's own data")
 
     def grape(conditions: Sequence[str]) -> np.ndarray:
-        if predicted is None:
-            return predict_conditions(model, conditions)[0]
-        if len(predicted) != len(conditions):
-            raise ValueError(f"predicted: {len(predicted)} rows for {len(conditions)} held-out "
-                             "conditions")
-        return predicted
+        return predict_conditions(model, conditions)[0]
 
-    report = benchmark(pb, bundle.split, {"grape": grape},
-                             part=part, baselines=baselines or fit_baselines(
-                                 pb, model.fitted_on, prior=bundle.prior_edges,
-                                 genes=bundle.genes, features=bundle.fused), cells=cells)
+    report = benchmark(pb, bundle.split,
+                       {"grape": grape if predicted is None else predicted_already(predicted)},
+                       part=part, baselines=baselines or fit_baselines(
+                           pb, model.fitted_on, prior=bundle.prior_edges,
+                           genes=bundle.genes, features=bundle.fused), cells=cells)
     if cells is None and pb is bundle.pseudobulk and part == "test":
         _stored_replicate(bundle, report)
     report.extra["verdict"] = report.verdict("grape")

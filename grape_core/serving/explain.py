@@ -39,6 +39,7 @@ are the members' means, and each path's member agreement is reported beside it.
 from __future__ import annotations
 
 import copy
+import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -213,10 +214,13 @@ def explain(model: LoadedModel | Bundle, perturbation, gene: str, *, top: int = 
         raise GrapeError(f"{symbol} is in the graph of model {bundle.name!r} but not measured: "
                          "choose a measured gene to explain")
     perts = perturbation_tensor([condition], bundle.node_index)
-    results = []
-    with torch.no_grad():
-        for member in bundle.members:
-            results.append(_member(member, bundle.graph, perts, position[symbol]))
+    # the float64 copies are made once per loaded model; one explanation at a time uses them
+    # (each registers a hook on its member's propagation)
+    members64 = model.cached("explain: float64 members",
+                             lambda: [_float64(m, bundle.graph) for m in bundle.members])
+    lock = model.cached("explain: lock", threading.Lock)
+    with lock, torch.no_grad():
+        results = [_member(m, g, perts, position[symbol]) for m, g in members64]
     n = len(results)
     walks = sorted({w for r in results for w in r.walks})
     contributions = np.zeros((len(walks), n))
@@ -269,7 +273,7 @@ def explain(model: LoadedModel | Bundle, perturbation, gene: str, *, top: int = 
     pairs = {(a, b) for g in paths["genes"] for a, b in zip(g[:-1], g[1:])}
     edges = pd.DataFrame()
     if pairs:
-        network = learned_network(model, weak=True).edges
+        network = model.cached("explain: weak network", lambda: learned_network(model, weak=True)).edges
         keys = pd.MultiIndex.from_frame(network[["source", "target"]])
         edges = network[keys.isin(list(pairs))].reset_index(drop=True)
     return Explanation(model=bundle.name, condition=condition, perturbed=genes_of(condition),
@@ -317,11 +321,11 @@ def _float64(member, graph):
     return m, g
 
 
-def _member(member, graph, perts, y: int) -> _MemberParts:
-    """One member's parts of the shift at measured position ``y``."""
+def _member(m, g, perts, y: int) -> _MemberParts:
+    """One member's parts of the shift at measured position ``y``; ``m``, ``g``: the member
+    and the graph in float64 (:func:`_float64`)."""
     import torch
 
-    m, g = _float64(member, graph)
     outputs = torch.tensor([y], dtype=torch.long)
     z, edges = m.graph(g)
     total = float(m(g, perts, outputs=outputs, structure=(z, edges)).shift[0, 0])

@@ -56,6 +56,8 @@ class LoadedModel:
         self._lock = threading.Lock()
         self._baselines: dict[str, Baseline] | None = None
         self._gene_scale: np.ndarray | None = None
+        self._cache: dict[str, Any] = {}
+        self._cache_lock = threading.RLock()  # a build may ask for another cached value
         self.singles = SinglesStore(self)
         """Every single perturbation's predicted shift, what a screen reads: the bundle's
         stored ones, or those the first screen of a genome-scale model computes."""
@@ -170,6 +172,55 @@ class LoadedModel:
                 if found is not None:
                     out[gene] = found
         return out
+
+    def single_shifts_composed(self, genes: Sequence[str], predicted: np.ndarray,
+                               columns: np.ndarray | slice = slice(None)) -> tuple[np.ndarray, tuple[str, ...]]:
+        """The singles of ``genes`` as the model builds a pair from them: a gene's measured
+        training single where it composes pairs from it (:meth:`composing_singles`), else
+        its predicted single.
+
+        Parameters
+        ----------
+        genes
+            One gene per row of ``predicted``.
+        predicted
+            ``(len(genes), n_columns)`` predicted single shifts.
+        columns
+            The measured genes ``predicted``'s columns are (default: all).
+
+        Returns
+        -------
+        shifts, sources
+            ``predicted`` with the measured singles swapped in (float64, a copy), and for
+            each row ``measured`` or ``predicted``.
+        """
+        known = self.composing_singles()
+        out = np.array(predicted, dtype=np.float64, copy=True)
+        rows = [i for i, gene in enumerate(genes) if gene in known]
+        if rows:
+            measured = self.bundle.pseudobulk.shifts_of([known[genes[i]] for i in rows])
+            out[rows] = measured[:, columns]
+        return out, tuple("measured" if gene in known else "predicted" for gene in genes)
+
+    def cached(self, key: str, build: Callable[[], Any]) -> Any:
+        """``build()``, computed once per loaded model and kept (the bundle never changes):
+        what several requests share, e.g. the float64 members the "why" view decomposes.
+
+        Parameters
+        ----------
+        key
+            The value's name.
+        build
+            Makes the value.
+
+        Returns
+        -------
+        Any
+        """
+        with self._cache_lock:
+            if key not in self._cache:
+                self._cache[key] = build()
+            return self._cache[key]
 
     def baselines(self) -> Mapping[str, Baseline]:
         """Every baseline fitted on the model's training conditions (once).

@@ -61,14 +61,6 @@ def merged_edges(prior: pd.DataFrame, learned: pd.DataFrame) -> pd.DataFrame:
     return e[["source", "target", "relation", "status", "weight", "prior_weight", "learned_weight"]]
 
 
-def neighbourhood(prior: pd.DataFrame, learned: pd.DataFrame, focus: Iterable[str], *,
-                  hops: int = 1, top_k: int = 60) -> pd.DataFrame:
-    """Edges of the ``hops``-hop neighbourhood of ``focus`` in prior ∪ learned graph, the
-    ``top_k`` strongest kept (edges touching a focus gene first); columns of
-    :func:`merged_edges`."""
-    return neighbourhood_of(merged_edges(prior, learned), focus, hops=hops, top_k=top_k)
-
-
 def neighbourhood_of(edges: pd.DataFrame, focus: Iterable[str], *, hops: int = 1,
                      top_k: int = 60) -> pd.DataFrame:
     """:func:`neighbourhood` of an edge table that has ``source``, ``target``, ``status``
@@ -124,19 +116,6 @@ def degrees(prior: pd.DataFrame, learned: pd.DataFrame, genes: Sequence[str]) ->
 def edge_effect(weight: float) -> str:
     """What a learned edge does to its target: ``activates`` (weight >= 0) or ``represses``."""
     return "activates" if weight >= 0 else "represses"
-
-
-def strongest_learned(learned: pd.DataFrame, *, new_only: bool = False, n: int = 200) -> pd.DataFrame:
-    """The ``n`` strongest learned edges by absolute weight (``new_only``: those absent from
-    the prior): ``source, target, weight`` (signed), ``strength``, ``effect`` (activates or
-    represses), ``relation``, ``also in prior``."""
-    e = learned if not new_only else learned[~learned["in_prior"].astype(bool)]
-    e = e.assign(strength=e["weight"].abs()).sort_values("strength", ascending=False,
-                                                         kind="stable").head(n)
-    out = e[["source", "target", "weight", "strength", "relation", "in_prior"]].copy()
-    out.insert(4, "effect", out["weight"].map(edge_effect))
-    out["relation"] = out["relation"].map(relation_label)
-    return out.rename(columns={"in_prior": "also in prior"}).reset_index(drop=True)
 
 
 def split_parts(split) -> dict[str, str]:
@@ -402,7 +381,7 @@ def learned_network(model: LoadedModel | Bundle, *, keep_fraction: float = 0.05,
         ``edges`` (one row per edge, :data:`EDGE_COLUMNS` plus one weight per member) and
         the :class:`PriorChange` summary.
     """
-    from ..nn.inputs import (learned_graph, member_edges, member_spread, same_sign_as_mean,
+    from ..nn.inputs import (learned_mask, member_edges, member_spread, same_sign_as_mean,
                                sign_agreement)
     from .loaded import as_model
 
@@ -410,13 +389,12 @@ def learned_network(model: LoadedModel | Bundle, *, keep_fraction: float = 0.05,
     members, graph = bundle.members, bundle.graph
     genes = np.asarray(bundle.genes, dtype=object)
     table, weights = member_edges(members, graph)
-    kept = learned_graph(members, graph, keep_fraction=keep_fraction)
-    learned_keys = set(zip(kept["src"].tolist(), kept["dst"].tolist()))
     n = weights.shape[1]
     src, dst = table["src"].to_numpy(), table["dst"].to_numpy()
     in_prior = table["in_prior"].to_numpy(bool)
-    learned = np.array([(a, b) in learned_keys for a, b in zip(src.tolist(), dst.tolist())],
-                       dtype=bool)
+    # the edges of learned_graph (the model folder's learned_edges), from the same weights
+    mean = (weights.mean(1) if n else np.zeros(len(table))).astype(np.float32)
+    learned = learned_mask(mean, keep_fraction)
     keep = in_prior | learned | weak  # learned-only candidates below the cut carry ~nothing
     src, dst, in_prior, learned, weights = (src[keep], dst[keep], in_prior[keep], learned[keep],
                                             weights[keep])

@@ -119,11 +119,9 @@ def with_interaction(model: LoadedModel | Bundle, pred: Prediction) -> Predictio
         return pred
     from dataclasses import replace
 
-    model = as_model(model)
-    mean, _ = predict_conditions(model, _with_singles(pred.condition))
-    control = model.bundle.pseudobulk.control_mean.astype(np.float64)
-    return replace(pred, interaction=_interaction(model, pred.perturbed, pred.condition,
-                                                  mean - control[None, :]))
+    # the prediction already holds the singles it was built from: no second ensemble pass
+    return replace(pred, interaction=_interaction(as_model(model), pred.perturbed, pred.condition,
+                                                  pred.singles, pred.single_sources, pred.shift))
 
 
 def _with_singles(condition: str) -> list[str]:
@@ -155,7 +153,7 @@ def _prediction(model: LoadedModel, condition: str, mean: np.ndarray, std: np.nd
         warnings.append(f"{', '.join(unseen)} was not perturbed in training: the prediction "
                         "comes from its gene knowledge and graph neighbours")
     found: dict[str, np.ndarray] = {}
-    additive, additive_from = None, ""
+    additive, additive_from, single_shifts, sources = None, "", None, ()
     if baselines:
         for name, values in baseline_predictions(model, [condition]).items():
             values = np.asarray(values, dtype=np.float64).reshape(-1) - control
@@ -167,7 +165,7 @@ def _prediction(model: LoadedModel, condition: str, mean: np.ndarray, std: np.nd
         additive_from = sources[0] if sources[0] == sources[1] else "mixed"
     interaction = None
     if singles and analyse_pair:
-        interaction = _interaction(model, perturbed, condition, mean - control[None, :])
+        interaction = _interaction(model, perturbed, condition, single_shifts, sources, shift)
     return Prediction(
         model=bundle.name, condition=condition, perturbed=perturbed,
         part=bundle.split.part_of(condition) or ("measured" if condition in pb else "unmeasured"),
@@ -178,6 +176,7 @@ def _prediction(model: LoadedModel, condition: str, mean: np.ndarray, std: np.nd
         measured_shift=(pb.means[pb.index(condition)].astype(np.float64) - control
                         if condition in pb else None),
         baselines=found, additive=additive, additive_from=additive_from,
+        singles=single_shifts, single_sources=sources,
         warnings=tuple(warnings), interaction=interaction,
     )
 
@@ -261,36 +260,25 @@ def predict_many(model: LoadedModel | Bundle, perturbations: Sequence[str | Sequ
 
 
 def pair_singles(model: LoadedModel, perturbed: Sequence[str],
-                 predicted: np.ndarray) -> tuple[np.ndarray, tuple[str, str]]:
-    """The two singles a pair's prediction is built from, ``(2, n_measured)``: a gene's
-    measured training single where the model composes the pair from it
-    (:meth:`Model.composing_singles`), else its predicted single (``predicted``, the same
-    shape); and where each came from (``measured`` / ``predicted``)."""
-    known = model.composing_singles()
-    pb = model.bundle.pseudobulk
-    out, sources = np.array(predicted, dtype=np.float64, copy=True), []
-    for i, gene in enumerate(perturbed):
-        if gene in known:
-            out[i] = pb.shifts_of([known[gene]])[0]
-            sources.append("measured")
-        else:
-            sources.append("predicted")
-    return out, (sources[0], sources[1])
+                 predicted: np.ndarray) -> tuple[np.ndarray, tuple[str, ...]]:
+    """The two singles a pair's prediction is built from, ``(2, n_measured)``
+    (:meth:`~grape_core.serving.loaded.LoadedModel.single_shifts_composed`), and where each
+    came from (``measured`` / ``predicted``)."""
+    return model.single_shifts_composed(list(perturbed), predicted)
 
 
 def _interaction(model: LoadedModel, perturbed: tuple[str, ...], condition: str,
-                 shifts: np.ndarray) -> dict[str, dict[str, Any]]:
-    """Genetic-interaction analysis of a pair: of its predicted shift ``shifts[2]`` against
-    the singles it is built from (:func:`pair_singles`: measured where the model composes
-    the pair from a measured single, else ``shifts[0]`` / ``shifts[1]``, the predicted
-    ones), so that the verdict describes the prediction's own parts; and of the measured
-    pair against its measured singles when the screen has all three."""
+                 singles: np.ndarray, sources: Sequence[str], shift: np.ndarray) -> dict[str, dict[str, Any]]:
+    """Genetic-interaction analysis of a pair: of its predicted ``shift`` against the
+    ``singles`` it is built from (:func:`pair_singles`: measured where the model composes
+    the pair from a measured single, else the predicted ones; ``sources`` says which), so
+    that the verdict describes the prediction's own parts; and of the measured pair
+    against its measured singles when the screen has all three."""
     from ..evaluation.interactions import interaction_report
 
     a, b = perturbed
     genes = _interaction_genes(model.bundle)
-    singles, sources = pair_singles(model, perturbed, shifts[:2])
-    report = interaction_report(singles[0], singles[1], shifts[2], genes=genes, names=(a, b))
+    report = interaction_report(singles[0], singles[1], shift, genes=genes, names=(a, b))
     out = {"predicted": {**report, "singles": list(sources)}}
     pb = model.bundle.pseudobulk
     conds = [pb.find(c) for c in (format_condition((a,)), format_condition((b,)), condition)]

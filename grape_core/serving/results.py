@@ -61,6 +61,11 @@ class Prediction:
     additive_from: str = ""
     """``measured`` (both singles measured in training) or ``predicted`` (the model's
     singles); empty for a single."""
+    singles: np.ndarray | None = None
+    """For a pair: the shifts of the two singles it is built from, ``(2, n_genes)``
+    (:func:`~grape_core.serving.predict.pair_singles`; ``additive`` is their sum)."""
+    single_sources: tuple[str, ...] = ()
+    """For a pair: where each of :attr:`singles` came from, ``measured`` or ``predicted``."""
     warnings: tuple[str, ...] = ()
     interaction: dict[str, dict[str, Any]] | None = None
     """For a pair: ``{"predicted": report, "measured": report}`` of

@@ -52,20 +52,6 @@ def prepare_screen(model: LoadedModel | Bundle, targets: Sequence[str] | Mapping
         model.singles.shifts(screened_genes(bundle, idx), on_progress=on_progress)
 
 
-def _composing_singles(model: LoadedModel, conditions: Sequence[str], predicted: np.ndarray,
-                       genes: np.ndarray) -> np.ndarray:
-    """The singles a pair is built from, at the measured positions ``genes``: a gene's
-    measured training single where the model composes pairs from it
-    (:meth:`~grape_core.serving.model.Model.composing_singles`), else its predicted one
-    (``predicted``, ``(len(conditions), len(genes))``)."""
-    known = model.composing_singles()
-    out = np.array(predicted, dtype=np.float64, copy=True)
-    rows = [(i, known[genes_of(c)[0]]) for i, c in enumerate(conditions) if genes_of(c)[0] in known]
-    if rows:
-        out[[i for i, _ in rows]] = model.bundle.pseudobulk.shifts_of([c for _, c in rows])[:, genes]
-    return out
-
-
 def _score(shifts: np.ndarray, idx: np.ndarray, w: np.ndarray, sign: float) -> np.ndarray:
     """Signed weighted mean shift at the targets; ``shifts (..., n_measured)``."""
     return sign * (shifts[..., idx] * w).sum(-1)
@@ -170,7 +156,7 @@ def screen(
         pf = _frame(bundle, pair_conds, pair_scores, _off_target(pair_members.mean(0), idx),
                     genes[idx], w, sign)
         pf["kind"] = "pair"
-        built = _composing_singles(model, conditions, mean_shift, genes)
+        built, _ = model.single_shifts_composed([genes_of(c)[0] for c in conditions], mean_shift, genes)
         additive = np.array([built[i] + built[j] for i, j in combos])
         pf["additive_effect"] = _score(additive, idx, w, sign)
         reference = sample_scores if sample else pair_scores  # too few genes for a sample

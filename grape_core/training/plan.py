@@ -48,10 +48,6 @@ class TrainResult:
     after a refit, refit_steps."""
     seconds: float
     val_carved: bool = False
-    val_shifts: np.ndarray | None = None
-    """``(members, n_val, n_genes)``: the validation perturbations' shifts predicted by the
-    members early stopping chose, before any refit (which trains on them). ``None`` without
-    validation."""
     calibration: "CalibrationSet | None" = None
     """Perturbations predicted by weights that never saw them, what the prediction interval
     is calibrated on (:func:`calibration_set`)."""
@@ -143,7 +139,8 @@ def train_grape(
                for fit, seed in zip(fitted, seeds)]
     val_shifts = _predicted_shifts(fitted, cpu_graph, val, node_index) if val else None
     history = [row for fit in fitted for row in fit.history]
-    if carved and train_config.refit:
+    refitting = carved and train_config.refit
+    if refitting:
         fitted = train_members(
             lambda m, stream: MemberTraining(pb, graph, node_index, train, [], seed=seeds[m],
                                              member=m, stream=stream,
@@ -153,17 +150,17 @@ def train_grape(
         records = [dataclasses.replace(record, refit_steps=refit.steps)
                    for record, refit in zip(records, fitted)]
     members = [fit.model for fit in fitted]
-    final_train = train if (carved and train_config.refit) else fit_on
+    final_train = train if refitting else fit_on
     steps = int(np.median([r.best_step for r in records]))
+    # a refit trained on the carved validation perturbations: they cannot calibrate it
     calibration = calibration_set(
-        pb, cpu_graph, node_index, final_train, fitted,
-        val if not (carved and train_config.refit) else [], val_shifts if not (
-            carved and train_config.refit) else None, folds=train_config.calibration_folds,
+        pb, cpu_graph, node_index, final_train, fitted, [] if refitting else val,
+        None if refitting else val_shifts, folds=train_config.calibration_folds,
         steps=steps, seed=train_config.seed + 1000, common={**common, "on_step": None})
     return TrainResult(members=members, history=history, train_conditions=final_train,
                        val_conditions=val, member_records=records,
                        seconds=time.perf_counter() - start, val_carved=carved,
-                       val_shifts=val_shifts, calibration=calibration)
+                       calibration=calibration)
 
 
 ENOUGH_CALIBRATION = 20

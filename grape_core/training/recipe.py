@@ -37,7 +37,7 @@ from ..data.pseudobulk import PseudoBulk, pseudobulk
 from ..data.splits import Split, make_split
 from ..errors import GrapeError
 from ..evaluation.baselines import fit_baselines
-from ..evaluation.benchmark import Report, benchmark, uncertainty_check
+from ..evaluation.benchmark import Report, benchmark, predicted_already, uncertainty_check
 from ..evaluation.calibration import fit_calibration, gene_scale, interval_check
 from ..knowledge.graphs import resolve_priors
 from ..nn.ensemble import ensemble_expression, member_shifts, on_device
@@ -258,15 +258,8 @@ def held_out_report(bundle: Bundle, predicted: np.ndarray, *, cells=None) -> Rep
     baselines = fit_baselines(bundle.pseudobulk, training.train_conditions or bundle.split.train,
                               prior=bundle.prior_edges, genes=bundle.genes,
                               features=bundle.fused)
-
-    def grape(conditions: Sequence[str]) -> np.ndarray:
-        if len(predicted) != len(conditions):
-            raise ValueError(f"predicted: {len(predicted)} rows for {len(conditions)} held-out "
-                             "conditions")
-        return predicted
-
-    return benchmark(bundle.pseudobulk, bundle.split, {"grape": grape}, part="test",
-                     baselines=baselines, cells=cells)
+    return benchmark(bundle.pseudobulk, bundle.split, {"grape": predicted_already(predicted)},
+                     part="test", baselines=baselines, cells=cells)
 
 
 def evaluate_held_out(bundle: Bundle, adata, *, device: str = "cpu") -> Bundle:

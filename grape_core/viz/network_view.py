@@ -22,7 +22,7 @@ import pandas as pd
 
 from ..serving.network import CODING, NONCODING, biotype_class, edge_effect, relation_label
 # the Network page's tables and labels (pages import only the app package)
-from ..serving.network import prior_label, strongest_learned  # noqa: F401
+from ..serving.network import prior_label  # noqa: F401
 
 from .charts import BIOTYPE_COLORS, EDGE_STATUS_COLORS
 
@@ -135,14 +135,14 @@ def network_html(edges: pd.DataFrame, genes: pd.DataFrame, focus: Sequence[str],
                      font={"size": 20 if is_focus else 14, "strokeWidth": 3, "strokeColor": "#ffffff"})
     learned = edges[edges["status"] != "prior only"]
     wmax = float(learned["weight"].abs().max()) if len(learned) else 1.0
-    has_agreement = "sign_agreement" in edges.columns
+    has_agreement = "members_same_sign" in edges.columns
+    n_members = len(_member_columns(edges))
     for row in edges.itertuples(index=False):
         weight = float(row.weight)
         title = f"{row.source} {edge_effect(weight)} {row.target} · {row.status} · weight {weight:.3f}"
         disagree = False
-        if has_agreement:
-            members = int(round(float(row.sign_agreement) * len(_member_columns(edges))))
-            title += (f" · {members} of {len(_member_columns(edges))} members with this sign, "
+        if has_agreement:  # counted as in the tables: members with the mean weight's sign
+            title += (f" · {int(row.members_same_sign)} of {n_members} members with this sign, "
                       f"spread {float(row.spread):.3f}")
             disagree = row.status != "prior only" and float(row.sign_agreement) < 1.0
         dropped = row.status == "prior only"
