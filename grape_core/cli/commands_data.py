@@ -178,7 +178,8 @@ def cmd_simulate(args) -> int:
         data = data.get("config", data) if isinstance(data, dict) else data
         if not isinstance(data, dict):
             raise GrapeError(f"--config {args.config} must hold a JSON object of settings")
-        config = SimulationConfig.from_dict(data)
+        # the file's settings over the kind's (a --kind is not dropped by a --config)
+        config = SimulationConfig.from_dict({**(FAMILY[args.kind] if args.kind else {}), **data})
     changes = {
         "seed": args.seed, "n_genes": args.genes, "noncoding_fraction": args.noncoding,
         "n_singles": args.singles, "n_pairs": args.pairs, "cells_per_condition": args.cells,

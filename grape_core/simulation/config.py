@@ -31,14 +31,13 @@ _FLAGS = {
     "saturation": "--saturation", "targets": "--targets",
     "relation_propensity": "--propensity", "relation_activating": "--activating",
     "relation_strength": "--strength", "efficiency": "--efficiency", "seed": "--seed",
-    "hill_coefficient": "--hill-coefficient", "hill_level_range": "--hill-levels",
+    "hill_coefficient": "--hill-coefficient",
     "cell_model": "--cell-model", "library_size": "--library-size",
-    "library_size_sd": "--library-size-sd", "dispersion": "--dispersion",
+    "dispersion": "--dispersion",
     "guides_per_gene": "--guides", "escape_fraction": "--escape",
     "simulator": "--simulator",
-    "harissa_interaction": "--harissa-interaction", "harissa_hours": "--harissa-hours",
-    "knockdown_strength": "--knockdown-strength",
 }
+"""Settings with a command-line flag; the others are set in a ``--config`` file."""
 
 _BOUNDS = {
     "weight_range": 1e3, "efficiency": 1.0, "control_mean_range": 100.0,

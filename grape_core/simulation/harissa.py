@@ -126,11 +126,12 @@ def harissa_screen(config: SimulationConfig, W: sp.csr_matrix, members: list[tup
             bar.update()
     bar.close()
     if not np.isfinite(mrna).all():
-        raise GrapeError("the harissa simulation gave non-finite mRNA levels; lower "
-                         "--harissa-interaction")
+        raise GrapeError("the harissa simulation gave non-finite mRNA levels; lower the "
+                         "harissa_interaction setting (in a --config file)")
     control_total = float(np.median(mrna[: config.n_control_cells].sum(axis=1)))
     if control_total <= 0:
-        raise GrapeError("the harissa control cells express nothing; raise --harissa-basal")
+        raise GrapeError("the harissa control cells express nothing; raise the "
+                         "harissa_basal_range setting (in a --config file)")
     capture = config.library_size / control_total
     umis = rng.poisson(mrna * capture).astype(np.float64)
     target = float(umis[: config.n_control_cells].sum(axis=1).mean())

@@ -535,3 +535,31 @@ def test_the_memory_limit_is_a_setting(tmp_path, capsys, monkeypatch):
     config = SimulationConfig(n_genes=20_000, n_singles=2_000, n_pairs=300,
                               cells_per_condition=3, n_control_cells=100)
     assert 1.4 * 2**30 < config.memory_bytes() < 2.0 * 2**30  # measured peak: 1.4 GB
+
+
+def test_every_flag_an_error_names_exists():
+    """A SimulationConfig error names the setting's flag only where `simulate` has one."""
+    from grape_core.cli.parser import build_parser
+    from grape_core.simulation.config import _FLAGS
+
+    simulate = build_parser()._subparsers._group_actions[0].choices["simulate"]
+    flags = {s for action in simulate._actions for s in action.option_strings}
+    assert set(_FLAGS.values()) <= flags, set(_FLAGS.values()) - flags
+
+
+def test_a_config_file_keeps_the_kind(tmp_path):
+    """--kind saturating with a --config that sets other settings: still saturating."""
+    import json
+
+    from grape_core.cli.commands_data import cmd_simulate
+    from grape_core.cli.parser import build_parser
+
+    config = tmp_path / "c.json"
+    config.write_text(json.dumps({"n_genes": 40, "n_singles": 5, "n_pairs": 2,
+                                  "cells_per_condition": 5, "n_control_cells": 20}))
+    out = tmp_path / "s"
+    args = build_parser().parse_args(["--quiet", "simulate", "--out", str(out), "--kind",
+                                      "saturating", "--config", str(config)])
+    assert cmd_simulate(args) == 0
+    written = json.loads((out / "simulation.json").read_text())["config"]
+    assert written["propagation"] == "saturating" and written["n_genes"] == 40
