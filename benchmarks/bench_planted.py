@@ -57,7 +57,7 @@ SHARED = Path(os.environ.get("GRAPE_SHARED_DATA", ROOT.parent / "shared" / "data
 ABLATION_VARIANTS = ("grape", "no_graph", "no_structure_learning", "no_interventional_consistency",
                      "homogeneous_graph", "linear_messages", "no_text_view", "no_dna_view",
                      "with_global_path", "no_shared_head", "with_gene_correction", "no_additive_pairs",
-                     "no_pair_mixing", "no_signed_self_effect", "paper_flags")
+                     "no_pair_mixing", "no_signed_self_effect", "tied_outflow", "paper_flags")
 
 
 def auprc(truth: np.ndarray, score: np.ndarray) -> float:

@@ -226,6 +226,11 @@ class ArchitectureConfig(Config):
     """How a pair combines its singles' own parts, its dose of the shared response and the
     predicted interaction are fitted on the training pairs. False: a pair is the sum of its
     singles plus the predicted interaction, whatever the data say (versions before 3)."""
+    free_outflow: bool = True
+    """A perturbed gene's own change and the change it passes on to its targets are sized
+    apart (:attr:`~grape_core.nn.grape.GRAPE.outflow`): a knock-down's own transcript can
+    fall far more, or less, than its product's effect on others, and only the data can say.
+    False: its targets feel exactly its own change (versions before 4)."""
     prior: tuple[str, ...] = ("union",)
     """Prior graph(s): built-in names (union, go, coexpression, similarity) and/or edge-list
     files (``source,target[,weight]``); several are merged."""
@@ -239,7 +244,8 @@ class ArchitectureConfig(Config):
         zero-then-negate encoding, no global path, no shared response, no composition of
         pairs, no interventional consistency."""
         return cls(detach_structure=True, perturbation_encoding="paper", global_path=False,
-                   shared_shift=False, additive_pairs=False, interventional_consistency=False)
+                   shared_shift=False, additive_pairs=False, interventional_consistency=False,
+                   free_outflow=False)
 
 
 @dataclass(frozen=True)

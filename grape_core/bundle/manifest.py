@@ -148,10 +148,10 @@ class Manifest(_Section):
             if digest and digest != stated:
                 raise BundleError(f"{file} was edited: its SHA-256 does not match its "
                                   f"'manifest_sha256'; {fix}")
-        if version == 2:
+        if version in LEGACY_MODEL:
             model = data.get("configs", {}).get("model") if isinstance(data.get("configs"), dict) else None
             if isinstance(model, dict):
-                for key, value in LEGACY_MODEL.items():
+                for key, value in LEGACY_MODEL[version].items():
                     model.setdefault(key, value)
         for key in cls.REQUIRED_ON_DISK:
             if key not in data:

@@ -27,16 +27,22 @@ from typing import Any
 from ..config import ArchitectureConfig, TrainConfig
 from ..io import FolderKind, json_marker
 
-FORMAT_VERSION = 3
-"""Format 3 adds ``manifest_sha256``: the SHA-256 of the manifest itself (its canonical JSON
+FORMAT_VERSION = 4
+"""Format 4 adds the outflow (``free_outflow``: a perturbed gene's own change and what its
+targets feel, sized apart).
+Format 3 added ``manifest_sha256``: the SHA-256 of the manifest itself (its canonical JSON
 without that key), so an edit of a number in it is caught like an edit of a file; and the
 model's data-driven self-effect, pair composition and floor at zero expression."""
-READABLE_VERSIONS = (2, 3)
-"""Format 2 (no manifest checksum; the model before the data-driven self-effect and pair
-composition) is still read, as what it was: its numbers are checked like every other's, its
-model config gets :data:`LEGACY_MODEL` and its members the tensors they lacked, set so that
-they predict exactly what they did."""
-LEGACY_MODEL = {"signed_self_effect": False, "pair_mixing": False, "nonnegative": False}
+READABLE_VERSIONS = (2, 3, 4)
+"""Older formats are still read, as what they were: their numbers are checked like every
+other's, their model config gets :data:`LEGACY_MODEL` and their members the tensors they
+lacked, set so that they predict exactly what they did."""
+LEGACY_MODEL = {
+    2: {"signed_self_effect": False, "pair_mixing": False, "nonnegative": False,
+        "free_outflow": False},
+    3: {"free_outflow": False},
+}
+"""Format -> the model config of the models it holds, where the current defaults differ."""
 FILES = {
     "manifest": "manifest.json",
     "weights": "weights.safetensors",

@@ -1,6 +1,6 @@
 """Every tensor of a model folder checked against what the manifest and the model class say
 it must be (:class:`TensorChecker`), and the members rebuilt from the manifest alone
-(:func:`fresh_member`), format 2's completed (:func:`legacy_state`)."""
+(:func:`fresh_member`), older formats' completed (:func:`legacy_state`)."""
 
 from __future__ import annotations
 
@@ -201,8 +201,8 @@ class TensorChecker:
             model = fresh_member(self, manifest, graph, pb)
             state = states.get(i, {})
             expected = model.state_dict()
-            if manifest.format_version == 2:
-                state = legacy_state(state, expected)
+            if manifest.format_version < 4:
+                state = legacy_state(state, expected, manifest.format_version)
             unknown = sorted(set(state) - set(expected))
             if unknown:
                 self.fail(f"{file} holds tensor 'member{i}.{unknown[0]}', which the manifest's "
@@ -217,23 +217,27 @@ class TensorChecker:
         return members
 
 
-def legacy_state(state: dict[str, Any], expected: dict[str, Any]) -> dict[str, Any]:
-    """A format-2 member's tensors, with those format 3 added set to what the member computed:
-    its own self-effect whatever its sign (``self_known``, ``self_scale`` 1), and a pair as
-    the sum of its measured singles plus the predicted interaction (``pair_mix`` 1, 1, 1, 0;
-    every measured single holding one single's dose of the shared response). Shapes come
-    from the fresh model (``expected``), never from the file."""
+def legacy_state(state: dict[str, Any], expected: dict[str, Any], version: int) -> dict[str, Any]:
+    """An older format's member tensors, with those added since set to what the member
+    computed. Format 3 (and 2): the perturbed gene's targets feel its own change
+    (``outflow`` 1). Format 2: its own self-effect whatever its sign (``self_known``,
+    ``self_scale`` 1), and a pair as the sum of its measured singles plus the predicted
+    interaction (``pair_mix`` 1, 1, 1, 0; every measured single holding one single's dose of
+    the shared response). Shapes come from the fresh model (``expected``), never from the
+    file."""
     import torch
 
     if "shared_amplitude" not in state:
         return state  # the checks that follow name what is missing
     state = dict(state)
-    dose = float(torch.as_tensor(state["shared_amplitude"]).reshape(-1)[0])
-    fill = {"self_scale": 1.0, "self_known": True, "known_dose": dose, "pair_fitted": False}
+    fill: dict[str, float] = {"outflow": 1.0}
+    if version == 2:
+        dose = float(torch.as_tensor(state["shared_amplitude"]).reshape(-1)[0])
+        fill |= {"self_scale": 1.0, "self_known": True, "known_dose": dose, "pair_fitted": False}
     for name, value in fill.items():
         if name not in state and name in expected:
             state[name] = torch.full_like(expected[name], value)
-    if "pair_mix" not in state and "pair_mix" in expected:
+    if version == 2 and "pair_mix" not in state and "pair_mix" in expected:
         state["pair_mix"] = torch.tensor([1.0, 1.0, 1.0, 0.0])
     return state
 

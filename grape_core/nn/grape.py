@@ -6,7 +6,7 @@ For a perturbation of the genes :math:`P` (one gene or a pair):
 .. math::
     z_v = \mathrm{Enc}(t_v, s_v), \qquad
     x_{0,v} = \mathbb{1}[v \in P]\;\kappa(z_v, c_v), \qquad
-    \delta^{P} = \mathrm{Prop}_{W(z)}(x_0),
+    \delta^{P} = \mathrm{Prop}_{W(z)}(\pi x_0) - \pi x_0 + x_0,
 
     \Delta^{P}_m = \alpha(P)\,\bar\Delta_m + (1 + g_m)\,\delta^{P}_m, \qquad
     \alpha(P) = a\,|P| + \gamma\,\mathbb{1}[|P| = 2]
@@ -22,6 +22,9 @@ otherwise) plus the interaction the model predicts.
   activation) changes the perturbed gene itself, read from its embedding and expression.
   A gene never perturbed in training gets its own effect from what the head learned on
   the others; a per-gene table could not (``shared_head=False`` is that ablation).
+- :math:`\pi`: the *outflow*, what the perturbed gene's targets feel of its own change
+  (``free_outflow``; 1 in versions before 4): a knock-down's own transcript can fall far
+  more, or less, than its product's loss moves its targets.
 - :math:`W(z)`: the prior's edges re-weighted, signed and pruned by structure learning, plus
   learned-only edges (:mod:`~grape_core.nn.gsl`); :math:`\mathrm{Prop}`: the
   heterogeneous propagation (:mod:`~grape_core.nn.hetero`).
@@ -142,6 +145,9 @@ class GRAPE(nn.Module):
         # whether the data could tell them (a training perturbation of a measured gene)
         self.register_buffer("self_scale", torch.ones(()))
         self.register_buffer("self_known", torch.ones((), dtype=torch.bool))
+        # pi: the share of a perturbed gene's own change that its targets feel
+        # (``free_outflow``; fitted at the warm start, then trained)
+        self.outflow = nn.Parameter(torch.ones(()))
         self.amplitude = nn.Sequential(nn.Linear(d, c.head_hidden), nn.ELU(),
                                        nn.Linear(c.head_hidden, 1))
         nn.init.zeros_(self.amplitude[2].weight)
@@ -290,10 +296,16 @@ class GRAPE(nn.Module):
         pooled = (picked * (perts >= 0).unsqueeze(-1).float()).sum(1) / n_genes.clamp_min(1)
         return alpha + self.amplitude(pooled)
 
-    def propagate(self, perts: Tensor, z: Tensor, edges: Edges, g: GraphInputs) -> Tensor:
-        """:math:`\\delta` at every node, ``(n_nodes, batch)``."""
+    def own_and_source(self, perts: Tensor, z: Tensor, g: GraphInputs) -> tuple[Tensor, Tensor]:
+        """The perturbed genes' own change :math:`x_0` and what they send to their targets,
+        :math:`\\pi x_0` (``free_outflow``; else :math:`x_0`), each ``(n_nodes, batch)``."""
         x0 = self.indicator(perts, g.n_nodes) * self.self_effect(z, g).unsqueeze(1)
-        return self.propagation(x0, edges)
+        return x0, (x0 * self.outflow if self.config.free_outflow else x0)
+
+    def propagate(self, perts: Tensor, z: Tensor, edges: Edges, g: GraphInputs) -> Tensor:
+        """:math:`\\delta` at every node, ``(n_nodes, batch)``: the propagation of what the
+        perturbed genes send (:meth:`own_and_source`)."""
+        return self.propagation(self.own_and_source(perts, z, g)[1], edges)
 
     def decode(self, perts: Tensor, z: Tensor, edges: Edges, g: GraphInputs, outputs: Tensor) -> Tensor:
         """Shifts of the measured positions ``outputs`` ``(batch, n_outputs)``, pairs not
@@ -312,10 +324,12 @@ class GRAPE(nn.Module):
         unit that only its propagation to other genes gives a size; the perturbed gene's
         own value then leaves it out (what the others' regulation gives it) instead of
         inventing one."""
-        x0 = self.indicator(perts, g.n_nodes) * self.self_effect(z, g).unsqueeze(1)
-        state = self.propagation(x0, edges)
-        # a product, not a branch: a training step never waits on the device
-        state = state - x0 * (~self.self_known).to(x0.dtype)
+        x0, source = self.own_and_source(perts, z, g)
+        state = self.propagation(source, edges)
+        # a perturbed gene's own value: its own change (what it sends, pi x0, is its
+        # targets'), nothing where the data could not tell it; a product, not a branch: a
+        # training step never waits on the device
+        state = state - source + x0 * self.self_known.to(x0.dtype)
         delta = state.index_select(0, g.measured[outputs]).T
         if self.config.gene_correction:
             delta = delta * (1.0 + self.gain.index_select(0, outputs))
@@ -453,7 +467,9 @@ class GRAPE(nn.Module):
         observed = target - alpha * self.mean_shift
         if self.config.gene_correction:
             observed = observed / (1.0 + self.gain.detach())
-        x0 = self.indicator(perts, g.n_nodes) * self.self_effect(z, g).unsqueeze(1)
-        state = x0.detach().index_copy(0, g.measured, observed.T.detach())
-        one_step = self.propagation.step(state, x0, edges).index_select(0, g.measured)
+        x0, source = self.own_and_source(perts, z, g)
+        # the state a measured perturbed gene propagates is what it sends, not its own change
+        sent = (source - x0 * self.self_known.to(x0.dtype)).detach().index_select(0, g.measured)
+        state = source.detach().index_copy(0, g.measured, observed.T.detach() + sent)
+        one_step = self.propagation.step(state, source, edges).index_select(0, g.measured)
         return F.mse_loss(one_step, state[g.measured]) / self.scale ** 2

@@ -300,7 +300,7 @@ class _MemberParts:
     shared: float
     own: float
     propagated: float
-    """``f_Y (delta_Y - x0_Y)``: what every walk together carries."""
+    """``f_Y (delta_Y - sent_Y)``: what every walk together carries."""
     enumerated: float
     """The sum of the enumerated walks (``propagated`` to float64 precision unless the
     enumeration stopped at :data:`MAX_WALKS`)."""
@@ -339,23 +339,29 @@ def _member(m, g, perts, y: int) -> _MemberParts:
     if len(seen) != 1:
         raise GrapeError(f"the model propagated {len(seen)} times for one perturbation; the "
                          "decomposition expects one propagation per decoding")
-    x0, delta = seen[0][0][:, 0], seen[0][1][:, 0]
+    # what the perturbed genes send (pi x0, the propagation's input) and the state it gives
+    source, delta = seen[0][0][:, 0], seen[0][1][:, 0]
     shared = float((m.amplitude_of(perts, z) * m.mean_shift[outputs])[0, 0])
     node = int(g.measured[y])
     # the same rounds as the model's propagation, keeping every state
     propagation = m.propagation
-    states = [x0.unsqueeze(1)]
+    states = [source.unsqueeze(1)]
     for _ in range(propagation.steps):
-        states.append(propagation.step(states[-1], x0.unsqueeze(1), edges))
+        states.append(propagation.step(states[-1], source.unsqueeze(1), edges))
     if not torch.allclose(states[-1][:, 0], delta, rtol=1e-9, atol=1e-12):
         raise GrapeError("the propagation's rounds do not reproduce the model's own "
                          "propagation; the decomposition needs updating for this model")
-    delta_y, own_y = float(delta[node]), float(x0[node])
-    factor = (raw - shared) / delta_y if delta_y != 0 else 1.0
+    # the decoded value is f (delta_Y - sent_Y + own_Y) (:meth:`GRAPE.parts`), f the gene's
+    # correction; own_Y the perturbed gene's own change where the data could tell it
+    own_change = m.own_and_source(perts, z, g)[0][:, 0]
+    delta_y, sent_y = float(delta[node]), float(source[node])
+    own_y = float(own_change[node]) * float(m.self_known)
+    decoded = delta_y - sent_y + own_y
+    factor = (raw - shared) / decoded if decoded != 0 else 1.0
     gains = [_gains(propagation.messages, s, edges) for s in states[:-1]]
-    walks, enumerated, truncated = _walks(edges, gains, x0.numpy(), node, propagation.steps)
+    walks, enumerated, truncated = _walks(edges, gains, source.numpy(), node, propagation.steps)
     walks = {w: factor * c for w, c in walks.items()}
-    propagated = factor * (delta_y - own_y)
+    propagated = factor * (delta_y - sent_y)
     if not truncated and abs(factor * enumerated - propagated) > 1e-8 * max(1.0, abs(total)):
         raise GrapeError(f"the paths add up to {factor * enumerated:.6g}, not to the propagated "
                          f"shift {propagated:.6g}; the decomposition needs updating for this model")

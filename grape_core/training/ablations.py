@@ -32,6 +32,7 @@ ABLATIONS: dict[str, dict[str, Any]] = {
     "no_additive_pairs": {"additive_pairs": False},
     "no_pair_mixing": {"pair_mixing": False},
     "no_signed_self_effect": {"signed_self_effect": False},
+    "tied_outflow": {"free_outflow": False},
     "paper_flags": {k: v for k, v in ArchitectureConfig.paper().to_dict().items()
                     if v != getattr(ArchitectureConfig(), k)},
 }

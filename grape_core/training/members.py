@@ -82,10 +82,13 @@ class MemberTraining:
             # the few scalars that combine the model's parts: no pull towards 0 (a pair's
             # predicted singles would fade away where no training pair holds one)
             mixing = [model.shared_amplitude]
-            if model.config.pair_mixing:
-                mixing.append(model.pair_mix)
-            else:
-                model.pair_mix.requires_grad_(False)
+            for used, parameter in ((model.config.pair_mixing, model.pair_mix),
+                                    (model.config.free_outflow and bool(model.self_known),
+                                     model.outflow)):
+                if used:
+                    mixing.append(parameter)
+                else:
+                    parameter.requires_grad_(False)
             ids = {id(p) for p in structure + mixing}
             graphed = graphs_available(device, tc)
             opt = torch.optim.Adam([

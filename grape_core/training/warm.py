@@ -61,24 +61,25 @@ def warm_start(model: GRAPE, graph: GraphInputs, pb: PseudoBulk, train: list[str
     """Start from the least-squares fit of the model's linear part: with linear messages
     (as they start) and every relation's prior scale ``s``, a perturbation's shift is
 
-    ``a r + b sum_{l <= L} (s A)^l e_P``
+    ``a r + b e_P + b pi sum_{1 <= l <= L} (s A)^l e_P``
 
     (``L`` propagation steps), which gives the dose of the shared response ``a`` (one per
     perturbation, single or pair: on the Norman slice the training singles hold almost none
     of the response that the held-out ones share with the training pairs, and in every
     simulated screen a pair holds about one dose, not two), the self-effect ``b`` (every
-    gene alike) and the prior's scale ``s``: for each ``s`` of :data:`SCALES` the rest by
-    least squares, and the ``s`` that fits best. This
-    is the ``propagation`` baseline's idea in the model's own form, so that the series the
-    model runs is the one fitted (a one-step fit, scaled up to ``L`` steps, blows up where
-    the data want a strong scale). Training then moves away from it only where validation
-    agrees.
+    gene alike), the outflow ``pi`` (what the perturbed gene's targets feel of its own
+    change; 1 with ``free_outflow`` off, the series then ``b sum_{l <= L} (s A)^l e_P``) and
+    the prior's scale ``s``: for each ``s`` of :data:`SCALES` the rest by least squares, and
+    the ``s`` that fits best. This is the ``propagation`` baseline's idea in the model's own
+    form, so that the series the model runs is the one fitted (a one-step fit, scaled up to
+    ``L`` steps, blows up where the data want a strong scale). Training then moves away from
+    it only where validation agrees.
 
     ``b`` can be estimated only from training perturbations of measured genes. Without
     one, neither the sign nor the size of a perturbed gene's own change is known: the
     self-effect is then a unit (``b = 1``, whose propagation to other genes ``s`` and the
-    series size) and the model predicts no own change for a perturbed gene
-    (:attr:`GRAPE.self_known`). A pair's own dose comes from the training pairs whose
+    series size; ``pi`` 1, since there is no own change to size it apart from) and the model
+    predicts no own change for a perturbed gene (:attr:`GRAPE.self_known`). A pair's own dose comes from the training pairs whose
     singles were measured too (:func:`_pair_mix`: whether a pair's large shift is shared
     response or its own effect can only be told against its singles).
     """
@@ -97,39 +98,51 @@ def warm_start(model: GRAPE, graph: GraphInputs, pb: PseudoBulk, train: list[str
     for _ in range(model.config.propagation_steps):
         v = torch.sparse.mm(adj, v)
         hops.append(v[measured].reshape(-1).double().numpy())
-    def fit(scale: float) -> tuple[float, list[float]]:
-        series = sum(scale ** l * h for l, h in enumerate(hops))
-        if known:  # b sizes the whole series
-            x, target = np.stack([*shared, series], -1), y
+    free = model.config.free_outflow
+
+    def fit(scale: float, known: bool) -> tuple[float, list[float]]:
+        series = [scale ** l * h for l, h in enumerate(hops)]
+        target = y
+        if free and known:  # b the own change, b pi what the targets feel
+            x = np.stack([*shared, series[0], sum(series[1:], np.zeros_like(y))], -1)
+        elif known:  # b sizes the whole series
+            x = np.stack([*shared, sum(series)], -1)
         else:  # b is the unit; the own term is not measured anyway
-            x, target = np.stack(shared, -1), y - series
+            x, target = np.stack(shared, -1), y - sum(series)
         # the normal equations in numpy: torch.linalg.lstsq on the CPU is not reproducible
         # (its last bits depend on where the arrays lie in memory), and a last bit here can
         # change which learned edges win the top-k, and so the trained model
         coef = np.linalg.lstsq(x.T @ x, x.T @ target, rcond=None)[0]
         return float(np.sum((target - x @ coef) ** 2)), coef.tolist()
 
-    scales = SCALES if model.config.propagation_steps else np.zeros(1)
-    residuals = [fit(float(s))[0] for s in scales]
-    i = int(np.argmin(residuals))
-    scale = float(scales[i])
-    if 0 < i < len(scales) - 1:  # refine between the grid's neighbours (golden section)
-        low, high = float(scales[i - 1]), float(scales[i + 1])
-        ratio = (np.sqrt(5.0) - 1.0) / 2.0
-        for _ in range(40):
-            left, right = high - ratio * (high - low), low + ratio * (high - low)
-            if fit(left)[0] <= fit(right)[0]:
-                high = right
-            else:
-                low = left
-        middle = (low + high) / 2.0
-        if fit(middle)[0] < residuals[i]:
-            scale = middle
-    coef = fit(scale)[1]
+    def best_scale(known: bool) -> tuple[float, list[float]]:
+        scales = SCALES if model.config.propagation_steps else np.zeros(1)
+        residuals = [fit(float(s), known)[0] for s in scales]
+        i = int(np.argmin(residuals))
+        scale = float(scales[i])
+        if 0 < i < len(scales) - 1:  # refine between the grid's neighbours (golden section)
+            low, high = float(scales[i - 1]), float(scales[i + 1])
+            ratio = (np.sqrt(5.0) - 1.0) / 2.0
+            for _ in range(40):
+                left, right = high - ratio * (high - low), low + ratio * (high - low)
+                if fit(left, known)[0] <= fit(right, known)[0]:
+                    high = right
+                else:
+                    low = left
+            middle = (low + high) / 2.0
+            if fit(middle, known)[0] < residuals[i]:
+                scale = middle
+        return scale, fit(scale, known)[1]
+
+    scale, coef = best_scale(known)
+    own = coef[1] if known else 1.0
+    if abs(own) < 1e-3:  # the data say the perturbed genes barely move: keep a usable unit
+        known, own = False, 1.0
+        scale, coef = best_scale(known)
     a1 = a2 = coef[0]
-    b = coef[-1] if known else 1.0
-    if abs(b) < 1e-3:  # the data say the perturbed genes barely move: keep a usable unit
-        known, b = False, 1.0
+    b = own
+    # without a measured own change there is nothing to size apart: pi stays 1
+    outflow = coef[-1] / own if free and known else 1.0
     signed = model.config.signed_self_effect and model.config.perturbation_encoding != "paper"
     model.shared_amplitude.copy_(torch.tensor(
         [a1, a2 - 2.0 * a1] if model.config.shared_shift else [1.0, 0.0]))
@@ -137,6 +150,7 @@ def warm_start(model: GRAPE, graph: GraphInputs, pb: PseudoBulk, train: list[str
     model.self_head[-1].bias.fill_(0.0 if signed else b)
     model.self_scale.fill_(b)
     model.self_known.fill_(known)
+    model.outflow.fill_(outflow)
     model.structure.scale.fill_(scale)
     mix = (_pair_mix(model, graph, pb, train, node_index) if model.config.pair_mixing
            else None)
@@ -148,6 +162,7 @@ def warm_start(model: GRAPE, graph: GraphInputs, pb: PseudoBulk, train: list[str
         model.pair_mix.copy_(torch.tensor([kappa_m, kappa_m + kappa_b, 1.0, kappa_b]))
     model.pair_fitted.fill_(mix is not None)
     return {"shared": a1, "shared_pair": a2, "self_effect": b, "self_known": known,
+            "outflow": outflow,
             "prior_scale": scale, "pair_measured_singles": mix[1] if mix is not None else 1.0,
             "pair_predicted_singles": mix[2] if mix is not None else 0.0}
 

@@ -54,8 +54,9 @@ def test_linear_propagation_is_the_truncated_steady_state(adamson_graph):
         w = torch.zeros(n, n)
         w.index_put_((edges.dst, edges.src), edges.weight, accumulate=True)
         perts = perturbation_tensor(["HSPA5+ctrl"], node_index)
-        x0 = model.indicator(perts, n) * model.self_effect(z, graph).unsqueeze(1)
-        expected = x0 + w @ x0 + w @ w @ x0 + w @ w @ w @ x0
+        x0, source = model.own_and_source(perts, z, graph)
+        torch.testing.assert_close(source, x0 * model.outflow)
+        expected = source + w @ source + w @ w @ source + w @ w @ w @ source
         got = model.propagate(perts, z, edges, graph)
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-6)
 
@@ -322,14 +323,14 @@ def test_an_own_change_the_data_cannot_tell_is_not_invented(adamson_graph):
     tars = pb.genes.index("TARS")
     with torch.no_grad():
         z, edges = model.graph(graph)
-        x0 = model.indicator(perts, graph.n_nodes) * model.self_effect(z, graph).unsqueeze(1)
-        state = model.propagation(x0, edges)
+        _, source = model.own_and_source(perts, z, graph)
+        state = model.propagation(source, edges)
         known = model(graph, perts).shift[0, tars]
         model.self_known.fill_(False)
         model._cache = None
         unknown = model(graph, perts).shift[0, tars]
     alpha = float(model.amplitude_of(perts, z).detach()[0, 0])
-    expected = alpha * float(model.mean_shift[tars]) + float(state[graph.measured[tars], 0] - x0[graph.measured[tars], 0])
+    expected = alpha * float(model.mean_shift[tars]) + float(state[graph.measured[tars], 0] - source[graph.measured[tars], 0])
     assert float(unknown) == pytest.approx(max(expected, -float(model.node_control[graph.measured[tars]])), abs=1e-5)
     assert float(known) < float(unknown)  # the known knock-down lowers it further
 
@@ -402,3 +403,70 @@ def test_warm_start_fits_how_pairs_combine():
     dose = float(model.amplitude_of(perturbation_tensor(["G0+G1"], node_index), None)[0, 0])
     assert dose * float(model.mean_shift @ model.mean_shift) == pytest.approx(
         float(torch.as_tensor(shared, dtype=torch.float32) @ model.mean_shift), rel=0.15)
+
+
+def _screen(shifts: dict[str, np.ndarray], n: int, seed: int = 0):
+    """A small screen of ``shifts`` over genes G0..G{n-1}, all measured, with a random prior:
+    its pseudo-bulk, graph and node index."""
+    from grape_core.data import PseudoBulk
+    from grape_core.knowledge.graphs import edge_frame
+    from grape_core.nn.grape import GraphInputs
+
+    rng = np.random.default_rng(seed)
+    genes = tuple(f"G{i}" for i in range(n))
+    conds = tuple(sorted(shifts))
+    control = np.full(n, 2.0)
+    pb = PseudoBulk(genes=genes, conditions=conds, means=control + np.stack([shifts[c] for c in conds]),
+                    control_mean=control, n_cells=np.full(len(conds), 50), n_control=500,
+                    de_idx=np.zeros((len(conds), 5), dtype=int), dataset="planted")
+    src, dst = rng.integers(0, n, 3 * n), rng.integers(0, n, 3 * n)
+    keep = src != dst
+    prior = edge_frame(src[keep], dst[keep], np.ones(int(keep.sum())), "test")
+    graph = GraphInputs(text=torch.randn(n, 8), dna=torch.randn(n, 6),
+                        dna_missing=torch.zeros(n, dtype=torch.bool),
+                        is_coding=torch.ones(n, dtype=torch.bool),
+                        prior_index=torch.as_tensor(np.stack([prior["src"], prior["dst"]]), dtype=torch.long),
+                        prior_weight=torch.full((len(prior),), 0.5), measured=torch.arange(n))
+    return pb, graph, {g: i for i, g in enumerate(genes)}
+
+
+def test_warm_start_sizes_a_genes_own_change_and_what_its_targets_feel_apart():
+    """A knock-down that lowers its own transcript by 1 while its targets move by 3 times
+    what a unit change would pass on (pi = 3): the warm start finds both, and predicts a
+    held-out gene's knock-down exactly. Tied (versions before 4), the targets can only feel
+    the own change itself, and the same held-out prediction misses."""
+    n, b, outflow, s = 30, -1.0, 3.0, 0.5
+    _, graph, node_index = _screen({"G0+ctrl": np.zeros(n)}, n)
+    adj = torch.zeros(n, n)
+    adj.index_put_((graph.prior_index[1], graph.prior_index[0]), graph.prior_weight,
+                   accumulate=True)
+
+    def truth(i: int) -> np.ndarray:
+        e = torch.zeros(n)
+        e[i] = 1.0
+        passed, v = torch.zeros(n), e
+        for _ in range(4):  # the model's propagation steps
+            v = s * adj @ v
+            passed += v
+        return (b * e + b * outflow * passed).numpy()
+
+    shifts = {f"G{i}+ctrl": truth(i) for i in range(n)}
+    held = "G29+ctrl"
+    pb, _, _ = _screen(shifts, n)
+    train = [c for c in pb.conditions if c != held]
+    signal = float(np.mean(shifts[held] ** 2))
+
+    def warm(free: bool):
+        model = new_member(pb, graph, node_index, train,
+                           model_config=ArchitectureConfig(free_outflow=free),
+                           encoder_args={"text_dim": 8, "dna_dim": 6}, encoder_state=None, seed=0)
+        with torch.no_grad():
+            got = model(graph, perturbation_tensor([held], node_index)).shift[0].numpy()
+        return model, float(np.mean((got - shifts[held]) ** 2))
+
+    free, error = warm(True)
+    assert float(free.self_scale) == pytest.approx(b, abs=1e-3)
+    assert float(free.outflow.detach()) == pytest.approx(outflow, rel=1e-3)
+    assert error < 1e-6 * signal
+    tied, tied_error = warm(False)
+    assert float(tied.outflow.detach()) == 1.0 and tied_error > 0.05 * signal
