@@ -367,9 +367,6 @@ def test_warm_start_fits_how_pairs_combine():
     response plus 0.6 of their singles' own parts: the warm start finds 0.6 and the dose
     (the own parts stand for what saturation or noisy singles do), and a pair is then
     composed that way."""
-    from grape_core.data import PseudoBulk
-    from grape_core.knowledge.graphs import edge_frame
-    from grape_core.nn.grape import GraphInputs
 
     rng = np.random.default_rng(0)
     n = 40
@@ -381,20 +378,8 @@ def test_warm_start_fits_how_pairs_combine():
     pairs = [(genes[i], genes[j]) for i in range(12) for j in range(i + 1, 12)][:30]
     for a, b in pairs:
         shifts[f"{a}+{b}"] = shared + 0.6 * (own[a] + own[b])
-    conds = tuple(sorted(shifts))
-    control = np.full(n, 2.0)
-    pb = PseudoBulk(genes=genes, conditions=conds, means=control + np.stack([shifts[c] for c in conds]),
-                    control_mean=control, n_cells=np.full(len(conds), 50), n_control=500,
-                    de_idx=np.zeros((len(conds), 5), dtype=int), dataset="pairs")
-    src, dst = rng.integers(0, n, 80), rng.integers(0, n, 80)
-    keep = src != dst
-    prior = edge_frame(src[keep], dst[keep], np.ones(int(keep.sum())), "test")
-    graph = GraphInputs(text=torch.randn(n, 8), dna=torch.randn(n, 6),
-                        dna_missing=torch.zeros(n, dtype=torch.bool),
-                        is_coding=torch.ones(n, dtype=torch.bool),
-                        prior_index=torch.as_tensor(np.stack([prior["src"], prior["dst"]]), dtype=torch.long),
-                        prior_weight=torch.ones(len(prior)), measured=torch.arange(n))
-    node_index = {g: i for i, g in enumerate(genes)}
+    pb, graph, node_index = _screen(shifts, n, rng=rng, edges=80, weight=1.0)
+    conds = pb.conditions
     model = new_member(pb, graph, node_index, list(conds), model_config=ArchitectureConfig(),
                        encoder_args={"text_dim": 8, "dna_dim": 6}, encoder_state=None, seed=0)
     assert bool(model.pair_fitted)
@@ -405,28 +390,28 @@ def test_warm_start_fits_how_pairs_combine():
         float(torch.as_tensor(shared, dtype=torch.float32) @ model.mean_shift), rel=0.15)
 
 
-def _screen(shifts: dict[str, np.ndarray], n: int, seed: int = 0):
-    """A small screen of ``shifts`` over genes G0..G{n-1}, all measured, with a random prior:
-    its pseudo-bulk, graph and node index."""
+def _screen(shifts: dict[str, np.ndarray], n: int, *, rng: np.random.Generator, edges: int,
+            weight: float):
+    """A small screen of ``shifts`` over genes G0..G{n-1}, all measured, with a prior of
+    ``edges`` random edges (``weight`` each): its pseudo-bulk, graph and node index."""
     from grape_core.data import PseudoBulk
     from grape_core.knowledge.graphs import edge_frame
     from grape_core.nn.grape import GraphInputs
 
-    rng = np.random.default_rng(seed)
     genes = tuple(f"G{i}" for i in range(n))
     conds = tuple(sorted(shifts))
     control = np.full(n, 2.0)
     pb = PseudoBulk(genes=genes, conditions=conds, means=control + np.stack([shifts[c] for c in conds]),
                     control_mean=control, n_cells=np.full(len(conds), 50), n_control=500,
-                    de_idx=np.zeros((len(conds), 5), dtype=int), dataset="planted")
-    src, dst = rng.integers(0, n, 3 * n), rng.integers(0, n, 3 * n)
+                    de_idx=np.zeros((len(conds), 5), dtype=int), dataset="test")
+    src, dst = rng.integers(0, n, edges), rng.integers(0, n, edges)
     keep = src != dst
     prior = edge_frame(src[keep], dst[keep], np.ones(int(keep.sum())), "test")
     graph = GraphInputs(text=torch.randn(n, 8), dna=torch.randn(n, 6),
                         dna_missing=torch.zeros(n, dtype=torch.bool),
                         is_coding=torch.ones(n, dtype=torch.bool),
                         prior_index=torch.as_tensor(np.stack([prior["src"], prior["dst"]]), dtype=torch.long),
-                        prior_weight=torch.full((len(prior),), 0.5), measured=torch.arange(n))
+                        prior_weight=torch.full((len(prior),), weight), measured=torch.arange(n))
     return pb, graph, {g: i for i, g in enumerate(genes)}
 
 
@@ -436,7 +421,8 @@ def test_warm_start_sizes_a_genes_own_change_and_what_its_targets_feel_apart():
     held-out gene's knock-down exactly. Tied (versions before 4), the targets can only feel
     the own change itself, and the same held-out prediction misses."""
     n, b, outflow, s = 30, -1.0, 3.0, 0.5
-    _, graph, node_index = _screen({"G0+ctrl": np.zeros(n)}, n)
+    _, graph, node_index = _screen({"G0+ctrl": np.zeros(n)}, n, rng=np.random.default_rng(0),
+                                   edges=3 * n, weight=0.5)
     adj = torch.zeros(n, n)
     adj.index_put_((graph.prior_index[1], graph.prior_index[0]), graph.prior_weight,
                    accumulate=True)
@@ -452,7 +438,7 @@ def test_warm_start_sizes_a_genes_own_change_and_what_its_targets_feel_apart():
 
     shifts = {f"G{i}+ctrl": truth(i) for i in range(n)}
     held = "G29+ctrl"
-    pb, _, _ = _screen(shifts, n)
+    pb, _, _ = _screen(shifts, n, rng=np.random.default_rng(0), edges=3 * n, weight=0.5)
     train = [c for c in pb.conditions if c != held]
     signal = float(np.mean(shifts[held] ** 2))
 
