@@ -231,6 +231,12 @@ class ArchitectureConfig(Config):
     apart (:attr:`~grape_core.nn.grape.GRAPE.outflow`): a knock-down's own transcript can
     fall far more, or less, than its product's effect on others, and only the data can say.
     False: its targets feel exactly its own change (versions before 4)."""
+    floored_own_change: bool = True
+    """With ``nonnegative``: a measured perturbed gene's own change takes away no more than its
+    control cells have, in what it sends to its targets too. Without it, the floor on the
+    output left a knock-down's own change free below it: training then grew it without limit
+    (nothing in the loss held it) until the targets' predictions blew up. False: versions
+    before 5."""
     prior: tuple[str, ...] = ("union",)
     """Prior graph(s): built-in names (union, go, coexpression, similarity) and/or edge-list
     files (``source,target[,weight]``); several are merged."""
@@ -245,7 +251,7 @@ class ArchitectureConfig(Config):
         pairs, no interventional consistency."""
         return cls(detach_structure=True, perturbation_encoding="paper", global_path=False,
                    shared_shift=False, additive_pairs=False, interventional_consistency=False,
-                   free_outflow=False)
+                   free_outflow=False, floored_own_change=False)
 
 
 @dataclass(frozen=True)

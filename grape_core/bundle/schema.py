@@ -27,20 +27,23 @@ from typing import Any
 from ..config import ArchitectureConfig, TrainConfig
 from ..io import FolderKind, json_marker
 
-FORMAT_VERSION = 4
-"""Format 4 adds the outflow (``free_outflow``: a perturbed gene's own change and what its
+FORMAT_VERSION = 5
+"""Format 5 floors a measured perturbed gene's own change at what its control cells have, in
+what it sends to its targets too (``floored_own_change``).
+Format 4 added the outflow (``free_outflow``: a perturbed gene's own change and what its
 targets feel, sized apart).
 Format 3 added ``manifest_sha256``: the SHA-256 of the manifest itself (its canonical JSON
 without that key), so an edit of a number in it is caught like an edit of a file; and the
 model's data-driven self-effect, pair composition and floor at zero expression."""
-READABLE_VERSIONS = (2, 3, 4)
+READABLE_VERSIONS = (2, 3, 4, 5)
 """Older formats are still read, as what they were: their numbers are checked like every
 other's, their model config gets :data:`LEGACY_MODEL` and their members the tensors they
 lacked, set so that they predict exactly what they did."""
 LEGACY_MODEL = {
     2: {"signed_self_effect": False, "pair_mixing": False, "nonnegative": False,
-        "free_outflow": False},
-    3: {"free_outflow": False},
+        "free_outflow": False, "floored_own_change": False},
+    3: {"free_outflow": False, "floored_own_change": False},
+    4: {"floored_own_change": False},
 }
 """Format -> the model config of the models it holds, where the current defaults differ."""
 FILES = {

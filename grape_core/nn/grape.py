@@ -22,6 +22,8 @@ otherwise) plus the interaction the model predicts.
   activation) changes the perturbed gene itself, read from its embedding and expression.
   A gene never perturbed in training gets its own effect from what the head learned on
   the others; a per-gene table could not (``shared_head=False`` is that ablation).
+- :math:`x_0` takes away no more than a measured gene's control cells have
+  (``floored_own_change``, with ``nonnegative``), the floor the output has too.
 - :math:`\pi`: the *outflow*, what the perturbed gene's targets feel of its own change
   (``free_outflow``; 1 in versions before 4): a knock-down's own transcript can fall far
   more, or less, than its product's loss moves its targets.
@@ -300,7 +302,15 @@ class GRAPE(nn.Module):
         """The perturbed genes' own change :math:`x_0` and what they send to their targets,
         :math:`\\pi x_0` (``free_outflow``; else :math:`x_0`), each ``(n_nodes, batch)``."""
         x0 = self.indicator(perts, g.n_nodes) * self.self_effect(z, g).unsqueeze(1)
+        if self.config.nonnegative and self.config.floored_own_change:
+            x0 = torch.maximum(x0, self.own_floor(g).unsqueeze(1))
         return x0, (x0 * self.outflow if self.config.free_outflow else x0)
+
+    def own_floor(self, g: GraphInputs) -> Tensor:
+        """``(n_nodes,)``: the most a perturbation can take away from each gene, its control
+        expression where it is measured (no floor elsewhere: nothing says how much it has)."""
+        floor = torch.full_like(self.node_control, -torch.inf)
+        return floor.index_copy(0, g.measured, -self.node_control.index_select(0, g.measured))
 
     def propagate(self, perts: Tensor, z: Tensor, edges: Edges, g: GraphInputs) -> Tensor:
         """:math:`\\delta` at every node, ``(n_nodes, batch)``: the propagation of what the

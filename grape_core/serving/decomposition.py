@@ -92,7 +92,7 @@ def decompose(model, conditions: Sequence[str]) -> Decomposition:
             z, edges = member.graph(graph)
             p = perts.to(graph.device)
             alpha, delta = member.parts(p, z, edges, graph, outputs)
-            x0 = member.indicator(p, graph.n_nodes) * member.self_effect(z, graph).unsqueeze(1)
+            x0 = member.own_and_source(p, z, graph)[0]
             own = x0.index_select(0, graph.measured).T * member.self_known.to(x0.dtype)
             shared = alpha * member.mean_shift
             composed = member._shifts(graph, p, outputs=outputs, structure=(z, edges),

@@ -11,7 +11,8 @@ The model (:mod:`grape_core.nn.grape`) predicts, for each member,
 with :math:`x_0` the perturbed genes' own change, :math:`\psi` the per-relation message
 function, :math:`f_Y` the per-gene output factor (1 unless ``gene_correction``) and
 :math:`c_Y` what the composition of a pair adds (its singles as measured in training in
-place of the model's own: the model's full prediction minus its uncomposed decoding).
+place of the model's own: the composed prediction minus its uncomposed decoding) and the
+floor at zero expression (the prediction less its unfloored value), each its own part.
 
 **Method (exact).** At the states :math:`\delta^{(l)}` the model actually passes through,
 each source :math:`u` sends :math:`\psi_r(\delta^{(l)}_u) = g^{(l)}_{u,r}\,\delta^{(l)}_u`
@@ -68,6 +69,8 @@ PART_LABELS = {
     "unenumerated": "paths not enumerated (too many walks)",
     "composition": "pair composition (the singles as measured in training, in place of the "
                    "model's own)",
+    "floor": "floor at zero expression (no prediction takes away more than the control "
+             "cells have)",
 }
 """What each part of :attr:`Explanation.parts` is, for people."""
 
@@ -240,10 +243,11 @@ def explain(model: LoadedModel | Bundle, perturbation, gene: str, *, top: int = 
         "other": np.array([r.enumerated for r in results]) - listed.sum(0),  # the rest
         "unenumerated": np.array([r.propagated - r.enumerated for r in results]),
         "composition": np.array([r.composition for r in results]),
+        "floor": np.array([r.floor for r in results]),
     }
     rows = []
     for key, values in per_member.items():
-        if key in ("unenumerated", "composition") and not np.any(
+        if key in ("unenumerated", "composition", "floor") and not np.any(
                 np.abs(values) > 1e-12 * (1.0 + np.abs(member_shift))):
             continue
         if key == "own" and symbol not in genes_of(condition):
@@ -305,6 +309,9 @@ class _MemberParts:
     """The sum of the enumerated walks (``propagated`` to float64 precision unless the
     enumeration stopped at :data:`MAX_WALKS`)."""
     composition: float
+    """What composing a pair from its singles adds (0 for a single)."""
+    floor: float
+    """What the floor at zero expression adds (the prediction less its unfloored value)."""
     walks: dict[tuple[int, ...], float]
     steps: int
     truncated: bool
@@ -329,6 +336,8 @@ def _member(m, g, perts, y: int) -> _MemberParts:
     outputs = torch.tensor([y], dtype=torch.long)
     z, edges = m.graph(g)
     total = float(m(g, perts, outputs=outputs, structure=(z, edges)).shift[0, 0])
+    composed = float(m._shifts(g, perts, outputs=outputs, structure=(z, edges),
+                               fixed_shapes=False, hide=None).shift[0, 0])
     seen: list[tuple[torch.Tensor, torch.Tensor]] = []
     hook = m.propagation.register_forward_hook(
         lambda module, args, out: seen.append((args[0], out)))
@@ -367,7 +376,7 @@ def _member(m, g, perts, y: int) -> _MemberParts:
                          f"shift {propagated:.6g}; the decomposition needs updating for this model")
     return _MemberParts(total=total, shared=shared, own=factor * own_y, propagated=propagated,
                         enumerated=factor * enumerated if truncated else propagated,
-                        composition=total - raw, walks=walks, steps=propagation.steps,
+                        composition=composed - raw, floor=total - composed, walks=walks, steps=propagation.steps,
                         truncated=truncated)
 
 

@@ -515,7 +515,7 @@ def _edit(folder: Path, path: tuple, value, *, sign: bool = True) -> None:
 
 @pytest.fixture(scope="module")
 def saved_model(tmp_path_factory):
-    """The bundled Adamson model saved by this version (format 4, with its own checksum)."""
+    """The bundled Adamson model saved by this version (with its own checksum)."""
     from grape_core.bundle import Bundle
 
     folder = tmp_path_factory.mktemp("v3") / "model"
@@ -557,7 +557,7 @@ def test_the_manifest_checksum(saved_model, tmp_path, capsys):
     from grape_core.bundle import FORMAT_VERSION, manifest_digest, verify_bundle
 
     data = read_manifest(saved_model)
-    assert data["format_version"] == FORMAT_VERSION == 4
+    assert data["format_version"] == FORMAT_VERSION == 5
     assert data["manifest_sha256"] == manifest_digest(data)
     verify_bundle(saved_model)
     folder = _copy(saved_model, tmp_path)
@@ -601,10 +601,12 @@ def test_tampered_tables_with_their_checksums_updated(saved_model, tmp_path, cap
     assert phrase in predict_error(capsys, folder)
 
 
-def test_a_format_3_model_reads_as_what_it_was(saved_model, tmp_path):
-    """Format 3 knew no outflow: its targets felt a perturbed gene's own change. Such a
-    folder (no ``free_outflow`` in its config, no ``outflow`` tensor) reads
-    with the outflow at 1 and predicts what it did."""
+@pytest.mark.parametrize("version", [3, 4])
+def test_an_older_format_reads_as_what_it_was(saved_model, tmp_path, version):
+    """Format 4 sent a perturbed gene's own change to its targets unfloored; format 3 also
+    knew no outflow (its targets felt the own change itself). Such a folder (without those
+    settings in its config, format 3 without the ``outflow`` tensor) reads as what it was and
+    predicts what it did."""
     import torch
     from safetensors.torch import load_file, save_file
 
@@ -613,18 +615,32 @@ def test_a_format_3_model_reads_as_what_it_was(saved_model, tmp_path):
     bundle = Bundle.load(saved_model)
     for member in bundle.members:
         with torch.no_grad():
-            member.outflow.fill_(1.0)  # what a format-3 member computed
-    folder = bundle.save(tmp_path / "v4")
-    expected = gc.predict(gc.load(folder), "TARS").shift
-    weights = {k: v for k, v in load_file(folder / FILES["weights"]).items()
-               if not k.endswith(".outflow")}
-    save_file(weights, folder / FILES["weights"])
+            member.self_scale.mul_(50.0)  # a knock-down below the floor, where it matters
+            if version == 3:
+                member.outflow.fill_(1.0)  # what a format-3 member computed
+    folder = bundle.save(tmp_path / "current")
+
+    def predicted(floor: bool) -> np.ndarray:
+        data = read_manifest(folder)
+        data["configs"]["model"]["floored_own_change"] = floor
+        write_manifest(folder, data)
+        rehash(folder)
+        return gc.predict(gc.load(folder), "TARS").shift
+
+    floored, expected = predicted(True), predicted(False)  # False: what older members computed
+    assert np.abs(expected - floored).max() > 1e-3  # the floor matters for this knock-down
     data = read_manifest(folder)
-    data["format_version"] = 3
-    del data["configs"]["model"]["free_outflow"]
+    data["format_version"] = version
+    del data["configs"]["model"]["floored_own_change"]
+    if version == 3:
+        weights = {k: v for k, v in load_file(folder / FILES["weights"]).items()
+                   if not k.endswith(".outflow")}
+        save_file(weights, folder / FILES["weights"])
+        del data["configs"]["model"]["free_outflow"]
     write_manifest(folder, data)
     rehash(folder)
     old = gc.load(folder)
-    assert old.bundle.manifest.format_version == 3
-    assert old.bundle.model_config.free_outflow is False
+    assert old.bundle.manifest.format_version == version
+    assert old.bundle.model_config.floored_own_change is False
+    assert old.bundle.model_config.free_outflow is (version > 3)
     np.testing.assert_array_equal(gc.predict(old, "TARS").shift, expected)

@@ -228,6 +228,8 @@ def test_why_parts_add_up_to_the_models_own_prediction(which, request):
         assert np.allclose(why.parts.set_index("part").loc["listed", [f"value_member_{i + 1}" for i in
                                                                       range(why.n_members)]], listed)
         assert ("own" in set(why.parts["part"])) == (gene in pred.perturbed)
+        if len(pred.perturbed) == 1:  # a single composes nothing: a floor is called a floor
+            assert "composition" not in set(why.parts["part"])
         assert len(why.paths) == min(5, why.n_walks)
         assert why.paths["contribution"].abs().is_monotonic_decreasing
         assert all(p[0] in pred.perturbed and p[-1] == gene for p in why.paths["genes"])
@@ -277,6 +279,21 @@ def test_walks_are_the_step_by_step_propagation():
         assert total == pytest.approx(state[target] - x0[target], abs=1e-12)
         assert sum(walks.values()) == pytest.approx(total, abs=1e-12)
         assert all(w[0] in (1, 4) and w[-1] == target and len(w) - 1 <= steps for w in walks)
+
+
+def test_why_calls_a_floor_a_floor(adamson):
+    """IER3IP1's knock-down, held out in Adamson, takes away all the gene has (its own change
+    and the shared response together would go below zero): the floor at zero expression is
+    its own part, never called a pair's composition, and the parts still add up."""
+    from grape_core.serving.explain import explain
+
+    why = explain(adamson, "IER3IP1", "IER3IP1")
+    parts = why.parts.set_index("part")["value"]
+    control = float(adamson.bundle.pseudobulk.control_mean[
+        list(adamson.bundle.pseudobulk.genes).index("IER3IP1")])
+    assert why.shift == pytest.approx(-control, abs=1e-6)
+    assert parts["floor"] > 0.01 and "composition" not in parts
+    assert parts.sum() == pytest.approx(why.shift, abs=1e-10)
 
 
 def test_why_command_and_errors(tmp_path, capsys):

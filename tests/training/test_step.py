@@ -162,3 +162,29 @@ def test_a_failed_capture_turns_replay_and_side_by_side_off(monkeypatch):
     assert not train_step.graphs_available(torch.device("cpu"), TrainConfig())
     monkeypatch.setattr(train_step, "_capture_failed", "operation not permitted when capturing")
     assert not train_step.graphs_available(cuda, TrainConfig())
+
+
+@pytest.mark.parametrize("floored", [True, False])
+def test_a_knock_down_screen_trains_without_blowing_up(adamson_graph, floored):
+    """On the Adamson slice's training singles the knock-downs' own changes reach the floor at
+    zero expression. Floored there in what they send (``floored_own_change``), training stays
+    where it started. Without it (versions before 5) nothing in the loss holds an own change
+    below the floor: the self-effect grows without limit and the loss blows up within 100
+    steps, which is what the bundled model's training curve showed."""
+    from conftest import ADAMSON_SPLIT
+
+    from grape_core.data.splits import Split
+
+    knowledge, pb, graph, node_index = adamson_graph
+    split = Split.load(ADAMSON_SPLIT).restrict(pb.conditions)
+    train = [c for c in split.train if c in pb and c != "ctrl"]
+    config = TrainConfig(max_steps=100, eval_every=25, patience=10 ** 9, device="cpu", seed=1)
+    fit = MemberTraining(pb, graph, node_index, train, [], train_config=config, seed=1,
+                         model_config=ArchitectureConfig(floored_own_change=floored),
+                         encoder_state=knowledge.encoder_state, progress=False,
+                         encoder_args=knowledge.encoder_args).run()
+    losses = [row["train_loss"] for row in fit.history]  # steps 25, 50, 75 and 100
+    if floored:
+        assert max(losses) < 2.0 * losses[0]
+    else:
+        assert max(losses) > 10.0 * losses[0]
