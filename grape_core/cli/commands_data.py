@@ -186,6 +186,7 @@ def cmd_simulate(args) -> int:
         "n_control_cells": args.control_cells, "propagation": args.propagation,
         "mode": args.mode, "prior_true_fraction": args.prior_true_fraction,
         "prior_false_edges": args.prior_false_edges, "regulator_fraction": args.regulators,
+        "prior_signed": args.prior_signed, "prior_wrong_signs": args.prior_wrong_signs,
         "spectral_radius": args.spectral_radius, "go_bias": args.go_bias,
         "interaction_fraction": args.interaction_fraction, "cell_noise": args.noise,
         "network_noise": args.network_noise, "shared_std": args.shared_std,

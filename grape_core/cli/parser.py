@@ -284,6 +284,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="share of true edges in prior_informative.csv (default 0.5)")
     p.add_argument("--prior-false-edges", type=int,
                    help="false edges in prior_informative.csv (default: as many as true)")
+    p.add_argument("--prior-signed", action="store_true", default=None,
+                   help="the priors carry each edge's sign (weight +1 or -1)")
+    p.add_argument("--prior-wrong-signs", type=float,
+                   help="with --prior-signed: share of the informative prior's true edges "
+                        "given the wrong sign (default 0)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing screen folder")
     p.set_defaults(func=cmd_simulate)
 

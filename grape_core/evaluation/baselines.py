@@ -239,7 +239,7 @@ class PropagationBaseline(Baseline):
     ----------
     prior
         Edges with gene symbols: columns ``source``, ``target`` (``source`` regulates
-        ``target``) and optionally ``weight`` (> 0).
+        ``target``) and optionally ``weight`` (negative: a repression).
     genes
         Every gene the prior may name (the graph's nodes: measured genes and perturbed genes
         that are not measured). Default: the measured genes and the screen's perturbed genes.
@@ -264,7 +264,7 @@ class PropagationBaseline(Baseline):
                   if "weight" in self.prior else np.ones(int(keep.sum())))
         n = len(nodes)
         adj = sp.csr_matrix((weight, (dst[keep].to_numpy(int), src[keep].to_numpy(int))), shape=(n, n))
-        totals = np.asarray(adj.sum(axis=1)).ravel()
+        totals = np.asarray(abs(adj).sum(axis=1)).ravel()  # sizes: a signed prior's too
         self.adj = sp.diags(1.0 / np.where(totals > 0, totals, 1.0)) @ adj  # row = target
         self.measured = np.array([self.node_index[g] for g in pb.genes])
         self.mean_shift = pb.shifts_of(self.train).astype(np.float64).mean(axis=0)

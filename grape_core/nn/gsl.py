@@ -152,8 +152,10 @@ class StructureLearner(nn.Module):
         if cached is not None and cached[0] is prior_index and cached[1] is prior_weight:
             return cached[2], cached[3]
         gcn = self.gcn
-        index, weight = gcn_norm(prior_index, prior_weight, n, gcn.improved, gcn.add_self_loops,
-                                 gcn.flow, prior_weight.dtype)
+        # the metric asks which genes the prior links, not how: a signed prior's sizes (a
+        # degree summing signed weights could be 0 or negative)
+        index, weight = gcn_norm(prior_index, prior_weight.abs(), n, gcn.improved,
+                                 gcn.add_self_loops, gcn.flow, prior_weight.dtype)
         self._gcn_prior = (prior_index, prior_weight, index, weight)
         return index, weight
 

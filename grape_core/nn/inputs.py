@@ -38,8 +38,9 @@ def graph_inputs(knowledge, measured: Sequence[str], prior: pd.DataFrame, *,
         Measured genes, in output order.
     prior
         Edge list over the knowledge's nodes (``src``, ``dst``, ``weight``), e.g. from
-        :func:`~grape_core.knowledge.graphs.resolve_priors`. Each gene keeps its
-        ``max_in_degree`` strongest in-edges, row-normalised per destination.
+        :func:`~grape_core.knowledge.graphs.resolve_priors`; a negative weight is a
+        repression (a signed prior). Each gene keeps its ``max_in_degree`` strongest
+        in-edges (by size), normalised per destination so that their sizes sum to 1.
     """
     genes = list(knowledge.genes)
     node_index = {g: i for i, g in enumerate(genes)}
@@ -47,10 +48,12 @@ def graph_inputs(knowledge, measured: Sequence[str], prior: pd.DataFrame, *,
     if missing:
         raise GrapeError(f"{len(missing)} measured genes have no node (e.g. {', '.join(missing[:3])})")
     edges = prior[prior["src"] != prior["dst"]]
-    edges = (edges.sort_values(["dst", "weight"], ascending=[True, False], kind="stable")
-             .groupby("dst", sort=False).head(max_in_degree).reset_index(drop=True))
+    edges = (edges.assign(size=edges["weight"].abs())
+             .sort_values(["dst", "size"], ascending=[True, False], kind="stable")
+             .groupby("dst", sort=False).head(max_in_degree).drop(columns="size")
+             .reset_index(drop=True))
     weight = edges["weight"].to_numpy(dtype=np.float64)
-    totals = pd.Series(weight).groupby(edges["dst"].to_numpy()).transform("sum").to_numpy()
+    totals = pd.Series(np.abs(weight)).groupby(edges["dst"].to_numpy()).transform("sum").to_numpy()
     edges = edges.assign(weight=(weight / np.maximum(totals, 1e-12)).astype(np.float32))
     is_coding = knowledge.table["is_coding"].astype(bool).to_numpy()
     graph = GraphInputs(

@@ -218,8 +218,9 @@ the same in every export."""
 class PriorChange:
     """What structure learning changed against the prior, as numbers and sentences.
 
-    Prior weights are positive (row-normalised); each member learns a signed weight for
-    each prior edge and may add learned-only edges. A least-squares factor per relation and
+    Prior weights are normalised per destination, positive unless the prior is signed (a
+    negative one: the prior says the source represses the target); each member learns a
+    signed weight for each prior edge and may add learned-only edges. A least-squares factor per relation and
     member, :math:`w_e \approx s_r p_e`, says how much of a member's learned network is
     the prior rescaled: what the factor does not explain is what the data changed edge by
     edge.
@@ -241,6 +242,10 @@ class PriorChange:
     members_disagree: int
     """Learned edges on whose sign the members do not all agree."""
     n_members: int
+    prior_negative_share: float = 0.0
+    """Share of the prior's edges that it says repress their target (0: an unsigned prior)."""
+    flipped: int = 0
+    """Kept prior edges whose learned mean weight has the other sign than the prior's."""
 
     @property
     def nothing_beyond_prior(self) -> bool:
@@ -278,9 +283,12 @@ class PriorChange:
                            "are the prior rescaled per relation): the edge-by-edge changes come "
                            "from the other member(s) alone.")
         if self.kept or self.added:
+            started = ("every prior edge started positive" if not self.prior_negative_share
+                       else f"the prior called {100 * self.prior_negative_share:.0f} % of its "
+                            f"edges repressions, and {self.flipped:,} of the kept ones now have "
+                            "the other sign")
             out.append(f"{100 * self.negative_share:.0f} % of the learned edges repress their "
-                       "target (negative mean weight), the rest activate it; every prior edge "
-                       "started positive.")
+                       f"target (negative mean weight), the rest activate it; {started}.")
         if self.n_members > 1 and self.members_disagree:
             out.append(f"The {self.n_members} ensemble members disagree on the sign of "
                        f"{self.members_disagree:,} of the {self.kept + self.added:,} learned edges: "
@@ -448,7 +456,10 @@ def learned_network(model: LoadedModel | Bundle, *, keep_fraction: float = 0.05,
         scales={relation_label(r): v for r, v in scales.items()},
         member_rescaled_share=member_shares,
         members_disagree=int((kept_rows["sign_agreement"] < 1.0).sum()) if n > 1 else 0,
-        n_members=n)
+        n_members=n,
+        prior_negative_share=float((graph.prior_weight < 0).float().mean())
+        if graph.prior_weight.numel() else 0.0,
+        flipped=int((np.sign(kept_rows["weight"]) * np.sign(kept_rows["prior_weight"]) < 0).sum()))
     measured = set(bundle.measured)
     nodes = pd.DataFrame({"biotype": biotype, "coding": coding,
                           "measured": [g in measured for g in genes]},

@@ -85,7 +85,8 @@ def simulate(config: SimulationConfig | None = None, *, paths: Paths | None = No
        ``(I - W)^-1 eta``, eta ~ N(0, network_noise^2) when ``network_noise > 0``.
     8. **Priors**: ``prior_true_fraction`` of the true edges plus ``prior_false_edges``
        (default: as many) uniform random non-edges, shuffled; the random prior has as many
-       edges, all false.
+       edges, all false. Weight 1, or with ``prior_signed`` each edge's sign: a true edge's
+       own (``prior_wrong_signs`` of them flipped), a false edge's at random.
 
     Parameters
     ----------

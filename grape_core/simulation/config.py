@@ -26,6 +26,7 @@ _FLAGS = {
     "propagation": "--propagation", "mode": "--mode", "spectral_radius": "--spectral-radius",
     "regulator_fraction": "--regulators", "prior_true_fraction": "--prior-true-fraction",
     "prior_false_edges": "--prior-false-edges", "go_bias": "--go-bias",
+    "prior_signed": "--prior-signed", "prior_wrong_signs": "--prior-wrong-signs",
     "interaction_fraction": "--interaction-fraction", "cell_noise": "--noise",
     "network_noise": "--network-noise", "shared_std": "--shared-std",
     "saturation": "--saturation", "targets": "--targets",
@@ -206,6 +207,13 @@ class SimulationConfig(Config):
     """Share of the true edges in ``prior_informative.csv``."""
     prior_false_edges: int | None = None
     """False edges in ``prior_informative.csv`` (None: as many as its true edges)."""
+    prior_signed: bool = False
+    """The priors carry signs (``weight`` +1 or -1, as TRRUST or CollecTRI do): a true edge
+    its true sign (see ``prior_wrong_signs``), a false edge a fair coin's. False: every
+    weight 1, the sign left to the model."""
+    prior_wrong_signs: float = 0.0
+    """``prior_signed``: share of ``prior_informative.csv``'s true edges given the other
+    sign."""
 
     def __post_init__(self) -> None:
         super().__post_init__()  # types (grape_core.typed), then ranges
@@ -259,7 +267,7 @@ class SimulationConfig(Config):
         count("seed")
         count("n_genes", 2)
         for name in ("noncoding_fraction", "regulator_fraction", "perturbed_regulator_fraction",
-                     "interaction_fraction", "prior_true_fraction"):
+                     "interaction_fraction", "prior_true_fraction", "prior_wrong_signs"):
             fraction(name)
         count("n_singles", 1)
         count("n_pairs")
@@ -333,6 +341,9 @@ class SimulationConfig(Config):
             raise self._bad("interaction_types", f"must name some of {', '.join(INTERACTION_TYPES)}")
         if self.prior_false_edges is not None:
             count("prior_false_edges")
+        if self.prior_wrong_signs and not self.prior_signed:
+            raise self._bad("prior_wrong_signs", "needs prior_signed: an unsigned prior has no "
+                                                 "sign to get wrong")
         if not self.cell_type:
             raise self._bad("cell_type", "must be a non-empty string")
 
@@ -416,6 +427,9 @@ FAMILY: dict[str, dict[str, object]] = {
                      "prior_true_fraction": 0.1, "n_pairs": 60, "interaction_fraction": 0.0},
     "rich_prior": {"propagation": "saturating", "cell_model": "counts", "dispersion": 10.0,
                    "prior_true_fraction": 0.75, "n_pairs": 60, "interaction_fraction": 0.0},
+    "wrong_signs": {"propagation": "saturating", "cell_model": "counts", "n_pairs": 60,
+                    "interaction_fraction": 0.0, "prior_signed": True,
+                    "prior_wrong_signs": 0.25},
     "harissa": {"simulator": "harissa", "n_genes": 100, "n_singles": 40, "n_pairs": 30,
                 "interaction_fraction": 0.0, "cells_per_condition": 60, "n_control_cells": 300},
 }
@@ -433,6 +447,8 @@ FAMILY: dict[str, dict[str, object]] = {
 - ``sparse_prior``: a tenth of the true edges, saturating dynamics, counts, and 10 % of
   cells in which the perturbation failed;
 - ``rich_prior``: three quarters of the true edges, saturating messages, counts;
+- ``wrong_signs``: ``saturating``'s screen (the same cells, seed for seed) with a signed
+  prior, a quarter of whose true edges have the wrong sign;
 - ``harissa``: a simulator the project did not write (harissa's bursting model,
   :mod:`~grape_core.simulation.harissa`), 100 genes, 40 singles and 30 pairs.
 """

@@ -215,6 +215,8 @@ def format_summary(screen: PlantedScreen) -> str:
         f"cells        {s['cells']['total']:,} ({s['cells']['control']} control, "
         f"{s['cells']['per_condition']} per condition; {_cell_words(screen.config)})",
         f"priors       informative {pr['informative']['edges']:,} edges "
-        f"({pr['informative']['true']:,} true), random {pr['random']['edges']:,} (0 true)",
+        f"({pr['informative']['true']:,} true), random {pr['random']['edges']:,} (0 true)"
+        + (f"; signed, {pr['informative']['wrong_signs']:,} true edges with the wrong sign"
+           if "wrong_signs" in pr["informative"] else ""),
     ]
     return "\n".join(lines)

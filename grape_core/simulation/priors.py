@@ -1,4 +1,5 @@
-"""Prior edge lists of a planted screen: part of the truth plus false edges, and a random one."""
+"""Prior edge lists of a planted screen: part of the truth plus false edges, and a random one;
+unsigned, or signed with some of the true edges' signs wrong."""
 
 from __future__ import annotations
 
@@ -50,11 +51,20 @@ def _priors(config: SimulationConfig, W: sp.csr_matrix, names: np.ndarray,
     informative = np.concatenate([true_pick, _false_edges(n, true_codes, n_false, rng)])
     informative = informative[rng.permutation(len(informative))]  # order says nothing
     random = _false_edges(n, true_codes, len(informative), rng)
+    weights = {"informative": np.ones(len(informative)), "random": np.ones(len(random))}
+    wrong = 0
+    if config.prior_signed:  # drawn after the edges: an unsigned screen's priors never change
+        true_sign = dict(zip(coo.col.astype(np.int64) * n + coo.row, np.sign(coo.data)))
+        is_true = np.isin(informative, true_codes)
+        signs = rng.choice([-1.0, 1.0], len(informative))  # a false edge: a fair coin
+        signs[is_true] = [true_sign[c] for c in informative[is_true]]
+        wrong = int(round(config.prior_wrong_signs * k))
+        signs[rng.choice(np.flatnonzero(is_true), wrong, replace=False)] *= -1.0
+        weights = {"informative": signs, "random": rng.choice([-1.0, 1.0], len(random))}
 
-    def frame(codes: np.ndarray) -> pd.DataFrame:
+    def frame(codes: np.ndarray, weight: np.ndarray) -> pd.DataFrame:
         return pd.DataFrame({"source": names[codes // n].astype(object),
-                             "target": names[codes % n].astype(object),
-                             "weight": np.ones(len(codes))})
+                             "target": names[codes % n].astype(object), "weight": weight})
 
     summary = {
         "informative": {"edges": int(len(informative)), "true": k, "false": n_false,
@@ -62,4 +72,7 @@ def _priors(config: SimulationConfig, W: sp.csr_matrix, names: np.ndarray,
                         "recall": round(k / max(m, 1), 4)},
         "random": {"edges": int(len(random)), "true": 0, "false": int(len(random))},
     }
-    return {"informative": frame(informative), "random": frame(random)}, summary
+    if config.prior_signed:
+        summary["informative"]["wrong_signs"] = wrong
+    return {name: frame(codes, weights[name])
+            for name, codes in (("informative", informative), ("random", random))}, summary

@@ -196,9 +196,11 @@ def test_verdict_compares_each_baseline_on_the_conditions_it_predicts():
     assert "combo_seen2 (1 of 3): additive 0.900 vs 0.500" in text
 
 
-def test_propagation_recovers_a_planted_diffusion_and_predicts_held_out_genes():
+@pytest.mark.parametrize("signed", [False, True])
+def test_propagation_recovers_a_planted_diffusion_and_predicts_held_out_genes(signed):
     """Shifts made exactly as the baseline models them: a * mean + b * e + c1 * A e + c2 * A^2 e
-    over a known prior; fitted on some genes, it predicts the others exactly."""
+    over a known prior (signed: a third of its edges repress, each row normalised by its
+    sizes); fitted on some genes, it predicts the others exactly."""
     import pandas as pd
     import scipy.sparse as sp_
 
@@ -210,11 +212,14 @@ def test_propagation_recovers_a_planted_diffusion_and_predicts_held_out_genes():
     src, dst = rng.integers(0, n, 90), rng.integers(0, n, 90)
     keep = src != dst
     prior = pd.DataFrame({"source": np.array(genes)[src[keep]], "target": np.array(genes)[dst[keep]],
-                          "weight": rng.uniform(0.5, 1.5, keep.sum())}).drop_duplicates(["source", "target"])
+                          "weight": rng.uniform(0.5, 1.5, keep.sum())
+                          * np.where(signed & (rng.random(keep.sum()) < 1 / 3), -1.0, 1.0)}
+                         ).drop_duplicates(["source", "target"])
     s = pd.Series(prior["source"]).map({g: i for i, g in enumerate(genes)}).to_numpy()
     t = pd.Series(prior["target"]).map({g: i for i, g in enumerate(genes)}).to_numpy()
     adj = sp_.csr_matrix((prior["weight"], (t, s)), shape=(n, n)).toarray()
-    adj = adj / np.where(adj.sum(1, keepdims=True) > 0, adj.sum(1, keepdims=True), 1)
+    size = np.abs(adj).sum(1, keepdims=True)
+    adj = adj / np.where(size > 0, size, 1)
     b, c1, c2 = -1.2, 0.6, -0.3
     own = {}
     for i in range(n):

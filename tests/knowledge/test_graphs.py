@@ -215,6 +215,39 @@ def test_union_prior_weights():
     assert union_prior([]).empty
 
 
+def test_a_signed_prior_keeps_its_signs_and_is_normalised_by_size():
+    """A negative weight is a repression: kept through the user prior, the union (each
+    destination's sizes sum to 1; two priors whose signs cancel on an edge drop it) and the
+    model's graph (the strongest in-edges by size, sizes summing to 1)."""
+    import numpy as np
+
+    from grape_core.knowledge.graphs import prior_from_table
+    from grape_core.nn.inputs import graph_inputs
+
+    edges, _ = prior_from_table(_table([("ATF4", "DDIT3", -3.0), ("HSPA5", "DDIT3", 1.0),
+                                        ("TP53", "ATF4", -0.5)]), GENES)
+    assert sorted(edges["weight"]) == pytest.approx([-1.0, -1 / 6, 1 / 3])  # the largest size 1
+    a = edge_frame([1, 2], [0, 0], [-0.3, 0.1], "signed")
+    b = edge_frame([1, 3], [0, 0], [0.5, 0.5], "other")
+    u = union_prior([a, b]).set_index(["src", "dst"])["weight"]
+    assert u[(1, 0)] == pytest.approx((-0.75 + 0.5) / 2) and u[(2, 0)] == pytest.approx(0.125)
+    cancel = union_prior([edge_frame([1], [0], [-1.0], "a"), edge_frame([1], [0], [1.0], "b")])
+    assert cancel.empty
+
+    class Knowledge:  # the few things graph_inputs reads
+        genes = GENES
+        table = pd.DataFrame({"is_coding": [True] * 4 + [False]})
+        text, dna = np.zeros((5, 2)), np.zeros((5, 2))
+        dna_missing = np.zeros(5, dtype=bool)
+
+    prior = edge_frame([0, 2, 3], [1, 1, 1], [0.2, -0.6, 0.2], "signed")
+    graph, _, kept = graph_inputs(Knowledge(), list(GENES), prior, max_in_degree=2)
+    by_source = dict(zip(kept["src"], kept["weight"]))
+    assert set(by_source) == {2, 0}  # -0.6 is the strongest; of the tied 0.2s, the first
+    assert by_source[2] == pytest.approx(-0.75)
+    assert graph.prior_weight.abs().sum().item() == pytest.approx(1.0)
+
+
 def test_type_edges_and_edge_index_dict():
     is_coding = np.array([True, False, True, False])
     e = edge_frame([0, 1, 2, 3, 1], [1, 0, 0, 1, 3], [0.1, 0.2, 0.3, 0.4, 0.5], "go")
@@ -277,7 +310,7 @@ def test_a_user_prior_maps_symbols_onto_nodes_and_counts_unknown_genes(caplog):
     (_table([], ("source", "target")), "has no edges"),
     (_table([("ATF4", "DDIT3", "strong")]), r"1 weight\(s\) are not finite numbers \(row 2: 'strong'\)"),
     (_table([("ATF4", "DDIT3", float("nan"))]), "not finite numbers"),
-    (_table([("ATF4", "DDIT3", -1.0)]), r"1 weight\(s\) are <= 0"),
+    (_table([("ATF4", "DDIT3", 0.0)]), r"1 weight\(s\) are 0 \(e.g. row 2\); a weight of 0 is no edge"),
     (_table([("ATF4", "ATF4", 1.0), ("TP53", "TP53", 1.0)]), r"2 self-loop\(s\) \(ATF4->ATF4, TP53->TP53\)"),
     (_table([("ATF4", "DDIT3", 1.0), ("ATF4", "DDIT3", 2.0)]), r"lists 1 edge\(s\) twice \(ATF4->DDIT3\)"),
     (_table([("XBP1", "ERN1", 1.0)]), "none of its 1 edges joins two genes of the model"),

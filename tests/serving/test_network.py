@@ -111,6 +111,11 @@ def test_prior_change_says_plainly_when_nothing_beyond_the_prior_was_learned():
     text = " ".join(some.sentences())
     assert "added 4 new" in text and "Members 1 and 2 learned nothing beyond the prior" in text
     assert "98 % of the learned edges repress" in text
+    assert "every prior edge started positive" in text
+    signed = PriorChange(added=0, member_rescaled_share=(0.5, 0.5, 0.5), **common,
+                         prior_negative_share=0.3, flipped=12)
+    assert ("the prior called 30 % of its edges repressions, and 12 of the kept ones now have "
+            "the other sign") in " ".join(signed.sentences())
     split = PriorChange(added=0, member_rescaled_share=(0.5,), **{**common, "n_members": 1,
                                                                    "members_disagree": 0})
     assert "one member" in " ".join(split.sentences())

@@ -334,6 +334,29 @@ def test_priors_hold_the_requested_share_of_true_edges(fraction, false):
     assert (summary["true"], summary["false"]) == (k, n_false)
 
 
+def test_a_signed_prior_has_the_true_signs_but_the_wrong_share(small):
+    """``prior_signed``: the same edges as the unsigned prior (the screen itself unchanged),
+    each true edge with its own sign except exactly the requested share, flipped, and the
+    false edges of both priors with signs of both kinds."""
+    screen = simulate(SMALL.replace(prior_signed=True, prior_wrong_signs=0.25))
+    np.testing.assert_array_equal(screen.adata.X, small.adata.X)
+    for name in ("informative", "random"):
+        assert (screen.priors[name][["source", "target"]]
+                .equals(small.priors[name][["source", "target"]]))
+        assert set(screen.priors[name]["weight"]) == {-1.0, 1.0}
+    truth = screen.edges.set_index(["source", "target"])["weight"]
+    informative = screen.priors["informative"]
+    is_true = [(a, b) in truth.index for a, b in zip(informative["source"], informative["target"])]
+    true_rows = informative[is_true]
+    wrong = int((np.sign(true_rows["weight"].to_numpy())
+                 != np.sign(truth.loc[list(zip(true_rows["source"], true_rows["target"]))]
+                            .to_numpy())).sum())
+    assert wrong == round(0.25 * len(true_rows)) == screen.summary["priors"]["informative"]["wrong_signs"]
+    from grape_core.simulation.folder import format_summary
+
+    assert "true edges with the wrong sign" in format_summary(screen)
+
+
 # ----------------------------------------------------------------------------------------
 # pairs and interactions
 # ----------------------------------------------------------------------------------------
@@ -434,6 +457,8 @@ def test_existing_folder_is_refused_unless_overwrite(small, tmp_path, capsys):
     ({"n_singles": 400}, "n_singles"),
     ({"relation_activating": (1.0, 2.0, 0.5, 0.5)}, "relation_activating"),
     ({"efficiency": (0.9, 0.5)}, "efficiency"),
+    ({"prior_wrong_signs": 0.2}, r"prior_wrong_signs \(0.2, --prior-wrong-signs\) needs prior_signed"),
+    ({"prior_signed": True, "prior_wrong_signs": 1.5}, "prior_wrong_signs"),
 ])
 def test_bad_settings_raise_one_clear_error(changes, phrase):
     with pytest.raises(GrapeError, match=phrase):

@@ -22,15 +22,17 @@ from .files import prior_from_table, read_prior_table
 def union_prior(edge_frames: Mapping[str, pd.DataFrame] | Sequence[pd.DataFrame]) -> pd.DataFrame:
     r"""Weighted union of several priors.
 
-    Each prior's weights are first normalised per destination (its incoming weights sum to
-    1, so priors with different scales count equally), then averaged over the priors that
-    reach that destination:
+    Each prior's weights are first normalised per destination (the sizes of its incoming
+    weights sum to 1, so priors with different scales count equally), then averaged over the
+    priors that reach that destination:
 
     .. math::
-        W_{ij} = \frac{1}{|S_i|}\sum_{s \in S_i} \frac{w^s_{ij}}{\sum_k w^s_{ik}}
+        W_{ij} = \frac{1}{|S_i|}\sum_{s \in S_i} \frac{w^s_{ij}}{\sum_k |w^s_{ik}|}
 
     where :math:`S_i` is the set of priors with at least one edge into :math:`i`. Every
-    gene with an incoming edge thus has incoming weights summing to 1.
+    gene with an incoming edge thus has incoming weights whose sizes sum to at most 1 (to 1
+    unless signed priors disagree on an edge's sign; an edge whose signs cancel exactly is
+    dropped).
 
     Parameters
     ----------
@@ -49,7 +51,7 @@ def union_prior(edge_frames: Mapping[str, pd.DataFrame] | Sequence[pd.DataFrame]
         f = frame[["src", "dst", "weight"]].copy()
         f["weight"] = f["weight"].astype(np.float64)
         f = f.groupby(["src", "dst"], as_index=False, sort=False)["weight"].sum()
-        totals = f.groupby("dst")["weight"].transform("sum")
+        totals = f["weight"].abs().groupby(f["dst"]).transform("sum")
         f["weight"] = np.where(totals > 0, f["weight"] / totals, 0.0)
         f["prior"] = i
         parts.append(f)
@@ -59,6 +61,7 @@ def union_prior(edge_frames: Mapping[str, pd.DataFrame] | Sequence[pd.DataFrame]
     n_priors = allp.groupby("dst")["prior"].nunique()
     merged = allp.groupby(["src", "dst"], as_index=False)["weight"].sum()
     merged["weight"] = merged["weight"] / merged["dst"].map(n_priors).to_numpy()
+    merged = merged[merged["weight"] != 0]
     return edge_frame(merged["src"], merged["dst"], merged["weight"], "union")
 
 

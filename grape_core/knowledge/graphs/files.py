@@ -22,7 +22,9 @@ log = logging.getLogger(__name__)
 # ----------------------------------------------------------------------------------------
 PRIOR_COLUMNS = ("source", "target")
 """Required columns of a user prior (gene symbols; ``source`` regulates ``target``), plus an
-optional numeric ``weight`` (> 0; the sign of a regulation is learned)."""
+optional numeric ``weight``: a confidence, negative where the prior says the source represses
+the target (a signed prior, as TRRUST or CollecTRI give). Without signs the model learns them;
+with them it starts from them and can still flip an edge the data contradict."""
 
 
 def read_prior_table(path: str | Path) -> pd.DataFrame:
@@ -81,7 +83,7 @@ def prior_from_table(table: pd.DataFrame, genes: Sequence[str], *, name: str = "
     ----------
     table
         Columns ``source``, ``target`` (gene symbols; ``source`` regulates ``target``) and
-        optionally ``weight`` (finite, > 0; default 1).
+        optionally ``weight`` (finite, not 0; negative: a repression; default 1).
     genes
         The model's node symbols. Symbols match exactly, else case-insensitively when that
         is unambiguous.
@@ -97,7 +99,7 @@ def prior_from_table(table: pd.DataFrame, genes: Sequence[str], *, name: str = "
     Raises
     ------
     GrapeError
-        Missing columns, an empty table, non-numeric, non-finite or non-positive weights,
+        Missing columns, an empty table, non-numeric, non-finite or zero weights,
         self-loops, duplicated edges, or no edge between the model's genes; each message
         names the prior, the rows or genes and what to do.
     """
@@ -183,30 +185,31 @@ WEIGHT_FLOOR = float(np.finfo(np.float32).tiny)
 
 def _prior_weights(raw: pd.Series, name: str) -> np.ndarray:
     """A user prior's weights, checked in the width they are stored in (float32): numbers,
-    finite, > 0. Weights are relative confidences: when the largest is above 1 they are all
-    divided by it (so 1e39 is stored as 1, not as infinity), and a weight that would then be
-    below :data:`WEIGHT_FLOOR` (stored as 0) is refused."""
+    finite, not 0 (a negative weight: a repression). Weights are relative confidences: when
+    the largest size is above 1 they are all divided by it (so 1e39 is stored as 1, not as
+    infinity), and a weight whose size would then be below :data:`WEIGHT_FLOOR` (stored as
+    0) is refused."""
     from ...errors import GrapeError
 
     if pd.api.types.is_bool_dtype(raw):
         raise GrapeError(f"prior {name!r}: the weight column holds true/false, not numbers; "
-                         "give numbers > 0 or drop the weight column")
+                         "give numbers (negative for a repression) or drop the weight column")
     weight = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64)
     bad = np.flatnonzero(~np.isfinite(weight))
     if bad.size:
         shown = _examples(f"row {i + 2}: {raw.iloc[i]!r}" for i in bad)
         raise GrapeError(f"prior {name!r}: {bad.size} weight(s) are not finite numbers "
                          f"({shown}); give numbers or drop the weight column")
-    bad = np.flatnonzero(weight <= 0)
+    bad = np.flatnonzero(weight == 0)
     if bad.size:
-        raise GrapeError(f"prior {name!r}: {bad.size} weight(s) are <= 0 (e.g. row "
-                         f"{bad[0] + 2}: {weight[bad[0]]:g}); weights are confidences > 0 "
-                         "(the model learns each edge's sign)")
-    largest = float(weight.max())
+        raise GrapeError(f"prior {name!r}: {bad.size} weight(s) are 0 (e.g. row {bad[0] + 2}); "
+                         "a weight of 0 is no edge: drop those rows (weights are confidences, "
+                         "negative for a repression)")
+    largest = float(np.abs(weight).max())
     if largest > 1:
         weight = weight / largest
     stored = weight.astype(np.float32)
-    bad = np.flatnonzero(~(stored >= WEIGHT_FLOOR))
+    bad = np.flatnonzero(~(np.abs(stored) >= WEIGHT_FLOOR))
     if bad.size:
         i = bad[0]
         beside = f" beside the largest, {largest:g}" if largest > 1 else ""
