@@ -95,19 +95,16 @@ def cmd_genes(args) -> int:
     from ..knowledge.genes import format_coverage
     from ..knowledge.graphs import format_graph_stats
 
-    from ..io import check_output_folder
+    from ..io import check_output_folder, is_empty_folder
     from ..knowledge.folder import KNOWLEDGE_FOLDER
 
     out = Path(args.out)
     if (out / "knowledge.json").exists() and not args.overwrite:
         raise GrapeError(f"{out} already holds gene knowledge; pass --overwrite or choose "
                          "another --out folder")
-    try:  # an empty folder made for it is used as it is
-        empty = out.is_dir() and not out.is_symlink() and not any(out.iterdir())
-    except OSError:
-        empty = False
-    check_output_folder(out, kind=KNOWLEDGE_FOLDER, overwrite=args.overwrite or empty,
-                        inputs=_inputs(args))
+    # an empty folder made for it is used as it is
+    check_output_folder(out, kind=KNOWLEDGE_FOLDER, inputs=_inputs(args),
+                        overwrite=args.overwrite or is_empty_folder(out))
     _outputs(args, "--json", folder=("--out", args.out))
     paths = Paths.from_env()
     for field_name, value in (("gene_sources", args.gene_sources), ("text_model", args.text_model),

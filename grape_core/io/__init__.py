@@ -15,7 +15,8 @@ from .files import (MAX_TEXT_BYTES, atomic_path, check_input_file, read_safetens
                     read_text_file, refuse_special, sha256_file, strict, tensor_bytes, to_json,
                     write_bytes, write_json, write_safetensors, write_table, write_text)
 from .outputs import (FolderKind, Named, check_output, check_output_folder, check_writable,
-                      json_marker, lock_path, not_ours, reserve, same_or_inside)
+                      is_empty_folder, json_marker, lock_path, not_ours, reserve,
+                      same_or_inside)
 from .space import (disk_full, disk_full_message, ensure_space, file_mode, folder_mode,
                     free_space, glob_escape, human_size, is_disk_full, remove_stale, temp_prefix,
                     umask)
@@ -26,8 +27,8 @@ __all__ = [
     "read_text_file", "refuse_special", "sha256_file", "strict", "tensor_bytes", "to_json",
     "write_bytes", "write_json", "write_safetensors", "write_table", "write_text",
     "FolderKind", "Named", "check_output", "check_output_folder", "check_writable",
-    "json_marker", "lock_path", "not_ours", "reserve", "same_or_inside", "disk_full",
-    "disk_full_message", "ensure_space", "file_mode", "folder_mode", "free_space",
+    "is_empty_folder", "json_marker", "lock_path", "not_ours", "reserve", "same_or_inside",
+    "disk_full", "disk_full_message", "ensure_space", "file_mode", "folder_mode", "free_space",
     "glob_escape", "human_size", "is_disk_full", "remove_stale", "temp_prefix", "umask",
     "file_problem", "files_of", "install", "write_folder",
 ]

@@ -142,6 +142,16 @@ def json_marker(key: str, value: Any) -> Callable[[Path], bool]:
     return test
 
 
+def is_empty_folder(path: str | Path) -> bool:
+    """``path`` is a real folder (not a link) holding nothing: one made for an output, used
+    as it is without ``--overwrite``."""
+    path = Path(path)
+    try:
+        return path.is_dir() and not path.is_symlink() and not any(path.iterdir())
+    except OSError:
+        return False
+
+
 def not_ours(path: str | Path, kind: FolderKind) -> str | None:
     """Why the existing folder ``path`` may not be replaced (``None``: it may: empty, or a
     :class:`FolderKind` folder of ours holding nothing else).

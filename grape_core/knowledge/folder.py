@@ -17,8 +17,8 @@ import pandas as pd
 
 from ..config import FeatureConfig, GraphConfig
 from ..errors import BundleError, GrapeError
-from ..io import (FolderKind, json_marker, read_safetensors_numpy, sha256_file, write_bytes,
-                  write_folder, write_safetensors, write_table)
+from ..io import (FolderKind, is_empty_folder, json_marker, read_safetensors_numpy, sha256_file,
+                  write_bytes, write_folder, write_safetensors, write_table)
 
 
 FORMAT_VERSION = 1
@@ -226,10 +226,7 @@ class GeneKnowledge:
             or holds files that are not gene knowledge.
         """
         root = Path(path)
-        try:  # an empty folder made for it is used as it is
-            empty = root.is_dir() and not root.is_symlink() and not any(root.iterdir())
-        except OSError:
-            empty = False
+        empty = is_empty_folder(root)  # an empty folder made for it is used as it is
         files = list(_FILES) + [f"priors/{n}.parquet" for n in self.priors]
 
         def manifest(digests: dict[str, str]) -> dict[str, Any]:

@@ -251,7 +251,8 @@ def planted_caption(planted) -> str:
             f"{planted.ensemble}, every baseline on the same split in the same run. Settings: "
             "linear (the model's own form), saturating, bounded and Hill dynamics, UMI counts, "
             "several guides per gene, cells that escape the perturbation, weak and rich priors, "
-            "and harissa's bursting model, a simulator the project did not write. Checks: "
+            "a signed prior with a quarter of its signs wrong (wrong_signs), and harissa's "
+            "bursting model, a simulator the project did not write. Checks: "
             "GRAPE at least propagation overall and on pairs with one or two seen singles, "
             "better than additive and additive_mean on pairs of seen singles and than "
             "embedding_ridge everywhere, on both metrics.")

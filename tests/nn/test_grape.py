@@ -385,7 +385,8 @@ def test_warm_start_fits_how_pairs_combine():
     assert bool(model.pair_fitted)
     kappa_m = float(model.pair_mix.detach()[0])
     assert kappa_m == pytest.approx(0.6, abs=0.1)
-    dose = float(model.amplitude_of(perturbation_tensor(["G0+G1"], node_index), None)[0, 0])
+    with torch.no_grad():
+        dose = float(model.amplitude_of(perturbation_tensor(["G0+G1"], node_index), None)[0, 0])
     assert dose * float(model.mean_shift @ model.mean_shift) == pytest.approx(
         float(torch.as_tensor(shared, dtype=torch.float32) @ model.mean_shift), rel=0.15)
 
