@@ -416,17 +416,12 @@ def _screen(shifts: dict[str, np.ndarray], n: int, *, rng: np.random.Generator, 
     return pb, graph, {g: i for i, g in enumerate(genes)}
 
 
-def test_warm_start_sizes_a_genes_own_change_and_what_its_targets_feel_apart():
-    """A knock-down that lowers its own transcript by 1 while its targets move by 3 times
-    what a unit change would pass on (pi = 3): the warm start finds both, and predicts a
-    held-out gene's knock-down exactly. Tied (versions before 4), the targets can only feel
-    the own change itself, and the same held-out prediction misses."""
-    n, b, outflow, s = 30, -1.0, 3.0, 0.5
-    _, graph, node_index = _screen({"G0+ctrl": np.zeros(n)}, n, rng=np.random.default_rng(0),
-                                   edges=3 * n, weight=0.5)
+def _series_screen(graph, weight: torch.Tensor, *, b: float, outflow: float, s: float):
+    """Every gene's knock-down made as the series the model runs over the prior ``weight``:
+    ``b e + b outflow sum_{1 <= l <= 4} (s A)^l e``; its pseudo-bulk and the shifts."""
+    n = graph.n_nodes
     adj = torch.zeros(n, n)
-    adj.index_put_((graph.prior_index[1], graph.prior_index[0]), graph.prior_weight,
-                   accumulate=True)
+    adj.index_put_((graph.prior_index[1], graph.prior_index[0]), weight, accumulate=True)
 
     def truth(i: int) -> np.ndarray:
         e = torch.zeros(n)
@@ -438,61 +433,51 @@ def test_warm_start_sizes_a_genes_own_change_and_what_its_targets_feel_apart():
         return (b * e + b * outflow * passed).numpy()
 
     shifts = {f"G{i}+ctrl": truth(i) for i in range(n)}
-    held = "G29+ctrl"
-    pb, _, _ = _screen(shifts, n, rng=np.random.default_rng(0), edges=3 * n, weight=0.5)
+    pb, _, _ = _screen(shifts, n, rng=np.random.default_rng(0), edges=0, weight=0.5)
+    return pb, shifts
+
+
+def _warm_start_error(pb, graph, node_index, shifts, held: str, config: ArchitectureConfig):
+    """A member warm-started on every knock-down but ``held``, and its error there as a
+    share of the held-out signal."""
     train = [c for c in pb.conditions if c != held]
-    signal = float(np.mean(shifts[held] ** 2))
+    model = new_member(pb, graph, node_index, train, model_config=config,
+                       encoder_args={"text_dim": 8, "dna_dim": 6}, encoder_state=None, seed=0)
+    with torch.no_grad():
+        got = model(graph, perturbation_tensor([held], node_index)).shift[0].numpy()
+    return model, float(np.mean((got - shifts[held]) ** 2) / np.mean(shifts[held] ** 2))
 
-    def warm(free: bool):
-        model = new_member(pb, graph, node_index, train,
-                           model_config=ArchitectureConfig(free_outflow=free),
-                           encoder_args={"text_dim": 8, "dna_dim": 6}, encoder_state=None, seed=0)
-        with torch.no_grad():
-            got = model(graph, perturbation_tensor([held], node_index)).shift[0].numpy()
-        return model, float(np.mean((got - shifts[held]) ** 2))
 
-    free, error = warm(True)
+def test_warm_start_sizes_a_genes_own_change_and_what_its_targets_feel_apart():
+    """A knock-down that lowers its own transcript by 1 while its targets move by 3 times
+    what a unit change would pass on (pi = 3): the warm start finds both, and predicts a
+    held-out gene's knock-down exactly. Tied (versions before 4), the targets can only feel
+    the own change itself, and the same held-out prediction misses."""
+    b, outflow = -1.0, 3.0
+    _, graph, node_index = _screen({"G0+ctrl": np.zeros(30)}, 30, rng=np.random.default_rng(0),
+                                   edges=90, weight=0.5)
+    pb, shifts = _series_screen(graph, graph.prior_weight, b=b, outflow=outflow, s=0.5)
+    free, error = _warm_start_error(pb, graph, node_index, shifts, "G29+ctrl", ArchitectureConfig())
     assert float(free.self_scale) == pytest.approx(b, abs=1e-3)
     assert float(free.outflow.detach()) == pytest.approx(outflow, rel=1e-3)
-    assert error < 1e-6 * signal
-    tied, tied_error = warm(False)
-    assert float(tied.outflow.detach()) == 1.0 and tied_error > 0.05 * signal
+    assert error < 1e-6
+    tied, tied_error = _warm_start_error(pb, graph, node_index, shifts, "G29+ctrl",
+                                         ArchitectureConfig(free_outflow=False))
+    assert float(tied.outflow.detach()) == 1.0 and tied_error > 0.05
 
 
 def test_a_signed_prior_gives_the_warm_start_its_signs():
     """A screen whose network has activations and repressions, and a prior that says which:
     the warm start fits the series the model runs over the signed prior exactly, and predicts
     a held-out knock-down exactly. The same prior without its signs misses it."""
-    n, b, outflow, s = 30, -1.0, 2.0, 0.5
     rng = np.random.default_rng(1)
-    _, graph, node_index = _screen({"G0+ctrl": np.zeros(n)}, n, rng=rng, edges=3 * n, weight=0.5)
+    _, graph, node_index = _screen({"G0+ctrl": np.zeros(30)}, 30, rng=rng, edges=90, weight=0.5)
     signed = graph.prior_weight * torch.as_tensor(
         rng.choice([-1.0, 1.0], graph.prior_weight.numel()), dtype=torch.float32)
-    adj = torch.zeros(n, n)
-    adj.index_put_((graph.prior_index[1], graph.prior_index[0]), signed, accumulate=True)
-
-    def truth(i: int) -> np.ndarray:
-        e = torch.zeros(n)
-        e[i] = 1.0
-        passed, v = torch.zeros(n), e
-        for _ in range(4):  # the model's propagation steps
-            v = s * adj @ v
-            passed += v
-        return (b * e + b * outflow * passed).numpy()
-
-    shifts = {f"G{i}+ctrl": truth(i) for i in range(n)}
-    held = "G29+ctrl"
-    pb, _, _ = _screen(shifts, n, rng=np.random.default_rng(0), edges=0, weight=0.5)
-    train = [c for c in pb.conditions if c != held]
-    signal = float(np.mean(shifts[held] ** 2))
-
-    def warm_error(weight: torch.Tensor) -> float:
+    pb, shifts = _series_screen(graph, signed, b=-1.0, outflow=2.0, s=0.5)
+    errors = {}
+    for name, weight in (("signed", signed), ("unsigned", signed.abs())):
         graph.prior_weight = weight
-        model = new_member(pb, graph, node_index, train, model_config=ArchitectureConfig(),
-                           encoder_args={"text_dim": 8, "dna_dim": 6}, encoder_state=None, seed=0)
-        with torch.no_grad():
-            got = model(graph, perturbation_tensor([held], node_index)).shift[0].numpy()
-        return float(np.mean((got - shifts[held]) ** 2))
-
-    assert warm_error(signed) < 1e-6 * signal
-    assert warm_error(signed.abs()) > 0.05 * signal
+        errors[name] = _warm_start_error(pb, graph, node_index, shifts, "G29+ctrl",
+                                         ArchitectureConfig())[1]
+    assert errors["signed"] < 1e-6 and errors["unsigned"] > 0.05
