@@ -376,8 +376,8 @@ def _member(m, g, perts, y: int) -> _MemberParts:
                          f"shift {propagated:.6g}; the decomposition needs updating for this model")
     return _MemberParts(total=total, shared=shared, own=factor * own_y, propagated=propagated,
                         enumerated=factor * enumerated if truncated else propagated,
-                        composition=composed - raw, floor=total - composed, walks=walks, steps=propagation.steps,
-                        truncated=truncated)
+                        composition=composed - raw, floor=total - composed, walks=walks,
+                        steps=propagation.steps, truncated=truncated)
 
 
 def _gains(messages, state, edges) -> np.ndarray:

@@ -220,10 +220,10 @@ class PriorChange:
 
     Prior weights are normalised per destination, positive unless the prior is signed (a
     negative one: the prior says the source represses the target); each member learns a
-    signed weight for each prior edge and may add learned-only edges. A least-squares factor per relation and
-    member, :math:`w_e \approx s_r p_e`, says how much of a member's learned network is
-    the prior rescaled: what the factor does not explain is what the data changed edge by
-    edge.
+    signed weight for each prior edge and may add learned-only edges. A least-squares factor
+    per relation and member, :math:`w_e \approx s_r p_e`, says how much of a member's
+    learned network is the prior rescaled: what the factor does not explain is what the data
+    changed edge by edge.
     """
 
     prior_edges: int
