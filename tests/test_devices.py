@@ -52,6 +52,23 @@ def test_predict_on_cuda_without_cuda_is_one_error_line(adamson_model, capsys):
     assert code == 1 and len(err) == 1 and "device 'cuda' is not available" in err[0]
 
 
+def test_a_generated_timing_screen_trains_and_evaluates_end_to_end():
+    """What the speed benchmarks and the GPU checks run, on the CPU at a small size: a
+    generated screen (no cells) trains, evaluates against every baseline, without the
+    replicate row that only cells can give, and saves."""
+    from grape_core.config import TrainConfig
+    from grape_core.simulation import generated_screen
+    from grape_core.training.recipe import train_bundle
+
+    gen = generated_screen(200, 24, 8, seed=3)
+    bundle = train_bundle(gen.adata, gen.split, knowledge=gen.knowledge, pb=gen.pseudobulk,
+                          train_config=TrainConfig(ensemble=1, max_steps=10, threads=1,
+                                                   calibration_folds=2),
+                          progress=False, name="generated")
+    test = bundle.manifest.metrics.test
+    assert {"grape", "train_mean", "propagation"} <= set(test) and "replicate" not in test
+
+
 # ----------------------------------------------------------------------------- on a GPU
 @gpu
 @pytest.mark.skipif(not HAS_CUDA, reason="no CUDA GPU on this machine")

@@ -41,10 +41,12 @@ class GeneratedScreen:
 
     @property
     def adata(self) -> Any:
-        """The few AnnData fields training reads (no cells are generated)."""
+        """The few AnnData fields training reads; no cells are generated (``obs`` None: no
+        replicate and no cell-level metrics)."""
         from types import SimpleNamespace
 
-        return SimpleNamespace(uns={}, n_obs=self.n_cells, n_vars=len(self.pseudobulk.genes))
+        return SimpleNamespace(uns={}, obs=None, n_obs=self.n_cells,
+                               n_vars=len(self.pseudobulk.genes))
 
 
 def generated_screen(n_genes: int, n_singles: int, n_pairs: int = 0, *, seed: int = 0,

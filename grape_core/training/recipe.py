@@ -271,7 +271,8 @@ def evaluate_held_out(bundle: Bundle, adata, *, device: str = "cpu") -> Bundle:
     bundle
         The calibrated bundle.
     adata
-        The screen's cells (the replicate row and cell-eval's DE metrics).
+        The screen's cells (the replicate row and cell-eval's DE metrics); a stand-in without
+        ``obs`` (a generated timing screen, which has no cells) gets neither.
     device
         Where the members predict.
 
@@ -287,7 +288,8 @@ def evaluate_held_out(bundle: Bundle, adata, *, device: str = "cpu") -> Bundle:
     members, graph = on_device(bundle.members, bundle.graph, device)
     mean, std = ensemble_expression(members, graph, bundle.node_index, held_out,
                                     pb.control_mean, name=bundle.name)
-    report = held_out_report(bundle, mean, cells=adata)
+    cells = adata if getattr(adata, "obs", None) is not None else None
+    report = held_out_report(bundle, mean, cells=cells)
     uncertainty = uncertainty_check(mean, std, pb.means[pb.rows(held_out)], pb.control_mean)
     calibration = bundle.manifest.calibration
     if calibration is not None:
