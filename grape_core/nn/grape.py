@@ -366,12 +366,16 @@ class GRAPE(nn.Module):
             outputs = torch.arange(g.measured.numel(), device=g.device)
         out = self._shifts(g, perts, outputs=outputs, structure=structure,
                            fixed_shapes=fixed_shapes, hide=hide)
+        return ModelOutput(self.floored(out.shift, g, outputs), out.reg)
+
+    def floored(self, shift: Tensor, g: GraphInputs, outputs: Tensor) -> Tensor:
+        """Shifts of the measured positions ``outputs`` with the floor at zero expression
+        (``nonnegative``): a prediction cannot take away more than the control cells have (a
+        knock-down of a silent gene changes nothing)."""
         if not self.config.nonnegative:
-            return out
-        # no gene's expression below zero: a prediction cannot take away more than the
-        # control cells have (a knock-down of a silent gene changes nothing)
+            return shift
         floor = -self.node_control.index_select(0, g.measured.index_select(0, outputs))
-        return ModelOutput(torch.maximum(out.shift, floor), out.reg)
+        return torch.maximum(shift, floor)
 
     def _shifts(self, g: GraphInputs, perts: Tensor, *, outputs: Tensor,
                 structure: tuple[Tensor, Edges] | None, fixed_shapes: bool,

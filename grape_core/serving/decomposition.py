@@ -97,7 +97,7 @@ def decompose(model, conditions: Sequence[str]) -> Decomposition:
             shared = alpha * member.mean_shift
             composed = member._shifts(graph, p, outputs=outputs, structure=(z, edges),
                                       fixed_shapes=False, hide=None).shift
-            full = member(graph, p, structure=(z, edges)).shift
+            full = member.floored(composed, graph, outputs)  # the model's prediction
             parts = {"shared response": shared, "self-effect": own, "graph": delta - own,
                      "pair composition": composed - shared - delta, "floor at zero": full - composed}
             for name, value in parts.items():

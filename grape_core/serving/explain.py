@@ -335,9 +335,10 @@ def _member(m, g, perts, y: int) -> _MemberParts:
 
     outputs = torch.tensor([y], dtype=torch.long)
     z, edges = m.graph(g)
-    total = float(m(g, perts, outputs=outputs, structure=(z, edges)).shift[0, 0])
-    composed = float(m._shifts(g, perts, outputs=outputs, structure=(z, edges),
-                               fixed_shapes=False, hide=None).shift[0, 0])
+    composed_shift = m._shifts(g, perts, outputs=outputs, structure=(z, edges),
+                               fixed_shapes=False, hide=None).shift
+    composed = float(composed_shift[0, 0])
+    total = float(m.floored(composed_shift, g, outputs)[0, 0])  # the model's prediction
     seen: list[tuple[torch.Tensor, torch.Tensor]] = []
     hook = m.propagation.register_forward_hook(
         lambda module, args, out: seen.append((args[0], out)))

@@ -79,9 +79,10 @@ def warm_start(model: GRAPE, graph: GraphInputs, pb: PseudoBulk, train: list[str
     one, neither the sign nor the size of a perturbed gene's own change is known: the
     self-effect is then a unit (``b = 1``, whose propagation to other genes ``s`` and the
     series size; ``pi`` 1, since there is no own change to size it apart from) and the model
-    predicts no own change for a perturbed gene (:attr:`GRAPE.self_known`). A pair's own dose comes from the training pairs whose
-    singles were measured too (:func:`_pair_mix`: whether a pair's large shift is shared
-    response or its own effect can only be told against its singles).
+    predicts no own change for a perturbed gene (:attr:`GRAPE.self_known`). A pair's own
+    dose comes from the training pairs whose singles were measured too (:func:`_pair_mix`:
+    whether a pair's large shift is shared response or its own effect can only be told
+    against its singles).
     """
     n, measured = graph.n_nodes, graph.measured
     adj = torch.sparse_coo_tensor(graph.prior_index.flip(0), graph.prior_weight, (n, n),
@@ -135,14 +136,13 @@ def warm_start(model: GRAPE, graph: GraphInputs, pb: PseudoBulk, train: list[str
         return scale, fit(scale, known)[1]
 
     scale, coef = best_scale(known)
-    own = coef[1] if known else 1.0
-    if abs(own) < 1e-3:  # the data say the perturbed genes barely move: keep a usable unit
-        known, own = False, 1.0
+    b = coef[1] if known else 1.0
+    if abs(b) < 1e-3:  # the data say the perturbed genes barely move: keep a usable unit
+        known, b = False, 1.0
         scale, coef = best_scale(known)
     a1 = a2 = coef[0]
-    b = own
     # without a measured own change there is nothing to size apart: pi stays 1
-    outflow = coef[-1] / own if free and known else 1.0
+    outflow = coef[-1] / b if free and known else 1.0
     signed = model.config.signed_self_effect and model.config.perturbation_encoding != "paper"
     model.shared_amplitude.copy_(torch.tensor(
         [a1, a2 - 2.0 * a1] if model.config.shared_shift else [1.0, 0.0]))
